@@ -1,0 +1,50 @@
+# The two commands: `make run` (everything, with demo data) and `make test` (the whole suite).
+# Only Python 3.11 and make are needed; everything else is installed into .venv.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when the declared dependencies change, so a second `make run` starts in seconds.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed-run
+
+run: export DEMO_MODE = 1
+run: export SITE_URL ?= http://$(HOST):$(PORT)
+run: export WEB_BIND = $(HOST):$(PORT)
+# The Procfile's gunicorn and celery are the ones in .venv.
+run: export PATH := $(CURDIR)/$(BIN):$(PATH)
+run: $(VENV)/.installed-run
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo --if-empty
+	@echo
+	@echo "  channelmgr is starting at $(SITE_URL)/"
+	@echo "  Log in as demo / demo. Ctrl-C stops web, worker and beat."
+	@echo
+	$(BIN)/honcho --procfile Procfile start
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py check --fail-level WARNING
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,89 @@
+"""Django admin for every model. Staff who are not superusers see only their own account."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from syncs.models import Account, Block, Connection, Membership, Portal, Property, SyncRun
+
+
+class AccountScopedAdmin(admin.ModelAdmin):
+    """Scopes the list, the detail pages and the foreign-key choices to the staff member's account."""
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.for_user(request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        related = db_field.related_model
+        if not request.user.is_superuser and hasattr(related.objects, "for_user"):
+            kwargs["queryset"] = related.objects.for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "created_at")
+    search_fields = ("name",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(memberships__user=request.user)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "account", "created_at")
+    list_select_related = ("user", "account")
+    search_fields = ("user__username", "account__name")
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+
+@admin.register(Portal)
+class PortalAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "pickup_delay_min_minutes", "pickup_delay_max_minutes", "position")
+    ordering = ("position",)
+
+
+@admin.register(Property)
+class PropertyAdmin(AccountScopedAdmin):
+    list_display = ("name", "account", "timezone", "updated_at")
+    list_filter = ("account",)
+    list_select_related = ("account",)
+    search_fields = ("name",)
+
+
+@admin.register(Connection)
+class ConnectionAdmin(AccountScopedAdmin):
+    list_display = ("__str__", "direction", "enabled", "status_label", "consecutive_failures", "last_success_at", "next_sync_at")
+    list_filter = ("enabled", "direction", "portal")
+    list_select_related = ("property", "portal")
+    search_fields = ("property__name",)
+    readonly_fields = ("lease_holder", "lease_until", "etag", "last_modified", "body_fingerprint", "created_at", "updated_at")
+
+    @admin.display(description="status")
+    def status_label(self, obj: Connection) -> str:
+        return obj.get_status_display()
+
+
+@admin.register(Block)
+class BlockAdmin(AccountScopedAdmin):
+    list_display = ("property", "source", "kind", "start_date", "end_date", "removed_at")
+    list_filter = ("kind",)
+    list_select_related = ("property", "source__portal", "source__property")
+    date_hierarchy = "start_date"
+    raw_id_fields = ("removed_by_run",)
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(AccountScopedAdmin):
+    list_display = ("connection", "trigger", "started_at", "outcome", "events_added", "events_updated", "events_removed", "removals_held")
+    list_filter = ("outcome", "trigger", "removals_held")
+    list_select_related = ("connection__property", "connection__portal")
+    date_hierarchy = "started_at"

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class SyncsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "syncs"
+    verbose_name = _("Calendar syncs")

@@ -1,0 +1,340 @@
+"""The domain: accounts, portals, properties, their iCal connections, blocked nights and runs.
+
+Dates are nights: a block covers ``start_date`` up to, not including, ``end_date``.
+Error and pause reasons are stored as codes with parameters, and turned into words (in the
+reader's language) only when shown.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+import zoneinfo
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+def validate_timezone_name(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            _("“%(value)s” is not a time zone name such as Europe/Lisbon."), params={"value": value}
+        ) from exc
+
+
+class AccountScopedQuerySet(models.QuerySet):
+    """Rows visible to one operator: the only way a page or task reads account data.
+
+    Subclasses name the path from the row to its account in ``account_path``.
+    """
+
+    account_path = "account"
+
+    def for_account(self, account: Account | None) -> AccountScopedQuerySet:
+        if account is None:
+            return self.none()
+        return self.filter(**{self.account_path: account})
+
+    def for_user(self, user) -> AccountScopedQuerySet:
+        return self.for_account(Account.of_user(user))
+
+
+class Account(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def of_user(user) -> Account | None:
+        """The account a signed-in user belongs to (None for anonymous or unattached users)."""
+        if user is None or not user.is_authenticated:
+            return None
+        membership = getattr(user, "membership", None)
+        return membership.account if membership else None
+
+
+class Membership(models.Model):
+    """A user's place in an account. One account per user is enough for now."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.account}"
+
+
+class BlockKind(models.TextChoices):
+    RESERVED = "reserved", _("Reserved")
+    BLOCKED = "blocked", _("Blocked")
+    TENTATIVE = "tentative", _("Tentative")
+
+
+class Portal(models.Model):
+    """A booking channel and what we know about its feeds (seeded from syncs.portals)."""
+
+    slug = models.SlugField(_("slug"), unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    host_patterns = models.JSONField(_("feed host patterns"), default=list, blank=True)
+    prodid_markers = models.JSONField(_("PRODID markers"), default=list, blank=True)
+    labels = models.JSONField(
+        _("labels"), default=dict, blank=True, help_text=_("Summary prefixes meaning reserved, blocked or tentative.")
+    )
+    pickup_delay_min_minutes = models.PositiveIntegerField(_("typical pick-up delay, from (minutes)"), null=True, blank=True)
+    pickup_delay_max_minutes = models.PositiveIntegerField(_("typical pick-up delay, to (minutes)"), null=True, blank=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+
+    class Meta:
+        verbose_name = _("portal")
+        verbose_name_plural = _("portals")
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PropertyQuerySet(AccountScopedQuerySet):
+    account_path = "account"
+
+
+class Property(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="properties")
+    name = models.CharField(_("name"), max_length=200)
+    timezone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", validators=[validate_timezone_name],
+        help_text=_("The property's IANA time zone; feed times are turned into nights in this zone."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = PropertyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("property")
+        verbose_name_plural = _("properties")
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="property_name_unique_in_account")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConnectionQuerySet(AccountScopedQuerySet):
+    account_path = "property__account"
+
+    def due(self, now=None) -> ConnectionQuerySet:
+        """Connections the dispatcher should sync now: switched on, not paused, importing, due."""
+        now = now or timezone.now()
+        return (
+            self.filter(enabled=True, paused_at__isnull=True)
+            .exclude(direction=Connection.Direction.EXPORT_ONLY)
+            .filter(Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=now))
+        )
+
+
+class Connection(models.Model):
+    """One iCal sync between a property and a portal, with the operator's on/off switch."""
+
+    class Direction(models.TextChoices):
+        TWO_WAY = "two_way", _("Two-way")
+        IMPORT_ONLY = "import_only", _("Import only")
+        EXPORT_ONLY = "export_only", _("Export only")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Working")
+        PAUSED = "paused", _("Paused by errors")
+        SWITCHED_OFF = "switched_off", _("Switched off")
+        NEVER_SYNCED = "never_synced", _("Not synced yet")
+
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="connections")
+    portal = models.ForeignKey(Portal, on_delete=models.PROTECT, related_name="connections")
+    direction = models.CharField(_("direction"), max_length=20, choices=Direction, default=Direction.TWO_WAY)
+    # A capability URL: whoever has it can read the portal's calendar. Never logged in full.
+    import_url = models.CharField(_("import URL"), max_length=2000, blank=True)
+    enabled = models.BooleanField(_("switched on"), default=True)
+
+    paused_at = models.DateTimeField(_("paused at"), null=True, blank=True)
+    pause_reason = models.CharField(_("pause reason"), max_length=40, blank=True)
+    pause_params = models.JSONField(_("pause details"), default=dict, blank=True)
+    consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    last_error_code = models.CharField(_("last error"), max_length=40, blank=True)
+    last_error_params = models.JSONField(_("last error details"), default=dict, blank=True)
+
+    last_attempt_at = models.DateTimeField(_("last attempt"), null=True, blank=True)
+    last_success_at = models.DateTimeField(_("last successful sync"), null=True, blank=True)
+    next_sync_at = models.DateTimeField(_("next sync due"), null=True, blank=True, db_index=True)
+    sync_interval_minutes = models.PositiveIntegerField(
+        _("sync every (minutes)"), default=30, validators=[MinValueValidator(5)]
+    )
+
+    # HTTP validators kept exactly as the portal sent them, and a fingerprint of the last body,
+    # so that an unchanged feed costs no parse and no writes.
+    etag = models.CharField(_("ETag"), max_length=500, blank=True)
+    last_modified = models.CharField(_("Last-Modified"), max_length=100, blank=True)
+    body_fingerprint = models.CharField(_("body fingerprint"), max_length=64, blank=True)
+
+    # One worker at a time: a worker owns the connection until lease_until.
+    lease_holder = models.CharField(_("lease holder"), max_length=100, blank=True)
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("connection")
+        verbose_name_plural = _("connections")
+        ordering = ["property__name", "portal__position", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(direction="export_only") | ~Q(import_url=""), name="connection_import_url_when_importing"
+            ),
+            models.CheckConstraint(condition=Q(sync_interval_minutes__gte=5), name="connection_interval_at_least_5"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.property} · {self.portal}"
+
+    def clean(self) -> None:
+        if self.direction != self.Direction.EXPORT_ONLY and not self.import_url.strip():
+            raise ValidationError({"import_url": _("Paste the portal's calendar link, or make the sync export-only.")})
+
+    @builtins.property  # the field named `property` hides the builtin here
+    def imports(self) -> bool:
+        return self.direction != self.Direction.EXPORT_ONLY
+
+    @builtins.property  # the field named `property` hides the builtin here
+    def status(self) -> str:
+        if not self.enabled:
+            return self.Status.SWITCHED_OFF
+        if self.paused_at is not None:
+            return self.Status.PAUSED
+        if self.imports and self.last_success_at is None:
+            return self.Status.NEVER_SYNCED
+        return self.Status.ACTIVE
+
+    def get_status_display(self) -> str:
+        return self.Status(self.status).label
+
+    @builtins.property  # the field named `property` hides the builtin here
+    def sync_interval(self) -> timedelta:
+        return timedelta(minutes=self.sync_interval_minutes)
+
+
+class BlockQuerySet(AccountScopedQuerySet):
+    account_path = "property__account"
+
+    def current(self) -> BlockQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+
+def _new_block_uid() -> str:
+    return uuid.uuid4().hex
+
+
+class Block(models.Model):
+    """Nights that are not available: start_date up to, not including, end_date."""
+
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="blocks")
+    # Null for blocks made here (manual blocks and direct bookings).
+    source = models.ForeignKey(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="blocks")
+    kind = models.CharField(_("kind"), max_length=20, choices=BlockKind, default=BlockKind.BLOCKED)
+    start_date = models.DateField(_("first night"))
+    end_date = models.DateField(_("check-out day"))
+    uid = models.CharField(_("UID"), max_length=500, default=_new_block_uid)
+    recurrence_id = models.CharField(_("occurrence"), max_length=40, blank=True)
+    # For the operator's eyes only; never exported.
+    summary = models.CharField(_("summary"), max_length=255, blank=True)
+    first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
+    removed_at = models.DateTimeField(_("removed at"), null=True, blank=True)
+    removed_by_run = models.ForeignKey(
+        "SyncRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="removed_blocks"
+    )
+
+    objects = BlockQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("block")
+        verbose_name_plural = _("blocks")
+        ordering = ["start_date", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end_date__gt=models.F("start_date")), name="block_ends_after_start"),
+            models.UniqueConstraint(
+                fields=["source", "uid", "recurrence_id"],
+                condition=Q(removed_at__isnull=True, source__isnull=False),
+                name="block_uid_unique_per_source",
+            ),
+        ]
+        indexes = [models.Index(fields=["property", "start_date"], name="block_property_start")]
+
+    def __str__(self) -> str:
+        return f"{self.property}: {self.start_date} → {self.end_date} ({self.kind})"
+
+    @builtins.property  # the field named `property` hides the builtin here
+    def nights(self) -> int:
+        return (self.end_date - self.start_date).days
+
+
+class SyncRunQuerySet(AccountScopedQuerySet):
+    account_path = "connection__property__account"
+
+
+class SyncRun(models.Model):
+    """One attempt to import a connection's feed, with its outcome and what it changed."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULED = "scheduled", _("Scheduled")
+        MANUAL = "manual", _("Sync now")
+        WIZARD = "wizard", _("Fix checklist")
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(_("trigger"), max_length=20, choices=Trigger, default=Trigger.SCHEDULED)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=40, blank=True)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    bytes_received = models.PositiveIntegerField(_("bytes received"), default=0)
+    events_seen = models.PositiveIntegerField(_("events seen"), default=0)
+    events_added = models.PositiveIntegerField(_("added"), default=0)
+    events_updated = models.PositiveIntegerField(_("updated"), default=0)
+    events_removed = models.PositiveIntegerField(_("removed"), default=0)
+    events_invalid = models.PositiveIntegerField(_("invalid"), default=0)
+    error_code = models.CharField(_("error"), max_length=40, blank=True)
+    error_params = models.JSONField(_("error details"), default=dict, blank=True)
+    removals_held = models.BooleanField(_("removals held"), default=False)
+
+    objects = SyncRunQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["connection", "-started_at"], name="syncrun_connection_started")]
+
+    def __str__(self) -> str:
+        return f"{self.connection} @ {self.started_at:%Y-%m-%d %H:%M} {self.outcome}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.finished_at - self.started_at if self.finished_at else None

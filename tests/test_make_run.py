@@ -1,0 +1,58 @@
+"""`make run` on a fresh data folder: the login page, the demo login, the demo properties, and
+the scheduled syncs of beat -> broker -> worker, seen over HTTP as a person would."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from tests.processes import child_env, start, stop, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def log_in(base: str) -> requests.Session:
+    session = requests.Session()
+    session.get(f"{base}/accounts/login/", timeout=5).raise_for_status()
+    response = session.post(
+        f"{base}/accounts/login/",
+        data={"username": "demo", "password": "demo", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{base}/accounts/login/"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return session
+
+
+def test_make_run_serves_the_demo_and_syncs_on_schedule(tmp_path, free_port):
+    base = f"http://127.0.0.1:{free_port}"
+    log = tmp_path / "make-run.log"
+    env = child_env(VAR_DIR=str(tmp_path / "var"), DISPATCH_INTERVAL_SECONDS="5", SITE_URL=base)
+    process = start(["make", "run", f"PORT={free_port}"], env, log)
+    try:
+        login_page = wait_for(
+            lambda: requests.get(f"{base}/accounts/login/", timeout=2), timeout=120, what="the login page", log=log
+        )
+        assert login_page.status_code == 200
+        assert "demo / demo" in login_page.text
+
+        session = log_in(base)
+        home = session.get(f"{base}/", timeout=10)
+        assert home.url == f"{base}/"
+        for name in ("Casa do Rio", "Apartamento Sol", "Beach Loft Algarve"):
+            assert name in home.text
+        assert home.text.count("Airbnb") == 3
+
+        connection_page = re.search(r'href="(/connections/\d+/)"', home.text).group(1)
+        history = wait_for(
+            lambda: (page := session.get(base + connection_page, timeout=5).text) and "not synced yet" not in page and page,
+            timeout=90,
+            what="a scheduled sync in the connection's history",
+            log=log,
+        )
+        assert "Sync history" in history
+        assert "Scheduled" in history
+    finally:
+        stop(process)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection as db_connection
+from django.utils import timezone
+
+from syncs.models import Connection
+from syncs.scheduling import (
+    connection_acquire_lease,
+    connection_release_lease,
+    connections_claim_due,
+)
+from tests.factories import ConnectionFactory
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_claims_only_switched_on_unpaused_importing_due_connections():
+    now = timezone.now()
+    due = ConnectionFactory(next_sync_at=now - timedelta(minutes=1))
+    never_scheduled = ConnectionFactory(next_sync_at=None)
+    ConnectionFactory(next_sync_at=now + timedelta(minutes=5))
+    ConnectionFactory(enabled=False, next_sync_at=None)
+    ConnectionFactory(paused_at=now, next_sync_at=None)
+    ConnectionFactory(direction=Connection.Direction.EXPORT_ONLY, import_url="", next_sync_at=None)
+
+    assert sorted(connections_claim_due(now=now)) == sorted([due.pk, never_scheduled.pk])
+
+
+@pytest.mark.django_db
+def test_a_claimed_connection_moves_one_interval_ahead_with_a_little_jitter():
+    now = timezone.now()
+    connection = ConnectionFactory(next_sync_at=None, sync_interval_minutes=30)
+    connections_claim_due(now=now)
+    connection.refresh_from_db()
+    assert now + timedelta(minutes=30) <= connection.next_sync_at <= now + timedelta(minutes=33)
+
+
+@pytest.mark.django_db
+def test_a_second_dispatcher_run_claims_nothing_already_claimed():
+    now = timezone.now()
+    ConnectionFactory.create_batch(3, next_sync_at=None)
+    assert len(connections_claim_due(now=now)) == 3
+    assert connections_claim_due(now=now) == []
+
+
+@pytest.mark.django_db
+def test_only_one_worker_holds_a_connection_lease_until_it_expires():
+    connection = ConnectionFactory()
+    now = timezone.now()
+    assert connection_acquire_lease(connection_id=connection.pk, holder="a", now=now)
+    assert not connection_acquire_lease(connection_id=connection.pk, holder="b", now=now)
+    later = now + timedelta(hours=1)
+    assert connection_acquire_lease(connection_id=connection.pk, holder="b", now=later)
+
+
+@pytest.mark.django_db
+def test_a_released_lease_can_be_taken_at_once():
+    connection = ConnectionFactory()
+    assert connection_acquire_lease(connection_id=connection.pk, holder="a")
+    connection_release_lease(connection_id=connection.pk, holder="a")
+    assert connection_acquire_lease(connection_id=connection.pk, holder="b")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_dispatchers_at_once_never_claim_the_same_connection_on_postgresql(postgres):
+    ids = {c.pk for c in ConnectionFactory.create_batch(40, next_sync_at=None)}
+    now = timezone.now()
+    results: list[list[int]] = []
+    barrier = threading.Barrier(2)
+
+    def dispatch():
+        barrier.wait()
+        try:
+            results.append(connections_claim_due(now=now, limit=25))
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=dispatch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = results
+    assert not set(first) & set(second)
+    assert set(first) | set(second) <= ids
+    assert len(first) + len(second) >= 25

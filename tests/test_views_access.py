@@ -1,0 +1,187 @@
+"""Login, the landing page, and account isolation on every route that exists."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from syncs.models import Connection, Property
+from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, SyncRunFactory
+
+pytestmark = pytest.mark.django_db
+
+# Routes anyone may reach, with why. Every other route needs a login and is account-scoped.
+PUBLIC_ROUTES = {
+    "login": "the log-in form",
+    "logout": "ends a session",
+    "demo-portal-feed": "demo portal feeds (404 unless DEMO_MODE)",
+    "healthz": "service health for load balancers (no secrets)",
+}
+# For routes that take an object's id: which object of the *other* account to aim at.
+OBJECT_KWARGS = {"property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block"}
+
+
+def project_routes(resolvers=None, prefix=""):
+    """(name, route) for every named route of the project outside the admin."""
+    for entry in resolvers if resolvers is not None else get_resolver().url_patterns:
+        if isinstance(entry, URLResolver):
+            if entry.app_name == "admin":
+                continue
+            yield from project_routes(entry.url_patterns, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern) and entry.name:
+            yield entry.name, prefix + str(entry.pattern)
+
+
+@pytest.fixture
+def two_accounts():
+    mine, theirs = MembershipFactory(), MembershipFactory()
+    their_connection = ConnectionFactory(property=PropertyFactory(account=theirs.account, name="Their Villa"))
+    run = SyncRunFactory(connection=their_connection)
+    return mine.user, {"property": their_connection.property, "connection": their_connection, "run": run}
+
+
+def test_the_login_page_is_served_to_anonymous_visitors(client):
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b'name="username"' in response.content
+    assert b'name="password"' in response.content
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client):
+    response = client.get(reverse("home"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_an_operator_logs_in_with_username_and_password_and_sees_their_properties(client):
+    membership = MembershipFactory(user__username="ana")
+    ConnectionFactory(property=PropertyFactory(account=membership.account, name="Casa Azul"))
+    response = client.post(reverse("login"), {"username": "ana", "password": "correct horse battery"}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("home")
+    assert "Casa Azul" in response.content.decode()
+    assert "Airbnb" in response.content.decode()
+
+
+def test_a_wrong_password_is_refused_with_a_message(client):
+    MembershipFactory(user__username="ana")
+    response = client.post(reverse("login"), {"username": "ana", "password": "nope"})
+    assert response.status_code == 200
+    assert "enter a correct username and password" in response.content.decode()
+
+
+def test_repeated_wrong_passwords_lock_the_login_for_that_user_and_address(client, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    MembershipFactory(user__username="ana")
+    for _ in range(3):
+        client.post(reverse("login"), {"username": "ana", "password": "nope"})
+    response = client.post(reverse("login"), {"username": "ana", "password": "correct horse battery"})
+    assert response.status_code == 429
+    assert "Too many failed log-in attempts" in response.content.decode()
+
+
+def test_logging_out_is_a_post_and_ends_the_session(operator_client):
+    assert operator_client.get(reverse("logout")).status_code == 405
+    response = operator_client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert operator_client.get(reverse("home")).status_code == 302
+
+
+def test_the_landing_page_lists_each_connection_with_its_state(operator_client, operator):
+    prop = PropertyFactory(account=operator.membership.account, name="Casa Azul")
+    ConnectionFactory(property=prop, enabled=False)
+    response = operator_client.get(reverse("home"))
+    page = response.content.decode()
+    assert "Casa Azul" in page
+    assert "Switched off" in page
+
+
+def test_an_operator_opens_their_property_and_connection_pages(operator_client, operator):
+    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account, name="Casa Azul"))
+    SyncRunFactory(connection=connection, outcome="ok_changed")
+    page = operator_client.get(reverse("property-detail", args=[connection.property.pk])).content.decode()
+    assert "Casa Azul" in page
+    assert reverse("connection-detail", args=[connection.pk]) in page
+    page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
+    assert "Sync history" in page
+    assert "ok_changed" in page
+
+
+def test_the_landing_page_never_shows_another_accounts_properties(client, two_accounts):
+    me, _theirs = two_accounts
+    client.force_login(me)
+    page = client.get(reverse("home")).content.decode()
+    assert "Their Villa" not in page
+
+
+def test_the_landing_page_makes_the_same_number_of_queries_for_one_or_many_properties(
+    operator_client, operator, django_assert_max_num_queries
+):
+    account = operator.membership.account
+    ConnectionFactory(property=PropertyFactory(account=account))
+    with django_assert_max_num_queries(10) as one:
+        operator_client.get(reverse("home"))
+    for _ in range(20):
+        ConnectionFactory.create_batch(3, property=PropertyFactory(account=account))
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        operator_client.get(reverse("home"))
+
+
+def test_every_route_is_either_public_or_behind_the_login(client, two_accounts):
+    """A new route must be classified here; its objects are tested by the next test."""
+    for name, route in project_routes():
+        if name in PUBLIC_ROUTES:
+            continue
+        kwargs = {k: 1 for k in OBJECT_KWARGS if f"<int:{k}>" in route}
+        unknown = {part for part in route.split("<")[1:] if not any(part.startswith(f"int:{k}>") for k in OBJECT_KWARGS)}
+        assert not unknown, f"route {name!r} ({route}) has parameters this test does not know"
+        response = client.get(reverse(name, kwargs=kwargs))
+        assert response.status_code in (302, 405), f"{name} is reachable without logging in"
+        if response.status_code == 302:
+            assert response["Location"].startswith(reverse("login"))
+
+
+def test_no_route_shows_or_changes_another_accounts_objects_by_id(client, two_accounts):
+    me, theirs = two_accounts
+    client.force_login(me)
+    before = (Property.objects.values().get(pk=theirs["property"].pk), Connection.objects.values().get(pk=theirs["connection"].pk))
+    checked = 0
+    for name, route in project_routes():
+        kwargs = {k: theirs[obj].pk for k, obj in OBJECT_KWARGS.items() if f"<int:{k}>" in route}
+        if not kwargs:
+            continue
+        for method in ("get", "post"):
+            response = getattr(client, method)(reverse(name, kwargs=kwargs))
+            assert response.status_code in (404, 405), f"{method.upper()} {name} answered {response.status_code}"
+            checked += 1
+    after = (Property.objects.values().get(pk=theirs["property"].pk), Connection.objects.values().get(pk=theirs["connection"].pk))
+    assert before == after
+    assert checked >= 4  # the property and connection pages at least, by GET and POST
+
+
+def test_staff_who_are_not_superusers_see_only_their_account_in_the_admin(client, two_accounts):
+    me, theirs = two_accounts
+    from django.contrib.auth.models import Permission
+
+    me.is_staff = True
+    me.save()
+    me.user_permissions.add(*Permission.objects.filter(content_type__app_label="syncs"))
+    mine = ConnectionFactory(property=PropertyFactory(account=me.membership.account, name="My Flat"))
+    client.force_login(me)
+    listing = client.get(reverse("admin:syncs_connection_changelist")).content.decode()
+    assert "My Flat" in listing
+    assert "Their Villa" not in listing
+    assert client.get(reverse("admin:syncs_connection_change", args=[theirs["connection"].pk])).status_code == 302
+    assert client.get(reverse("admin:syncs_connection_change", args=[mine.pk])).status_code == 200
+
+
+def test_demo_feeds_exist_only_in_demo_mode(client, settings):
+    url = reverse("demo-portal-feed", kwargs={"portal": "airbnb", "key": "casa-do-rio-airbnb"})
+    settings.DEMO_MODE = False
+    assert client.get(url).status_code == 404
+    settings.DEMO_MODE = True
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/calendar")
+    assert response.content.startswith(b"BEGIN:VCALENDAR")
+    missing = reverse("demo-portal-feed", kwargs={"portal": "vrbo", "key": "apartamento-sol-vrbo"})
+    assert client.get(missing).status_code == 404

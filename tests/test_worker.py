@@ -1,0 +1,47 @@
+"""A real Celery worker process, on Redis and PostgreSQL, syncs what the dispatcher hands out."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection as db_connection
+
+from channelmgr.celery import app
+from syncs.models import SyncRun
+from tests.factories import ConnectionFactory
+from tests.processes import child_env, start, stop, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def database_url() -> str:
+    db = db_connection.settings_dict
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def test_a_celery_worker_on_redis_records_the_runs_the_dispatcher_hands_out(postgres, redis_url, tmp_path):
+    connections = ConnectionFactory.create_batch(3, next_sync_at=None)
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker.log"
+    env = child_env(DATABASE_URL=database_url(), REDIS_URL=redis_url, CELERY_QUEUE=queue, VAR_DIR=str(tmp_path))
+    worker = start(
+        ["celery", "-A", "channelmgr", "worker", "--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"],
+        env,
+        log,
+    )
+    try:
+        with app.connection_for_write(redis_url) as broker:
+            app.send_task("syncs.tasks.dispatch_due_syncs", connection=broker, queue=queue)
+        wait_for(
+            lambda: SyncRun.objects.filter(connection__in=connections).count() == 3,
+            timeout=60,
+            what="three sync runs recorded by the worker",
+            log=log,
+        )
+    finally:
+        stop(worker)
+        with app.connection_for_write(redis_url) as broker:
+            broker.default_channel.queue_delete(queue)
+    assert {run.connection_id for run in SyncRun.objects.all()} == {c.pk for c in connections}
