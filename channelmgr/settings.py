@@ -238,6 +238,12 @@ CELERY_BEAT_SCHEDULE = {
 # --- Sync engine ------------------------------------------------------------------------------
 SYNC_DEFAULT_INTERVAL_MINUTES = env_int("SYNC_DEFAULT_INTERVAL_MINUTES", 30, minimum=5)
 SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 120, minimum=30)
+# Events are read from this many days back to this many days ahead (recurring ones expanded).
+SYNC_HORIZON_BACK_DAYS = env_int("SYNC_HORIZON_BACK_DAYS", 30, minimum=0)
+SYNC_HORIZON_AHEAD_DAYS = env_int("SYNC_HORIZON_AHEAD_DAYS", 730, minimum=30)
+# Held removals (shrink guard) apply when the same answer comes again this much later.
+SHRINK_CONFIRM_MINUTES = env_int("SHRINK_CONFIRM_MINUTES", 30, minimum=1)
+FETCH_USER_AGENT = env_str("FETCH_USER_AGENT", f"channelmgr-ical-sync/1.0 (+{SITE_URL}; calendar sync)")
 # Loopback fetching exists for tests and the demo portal only; never in production.
 FETCH_ALLOW_LOOPBACK = env_bool("FETCH_ALLOW_LOOPBACK", DEMO_MODE)
 if FETCH_ALLOW_LOOPBACK and not (DEBUG or DEMO_MODE):
@@ -281,6 +287,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # urllib3 logs each request's full path and query at DEBUG: feed URLs are secrets.
+    "loggers": {"urllib3": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL}},
 }
 
 # --- Demo -------------------------------------------------------------------------------------

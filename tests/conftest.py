@@ -72,6 +72,44 @@ def postgres() -> None:
     require(_postgres_problem())
 
 
+_LOOPBACK_PREFIXES = ("127.", "::1", "0:0:0:0:0:0:0:1")
+_real_connect = socket.socket.connect
+
+
+def _loopback_only_connect(sock: socket.socket, address, *args):
+    """Tests never leave the machine: refuse any connection that is not to the loopback."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and not str(address[0]).startswith(_LOOPBACK_PREFIXES):
+        raise ConnectionRefusedError(f"test tried to connect off the machine, to {address[0]}")
+    return _real_connect(sock, address, *args)
+
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _local_names_only(host, *args, **kwargs):
+    """No DNS query leaves the machine either: only loopback names and IP literals resolve."""
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name not in {"localhost", "localhost.localdomain"} and not _is_ip_literal(name):
+        raise socket.gaierror(socket.EAI_NONAME, f"test tried to resolve {name!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+def _is_ip_literal(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _never_leave_the_machine(monkeypatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", _local_names_only)
+
+
 @pytest.fixture(autouse=True)
 def _fast_hashing_and_plain_static(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -99,3 +137,10 @@ def operator(db):
 def operator_client(client, operator):
     client.force_login(operator)
     return client
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """Portals played on 127.0.0.1: "localhost" may resolve to ::1 first, and the fetcher pins
+    the first address it resolves."""
+    return ("127.0.0.1", 0)

@@ -1,0 +1,622 @@
+"""The project's only HTTP client: fetch an imported iCal feed from a user-supplied URL.
+
+Feed URLs are typed in by operators, so every fetch is a potential SSRF. The protective work is
+done by requests-hardened (resolve the host once, refuse private and special addresses, pin the
+connection to the checked address, set the User-Agent). This module adds what it lacks, each
+point backed by a test in ``tests/test_fetch.py``:
+
+* a stricter address policy on top of its filter (it lets ``::127.0.0.1`` and ``fec0::/10``
+  through on CPython 3.11.7, and trusts ``is_private`` where "deny unless ``is_global``" is safer),
+  and ports other than 80/443 only towards loopback when loopback is allowed;
+* string-level URL checks for forms (schemes, credentials, single-label hosts, ports, IP literals
+  in any spelling) without DNS;
+* redirects followed by hand: each hop is re-validated as a new URL, and a redirect's body is
+  never read (requests' own redirect handling decodes it in full with ``resp.content``);
+* a total deadline that holds even while a read is blocked, a decoded-size cap, and an error
+  classification that never carries the URL (feed URLs are secret capability URLs).
+
+No Django here: callers pass settings in as arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import email.utils
+import ipaddress
+import math
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests_hardened import Config, HTTPSession
+from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES, InvalidIPAddress
+from requests_hardened.ip_filter_adapter import IPFilterAdapter
+from urllib3.exceptions import ReadTimeoutError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Airbnb answers 403 to requests without a User-Agent; a contact URL lets portals reach us.
+DEFAULT_USER_AGENT = "channelmgr-ical-sync/0.1 (+https://github.com/channelmgr; calendar sync)"
+ACCEPT = "text/calendar, */*;q=0.5"
+CHUNK_SIZE = 64 * 1024
+WEB_PORTS = frozenset({80, 443})
+# The URL is wrong or revoked: retrying will not help, so the caller pauses the sync at once.
+PERMANENT_4XX = frozenset({401, 403, 404, 410})
+# A Retry-After beyond a day is treated as a day; the caller's own backoff is capped lower.
+MAX_RETRY_AFTER = 24 * 3600
+
+_SCHEMES = {"http": "http", "https": "https", "webcal": "https", "webcals": "https"}
+# Names that always mean this machine (RFC 6761 and Debian's /etc/hosts): exempt from the
+# single-label rule so they are reported as what they are, a loopback target.
+_LOCALHOST_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+)
+# Ranges not caught by ``not is_global`` plus requests-hardened's list on every CPython patch level:
+# site-local fec0::/10 is still "global" on 3.11.7, and Teredo tunnels to an embedded IPv4 address.
+_MORE_BLOCKED_RANGES = (ipaddress.ip_network("fec0::/10"), ipaddress.ip_network("2001::/32"))
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    outcome: str  # "ok" (2xx, body may be b"") or "not_modified" (304)
+    status: int
+    body: bytes  # decoded; b"" for 304
+    etag: str | None  # verbatim, quotes included; on 304 the one we sent if none came back
+    last_modified: str | None  # verbatim; on 304 the one we sent if none came back
+    final_url: str  # after redirects: a secret, mask it before showing or logging
+    content_type: str | None
+    elapsed: float  # seconds, all hops included
+    bytes_read: int  # body bytes received on the wire (compressed size when gzip)
+
+
+class FetchError(Exception):
+    """A failed fetch. ``code`` says what went wrong; nothing in it ever holds the URL."""
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        params: dict | None = None,
+        permanent: bool = False,
+        retry_after: int | None = None,
+    ):
+        super().__init__(code)
+        self.code = code
+        self.params = params or {}
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.params}" if self.params else self.code
+
+    def __reduce__(self):
+        # Keyword-only arguments are lost by Exception's default pickling (Celery, multiprocessing).
+        rebuild = partial(
+            FetchError, params=self.params, permanent=self.permanent, retry_after=self.retry_after
+        )
+        return rebuild, (self.code,)
+
+
+# --------------------------------------------------------------------------- URL checks
+
+
+def normalise_url(url: str, *, allow_any_port: bool = False) -> str:
+    """Return ``url`` with webcal(s):// rewritten to https://, or raise FetchError("invalid_url").
+
+    Refused: schemes other than http(s)/webcal(s), no host, credentials, single-label host names,
+    and ports other than 80 and 443 unless ``allow_any_port``.
+
+    Everything after the scheme is kept verbatim: paths and queries hold case-sensitive tokens.
+    """
+    url = url.strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise _invalid("characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise _invalid("syntax") from None
+    scheme = _SCHEMES.get(parts.scheme)
+    if scheme is None:
+        raise _invalid("scheme", scheme=parts.scheme[:20])
+    host = parts.hostname
+    if not host:
+        raise _invalid("host")
+    if "@" in parts.netloc:
+        raise _invalid("credentials")
+    if port is not None and port not in WEB_PORTS and not allow_any_port:
+        raise _invalid("port", port=port)
+    if _is_single_label(host):
+        # "redis" or "db" would be completed by the worker's DNS search domains.
+        raise _invalid("single_label_host", host=host)
+    return scheme + url[len(parts.scheme) :]
+
+
+def validate_url(url: str, *, allow_loopback: bool = False, allow_any_port: bool = False) -> str:
+    """Normalise ``url`` and refuse targets that are blocked by their spelling alone (no DNS).
+
+    Quick feedback for forms. The check at connect time, on the resolved address, is the
+    authoritative one: a name can resolve to anything.
+    """
+    url = normalise_url(url, allow_any_port=allow_any_port)
+    host = urlsplit(url).hostname
+    ip = _ip_literal(host)
+    blocked = (
+        _is_blocked_address(ip, allow_loopback=allow_loopback)
+        if ip is not None
+        else _is_localhost_name(host) and not allow_loopback
+    )
+    if blocked:
+        raise FetchError("blocked_address", params={"host": host}, permanent=True)
+    return url
+
+
+def mask_url(url: str) -> str:
+    """``scheme://host/…`` plus at most the last 4 characters of the file name and its extension.
+
+    For logs and the UI: feed URLs are capability URLs whose secret may sit in the query
+    (Airbnb, Booking.com) or in the path (Google's ``/private-<token>/basic.ics``).
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "…"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    stem, dot, ext = parts.path.rpartition("/")[2].rpartition(".")
+    if not dot or not ext.isalnum() or len(ext) > 5:
+        stem, ext = stem + dot + ext, ""
+    tail = stem[-4:] + (f".{ext}" if ext else "")
+    hidden = parts.path.strip("/") or parts.query or parts.fragment
+    return f"{parts.scheme}://{netloc}/" + (f"…{tail}" if hidden else "")
+
+
+def _invalid(reason: str, **params: object) -> FetchError:
+    return FetchError("invalid_url", params={"reason": reason, **params}, permanent=True)
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    """The address ``host`` spells, in any form getaddrinfo accepts (``0x7f.1``, ``2130706433``)."""
+    if ":" in host:
+        try:
+            return ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    try:
+        # inet_aton is the parser getaddrinfo itself uses for IPv4 numbers; it never does DNS.
+        return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_localhost_name(host: str) -> bool:
+    name = host.rstrip(".").lower()
+    return name in _LOCALHOST_NAMES or name.endswith(".localhost")
+
+
+def _is_single_label(host: str) -> bool:
+    return (
+        "." not in host.rstrip(".") and _ip_literal(host) is None and not _is_localhost_name(host)
+    )
+
+
+def _is_blocked_address(ip: IPAddress, *, allow_loopback: bool) -> bool:
+    """Deny unless globally routable; ``allow_loopback`` opens 127.0.0.0/8 and ::1 only."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # the socket reaches the embedded IPv4 address
+    if ip.is_loopback:
+        return not allow_loopback
+    return (
+        not ip.is_global
+        or ip.is_multicast
+        or ip.is_reserved  # includes the deprecated IPv4-compatible ::a.b.c.d
+        or any(ip in net for net in EXTRA_BLOCKED_NET_RANGES)
+        or any(ip in net for net in _MORE_BLOCKED_RANGES)
+    )
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class _Deadline:
+    """The total time budget of one fetch, enforced even while a read is blocked.
+
+    The read timeout restarts with every byte, and urllib3 fills a whole 64 KiB chunk before
+    iter_content yields it, so a server dripping a byte every 0.3 s neither trips the read
+    timeout nor lets the streaming loop run (measured: a 1,000-byte Content-Length body blocked
+    the loop for 6 s). At the deadline a timer thread shuts down every socket of the fetch,
+    which ends any blocked read at once; the caller then reports a timeout.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.fired = False
+        self._expires = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def remaining(self) -> float:
+        return self._expires - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.fired or self.remaining() <= 0
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self.fired:
+                self._sockets.append(sock)
+                return
+        _shutdown(sock)
+
+    def connection_class(self, base: type) -> type:
+        """A urllib3 connection class whose sockets this deadline can cut."""
+        deadline = self
+
+        class WatchedConnection(base):
+            def connect(self) -> None:
+                super().connect()
+                deadline.watch(self.sock)
+
+        return WatchedConnection
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the fetch itself
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _GuardedAdapter(IPFilterAdapter):
+    """requests-hardened's adapter (resolve once, filter, pin) plus our stricter policy."""
+
+    def __init__(self, *, is_https_proto: bool, allow_loopback: bool, deadline: _Deadline):
+        super().__init__(is_https_proto=is_https_proto, allow_loopback=allow_loopback)
+        self._loopback_allowed = allow_loopback
+        self._deadline = deadline
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        # The parent resolves the host once and replaces it with the pinned address.
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        pinned = ipaddress.ip_address(host_params["host"].strip("[]"))
+        if _is_blocked_address(pinned, allow_loopback=self._loopback_allowed):
+            raise InvalidIPAddress(pinned)
+        # validate_url lifts the port rule when loopback is allowed (test servers use ephemeral
+        # ports); only a loopback address may actually use it.
+        port = host_params["port"]
+        if port not in (None, *WEB_PORTS) and not pinned.is_loopback:
+            raise InvalidIPAddress(pinned)
+        return host_params, pool_kwargs
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        pool.ConnectionCls = self._deadline.connection_class(type(pool).ConnectionCls)
+        return pool
+
+
+class _FeedSession(HTTPSession):
+    """requests-hardened's session with our adapters, no environment, and no redirect pre-read."""
+
+    def __init__(self, config: Config, *, deadline: _Deadline):
+        super().__init__(config)
+        # Replace the adapters HTTPSession mounted with subclasses that keep their filter.
+        for prefix, is_https in (("http://", False), ("https://", True)):
+            adapter = _GuardedAdapter(
+                is_https_proto=is_https,
+                allow_loopback=config.ip_filter_allow_loopback_ips,
+                deadline=deadline,
+            )
+            self.mount(prefix, adapter)
+        # An inherited HTTP(S)_PROXY would make the filter check the proxy, not the target,
+        # and ~/.netrc would hand our credentials to whatever host a feed URL names.
+        self.trust_env = False
+
+    def resolve_redirects(self, *args, **kwargs) -> Iterator:
+        # Session.send calls this even with allow_redirects=False (to fill Response.next), and
+        # it reads the redirect's body in full with resp.content, stream=True or not: a gzip
+        # bomb behind a 302 took RSS from 110 to 460 MiB. We follow redirects ourselves.
+        return iter(())
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def fetch_feed(
+    url: str,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    allow_loopback: bool = False,
+    user_agent: str = DEFAULT_USER_AGENT,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 10.0,
+    deadline: float = 30.0,
+    max_bytes: int = 5 * 1024 * 1024,
+    max_redirects: int = 3,
+) -> FetchResult:
+    """GET a feed. Returns "ok" or "not_modified"; raises FetchError for everything else.
+
+    ``allow_loopback`` is for tests and the demo only: it permits 127.0.0.0/8 and ::1 (on any
+    port), never any other private range.
+    """
+    started = time.monotonic()
+    url = validate_url(url, allow_loopback=allow_loopback, allow_any_port=allow_loopback)
+    headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    with (
+        _Deadline(deadline) as budget,
+        _FeedSession(
+            Config(
+                ip_filter_enable=True,
+                ip_filter_allow_loopback_ips=allow_loopback,
+                never_redirect=True,  # followed by _follow_redirects, one checked hop at a time
+                default_timeout=(connect_timeout, read_timeout),
+                user_agent_override=user_agent,
+            ),
+            deadline=budget,
+        ) as session,
+    ):
+        session.headers.update(headers)
+        response, url = _follow_redirects(
+            session,
+            url,
+            budget=budget,
+            timeouts=(connect_timeout, read_timeout),
+            max_redirects=max_redirects,
+            allow_loopback=allow_loopback,
+        )
+        with response:
+            return _result(
+                response,
+                url=url,
+                budget=budget,
+                max_bytes=max_bytes,
+                sent=(etag, last_modified),
+                started=started,
+            )
+
+
+def _follow_redirects(
+    session: requests.Session,
+    url: str,
+    *,
+    budget: _Deadline,
+    timeouts: tuple[float, float],
+    max_redirects: int,
+    allow_loopback: bool,
+) -> tuple[requests.Response, str]:
+    """Send, and follow redirects with each hop validated like a URL typed into the form.
+
+    More than ``max_redirects`` is FetchError("invalid_url", reason "too_many_redirects"),
+    transient: a portal's redirect loop is usually a temporary misconfiguration.
+    """
+    for hop in range(max_redirects + 1):
+        response = _send(session, url, budget=budget, timeouts=timeouts)
+        location = session.get_redirect_target(response)
+        if location is None:
+            return response, url
+        # Closing without reading: a redirect body is never needed and may be a bomb too.
+        response.close()
+        if hop == max_redirects:
+            break
+        url = validate_url(
+            urljoin(url, location), allow_loopback=allow_loopback, allow_any_port=allow_loopback
+        )
+    raise FetchError("invalid_url", params={"reason": "too_many_redirects", "limit": max_redirects})
+
+
+def _send(
+    session: requests.Session, url: str, *, budget: _Deadline, timeouts: tuple[float, float]
+) -> requests.Response:
+    remaining = budget.remaining()
+    if remaining <= 0:
+        raise _timeout_error(budget)
+    timeout = (min(timeouts[0], remaining), min(timeouts[1], remaining))
+    try:
+        return session.get(url, stream=True, allow_redirects=False, timeout=timeout)
+    except requests.RequestException as exc:
+        # "from None": the chained exception's message contains the URL, a secret.
+        raise _error_for(exc, budget=budget, host=urlsplit(url).hostname) from None
+
+
+def _result(
+    response: requests.Response,
+    *,
+    url: str,
+    budget: _Deadline,
+    max_bytes: int,
+    sent: tuple[str | None, str | None],
+    started: float,
+) -> FetchResult:
+    status = response.status_code
+    content_type = response.headers.get("Content-Type")
+    if status == 304:
+        return FetchResult(
+            outcome="not_modified",
+            status=status,
+            body=b"",
+            etag=response.headers.get("ETag", sent[0]),
+            last_modified=response.headers.get("Last-Modified", sent[1]),
+            final_url=url,
+            content_type=content_type,
+            elapsed=time.monotonic() - started,
+            bytes_read=0,
+        )
+    if not 200 <= status < 300:
+        raise _status_error(response)
+    body = _read_body(response, budget=budget, max_bytes=max_bytes, host=urlsplit(url).hostname)
+    _check_is_calendar(body, content_type)
+    return FetchResult(
+        outcome="ok",
+        status=status,
+        body=body,
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+        final_url=url,
+        content_type=content_type,
+        elapsed=time.monotonic() - started,
+        bytes_read=response.raw.tell(),
+    )
+
+
+def _read_body(
+    response: requests.Response, *, budget: _Deadline, max_bytes: int, host: str
+) -> bytes:
+    """Stream the decoded body, cut at ``max_bytes`` and at the deadline.
+
+    Never response.content: that decodes a gzip bomb in full before any check can run.
+    """
+    too_large = FetchError("too_large", params={"limit": max_bytes})
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(CHUNK_SIZE):
+            body += chunk
+            if len(body) > max_bytes:
+                raise too_large
+            if budget.expired():
+                raise _timeout_error(budget)
+    except requests.RequestException as exc:
+        raise _error_for(exc, budget=budget, host=host) from None
+    if budget.fired:
+        # The watchdog's shutdown looks like a normal end to a body without Content-Length.
+        raise _timeout_error(budget)
+    return bytes(body)
+
+
+def _check_is_calendar(body: bytes, content_type: str | None) -> None:
+    """Lenient on the Content-Type header, strict on the body. An empty body is an empty calendar
+    (Booking.com serves 0 bytes); anything else must start with BEGIN:VCALENDAR."""
+    text = body.removeprefix(_UTF8_BOM).lstrip()
+    if not text or text[:15].upper() == b"BEGIN:VCALENDAR":
+        return
+    head = text[:1024].lower()
+    if head.startswith(b"<!doctype html") or b"<html" in head:
+        looks_like = "html"
+    elif head.startswith((b"{", b"[")):
+        looks_like = "json"
+    else:
+        looks_like = "other"
+    raise FetchError(
+        "not_ical",
+        params={"content_type": (content_type or "")[:100], "looks_like": looks_like},
+        permanent=True,
+    )
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _status_error(response: requests.Response) -> FetchError:
+    status = response.status_code
+    if 300 <= status < 400:
+        # requests' get_redirect_target follows 301/302/303/307/308 with a Location. What is
+        # left (300, 305 "use this proxy", a redirect without Location) we may not follow.
+        return FetchError(
+            "invalid_url", params={"reason": "unsupported_redirect", "status": status}
+        )
+    retry_after = None
+    if status in (429, 503):
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+    params = {"status": status}
+    if retry_after is not None:
+        params["retry_after"] = retry_after
+    if status == 429:
+        return FetchError("rate_limited", params=params, retry_after=retry_after)
+    if status >= 500:
+        return FetchError("http_5xx", params=params, retry_after=retry_after)
+    return FetchError("http_4xx", params=params, permanent=status in PERMANENT_4XX)
+
+
+def _parse_retry_after(value: str | None) -> int | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped at a day."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        seconds = int(value) if len(value) < 10 else MAX_RETRY_AFTER
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        # parsedate_to_datetime returns a naive value for "-0000"; HTTP-dates are always GMT.
+        timestamp = when.timestamp() if when.tzinfo else when.replace(tzinfo=dt.UTC).timestamp()
+        seconds = math.ceil(timestamp - time.time())
+    return min(max(seconds, 0), MAX_RETRY_AFTER)
+
+
+def _error_for(
+    exc: requests.RequestException, *, budget: _Deadline, host: str | None
+) -> FetchError:
+    """Map a requests exception to a FetchError that carries the host name but never the URL."""
+    if budget.fired:
+        # The watchdog's shutdown surfaces as a broken connection.
+        return _timeout_error(budget)
+    if isinstance(exc, InvalidIPAddress):
+        return FetchError("blocked_address", params={"host": host}, permanent=True)
+    if isinstance(exc, requests.exceptions.InvalidURL):
+        return _invalid("host")  # a name IDNA cannot encode (validate_url does not try)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return FetchError("tls", params={"host": host})
+    causes = list(_causes(exc))
+    if isinstance(exc, requests.Timeout) or any(isinstance(c, ReadTimeoutError) for c in causes):
+        # iter_content reports a read timeout as a ConnectionError wrapping ReadTimeoutError.
+        return FetchError("timeout", params={"host": host})
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return FetchError("dns", params={"host": host})
+    # The OS-level error ("ConnectionRefusedError") is the useful diagnostic, and has no URL.
+    root = next((c for c in causes if type(c).__module__ == "builtins"), exc)
+    return FetchError("connect", params={"host": host, "error": type(root).__name__})
+
+
+def _timeout_error(budget: _Deadline) -> FetchError:
+    return FetchError("timeout", params={"deadline": budget.seconds})
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests and urllib3 nest the real error in args and reason."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending.extend(e for e in (*wrapped, *current.args) if isinstance(e, BaseException))
