@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from syncs.models import Account, Block, Connection, Membership, Portal, Property, SyncRun
+from syncs.models import (
+    Account,
+    Block,
+    BlockChange,
+    Connection,
+    Membership,
+    PauseEpisode,
+    Portal,
+    Property,
+    SyncRun,
+)
 
 
 class AccountScopedAdmin(admin.ModelAdmin):
@@ -87,3 +97,25 @@ class SyncRunAdmin(AccountScopedAdmin):
     list_filter = ("outcome", "trigger", "removals_held")
     list_select_related = ("connection__property", "connection__portal")
     date_hierarchy = "started_at"
+
+
+@admin.register(PauseEpisode)
+class PauseEpisodeAdmin(AccountScopedAdmin):
+    list_display = ("connection", "reason", "started_at", "ended_at", "ended_by", "notified_at")
+    list_filter = ("reason", "ended_by")
+    list_select_related = ("connection__property", "connection__portal")
+    date_hierarchy = "started_at"
+
+
+@admin.register(BlockChange)
+class BlockChangeAdmin(admin.ModelAdmin):
+    list_display = ("block", "run", "action", "old_start_date", "old_end_date", "new_start_date", "new_end_date")
+    list_filter = ("action",)
+    list_select_related = ("block__property", "run")
+    raw_id_fields = ("block", "run")
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(block__in=Block.objects.for_user(request.user))

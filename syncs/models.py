@@ -192,6 +192,17 @@ class Connection(models.Model):
     last_modified = models.CharField(_("Last-Modified"), max_length=100, blank=True)
     body_fingerprint = models.CharField(_("body fingerprint"), max_length=64, blank=True)
 
+    # Shrink guard: removals held back because the feed suddenly lost many future blocks.
+    # They apply when the same answer (held_answer) comes again 30 minutes after held_since,
+    # or when the operator accepts that answer (held_accepted_answer).
+    held_answer = models.CharField(_("held answer"), max_length=64, blank=True)
+    held_since = models.DateTimeField(_("removals held since"), null=True, blank=True)
+    held_removals = models.PositiveIntegerField(_("removals held"), default=0)
+    held_accepted_answer = models.CharField(_("accepted answer"), max_length=64, blank=True)
+
+    # For an http:// import URL that failed: whether the https:// variant answered (None: not tried).
+    https_works = models.BooleanField(_("https variant works"), null=True, blank=True)
+
     # One worker at a time: a worker owns the connection until lease_until.
     lease_holder = models.CharField(_("lease holder"), max_length=100, blank=True)
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
@@ -296,6 +307,72 @@ class Block(models.Model):
         return (self.end_date - self.start_date).days
 
 
+class BlockChange(models.Model):
+    """What one run did to one block: the history behind "updated in place" and undo."""
+
+    class Action(models.TextChoices):
+        ADDED = "added", _("Added")
+        UPDATED = "updated", _("Changed")
+        REMOVED = "removed", _("Removed")
+
+    block = models.ForeignKey(Block, on_delete=models.CASCADE, related_name="changes")
+    run = models.ForeignKey("SyncRun", on_delete=models.CASCADE, related_name="block_changes")
+    action = models.CharField(_("action"), max_length=10, choices=Action)
+    old_start_date = models.DateField(_("previous first night"), null=True, blank=True)
+    old_end_date = models.DateField(_("previous check-out day"), null=True, blank=True)
+    old_kind = models.CharField(_("previous kind"), max_length=20, blank=True)
+    new_start_date = models.DateField(_("first night"), null=True, blank=True)
+    new_end_date = models.DateField(_("check-out day"), null=True, blank=True)
+    new_kind = models.CharField(_("kind"), max_length=20, blank=True)
+
+    class Meta:
+        verbose_name = _("block change")
+        verbose_name_plural = _("block changes")
+        ordering = ["run", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.block_id} in run {self.run_id}"
+
+
+class PauseEpisodeQuerySet(AccountScopedQuerySet):
+    account_path = "connection__property__account"
+
+    def open(self) -> PauseEpisodeQuerySet:
+        return self.filter(ended_at__isnull=True)
+
+
+class PauseEpisode(models.Model):
+    """One automatic pause, from the failure that caused it to the sync that worked again.
+
+    The operator is told once per episode, not once per failed fetch.
+    """
+
+    connection = models.ForeignKey("Connection", on_delete=models.CASCADE, related_name="pause_episodes")
+    started_at = models.DateTimeField(_("paused at"), default=timezone.now)
+    ended_at = models.DateTimeField(_("resumed at"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=40)
+    params = models.JSONField(_("details"), default=dict, blank=True)
+    ended_by = models.CharField(_("ended by"), max_length=20, blank=True)
+    notified_at = models.DateTimeField(_("operator told at"), null=True, blank=True)
+    reminded_at = models.DateTimeField(_("last reminder at"), null=True, blank=True)
+    restored_notified_at = models.DateTimeField(_("told of the restore at"), null=True, blank=True)
+
+    objects = PauseEpisodeQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("pause episode")
+        verbose_name_plural = _("pause episodes")
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection"], condition=Q(ended_at__isnull=True), name="one_open_pause_episode_per_connection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection} paused {self.started_at:%Y-%m-%d %H:%M} ({self.reason})"
+
+
 class SyncRunQuerySet(AccountScopedQuerySet):
     account_path = "connection__property__account"
 
@@ -323,6 +400,7 @@ class SyncRun(models.Model):
     error_code = models.CharField(_("error"), max_length=40, blank=True)
     error_params = models.JSONField(_("error details"), default=dict, blank=True)
     removals_held = models.BooleanField(_("removals held"), default=False)
+    events_held = models.PositiveIntegerField(_("removals held back"), default=0)
 
     objects = SyncRunQuerySet.as_manager()
 

@@ -25,4 +25,4 @@ def connection_get(*, user, connection_id: int) -> Connection:
 
 
 def connection_recent_runs(*, connection: Connection, limit: int = 50) -> list[SyncRun]:
-    return list(connection.runs.order_by("-started_at", "-pk")[:limit])
+    return list(connection.runs.select_related("connection__portal").order_by("-started_at", "-pk")[:limit])

@@ -1,22 +1,266 @@
-"""Running one sync of one connection.
+"""One sync of one connection: fetch -> parse -> diff -> apply -> record -> pause or resume.
 
-Placeholder until the import engine lands: it records that a run happened, so the scheduling,
-the lease and the worker can be seen working end to end.
+Nothing is written until the end, and then everything is written in one transaction with the
+run that did it, under the connection's lease: a failed fetch never deletes a block, and a
+worker killed in the middle leaves nothing half-applied (the next run repairs).
 """
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
+import uuid
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from syncs.apply import apply_diff, stored_blocks
+from syncs.connection_state import failure_updates, success_updates
+from syncs.diff import BlockDiff, answer_fingerprint, diff_blocks, shrink_guard_trips
+from syncs.fetch import FetchError, FetchResult, fetch_feed, mask_url
+from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
 from syncs.models import Connection, SyncRun
+from syncs.scheduling import connection_acquire_lease, connection_release_lease
 
-NOT_IMPLEMENTED = "not_implemented"
+log = logging.getLogger(__name__)
+
+OK_CHANGED, OK_UNCHANGED, OK_EMPTY = "ok_changed", "ok_unchanged", "ok_empty"
+# Skip reasons that mean the portal sent a broken event (counted as invalid on the run).
+INVALID_REASONS = frozenset({"end_before_start", "invalid_component", "missing_start"})
+# Parse failures that mean the URL is wrong, not that the portal had a bad moment.
+PERMANENT_PARSE_CODES = frozenset({"not_ical"})
 
 
-def connection_sync(*, connection: Connection, trigger: str = SyncRun.Trigger.SCHEDULED) -> SyncRun:
-    now = timezone.now()
-    run = SyncRun.objects.create(
-        connection=connection, trigger=trigger, started_at=now, finished_at=now, outcome=NOT_IMPLEMENTED
+class LeaseLost(Exception):
+    """Another worker took the connection over (our lease expired): our result is dropped."""
+
+
+@dataclass
+class Failure:
+    code: str
+    params: dict = field(default_factory=dict)
+    permanent: bool = False
+    retry_after: int | None = None
+
+
+@dataclass
+class Outcome:
+    """What the run found, gathered before anything is written."""
+
+    fetched: FetchResult | None = None
+    feed: ParsedFeed | None = None
+    failure: Failure | None = None
+    fingerprint: str = ""
+    https_works: bool | None = None
+
+
+def new_lease_holder() -> str:
+    return f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+
+
+def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> SyncRun | None:
+    """Sync a connection unless it is gone, switched off (for scheduled runs), or leased.
+
+    The entry point for the Celery task and the management command alike.
+    """
+    holder = new_lease_holder()
+    if not connection_acquire_lease(connection_id=connection_id, holder=holder):
+        log.info("sync skipped connection=%s reason=leased", connection_id)
+        return None
+    try:
+        connection = Connection.objects.select_related("property", "portal").filter(pk=connection_id).first()
+        if connection is None or not connection.imports:
+            return None
+        if trigger == SyncRun.Trigger.SCHEDULED and (not connection.enabled or connection.paused_at):
+            return None
+        return connection_sync(connection=connection, trigger=trigger, holder=holder)
+    except LeaseLost:
+        log.warning("sync dropped connection=%s reason=lease_lost", connection_id)
+        return None
+    finally:
+        connection_release_lease(connection_id=connection_id, holder=holder)
+
+
+def connection_sync(*, connection: Connection, trigger: str, holder: str, now: datetime | None = None) -> SyncRun:
+    """Run one sync. The caller holds the lease as ``holder``."""
+    started = now or timezone.now()
+    clock = time.monotonic()
+    outcome = _read_feed(connection)
+    run = _record(connection=connection, holder=holder, trigger=trigger, outcome=outcome, started=started)
+    log.info(
+        "sync connection=%s url=%s outcome=%s duration_ms=%d bytes=%d added=%d updated=%d removed=%d held=%d",
+        connection.pk, mask_url(connection.import_url), run.outcome, (time.monotonic() - clock) * 1000,
+        run.bytes_received, run.events_added, run.events_updated, run.events_removed, run.events_held,
     )
-    Connection.objects.filter(pk=connection.pk).update(last_attempt_at=now)
     return run
+
+
+def _read_feed(connection: Connection) -> Outcome:
+    """Fetch and parse, with no database writes. Failures become an Outcome, not exceptions."""
+    # While removals are held we need the whole answer again, so validators are not sent.
+    holding = bool(connection.held_answer)
+    try:
+        fetched = fetch_feed(
+            connection.import_url,
+            etag=None if holding else connection.etag or None,
+            last_modified=None if holding else connection.last_modified or None,
+            allow_loopback=settings.FETCH_ALLOW_LOOPBACK,
+            user_agent=settings.FETCH_USER_AGENT,
+        )
+    except FetchError as exc:
+        failure = Failure(exc.code, dict(exc.params), exc.permanent, exc.retry_after)
+        return Outcome(failure=failure, https_works=_https_variant_works(connection))
+    if fetched.outcome == "not_modified":
+        return Outcome(fetched=fetched)
+    fingerprint = body_fingerprint(fetched.body)
+    if fingerprint == connection.body_fingerprint and not holding:
+        return Outcome(fetched=fetched, fingerprint=fingerprint)
+    try:
+        feed = parse_feed(
+            fetched.body,
+            timezone=connection.property.timezone,
+            labels=connection.portal.labels or None,
+            today=property_today(connection),
+            horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
+            horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
+            own_uid_domain=settings.EXPORT_UID_DOMAIN,
+        )
+    except FeedParseError as exc:
+        failure = Failure(exc.code, {}, exc.code in PERMANENT_PARSE_CODES)
+        return Outcome(fetched=fetched, failure=failure)
+    return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint)
+
+
+def _https_variant_works(connection: Connection) -> bool | None:
+    """After an http:// URL failed, try https:// once and remember whether it answers a calendar."""
+    if not connection.import_url.lower().startswith("http://") or connection.https_works is not None:
+        return connection.https_works
+    try:
+        fetch_feed(
+            "https://" + connection.import_url[len("http://"):],
+            allow_loopback=settings.FETCH_ALLOW_LOOPBACK,
+            user_agent=settings.FETCH_USER_AGENT,
+            deadline=15.0,
+        )
+    except FetchError:
+        return False
+    return True
+
+
+def property_today(connection: Connection) -> date:
+    return timezone.localdate(timezone=zoneinfo.ZoneInfo(connection.property.timezone))
+
+
+def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outcome, started: datetime) -> SyncRun:
+    now = timezone.now()
+    fetched = outcome.fetched
+    run = SyncRun(
+        connection=connection, trigger=trigger, started_at=started, finished_at=now,
+        http_status=fetched.status if fetched else outcome.failure.params.get("status") if outcome.failure else None,
+        bytes_received=fetched.bytes_read if fetched else 0,
+    )
+    with transaction.atomic():
+        locked = Connection.objects.select_for_update().filter(pk=connection.pk, lease_holder=holder).first()
+        if locked is None:
+            raise LeaseLost
+        if outcome.failure:
+            updates = _record_failure(locked, run, outcome, now)
+        elif outcome.feed is None:
+            updates = _record_unchanged(locked, run, fetched, outcome.fingerprint, now)
+        else:
+            updates = _record_feed(locked, run, outcome, now)
+        Connection.objects.filter(pk=connection.pk).update(**updates)
+    return run
+
+
+def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:
+    failure = outcome.failure
+    run.outcome = run.error_code = failure.code
+    run.error_params = failure.params
+    run.save()
+    updates = failure_updates(
+        connection=connection, code=failure.code, params=failure.params, permanent=failure.permanent,
+        retry_after=failure.retry_after, now=now,
+    )
+    if outcome.https_works is not None:
+        updates["https_works"] = outcome.https_works
+    return updates
+
+
+def _validators(fetched: FetchResult) -> dict:
+    return {"etag": fetched.etag or "", "last_modified": fetched.last_modified or ""}
+
+
+def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult, fingerprint: str, now: datetime) -> dict:
+    """304, or the same body as last time: a successful run that touches no block."""
+    run.outcome = OK_UNCHANGED
+    run.save()
+    return {**success_updates(connection=connection, now=now), **_validators(fetched)}
+
+
+def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:
+    feed = outcome.feed
+    today = property_today(connection)
+    # Stays that ended long ago are history, not availability.
+    oldest_end = today - timedelta(days=settings.SYNC_HORIZON_BACK_DAYS)
+    events = [e for e in feed.events if e.end > oldest_end]
+    stored = stored_blocks(connection=connection)
+    diff = diff_blocks(stored=stored, events=events, today=today)
+    answer = answer_fingerprint(events)
+    hold = _must_hold(connection, diff, stored, today, answer, now)
+
+    run.events_seen = len(feed.events)
+    run.events_invalid = sum(1 for s in feed.skipped if s.reason in INVALID_REASONS)
+    run.events_added, run.events_updated = len(diff.added), len(diff.updated)
+    run.events_removed = 0 if hold else len(diff.removed)
+    run.events_held = len(diff.removed) if hold else 0
+    run.removals_held = hold
+    if not feed.events:
+        run.outcome = OK_EMPTY
+    else:
+        run.outcome = OK_CHANGED if diff.changed else OK_UNCHANGED
+    run.save()
+    apply_diff(connection=connection, run=run, diff=diff, hold_removals=hold, now=now)
+
+    updates = {**success_updates(connection=connection, now=now), **_validators(outcome.fetched)}
+    updates["body_fingerprint"] = outcome.fingerprint
+    updates["held_accepted_answer"] = ""
+    if hold:
+        same_answer = connection.held_answer == answer and connection.held_since is not None
+        updates.update(
+            held_answer=answer, held_since=connection.held_since if same_answer else now, held_removals=len(diff.removed)
+        )
+    else:
+        updates.update(held_answer="", held_since=None, held_removals=0)
+    return updates
+
+
+def _must_hold(
+    connection: Connection, diff: BlockDiff, stored: list, today: date, answer: str, now: datetime
+) -> bool:
+    """The shrink guard: hold the removals of a feed that suddenly lost much of its future,
+    until the same answer comes again SHRINK_CONFIRM_MINUTES later or the operator accepts it."""
+    future_before = sum(1 for block in stored if block.end > today)
+    if not shrink_guard_trips(future_blocks_before=future_before, future_removals=len(diff.removed)):
+        return False
+    if connection.held_accepted_answer == answer:
+        return False
+    confirmed_after = timedelta(minutes=settings.SHRINK_CONFIRM_MINUTES)
+    return not (connection.held_answer == answer and connection.held_since and now - connection.held_since >= confirmed_after)
+
+
+def connection_accept_held_removals(*, connection: Connection) -> SyncRun | None:
+    """The operator confirms that the feed's shrunken answer is right: apply it now.
+
+    Only the answer the operator saw is accepted; if the feed says something else by now, the
+    guard judges that new answer afresh.
+    """
+    Connection.objects.filter(pk=connection.pk, held_answer__gt="").update(
+        held_accepted_answer=connection.held_answer
+    )
+    return connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)

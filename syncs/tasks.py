@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import logging
-import socket
-import uuid
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
-from syncs.models import Connection, SyncRun
-from syncs.scheduling import (
-    connection_acquire_lease,
-    connection_release_lease,
-    connections_claim_due,
-)
-from syncs.sync import connection_sync
+from syncs.models import SyncRun
+from syncs.scheduling import connections_claim_due
+from syncs.sync import connection_sync_leased
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +25,18 @@ def dispatch_due_syncs() -> int:
     return len(ids)
 
 
-@shared_task(ignore_result=True, acks_late=True)
+# Only crashes of the task itself are retried (the database went away); feed failures are the
+# sync's business and never raise. Retry delays stay far below the broker's visibility timeout
+# (600 s), so a retried message is never delivered twice.
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=10,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=3,
+)
 def sync_connection(connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> str | None:
-    """Sync one connection, unless it is gone, switched off, or another worker has it."""
-    holder = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    if not connection_acquire_lease(connection_id=connection_id, holder=holder):
-        log.info("sync skipped connection=%s reason=leased", connection_id)
-        return None
-    try:
-        connection = Connection.objects.select_related("property", "portal").filter(pk=connection_id).first()
-        if connection is None or not connection.imports:
-            return None
-        if not connection.enabled and trigger == SyncRun.Trigger.SCHEDULED:
-            return None
-        run = connection_sync(connection=connection, trigger=trigger)
-        return run.outcome
-    finally:
-        connection_release_lease(connection_id=connection_id, holder=holder)
+    run = connection_sync_leased(connection_id=connection_id, trigger=trigger)
+    return run.outcome if run else None

@@ -1,16 +1,29 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from syncs import tasks
-from syncs.models import SyncRun
+from syncs.models import Block, SyncRun
 from syncs.scheduling import connection_acquire_lease
+from tests import feeds
 from tests.factories import ConnectionFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def feed_url(httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    today = timezone.localdate()
+    httpserver.expect_request("/feed.ics").respond_with_data(
+        feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=5))), content_type="text/calendar"
+    )
+    return httpserver.url_for("/feed.ics")
 
 
 def test_the_dispatcher_enqueues_one_task_per_due_connection():
@@ -21,20 +34,19 @@ def test_the_dispatcher_enqueues_one_task_per_due_connection():
     assert sorted(call.args[0] for call in delay.call_args_list) == sorted(c.pk for c in due)
 
 
-def test_a_sync_task_records_a_run_and_releases_its_lease():
-    connection = ConnectionFactory()
-    tasks.sync_connection(connection.pk)
+def test_a_sync_task_imports_the_feed_records_the_run_and_releases_its_lease(feed_url):
+    connection = ConnectionFactory(import_url=feed_url)
+    assert tasks.sync_connection(connection.pk) == "ok_changed"
     run = SyncRun.objects.get(connection=connection)
-    assert run.trigger == SyncRun.Trigger.SCHEDULED
-    assert run.finished_at is not None
+    assert (run.trigger, run.events_added) == (SyncRun.Trigger.SCHEDULED, 1)
+    assert Block.objects.filter(source=connection).count() == 1
     connection.refresh_from_db()
-    assert connection.last_attempt_at is not None
     assert connection.lease_holder == ""
     assert connection.lease_until is None
 
 
-def test_a_sync_task_does_nothing_while_another_worker_holds_the_connection():
-    connection = ConnectionFactory()
+def test_a_sync_task_does_nothing_while_another_worker_holds_the_connection(feed_url):
+    connection = ConnectionFactory(import_url=feed_url)
     connection_acquire_lease(connection_id=connection.pk, holder="other-worker", now=timezone.now())
     assert tasks.sync_connection(connection.pk) is None
     assert not SyncRun.objects.exists()
@@ -42,11 +54,18 @@ def test_a_sync_task_does_nothing_while_another_worker_holds_the_connection():
     assert connection.lease_holder == "other-worker"
 
 
-def test_a_scheduled_sync_of_a_switched_off_connection_does_nothing():
-    connection = ConnectionFactory(enabled=False)
+def test_a_scheduled_sync_of_a_switched_off_connection_does_nothing(feed_url):
+    connection = ConnectionFactory(import_url=feed_url, enabled=False)
     tasks.sync_connection(connection.pk)
     assert not SyncRun.objects.exists()
 
 
 def test_a_sync_task_for_a_deleted_connection_exits_quietly():
     assert tasks.sync_connection(987654) is None
+
+
+def test_only_a_lost_database_makes_the_task_retry_and_never_beyond_the_visibility_timeout(settings):
+    task = tasks.sync_connection
+    assert task.autoretry_for == (OperationalError, tasks.InterfaceError)
+    assert task.retry_backoff_max < settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    assert task.max_retries == 3

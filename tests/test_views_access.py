@@ -103,7 +103,21 @@ def test_an_operator_opens_their_property_and_connection_pages(operator_client, 
     assert reverse("connection-detail", args=[connection.pk]) in page
     page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
     assert "Sync history" in page
-    assert "ok_changed" in page
+    assert "Synced: the calendar changed and was updated." in page
+
+
+def test_a_paused_connection_says_why_in_plain_words(operator_client, operator):
+    from django.utils import timezone
+
+    connection = ConnectionFactory(
+        property=PropertyFactory(account=operator.membership.account),
+        paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404},
+    )
+    SyncRunFactory(connection=connection, outcome="http_4xx", error_code="http_4xx", error_params={"status": 404})
+    expected = "Airbnb answered 404: the calendar link no longer exists."
+    assert expected in operator_client.get(reverse("home")).content.decode()
+    page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
+    assert page.count(expected) == 2  # the pause banner and the history row
 
 
 def test_the_landing_page_never_shows_another_accounts_properties(client, two_accounts):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection as db_connection
+from django.utils import timezone
 
 from channelmgr.celery import app
-from syncs.models import SyncRun
+from syncs.models import Block, SyncRun
+from tests import feeds
 from tests.factories import ConnectionFactory
 from tests.processes import child_env, start, stop, wait_for
 
@@ -21,11 +24,17 @@ def database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def test_a_celery_worker_on_redis_records_the_runs_the_dispatcher_hands_out(postgres, redis_url, tmp_path):
-    connections = ConnectionFactory.create_batch(3, next_sync_at=None)
+def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(postgres, redis_url, tmp_path, httpserver):
+    today = timezone.localdate()
+    httpserver.expect_request("/feed.ics").respond_with_data(
+        feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=5))), content_type="text/calendar"
+    )
+    connections = ConnectionFactory.create_batch(3, next_sync_at=None, import_url=httpserver.url_for("/feed.ics"))
     queue = f"test-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "worker.log"
-    env = child_env(DATABASE_URL=database_url(), REDIS_URL=redis_url, CELERY_QUEUE=queue, VAR_DIR=str(tmp_path))
+    env = child_env(
+        DATABASE_URL=database_url(), REDIS_URL=redis_url, CELERY_QUEUE=queue, VAR_DIR=str(tmp_path), FETCH_ALLOW_LOOPBACK="1"
+    )
     worker = start(
         ["celery", "-A", "channelmgr", "worker", "--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"],
         env,
@@ -45,3 +54,5 @@ def test_a_celery_worker_on_redis_records_the_runs_the_dispatcher_hands_out(post
         with app.connection_for_write(redis_url) as broker:
             broker.default_channel.queue_delete(queue)
     assert {run.connection_id for run in SyncRun.objects.all()} == {c.pk for c in connections}
+    assert set(SyncRun.objects.values_list("outcome", flat=True)) == {"ok_changed"}
+    assert Block.objects.filter(source__in=connections, start_date=today + timedelta(days=2)).count() == 3

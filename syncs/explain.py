@@ -1,0 +1,53 @@
+"""Error and outcome codes in plain words, produced when shown, in the reader's language.
+
+Codes and their parameters are what the database stores (see SyncRun.error_code and
+Connection.pause_reason); this is the one place that turns them into sentences.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+_HTTP_STATUS_WORDS = {
+    401: lambda: _("the portal asked for a password: the calendar link is private or was revoked"),
+    403: lambda: _("the portal refused access: the calendar link was revoked or is not shared"),
+    404: lambda: _("the calendar link no longer exists"),
+    410: lambda: _("the calendar link was deleted"),
+}
+
+
+def describe(code: str, params: dict | None = None, *, portal: str | None = None) -> str:
+    """One sentence an operator understands, e.g. "Airbnb answered 404: the calendar link no longer exists"."""
+    params = params or {}
+    who = portal or _("The portal")
+    status = params.get("status")
+    sentences = {
+        "ok_changed": lambda: _("Synced: the calendar changed and was updated."),
+        "ok_unchanged": lambda: _("Synced: nothing changed."),
+        "ok_empty": lambda: _("Synced: the portal's calendar is empty."),
+        "dns": lambda: _("The portal's address could not be found (DNS). Check the link for typos."),
+        "connect": lambda: _("%(who)s could not be reached (connection refused or no route).") % {"who": who},
+        "timeout": lambda: _("%(who)s took too long to answer.") % {"who": who},
+        "tls": lambda: _("The secure connection to %(who)s failed (certificate or TLS error).") % {"who": who},
+        "http_4xx": lambda: _("%(who)s answered %(status)s: %(meaning)s.")
+        % {
+            "who": who,
+            "status": status,
+            "meaning": _HTTP_STATUS_WORDS.get(status, lambda: _("the request was refused"))(),
+        },
+        "http_5xx": lambda: _("%(who)s had an error of its own (HTTP %(status)s). This usually passes.")
+        % {"who": who, "status": status},
+        "rate_limited": lambda: _("%(who)s asked us to slow down; we will try again later.") % {"who": who},
+        "too_large": lambda: _("The calendar is larger than we accept (5 MiB): this is not a normal portal feed."),
+        "blocked_address": lambda: _(
+            "The link points to a private or local network address, which we never fetch."
+        ),
+        "invalid_url": lambda: _("The link is not a valid http:// or https:// address."),
+        "not_ical": lambda: _(
+            "The link returned a web page, not a calendar: often a login page. Copy the export link again."
+        ),
+        "parse_error": lambda: _("The calendar could not be read: it is damaged or cut short."),
+        "not_implemented": lambda: _("Recorded before the import engine existed."),
+    }
+    sentence = sentences.get(code)
+    return sentence() if sentence else _("Unexpected outcome (%(code)s).") % {"code": code}

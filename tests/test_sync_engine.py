@@ -1,0 +1,346 @@
+"""The import engine end to end: real HTTP servers on 127.0.0.1 pose as the portals and change
+their feeds over a sequence of syncs; the blocks in the database are what the operator relies on."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, date, datetime, timedelta
+from unittest import mock
+
+import pytest
+import time_machine
+from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
+
+from syncs import apply as apply_module
+from syncs.models import Block, BlockChange, Connection, PauseEpisode, SyncRun
+from syncs.sync import connection_accept_held_removals, connection_sync_leased
+from tests import feeds
+from tests.factories import ConnectionFactory, PropertyFactory, portal
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
+TODAY = NOW.date()
+FEED_PATH = "/calendar/ical/4242.ics"
+
+
+def d(days: int) -> date:
+    return TODAY + timedelta(days=days)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOW, tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def airbnb_server(httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    return httpserver
+
+
+def answer(server, body: bytes = b"", status: int = 200, headers: dict | None = None, content_type="text/calendar"):
+    server.clear_all_handlers()
+    server.expect_request(FEED_PATH).respond_with_data(body, status=status, headers=headers or {}, content_type=content_type)
+
+
+@pytest.fixture
+def connection(airbnb_server):
+    prop = PropertyFactory(timezone="Europe/Lisbon")
+    return ConnectionFactory(property=prop, portal=portal("airbnb"), import_url=airbnb_server.url_for(FEED_PATH))
+
+
+def sync(connection: Connection, trigger: str = SyncRun.Trigger.SCHEDULED) -> SyncRun:
+    run = connection_sync_leased(connection_id=connection.pk, trigger=trigger)
+    connection.refresh_from_db()
+    return run
+
+
+def current_nights(connection: Connection) -> list[tuple[date, date, str]]:
+    return list(
+        Block.objects.filter(source=connection, removed_at__isnull=True)
+        .order_by("start_date")
+        .values_list("start_date", "end_date", "kind")
+    )
+
+
+FOUR_STAYS = (("a", d(3), d(6)), ("b", d(10), d(12)), ("c", d(20), d(27)), ("e", d(40), d(44)))
+
+
+def test_a_new_airbnb_feed_becomes_blocked_nights(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6)), blocked=(("n1", d(30), d(60)),)))
+    run = sync(connection)
+    assert run.outcome == "ok_changed"
+    assert (run.events_seen, run.events_added) == (2, 2)
+    assert current_nights(connection) == [(d(3), d(6), "reserved"), (d(30), d(60), "blocked")]
+    assert connection.status == Connection.Status.ACTIVE
+    assert connection.last_success_at is not None
+    # Guest details never reach our database.
+    assert not Block.objects.filter(summary__contains="0882").exists()
+    assert not Block.objects.filter(summary__contains="airbnb.com/hosting").exists()
+
+
+def test_a_new_booking_is_added_and_nothing_else_is_touched(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6)), ("b", d(10), d(12))))
+    run = sync(connection)
+    assert (run.events_added, run.events_updated, run.events_removed) == (1, 0, 0)
+    assert current_nights(connection) == [(d(3), d(6), "reserved"), (d(10), d(12), "reserved")]
+
+
+def test_a_changed_stay_is_updated_in_place_and_its_history_kept(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))))
+    sync(connection)
+    block_id = Block.objects.get(source=connection).pk
+    answer(airbnb_server, feeds.airbnb(("a", d(4), d(8))))
+    run = sync(connection)
+    assert (run.events_added, run.events_updated, run.events_removed) == (0, 1, 0)
+    block = Block.objects.get(source=connection)
+    assert block.pk == block_id
+    assert (block.start_date, block.end_date) == (d(4), d(8))
+    change = BlockChange.objects.get(run=run)
+    assert (change.action, change.old_start_date, change.old_end_date, change.new_start_date) == ("updated", d(3), d(6), d(4))
+
+
+def test_a_cancellation_soft_deletes_the_block_with_the_run_that_removed_it(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS[:3]))
+    run = sync(connection)
+    assert (run.outcome, run.events_removed, run.removals_held) == ("ok_changed", 1, False)
+    removed = Block.objects.get(uid="e@airbnb.com")
+    assert removed.removed_at is not None
+    assert removed.removed_by_run == run
+
+
+def test_a_stay_that_ended_and_left_the_feed_is_not_a_cancellation(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(("past", d(-5), d(-1)), ("a", d(3), d(6))))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))))
+    run = sync(connection)
+    assert run.events_removed == 0
+    assert Block.objects.get(uid="past@airbnb.com").removed_at is None
+
+
+def test_an_unchanged_feed_writes_nothing_to_blocks(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    with CaptureQueriesContext(db_connection) as queries:
+        run = sync(connection)
+    assert run.outcome == "ok_unchanged"
+    writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE")) and "syncs_block" in q["sql"]]
+    assert writes == []
+
+
+def test_a_feed_whose_only_change_is_its_timestamp_is_not_parsed_again(clock, airbnb_server, connection, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    connection.portal = portal("booking")
+    connection.save()
+    answer(airbnb_server, feeds.booking(("x", d(1), d(9)), stamp="20270110T120000Z"))
+    sync(connection)
+    answer(airbnb_server, feeds.booking(("x", d(1), d(9)), stamp="20270110T123000Z"))
+    with mock.patch("syncs.sync.parse_feed") as parse:
+        run = sync(connection)
+    parse.assert_not_called()
+    assert run.outcome == "ok_unchanged"
+
+
+def test_an_etag_is_sent_back_verbatim_and_a_304_is_an_unchanged_run(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))), headers={"ETag": '"v1-abc"', "Last-Modified": "Sun, 10 Jan 2027 11:00:00 GMT"})
+    sync(connection)
+    assert connection.etag == '"v1-abc"'
+    airbnb_server.clear_all_handlers()
+    airbnb_server.expect_request(FEED_PATH, headers={"If-None-Match": '"v1-abc"'}).respond_with_data(b"", status=304)
+    run = sync(connection)
+    assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
+    assert current_nights(connection) == [(d(3), d(6), "reserved")]
+
+
+def test_a_feed_that_suddenly_goes_empty_is_held_then_applied_when_the_same_answer_comes_30_minutes_later(
+    clock, airbnb_server, connection
+):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb())
+    held = sync(connection)
+    assert (held.outcome, held.removals_held, held.events_held, held.events_removed) == ("ok_empty", True, 4, 0)
+    assert len(current_nights(connection)) == 4
+    assert connection.held_removals == 4
+
+    clock.shift(timedelta(minutes=10))
+    assert sync(connection).removals_held  # the same answer, too soon: still held
+    assert len(current_nights(connection)) == 4
+
+    clock.shift(timedelta(minutes=25))
+    applied = sync(connection)
+    assert (applied.removals_held, applied.events_removed) == (False, 4)
+    assert current_nights(connection) == []
+    assert connection.held_removals == 0
+
+
+def test_a_feed_that_loses_half_its_future_blocks_holds_only_the_removals(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(FOUR_STAYS[0], ("new", d(90), d(95))))
+    run = sync(connection)
+    assert (run.removals_held, run.events_held, run.events_added) == (True, 3, 1)
+    assert len(current_nights(connection)) == 5
+
+
+def test_a_held_feed_that_comes_back_whole_clears_the_hold(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb())
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    run = sync(connection)
+    assert (run.removals_held, run.events_removed) == (False, 0)
+    assert connection.held_answer == ""
+    assert len(current_nights(connection)) == 4
+
+
+def test_the_operator_can_accept_held_removals_at_once(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb())
+    sync(connection)
+    run = connection_accept_held_removals(connection=connection)
+    connection.refresh_from_db()
+    assert (run.trigger, run.events_removed, run.removals_held) == ("manual", 4, False)
+    assert current_nights(connection) == []
+    assert connection.held_accepted_answer == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "content_type", "code"),
+    [
+        (feeds.LOGIN_PAGE, 200, "text/html", "not_ical"),
+        (b'{"error": "not found"}', 200, "application/json", "not_ical"),
+        (b"Not Found", 404, "text/plain", "http_4xx"),
+        (b"Gone", 410, "text/plain", "http_4xx"),
+        (b"Forbidden", 403, "text/plain", "http_4xx"),
+    ],
+)
+def test_a_permanent_failure_pauses_at_once_and_keeps_every_block(
+    clock, airbnb_server, connection, body, status, content_type, code
+):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, body, status=status, content_type=content_type)
+    run = sync(connection)
+    assert run.outcome == code
+    assert connection.status == Connection.Status.PAUSED
+    assert connection.pause_reason == code
+    assert len(current_nights(connection)) == 4
+    episode = PauseEpisode.objects.get(connection=connection)
+    assert (episode.reason, episode.ended_at) == (code, None)
+    if status >= 400:
+        assert connection.pause_params["status"] == status
+
+
+def test_transient_failures_back_off_then_pause_after_three_in_a_row(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, b"oops", status=500, content_type="text/plain")
+    delays = []
+    for _ in range(2):
+        run = sync(connection)
+        assert run.outcome == "http_5xx"
+        assert connection.status == Connection.Status.ACTIVE
+        delays.append(round((connection.next_sync_at - run.finished_at).total_seconds() / 60))
+    assert delays == [5, 10]
+    sync(connection)
+    assert connection.status == Connection.Status.PAUSED
+    assert connection.consecutive_failures == 3
+    assert PauseEpisode.objects.filter(connection=connection).count() == 1
+    assert len(current_nights(connection)) == 4
+
+
+def test_a_paused_connection_is_not_synced_by_the_schedule(clock, airbnb_server, connection):
+    answer(airbnb_server, b"nope", status=404, content_type="text/plain")
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))))
+    assert connection_sync_leased(connection_id=connection.pk) is None
+    assert not Connection.objects.due().filter(pk=connection.pk).exists()
+
+
+def test_a_manual_sync_that_works_ends_the_pause_episode(clock, airbnb_server, connection):
+    answer(airbnb_server, b"nope", status=404, content_type="text/plain")
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))))
+    run = sync(connection, trigger=SyncRun.Trigger.MANUAL)
+    assert run.outcome == "ok_changed"
+    assert connection.status == Connection.Status.ACTIVE
+    episode = PauseEpisode.objects.get(connection=connection)
+    assert episode.ended_at is not None
+    assert episode.ended_by == "sync"
+
+
+def test_rate_limiting_is_honoured_with_retry_after(clock, airbnb_server, connection):
+    answer(airbnb_server, b"slow down", status=429, headers={"Retry-After": "3600"}, content_type="text/plain")
+    run = sync(connection)
+    assert run.outcome == "rate_limited"
+    assert connection.next_sync_at - run.finished_at >= timedelta(seconds=3600)
+
+
+def test_a_gzip_bomb_is_a_failure_that_keeps_the_blocks(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    bomb = gzip.compress(b"BEGIN:VCALENDAR\r\n" + b"X" * (40 * 1024 * 1024))
+    answer(airbnb_server, bomb, headers={"Content-Encoding": "gzip"})
+    run = sync(connection)
+    assert run.outcome == "too_large"
+    assert len(current_nights(connection)) == 4
+
+
+def test_a_redirect_to_a_private_address_is_refused_and_pauses(clock, airbnb_server, connection):
+    airbnb_server.clear_all_handlers()
+    airbnb_server.expect_request(FEED_PATH).respond_with_data(
+        b"", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}
+    )
+    run = sync(connection)
+    assert run.outcome == "blocked_address"
+    assert connection.status == Connection.Status.PAUSED
+
+
+def test_our_own_blocks_coming_back_through_a_portal_are_dropped(clock, airbnb_server, connection, settings):
+    settings.EXPORT_UID_DOMAIN = "cm.example.com"
+    body = feeds.vrbo(("ours-1@cm.example.com", d(3), d(5), "Blocked"), ("theirs", d(8), d(9), "Reserved - Ana"))
+    answer(airbnb_server, body)
+    connection.portal = portal("vrbo")
+    connection.save()
+    sync(connection)
+    assert current_nights(connection) == [(d(8), d(9), "reserved")]
+
+
+def test_a_rolling_block_whose_uid_changes_every_day_is_updated_not_duplicated(clock, airbnb_server, connection):
+    for day in range(7):
+        answer(airbnb_server, feeds.airbnb(("stay", d(3), d(6)), blocked=((f"roll-{day}", d(365 + day), d(730)),)))
+        sync(connection)
+        clock.shift(timedelta(days=1))
+    assert Block.objects.filter(source=connection).count() == 2
+    assert BlockChange.objects.filter(action="added").count() == 2
+
+
+def test_a_failing_http_url_records_whether_https_works(clock, airbnb_server, connection):
+    answer(airbnb_server, b"nope", status=500, content_type="text/plain")
+    run = sync(connection)
+    assert run.outcome == "http_5xx"
+    # The loopback portal speaks only plain HTTP: the https:// variant fails its TLS handshake.
+    assert connection.https_works is False
+
+
+def test_a_crash_while_applying_leaves_no_partial_write(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    with mock.patch.object(apply_module.BlockChange.objects, "bulk_create", side_effect=RuntimeError("worker died")), pytest.raises(RuntimeError):
+        connection_sync_leased(connection_id=connection.pk)
+    assert not Block.objects.exists()
+    assert not SyncRun.objects.exists()
+    connection.refresh_from_db()
+    assert connection.last_success_at is None
+    assert connection.lease_holder == ""
+    # The next run repairs.
+    assert sync(connection).events_added == 4
