@@ -244,6 +244,14 @@ SYNC_HORIZON_AHEAD_DAYS = env_int("SYNC_HORIZON_AHEAD_DAYS", 730, minimum=30)
 # Held removals (shrink guard) apply when the same answer comes again this much later.
 SHRINK_CONFIRM_MINUTES = env_int("SHRINK_CONFIRM_MINUTES", 30, minimum=1)
 FETCH_USER_AGENT = env_str("FETCH_USER_AGENT", f"channelmgr-ical-sync/1.0 (+{SITE_URL}; calendar sync)")
+# --- Export feeds -----------------------------------------------------------------------------
+# Export URL tokens are derived from this key: changing it changes every export URL.
+EXPORT_TOKEN_KEY = env_str("EXPORT_TOKEN_KEY", "") or f"export-token:{SECRET_KEY}"
+EXPORT_ROTATION_GRACE_HOURS = env_int("EXPORT_ROTATION_GRACE_HOURS", 72, minimum=0)
+EXPORT_HORIZON_DAYS = env_int("EXPORT_HORIZON_DAYS", 730, minimum=30)
+# Reads of an export URL are written to the database at most this often per URL and process.
+EXPORT_READ_FLUSH_SECONDS = env_int("EXPORT_READ_FLUSH_SECONDS", 60, minimum=0)
+
 # Loopback fetching exists for tests and the demo portal only; never in production.
 FETCH_ALLOW_LOOPBACK = env_bool("FETCH_ALLOW_LOOPBACK", DEMO_MODE)
 if FETCH_ALLOW_LOOPBACK and not (DEBUG or DEMO_MODE):
@@ -285,7 +293,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
+    "filters": {"mask_secrets": {"()": "channelmgr.log_masking.MaskSecretsFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain", "filters": ["mask_secrets"]
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # urllib3 logs each request's full path and query at DEBUG: feed URLs are secrets.
     "loggers": {"urllib3": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL}},

@@ -1,6 +1,7 @@
 """Write a diff to the database: new blocks, blocks changed in place, blocks soft-deleted by
 the run, and a change row for each, so history and undo are possible. Runs inside the sync's
-transaction; writes nothing when nothing changed."""
+transaction; writes nothing when nothing changed, and bumps the property's calendar version
+(so its exports change at once) when something did."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from syncs.blocks import property_calendar_changed
 from syncs.diff import BlockDiff, StoredBlock
 from syncs.ical import ParsedEvent
 from syncs.models import Block, BlockChange, Connection, SyncRun
@@ -68,3 +70,5 @@ def apply_diff(
             for b in diff.removed
         ]
     BlockChange.objects.bulk_create(changes)
+    if diff.added or diff.updated or (diff.removed and not hold_removals):
+        property_calendar_changed(property_id=connection.property_id, now=now)

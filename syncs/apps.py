@@ -8,3 +8,6 @@ class SyncsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "syncs"
     verbose_name = _("Calendar syncs")
+
+    def ready(self) -> None:
+        from syncs import signals  # noqa: F401 - connects the receivers

@@ -6,7 +6,12 @@ Connection.pause_reason); this is the one place that turns them into sentences.
 
 from __future__ import annotations
 
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
+
+from syncs.portals import BY_SLUG
+from syncs.readers import STALE_FACTOR, ExportReaderFacts
 
 _HTTP_STATUS_WORDS = {
     401: lambda: _("the portal asked for a password: the calendar link is private or was revoked"),
@@ -51,3 +56,36 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
     }
     sentence = sentences.get(code)
     return sentence() if sentence else _("Unexpected outcome (%(code)s).") % {"code": code}
+
+
+
+def describe_readers(facts: ExportReaderFacts | None, *, portal: str) -> str:
+    """Whether the portal reads our calendar, e.g. "Airbnb last read this calendar 47 minutes ago"."""
+    if facts is None:
+        return ""
+    if facts.state == "waiting":
+        sentence = _("Not read yet: %(portal)s usually picks up a new calendar within %(delay)s.") % {
+            "portal": portal, "delay": timesince(timezone.now() - facts.expected_within / STALE_FACTOR),
+        }
+    elif facts.state == "never_read":
+        sentence = _(
+            "Never read since it was created: the URL was probably not pasted into %(portal)s, or pasted wrong."
+        ) % {"portal": portal}
+    else:
+        sentence = _("%(reader)s last read this calendar %(ago)s ago.") % {
+            "reader": reader_name(facts.last_reader, portal=portal), "ago": timesince(facts.last_read_at),
+        }
+        if facts.state == "stale":
+            sentence += " " + _("%(portal)s seems to have stopped reading it.") % {"portal": portal}
+    if facts.old_url_reader:
+        sentence += " " + _("%(reader)s still reads the old URL (last %(ago)s ago): paste the new one there.") % {
+            "reader": reader_name(facts.old_url_reader, portal=portal), "ago": timesince(facts.old_url_read_at),
+        }
+    return sentence
+
+
+def reader_name(slug: str, *, portal: str) -> str:
+    """A reader's name from its slug ("airbnb" -> "Airbnb"); unknown software is named as such."""
+    if slug in BY_SLUG and slug != "other":
+        return BY_SLUG[slug].name
+    return _("A calendar program") if slug else portal

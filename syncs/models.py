@@ -18,6 +18,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.timezone import now
 from django.utils.translation import gettext_lazy as _
 
 
@@ -123,6 +124,10 @@ class Property(models.Model):
         _("time zone"), max_length=64, default="UTC", validators=[validate_timezone_name],
         help_text=_("The property's IANA time zone; feed times are turned into nights in this zone."),
     )
+    # Bumped in the same transaction as any change to the property's blocks: export caches are
+    # keyed by it, so the next portal request sees the change at once.
+    calendar_version = models.PositiveBigIntegerField(_("calendar version"), default=1)
+    calendar_changed_at = models.DateTimeField(_("calendar changed at"), default=now)  # `timezone` is a field here
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -186,6 +191,12 @@ class Connection(models.Model):
         _("sync every (minutes)"), default=30, validators=[MinValueValidator(5)]
     )
 
+    # What our export says for each taken night: no guest data ever leaves.
+    export_summary = models.CharField(
+        _("exported event title"), max_length=100, default="Not available",
+        help_text=_("The title portals see on nights taken elsewhere. Never includes guest details."),
+    )
+
     # HTTP validators kept exactly as the portal sent them, and a fingerprint of the last body,
     # so that an unchanged feed costs no parse and no writes.
     etag = models.CharField(_("ETag"), max_length=500, blank=True)
@@ -233,6 +244,10 @@ class Connection(models.Model):
     @builtins.property  # the field named `property` hides the builtin here
     def imports(self) -> bool:
         return self.direction != self.Direction.EXPORT_ONLY
+
+    @builtins.property  # the field named `property` hides the builtin here
+    def exports(self) -> bool:
+        return self.direction != self.Direction.IMPORT_ONLY
 
     @builtins.property  # the field named `property` hides the builtin here
     def status(self) -> str:
@@ -416,3 +431,74 @@ class SyncRun(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.finished_at - self.started_at if self.finished_at else None
+
+
+class ExportTokenQuerySet(AccountScopedQuerySet):
+    account_path = "property__account"
+
+    def serving(self, now=None) -> ExportTokenQuerySet:
+        """Tokens whose URL still answers: the current ones, and rotated ones within their grace."""
+        now = now or timezone.now()
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ExportToken(models.Model):
+    """The secret part of an export URL: one current token per exporting connection, and one for
+    the property-wide calendar (connection null).
+
+    Only the token's SHA-256 is stored for look-ups; the token itself is derived from ``nonce``
+    with the server's EXPORT_TOKEN_KEY, so the operator can copy the URL again while a copy of
+    the database alone reveals no URL. Rotating sets ``expires_at`` on the old token (grace).
+    """
+
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="export_tokens")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="export_tokens"
+    )
+    nonce = models.CharField(max_length=32, unique=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("stops working at"), null=True, blank=True)
+    last_read_at = models.DateTimeField(_("last read"), null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(_("last answer"), null=True, blank=True)
+    last_user_agent = models.CharField(_("last reader's software"), max_length=300, blank=True)
+    last_reader = models.CharField(_("last reader"), max_length=20, blank=True)
+
+    objects = ExportTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("export URL")
+        verbose_name_plural = _("export URLs")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["property", "connection"], condition=Q(expires_at__isnull=True, connection__isnull=False),
+                name="one_current_export_token_per_connection",
+            ),
+            models.UniqueConstraint(
+                fields=["property"], condition=Q(expires_at__isnull=True, connection__isnull=True),
+                name="one_current_property_wide_export_token",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = self.connection.portal.name if self.connection_id else _("all portals")
+        return f"{self.property} → {target}"
+
+
+class ExportReadDay(models.Model):
+    """How often one reader fetched one export URL on one day: bounded, one row per reader a day."""
+
+    token = models.ForeignKey(ExportToken, on_delete=models.CASCADE, related_name="read_days")
+    day = models.DateField(_("day"))
+    reader = models.CharField(_("reader"), max_length=20)
+    count = models.PositiveIntegerField(_("requests"), default=0)
+
+    class Meta:
+        verbose_name = _("export reads per day")
+        verbose_name_plural = _("export reads per day")
+        ordering = ["-day"]
+        constraints = [models.UniqueConstraint(fields=["token", "day", "reader"], name="one_read_row_per_token_day_reader")]
+
+    def __str__(self) -> str:
+        return f"{self.token_id} {self.day} {self.reader}: {self.count}"

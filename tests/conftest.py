@@ -119,6 +119,15 @@ def _fast_hashing_and_plain_static(settings) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def free_port() -> int:
     with socket.socket() as sock:

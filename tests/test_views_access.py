@@ -16,6 +16,7 @@ PUBLIC_ROUTES = {
     "logout": "ends a session",
     "demo-portal-feed": "demo portal feeds (404 unless DEMO_MODE)",
     "healthz": "service health for load balancers (no secrets)",
+    "export-feed": "portals read export URLs without a login: the 256-bit token is the key",
 }
 # For routes that take an object's id: which object of the *other* account to aim at.
 OBJECT_KWARGS = {"property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block"}

@@ -5,7 +5,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from syncs.explain import describe_readers
+from syncs.export_tokens import export_token_ensure, export_url
 from syncs.models import Account
+from syncs.readers import connection_export_facts
 from syncs.selectors import connection_get, connection_recent_runs, property_get
 
 
@@ -17,7 +20,12 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     return render(
         request,
         "syncs/property_detail.html",
-        {"account": Account.of_user(request.user), "property": prop, "connections": connections},
+        {
+            "account": Account.of_user(request.user),
+            "property": prop,
+            "connections": connections,
+            "export_url": export_url(export_token_ensure(property=prop)),
+        },
     )
 
 
@@ -25,6 +33,12 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
 @login_required
 def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
+    exports = {}
+    if connection.exports:
+        exports = {
+            "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
+            "readers": describe_readers(connection_export_facts(connection=connection), portal=connection.portal.name),
+        }
     return render(
         request,
         "syncs/connection_detail.html",
@@ -32,5 +46,6 @@ def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
             "account": Account.of_user(request.user),
             "connection": connection,
             "runs": connection_recent_runs(connection=connection),
+            **exports,
         },
     )

@@ -1,0 +1,74 @@
+"""Export URL tokens: 256-bit capability secrets, stored only as hashes, rotatable with grace.
+
+token = HMAC-SHA256(EXPORT_TOKEN_KEY, nonce), base64url. The row keeps the nonce and
+SHA-256(token): looking a token up needs only its hash, and showing the URL again needs the
+server's key, which the database does not hold.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from syncs.models import Connection, ExportToken, Property
+
+
+def token_from_nonce(nonce: str) -> str:
+    digest = hmac.new(settings.EXPORT_TOKEN_KEY.encode(), nonce.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token_fields() -> dict:
+    nonce = secrets.token_hex(16)
+    return {"nonce": nonce, "token_hash": token_hash(token_from_nonce(nonce))}
+
+
+def export_url(token: ExportToken) -> str:
+    return settings.SITE_URL + reverse("export-feed", kwargs={"token": token_from_nonce(token.nonce)})
+
+
+def export_token_ensure(*, property: Property, connection: Connection | None = None) -> ExportToken:
+    """The current token of a connection's export (or of the property-wide one), created if missing."""
+    current = ExportToken.objects.filter(property=property, connection=connection, expires_at__isnull=True).first()
+    if current:
+        return current
+    try:
+        with transaction.atomic():
+            return ExportToken.objects.create(property=property, connection=connection, **new_token_fields())
+    except IntegrityError:  # created at the same moment by another request
+        return ExportToken.objects.get(property=property, connection=connection, expires_at__isnull=True)
+
+
+def export_token_rotate(*, token: ExportToken, now: datetime | None = None) -> ExportToken:
+    """Issue a new URL; the old one keeps working for EXPORT_ROTATION_GRACE_HOURS, then 404s."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ExportToken.objects.filter(pk=token.pk, expires_at__isnull=True).update(
+            expires_at=now + timedelta(hours=settings.EXPORT_ROTATION_GRACE_HOURS)
+        )
+        return ExportToken.objects.create(property_id=token.property_id, connection_id=token.connection_id, **new_token_fields())
+
+
+def export_token_find(token: str, *, now: datetime | None = None) -> ExportToken | None:
+    """The serving token for a URL's token, with its property and connection, or None.
+
+    Every token, well-formed or not, costs the same: one hash and one indexed query.
+    """
+    return (
+        ExportToken.objects.serving(now)
+        .select_related("property", "connection")
+        .filter(token_hash=token_hash(token))
+        .first()
+    )

@@ -1,0 +1,107 @@
+"""The export feed portals read, and the .ics downloads operators take."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils.http import http_date, parse_http_date_safe
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST, require_safe
+
+from syncs.export import ExportedCalendar, calendar_export
+from syncs.export_tokens import export_token_ensure, export_token_find, export_token_rotate
+from syncs.readers import export_read_record
+from syncs.selectors import connection_get, property_get
+
+log = logging.getLogger(__name__)
+
+CALENDAR_TYPE = "text/calendar; charset=utf-8"
+# When the database cannot answer, portals must retry later: an empty 200 would open every night.
+RETRY_AFTER_SECONDS = 300
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    """A capability URL must not travel in Referer headers or end up in search engines."""
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+def _not_modified(request: HttpRequest, exported: ExportedCalendar) -> bool:
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        return exported.etag in {tag.strip() for tag in if_none_match.split(",")} or if_none_match.strip() == "*"
+    since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
+    return since is not None and int(exported.last_modified.timestamp()) <= since
+
+
+@require_safe
+def export_feed(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        found = export_token_find(token)
+        exported = calendar_export(token=found) if found else None
+    except DatabaseError:
+        log.error("export unavailable: database error", exc_info=True)
+        response = HttpResponse("Temporarily unavailable.\n", status=503, content_type="text/plain")
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return _private(response)
+    if exported is None:
+        # Unknown, revoked and malformed tokens all get this same answer.
+        return _private(HttpResponse("Not found.\n", status=404, content_type="text/plain"))
+    if _not_modified(request, exported):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(exported.body, content_type=CALENDAR_TYPE)
+    response["ETag"] = exported.etag
+    response["Last-Modified"] = http_date(exported.last_modified.timestamp())
+    export_read_record(token_id=found.pk, status=response.status_code, user_agent=request.headers.get("User-Agent", ""))
+    return _private(response)
+
+
+def _download(exported: ExportedCalendar, filename: str) -> HttpResponse:
+    response = HttpResponse(exported.body, content_type=CALENDAR_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{filename}.ics"'
+    return _private(response)
+
+
+@require_safe
+@login_required
+def connection_export_download(request: HttpRequest, connection_id: int) -> HttpResponse:
+    connection = connection_get(user=request.user, connection_id=connection_id)
+    if not connection.exports:
+        raise Http404
+    token = export_token_ensure(property=connection.property, connection=connection)
+    name = slugify(f"{connection.property.name} {connection.portal.name}") or "calendar"
+    return _download(calendar_export(token=token), name)
+
+
+@require_safe
+@login_required
+def property_export_download(request: HttpRequest, property_id: int) -> HttpResponse:
+    prop = property_get(user=request.user, property_id=property_id)
+    token = export_token_ensure(property=prop)
+    return _download(calendar_export(token=token), slugify(prop.name) or "calendar")
+
+
+@require_POST
+@login_required
+def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """Issue a new export URL; the old one keeps working through the grace period."""
+    connection = connection_get(user=request.user, connection_id=connection_id)
+    if not connection.exports:
+        raise Http404
+    export_token_rotate(token=export_token_ensure(property=connection.property, connection=connection))
+    messages.success(
+        request,
+        _("New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.")
+        % {"portal": connection.portal.name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
+    )
+    return redirect("connection-detail", connection_id=connection.pk)
