@@ -3,7 +3,7 @@
 Each feed imitates what the real portal sends (see the real samples in tests/fixtures/feeds):
 Airbnb's PRODID with a parameter and guest details in DESCRIPTION, Booking.com's CLOSED events
 and its 0-byte empty calendar, Vrbo's LF-only lines and localised labels. Dates are laid out
-from today with a generator seeded by the feed's key, so a feed stays the same all day (the
+from today with a generator seeded by the property, so a feed stays the same all day (the
 engine sees it as unchanged) and moves forward with the calendar.
 """
 
@@ -40,21 +40,39 @@ class DemoStay:
     uid: str
 
 
-def _stays(key: str, today: date, count: int) -> list[DemoStay]:
-    rng = random.Random(hashlib.sha256(key.encode()).digest())
-    day = today + timedelta(days=rng.randint(1, 6))
+# Each demo property has one timeline of stays dealt out to its portals in turn, as a well-run
+# channel manager would have them: no two portals sell the same night...
+PORTAL_ORDER = ("airbnb", "booking", "vrbo")
+# ...except one deliberate double booking, so the demo shows what a conflict looks like.
+DOUBLE_BOOKED = "beach-loft-vrbo"
+
+
+def _timeline(property_key: str, today: date) -> list[DemoStay]:
+    rng = random.Random(hashlib.sha256(property_key.encode()).digest())
+    day = today + timedelta(days=rng.randint(1, 4))
     stays = []
-    for index in range(count):
+    for index in range(12):
         length = rng.randint(2, 7)
         stays.append(
             DemoStay(
                 start=day,
                 end=day + timedelta(days=length),
                 label=rng.choice(GUEST_NAMES),
-                uid=hashlib.sha1(f"{key}:{index}".encode()).hexdigest(),
+                uid=hashlib.sha1(f"{property_key}:{index}".encode()).hexdigest(),
             )
         )
-        day += timedelta(days=length + rng.randint(3, 14))
+        day += timedelta(days=length + rng.randint(1, 6))
+    return stays
+
+
+def _stays(key: str, today: date) -> list[DemoStay]:
+    """The stays of the feed ``key`` ("<property>-<portal>"): its share of the property's timeline."""
+    property_key, _, portal = key.rpartition("-")
+    timeline = _timeline(property_key, today)
+    stays = [stay for index, stay in enumerate(timeline) if PORTAL_ORDER[index % len(PORTAL_ORDER)] == portal]
+    if key == DOUBLE_BOOKED:
+        taken = timeline[0]  # Airbnb's first stay, sold again here
+        stays.append(DemoStay(taken.start + timedelta(days=1), taken.end + timedelta(days=1), "Tom", taken.uid[::-1]))
     return stays
 
 
@@ -83,7 +101,7 @@ def _event(stay: DemoStay, summary: str, uid: str, stamp: datetime, **extra: str
 def _airbnb(key: str, today: date, stamp: datetime) -> bytes:
     cal = _calendar("-//Airbnb Inc//Hosting Calendar 1.0//EN")
     cal["prodid"].params["X-RICAL-TZSOURCE"] = "TZINFO"
-    for index, stay in enumerate(_stays(key, today, 5)):
+    for index, stay in enumerate(_stays(key, today)):
         if index % 3 == 2:
             cal.add_component(_event(stay, "Airbnb (Not available)", f"{stay.uid[:12]}-{stay.uid}@airbnb.com", stamp))
             continue
@@ -99,7 +117,7 @@ def _airbnb(key: str, today: date, stamp: datetime) -> bytes:
 
 def _booking(key: str, today: date, stamp: datetime) -> bytes:
     cal = _calendar("-//admin.booking.com, b.v.//NONSGML v1.0//EN", method="PUBLISH")
-    for stay in _stays(key, today, 4):
+    for stay in _stays(key, today):
         cal.add_component(
             _event(stay, "CLOSED - Not available", f"{stay.uid}@booking.com", stamp, organizer="mailto:noreply@booking.com")
         )
@@ -108,8 +126,8 @@ def _booking(key: str, today: date, stamp: datetime) -> bytes:
 
 def _vrbo(key: str, today: date, stamp: datetime) -> bytes:
     cal = _calendar("-//HomeAway.com, Inc.//EN")
-    for index, stay in enumerate(_stays(key, today, 4)):
-        summary = "Blocked" if index == 3 else f"Reserved - {stay.label}"
+    for index, stay in enumerate(_stays(key, today)):
+        summary = "Blocked" if index == 2 else f"Reserved - {stay.label}"
         cal.add_component(_event(stay, summary, stay.uid, stamp))
     # Vrbo serves bare LF line endings.
     return cal.to_ical().replace(b"\r\n", b"\n")

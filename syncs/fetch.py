@@ -620,3 +620,16 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         yield current
         wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None))
         pending.extend(e for e in (*wrapped, *current.args) if isinstance(e, BaseException))
+
+
+def https_variant_works(url: str, *, allow_loopback: bool = False, user_agent: str = DEFAULT_USER_AGENT,
+                        deadline: float = 15.0) -> bool:
+    """Whether the https:// version of an http:// link answers with a calendar (the seed's
+    "add an s" to http://)."""
+    try:
+        fetch_feed(
+            "https://" + url[len("http://"):], allow_loopback=allow_loopback, user_agent=user_agent, deadline=deadline
+        )
+    except FetchError:
+        return False
+    return True

@@ -184,6 +184,8 @@ class Connection(models.Model):
     last_error_code = models.CharField(_("last error"), max_length=40, blank=True)
     last_error_params = models.JSONField(_("last error details"), default=dict, blank=True)
 
+    # Set by "Sync now"; the worker (or, if the broker is down, the next dispatcher pass) clears it.
+    sync_requested_at = models.DateTimeField(_("sync requested at"), null=True, blank=True)
     last_attempt_at = models.DateTimeField(_("last attempt"), null=True, blank=True)
     last_success_at = models.DateTimeField(_("last successful sync"), null=True, blank=True)
     next_sync_at = models.DateTimeField(_("next sync due"), null=True, blank=True, db_index=True)
@@ -502,3 +504,42 @@ class ExportReadDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token_id} {self.day} {self.reader}: {self.count}"
+
+
+class ActivityQuerySet(AccountScopedQuerySet):
+    account_path = "account"
+
+
+class Activity(models.Model):
+    """Who did what to which sync, and when: kept per account, shown on pages and in the admin."""
+
+    class Action(models.TextChoices):
+        SWITCHED_ON = "switched_on", _("switched the sync on")
+        SWITCHED_OFF = "switched_off", _("switched the sync off")
+        SYNC_REQUESTED = "sync_requested", _("pressed Sync now")
+        HELD_ACCEPTED = "held_accepted", _("accepted the held removals")
+        EXPORT_ROTATED = "export_rotated", _("issued a new export URL")
+        CONNECTION_CREATED = "connection_created", _("added the sync")
+        CONNECTION_EDITED = "connection_edited", _("edited the sync")
+        PROPERTY_CREATED = "property_created", _("added the property")
+        PROPERTY_EDITED = "property_edited", _("edited the property")
+        BLOCK_ADDED = "block_added", _("closed nights")
+        BLOCK_REMOVED = "block_removed", _("opened nights")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="activity")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, null=True, blank=True, related_name="activity")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="activity")
+    action = models.CharField(_("action"), max_length=30, choices=Action)
+    params = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    objects = ActivityQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("activity")
+        verbose_name_plural = _("activity")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.action} {self.created_at:%Y-%m-%d %H:%M}"

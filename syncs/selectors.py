@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from syncs.models import Connection, Property, SyncRun
+from syncs.explain import describe, describe_readers
+from syncs.export_tokens import export_url
+from syncs.models import Block, Connection, ExportToken, Property, SyncRun
+from syncs.readers import export_facts
 
 
 def property_list_with_connections(*, user) -> QuerySet[Property]:
@@ -26,3 +32,52 @@ def connection_get(*, user, connection_id: int) -> Connection:
 
 def connection_recent_runs(*, connection: Connection, limit: int = 50) -> list[SyncRun]:
     return list(connection.runs.select_related("connection__portal").order_by("-started_at", "-pk")[:limit])
+
+
+def connection_blocks(*, connection: Connection, limit: int = 200) -> list[Block]:
+    """The current blocks this connection brought, from yesterday on."""
+    today = timezone.localdate()
+    return list(connection.blocks.current().filter(end_date__gte=today).order_by("start_date")[:limit])
+
+
+def property_manual_blocks(*, property: Property) -> list[Block]:
+    today = timezone.localdate()
+    return list(property.blocks.current().filter(source__isnull=True, end_date__gte=today).order_by("start_date"))
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    """What a connection's row on the property page shows."""
+
+    connection: Connection
+    problem: str  # the reason in words when paused or failing, else ""
+    readers: str  # whether the portal reads our calendar, in words
+    export_url: str
+
+
+def connection_rows(*, property: Property, only: Connection | None = None) -> list[ConnectionRow]:
+    """The rows of a property's connections, in 2 queries whatever their number."""
+    connections = property.connections.select_related("portal", "property").order_by("portal__position", "pk")
+    if only is not None:
+        connections = connections.filter(pk=only.pk)
+    connections = list(connections)
+    tokens: dict[int, list[ExportToken]] = {}
+    for token in ExportToken.objects.serving().filter(connection__in=connections):
+        tokens.setdefault(token.connection_id, []).append(token)
+    now = timezone.now()
+    rows = []
+    for connection in connections:
+        own = tokens.get(connection.pk, [])
+        current = next((t for t in own if t.expires_at is None), None)
+        facts = export_facts(tokens=own, pickup_max_minutes=connection.portal.pickup_delay_max_minutes, now=now)
+        code = connection.pause_reason or connection.last_error_code
+        params = connection.pause_params if connection.pause_reason else connection.last_error_params
+        rows.append(
+            ConnectionRow(
+                connection=connection,
+                problem=describe(code, params, portal=connection.portal.name) if code else "",
+                readers=describe_readers(facts, portal=connection.portal.name) if connection.exports else "",
+                export_url=export_url(current) if current else "",
+            )
+        )
+    return rows

@@ -22,7 +22,7 @@ from django.utils import timezone
 from syncs.apply import apply_diff, stored_blocks
 from syncs.connection_state import failure_updates, success_updates
 from syncs.diff import BlockDiff, answer_fingerprint, diff_blocks, shrink_guard_trips
-from syncs.fetch import FetchError, FetchResult, fetch_feed, mask_url
+from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
 from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
 from syncs.models import Connection, SyncRun
 from syncs.scheduling import connection_acquire_lease, connection_release_lease
@@ -83,6 +83,9 @@ def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger
         log.warning("sync dropped connection=%s reason=lease_lost", connection_id)
         return None
     finally:
+        if trigger != SyncRun.Trigger.SCHEDULED:
+            # The operator's "Sync now" has been served (or the connection is gone).
+            Connection.objects.filter(pk=connection_id, sync_requested_at__isnull=False).update(sync_requested_at=None)
         connection_release_lease(connection_id=connection_id, holder=holder)
 
 
@@ -140,16 +143,9 @@ def _https_variant_works(connection: Connection) -> bool | None:
     """After an http:// URL failed, try https:// once and remember whether it answers a calendar."""
     if not connection.import_url.lower().startswith("http://") or connection.https_works is not None:
         return connection.https_works
-    try:
-        fetch_feed(
-            "https://" + connection.import_url[len("http://"):],
-            allow_loopback=settings.FETCH_ALLOW_LOOPBACK,
-            user_agent=settings.FETCH_USER_AGENT,
-            deadline=15.0,
-        )
-    except FetchError:
-        return False
-    return True
+    return https_variant_works(
+        connection.import_url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT
+    )
 
 
 def property_today(connection: Connection) -> date:

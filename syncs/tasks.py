@@ -10,19 +10,24 @@ from django.db import InterfaceError, OperationalError
 from syncs.models import SyncRun
 from syncs.scheduling import connections_claim_due
 from syncs.sync import connection_sync_leased
+from syncs.sync_requests import unserved_requests
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
 def dispatch_due_syncs() -> int:
-    """Run by beat every minute: hand each due connection to a worker."""
+    """Run by beat every minute: hand each due connection to a worker, and each "Sync now"
+    that the broker could not take when it was pressed."""
     ids = connections_claim_due()
     for connection_id in ids:
         sync_connection.delay(connection_id)
-    if ids:
-        log.info("dispatched count=%d", len(ids))
-    return len(ids)
+    requested = unserved_requests()
+    for connection_id in requested:
+        sync_connection.delay(connection_id, SyncRun.Trigger.MANUAL)
+    if ids or requested:
+        log.info("dispatched count=%d requested=%d", len(ids), len(requested))
+    return len(ids) + len(requested)
 
 
 # Only crashes of the task itself are retried (the database went away); feed failures are the

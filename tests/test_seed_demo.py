@@ -17,9 +17,10 @@ def test_the_demo_has_an_operator_three_properties_and_their_portal_syncs(settin
     assert Property.objects.count() == 3
     assert Connection.objects.count() == 9
     assert set(Connection.objects.values_list("portal__slug", flat=True)) == {"airbnb", "booking", "vrbo"}
-    response = Client().post(reverse("login"), {"username": "demo", "password": "demo"}, follow=True)
+    client = Client()
+    response = client.post(reverse("login"), {"username": "demo", "password": "demo"}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("home")
-    assert "Casa do Rio" in response.content.decode()
+    assert "Casa do Rio" in client.get(reverse("property-list")).content.decode()
     assert Property.objects.for_user(Account.objects.get().memberships.get().user).count() == 3
 
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from syncs.models import Connection, Property
-from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, SyncRunFactory
+from syncs.models import Activity, Block, Connection, ExportToken, Property, SyncRun
+from tests.factories import (
+    BlockFactory,
+    ConnectionFactory,
+    MembershipFactory,
+    PropertyFactory,
+    SyncRunFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +45,9 @@ def two_accounts():
     mine, theirs = MembershipFactory(), MembershipFactory()
     their_connection = ConnectionFactory(property=PropertyFactory(account=theirs.account, name="Their Villa"))
     run = SyncRunFactory(connection=their_connection)
-    return mine.user, {"property": their_connection.property, "connection": their_connection, "run": run}
+    block = BlockFactory(property=their_connection.property, source=None)
+    objects = {"property": their_connection.property, "connection": their_connection, "run": run, "block": block}
+    return mine.user, objects
 
 
 def test_the_login_page_is_served_to_anonymous_visitors(client):
@@ -54,13 +63,13 @@ def test_anonymous_visitors_are_sent_to_log_in(client):
     assert response["Location"].startswith(reverse("login"))
 
 
-def test_an_operator_logs_in_with_username_and_password_and_sees_their_properties(client):
+def test_an_operator_logs_in_with_username_and_password_and_lands_on_the_overview(client):
     membership = MembershipFactory(user__username="ana")
     ConnectionFactory(property=PropertyFactory(account=membership.account, name="Casa Azul"))
     response = client.post(reverse("login"), {"username": "ana", "password": "correct horse battery"}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("home")
-    assert "Casa Azul" in response.content.decode()
-    assert "Airbnb" in response.content.decode()
+    assert "Overview" in response.content.decode()
+    assert "Casa Azul" in client.get(reverse("property-list")).content.decode()
 
 
 def test_a_wrong_password_is_refused_with_a_message(client):
@@ -87,11 +96,10 @@ def test_logging_out_is_a_post_and_ends_the_session(operator_client):
     assert operator_client.get(reverse("home")).status_code == 302
 
 
-def test_the_landing_page_lists_each_connection_with_its_state(operator_client, operator):
+def test_the_property_page_lists_each_connection_with_its_state(operator_client, operator):
     prop = PropertyFactory(account=operator.membership.account, name="Casa Azul")
     ConnectionFactory(property=prop, enabled=False)
-    response = operator_client.get(reverse("home"))
-    page = response.content.decode()
+    page = operator_client.get(reverse("property-detail", args=[prop.pk])).content.decode()
     assert "Casa Azul" in page
     assert "Switched off" in page
 
@@ -121,24 +129,30 @@ def test_a_paused_connection_says_why_in_plain_words(operator_client, operator):
     assert page.count(expected) == 2  # the pause banner and the history row
 
 
-def test_the_landing_page_never_shows_another_accounts_properties(client, two_accounts):
+def test_no_list_ever_shows_another_accounts_properties(client, two_accounts):
     me, _theirs = two_accounts
     client.force_login(me)
-    page = client.get(reverse("home")).content.decode()
-    assert "Their Villa" not in page
+    for name in ("home", "property-list", "activity"):
+        assert "Their Villa" not in client.get(reverse(name)).content.decode()
+    assert "Their Villa" not in client.get(reverse("property-list"), {"q": "Villa"}).content.decode()
 
 
-def test_the_landing_page_makes_the_same_number_of_queries_for_one_or_many_properties(
-    operator_client, operator, django_assert_max_num_queries
+@pytest.mark.parametrize("page", ["home", "property-list", "property-detail"])
+def test_pages_make_the_same_number_of_queries_for_few_or_many_rows(
+    operator_client, operator, django_assert_max_num_queries, page
 ):
     account = operator.membership.account
-    ConnectionFactory(property=PropertyFactory(account=account))
-    with django_assert_max_num_queries(10) as one:
-        operator_client.get(reverse("home"))
-    for _ in range(20):
-        ConnectionFactory.create_batch(3, property=PropertyFactory(account=account))
-    with django_assert_max_num_queries(len(one.captured_queries)):
-        operator_client.get(reverse("home"))
+    first = PropertyFactory(account=account)
+    ConnectionFactory(property=first, paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404})
+    url = reverse(page, args=[first.pk] if page == "property-detail" else [])
+    with django_assert_max_num_queries(40) as few:
+        operator_client.get(url)
+    for _ in range(15):
+        prop = PropertyFactory(account=account)
+        ConnectionFactory.create_batch(3, property=prop, paused_at=timezone.now(), pause_reason="timeout")
+    ConnectionFactory.create_batch(4, property=first, paused_at=timezone.now(), pause_reason="timeout")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        operator_client.get(url)
 
 
 def test_every_route_is_either_public_or_behind_the_login(client, two_accounts):
@@ -155,22 +169,40 @@ def test_every_route_is_either_public_or_behind_the_login(client, two_accounts):
             assert response["Location"].startswith(reverse("login"))
 
 
+def their_state(objects) -> tuple:
+    prop = objects["property"]
+    return (
+        Property.objects.values().get(pk=prop.pk),
+        list(Connection.objects.filter(property=prop).values()),
+        list(Block.objects.filter(property=prop).values()),
+        list(ExportToken.objects.filter(property=prop).values()),
+        SyncRun.objects.filter(connection__property=prop).count(),
+        Activity.objects.count(),
+    )
+
+
 def test_no_route_shows_or_changes_another_accounts_objects_by_id(client, two_accounts):
     me, theirs = two_accounts
     client.force_login(me)
-    before = (Property.objects.values().get(pk=theirs["property"].pk), Connection.objects.values().get(pk=theirs["connection"].pk))
-    checked = 0
-    for name, route in project_routes():
+    before = their_state(theirs)
+    form = {"enabled": "0", "start": "2030-01-01", "end": "2030-01-03", "kind": "blocked", "name": "Mine now",
+            "timezone": "UTC", "import_url": "https://www.airbnb.com/calendar/ical/1.ics"}
+    object_routes = [(name, route) for name, route in project_routes() if any(f"<int:{k}>" in route for k in OBJECT_KWARGS)]
+    for name, route in object_routes:
         kwargs = {k: theirs[obj].pk for k, obj in OBJECT_KWARGS.items() if f"<int:{k}>" in route}
-        if not kwargs:
-            continue
-        for method in ("get", "post"):
-            response = getattr(client, method)(reverse(name, kwargs=kwargs))
-            assert response.status_code in (404, 405), f"{method.upper()} {name} answered {response.status_code}"
-            checked += 1
-    after = (Property.objects.values().get(pk=theirs["property"].pk), Connection.objects.values().get(pk=theirs["connection"].pk))
-    assert before == after
-    assert checked >= 4  # the property and connection pages at least, by GET and POST
+        for response in (client.get(reverse(name, kwargs=kwargs)), client.post(reverse(name, kwargs=kwargs), form)):
+            assert response.status_code in (404, 405), f"{name} answered {response.status_code}"
+    assert their_state(theirs) == before
+    assert len(object_routes) >= 10
+
+
+def test_state_changes_are_refused_by_get(operator_client, operator):
+    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account))
+    for name in ("connection-switch", "connection-sync-now", "connection-accept-held", "connection-export-rotate"):
+        assert operator_client.get(reverse(name, args=[connection.pk])).status_code == 405
+    connection.refresh_from_db()
+    assert connection.enabled
+    assert connection.sync_requested_at is None
 
 
 def test_staff_who_are_not_superusers_see_only_their_account_in_the_admin(client, two_accounts):

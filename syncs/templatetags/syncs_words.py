@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import template
 
 from syncs.explain import describe
+from syncs.fetch import mask_url
 
 register = template.Library()
 
@@ -19,3 +20,9 @@ def pause_words(connection) -> str:
     code = connection.pause_reason or connection.last_error_code
     params = connection.pause_params if connection.pause_reason else connection.last_error_params
     return describe(code, params, portal=connection.portal.name) if code else ""
+
+
+@register.filter
+def masked_url(url: str) -> str:
+    """An import URL with its secret part hidden (the full one is revealed on request only)."""
+    return mask_url(url) if url else ""

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.utils.http import http_date, parse_http_date_safe
 from django.utils.text import slugify
-from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_safe
 
 from syncs.export import ExportedCalendar, calendar_export
-from syncs.export_tokens import export_token_ensure, export_token_find, export_token_rotate
+from syncs.export_tokens import export_token_ensure, export_token_find
 from syncs.readers import export_read_record
 from syncs.selectors import connection_get, property_get
 
@@ -89,19 +85,3 @@ def property_export_download(request: HttpRequest, property_id: int) -> HttpResp
     prop = property_get(user=request.user, property_id=property_id)
     token = export_token_ensure(property=prop)
     return _download(calendar_export(token=token), slugify(prop.name) or "calendar")
-
-
-@require_POST
-@login_required
-def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpResponse:
-    """Issue a new export URL; the old one keeps working through the grace period."""
-    connection = connection_get(user=request.user, connection_id=connection_id)
-    if not connection.exports:
-        raise Http404
-    export_token_rotate(token=export_token_ensure(property=connection.property, connection=connection))
-    messages.success(
-        request,
-        _("New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.")
-        % {"portal": connection.portal.name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
-    )
-    return redirect("connection-detail", connection_id=connection.pk)

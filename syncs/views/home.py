@@ -3,16 +3,25 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_safe
 
+from syncs.dashboard import dashboard_summary
 from syncs.models import Account
-from syncs.selectors import property_list_with_connections
 
 
+@require_safe
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page after login: the account's properties and their syncs."""
+    """The overview: is anything broken, and what do I do?"""
     return render(
         request,
-        "syncs/home.html",
-        {"account": Account.of_user(request.user), "properties": property_list_with_connections(user=request.user)},
+        "syncs/overview.html",
+        {"account": Account.of_user(request.user), "summary": dashboard_summary(user=request.user)},
     )
+
+
+@require_safe
+@login_required
+def overview_status(request: HttpRequest) -> HttpResponse:
+    """The overview's counts and attention list, refreshed every 30 seconds by htmx."""
+    return render(request, "syncs/overview.html#status", {"summary": dashboard_summary(user=request.user)})

@@ -1,51 +1,105 @@
 from __future__ import annotations
 
+from datetime import date
+
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
+from syncs.dashboard import property_list_with_health, property_month
 from syncs.explain import describe_readers
+from syncs.export import property_today
 from syncs.export_tokens import export_token_ensure, export_url
-from syncs.models import Account
+from syncs.models import Account, Activity, BlockKind
 from syncs.readers import connection_export_facts
-from syncs.selectors import connection_get, connection_recent_runs, property_get
+from syncs.selectors import (
+    connection_blocks,
+    connection_get,
+    connection_recent_runs,
+    connection_rows,
+    property_get,
+    property_manual_blocks,
+)
+
+PROPERTIES_PER_PAGE = 25
 
 
-@require_GET
+@require_safe
+@login_required
+def property_list(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "")
+    page = Paginator(property_list_with_health(user=request.user, search=search), PROPERTIES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request, "syncs/property_list.html", {"account": Account.of_user(request.user), "page": page, "q": search}
+    )
+
+
+def _month(request: HttpRequest, default: date) -> date:
+    try:
+        return date.fromisoformat(request.GET.get("month", "") + "-01")
+    except ValueError:
+        return default.replace(day=1)
+
+
+@require_safe
 @login_required
 def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
-    connections = prop.connections.select_related("portal").order_by("portal__position", "pk")
+    month = _month(request, property_today(prop))
+    weeks, legend = property_month(property=prop, month=month)
     return render(
         request,
         "syncs/property_detail.html",
         {
             "account": Account.of_user(request.user),
             "property": prop,
-            "connections": connections,
+            "rows": connection_rows(property=prop),
             "export_url": export_url(export_token_ensure(property=prop)),
+            "month": month,
+            "previous_month": (month.replace(day=1) - date.resolution).replace(day=1),
+            "next_month": (month.replace(day=28) + 4 * date.resolution).replace(day=1),
+            "weeks": weeks,
+            "legend": sorted(legend.items()),
+            "manual_blocks": property_manual_blocks(property=prop),
+            "kinds": BlockKind.choices,
+            "today": property_today(prop),
         },
     )
 
 
-@require_GET
+@require_safe
+@login_required
+def connection_row(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """One connection's row, polled by htmx while a "Sync now" runs."""
+    connection = connection_get(user=request.user, connection_id=connection_id)
+    row = connection_rows(property=connection.property, only=connection)[0]
+    return render(request, "syncs/includes/connection_row.html", {"row": row})
+
+
+@require_safe
 @login_required
 def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
-    exports = {}
+    context = {
+        "account": Account.of_user(request.user),
+        "connection": connection,
+        "runs": connection_recent_runs(connection=connection),
+        "blocks": connection_blocks(connection=connection),
+        "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user")[:20],
+    }
     if connection.exports:
-        exports = {
-            "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
-            "readers": describe_readers(connection_export_facts(connection=connection), portal=connection.portal.name),
-        }
-    return render(
-        request,
-        "syncs/connection_detail.html",
-        {
-            "account": Account.of_user(request.user),
-            "connection": connection,
-            "runs": connection_recent_runs(connection=connection),
-            **exports,
-        },
-    )
+        context["export_url"] = export_url(export_token_ensure(property=connection.property, connection=connection))
+        context["readers"] = describe_readers(connection_export_facts(connection=connection), portal=connection.portal.name)
+    return render(request, "syncs/connection_detail.html", context)
+
+
+@require_safe
+@login_required
+def activity_list(request: HttpRequest) -> HttpResponse:
+    entries = Activity.objects.for_user(request.user).select_related("user", "property", "connection__portal")
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    return render(request, "syncs/activity.html", {"account": Account.of_user(request.user), "page": page})

@@ -1,0 +1,260 @@
+"""Write services behind the add/edit forms: properties and their calendar syncs.
+
+Each service writes in one transaction (all or nothing) and records the operator's action in
+the activity log. Existing rows are changed with ``filter(pk=...).update(...)`` on the fields the
+forms own, never with ``save()``: the sync worker writes other fields of the same rows
+(``calendar_version``, validators, lease, pause state) at any moment, and a full save would put
+stale copies of them back.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils.timezone import now
+from django.utils.translation import gettext as _
+
+from syncs.activity import activity_record
+from syncs.export_tokens import export_token_ensure
+from syncs.fetch import fetch_feed, https_variant_works
+from syncs.ical import parse_feed
+from syncs.models import Account, Activity, Connection, Portal, Property
+
+# What a change of link or portal makes stale: the next sync must read the feed from scratch
+# (no 304 on the old feed's ETag, no "unchanged body" shortcut, labels of the new portal).
+FRESH_READ = {"etag": "", "last_modified": "", "body_fingerprint": "", "https_works": None}
+CONNECTION_FIELDS = ("portal", "direction", "import_url", "sync_interval_minutes", "export_summary")
+# A quick second look at the https:// variant of an http:// link must not keep the form waiting.
+HTTPS_PROBE_SECONDS = 10.0
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def property_name_taken_error(name: str) -> ValidationError:
+    return ValidationError(
+        _("You already have a property called “%(name)s”. Choose another name."),
+        code="duplicate", params={"name": name},
+    )
+
+
+def property_create(*, user, name: str, timezone: str) -> Property:
+    """A new property of the user's account; its export URL comes with it (syncs.signals)."""
+    account = Account.of_user(user)
+    if account is None:
+        raise PermissionDenied  # a user of no account has nowhere to add a property to
+    try:
+        with transaction.atomic():
+            prop = Property.objects.create(account=account, name=name, timezone=timezone)
+            activity_record(user=user, action=Activity.Action.PROPERTY_CREATED, property=prop)
+    except IntegrityError:  # the same name saved a moment ago by another request
+        raise ValidationError({"name": property_name_taken_error(name)}) from None
+    return prop
+
+
+def property_edit(*, user, property: Property, name: str, timezone: str) -> list[str]:
+    """Rename or move a property to another time zone; returns the names of the changed fields."""
+    values = {"name": name, "timezone": timezone}
+    changed = [field for field, value in values.items() if getattr(property, field) != value]
+    if not changed:
+        return []
+    moment = now()
+    try:
+        with transaction.atomic():
+            Property.objects.filter(pk=property.pk).update(
+                **{field: values[field] for field in changed}, updated_at=moment
+            )
+            if "timezone" in changed:
+                # Feed times become nights in the property's zone: every feed must be read again
+                # from scratch, or an unchanged feed would keep the nights of the old zone.
+                Connection.objects.filter(property=property).exclude(
+                    direction=Connection.Direction.EXPORT_ONLY
+                ).update(etag="", last_modified="", body_fingerprint="", next_sync_at=moment)
+            activity_record(
+                user=user, action=Activity.Action.PROPERTY_EDITED, property=property,
+                params={"fields": changed},
+            )
+    except IntegrityError:
+        raise ValidationError({"name": property_name_taken_error(name)}) from None
+    for field in changed:
+        setattr(property, field, values[field])
+    return changed
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def connection_same_link(
+    *, property: Property, import_url: str, exclude: Connection | None = None
+) -> Connection | None:
+    """The property's connection that already imports this link (http and https count as one)."""
+    if not import_url:
+        return None
+    scheme, sep, rest = import_url.partition("://")
+    variants = {import_url}
+    if sep and scheme.lower() in ("http", "https"):
+        variants |= {f"http://{rest}", f"https://{rest}"}
+    same = Connection.objects.filter(property=property, import_url__in=variants).select_related("portal")
+    if exclude is not None:
+        same = same.exclude(pk=exclude.pk)
+    return same.order_by("pk").first()
+
+
+def same_link_error(existing: Connection) -> ValidationError:
+    return ValidationError(
+        _("This property already imports this link, in its %(portal)s sync. Edit that sync instead."),
+        code="duplicate", params={"portal": existing.portal.name},
+    )
+
+
+def connection_create(
+    *,
+    user,
+    property: Property,
+    portal: Portal,
+    direction: str,
+    import_url: str,
+    sync_interval_minutes: int,
+    export_summary: str,
+) -> Connection:
+    """A new calendar sync; its export URL comes with it (syncs.signals). Due to sync at once."""
+    connection = Connection(
+        property=property, portal=portal, direction=direction, import_url=import_url,
+        sync_interval_minutes=sync_interval_minutes, export_summary=export_summary, next_sync_at=now(),
+    )
+    connection.full_clean()
+    with transaction.atomic():
+        _lock(property)
+        _refuse_same_link(connection)
+        connection.save()
+        activity_record(user=user, action=Activity.Action.CONNECTION_CREATED, connection=connection)
+    return connection
+
+
+def connection_edit(
+    *,
+    user,
+    connection: Connection,
+    portal: Portal,
+    direction: str,
+    import_url: str,
+    sync_interval_minutes: int,
+    export_summary: str,
+) -> list[str]:
+    """Change a sync's settings; returns the names of the changed fields.
+
+    A new link or portal makes the next sync read the feed from scratch, at once.
+    """
+    values = {
+        "portal": portal, "direction": direction, "import_url": import_url,
+        "sync_interval_minutes": sync_interval_minutes, "export_summary": export_summary,
+    }
+    changed = [field for field in CONNECTION_FIELDS if getattr(connection, field) != values[field]]
+    if not changed:
+        return []
+    candidate = copy.copy(connection)
+    for field in changed:
+        setattr(candidate, field, values[field])
+    candidate.full_clean()
+    with transaction.atomic():
+        _lock(connection.property)
+        _refuse_same_link(candidate)
+        current = Connection.objects.select_for_update().get(pk=connection.pk)
+        updates = {field: values[field] for field in changed}
+        updates.update(_schedule_after_edit(current, candidate, changed))
+        Connection.objects.filter(pk=connection.pk).update(**updates, updated_at=now())
+        if candidate.exports:
+            # update() sends no post_save: a sync that starts exporting needs its URL here.
+            export_token_ensure(property=connection.property, connection=connection)
+        activity_record(
+            user=user, action=Activity.Action.CONNECTION_EDITED, connection=connection,
+            params={"fields": changed},
+        )
+    connection.refresh_from_db()
+    return changed
+
+
+def _lock(property: Property) -> None:
+    """Serialise creates and edits of one property's syncs: "the same link twice" is checked
+    here, not by a database constraint."""
+    Property.objects.select_for_update().filter(pk=property.pk).exists()
+
+
+def _refuse_same_link(connection: Connection) -> None:
+    existing = connection_same_link(
+        property=connection.property, import_url=connection.import_url,
+        exclude=connection if connection.pk else None,
+    )
+    if existing is not None:
+        raise ValidationError({"import_url": same_link_error(existing)})
+
+
+def _schedule_after_edit(current: Connection, candidate: Connection, changed: list[str]) -> dict:
+    """Fields the sync engine owns that an edit must reset or move."""
+    moment = now()
+    updates: dict = {}
+    if "import_url" in changed or "portal" in changed:
+        updates.update(FRESH_READ, next_sync_at=moment)
+        # A sync of the old link may be running: taking its lease drops its result (LeaseLost)
+        # instead of letting it write the old feed's nights and validators over our reset.
+        updates.update(lease_holder="", lease_until=None)
+    if "direction" in changed and not current.imports and candidate.imports:
+        updates["next_sync_at"] = moment
+    if "sync_interval_minutes" in changed and "next_sync_at" not in updates:
+        sooner = moment + timedelta(minutes=candidate.sync_interval_minutes)
+        if current.next_sync_at is not None and current.next_sync_at > sooner:
+            updates["next_sync_at"] = sooner
+    return updates
+
+
+# --------------------------------------------------------------------------- checking a link now
+
+
+@dataclass(frozen=True)
+class FeedCheck:
+    """What a live read of a feed found; nothing of it is stored."""
+
+    events: int
+    first_night: date | None
+    last_checkout: date | None
+    portal_slug: str | None  # recognised from the feed's PRODID
+    skipped: int
+    https_works: bool | None  # for an http:// link: whether its https:// variant answers too
+
+
+def feed_check(*, url: str, timezone: str, portal: Portal | None) -> FeedCheck:
+    """Fetch and read a feed as the next sync would, writing nothing.
+
+    Raises ``FetchError`` or ``FeedParseError``, whose codes ``syncs.explain.describe`` words.
+    """
+    fetched = fetch_feed(
+        url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT
+    )
+    feed = parse_feed(
+        fetched.body,
+        timezone=timezone,
+        labels=(portal.labels if portal else None) or None,
+        horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
+        horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
+        own_uid_domain=settings.EXPORT_UID_DOMAIN,
+    )
+    return FeedCheck(
+        events=len(feed.events),
+        first_night=min((event.start for event in feed.events), default=None),
+        last_checkout=max((event.end for event in feed.events), default=None),
+        portal_slug=feed.portal,
+        skipped=len(feed.skipped),
+        https_works=link_https_variant_works(url) if url.startswith("http://") else None,
+    )
+
+
+def link_https_variant_works(url: str) -> bool:
+    return https_variant_works(
+        url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT,
+        deadline=HTTPS_PROBE_SECONDS,
+    )

@@ -1,0 +1,346 @@
+"""The add/edit forms: a property, and a calendar sync made from a link pasted from a portal.
+
+Forms clean and check; the writes are in ``syncs.editing``. Every query goes through
+``for_user`` or through a property that did, so a form never sees another account's rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from urllib.parse import urlsplit
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from syncs.editing import (
+    FeedCheck,
+    connection_same_link,
+    feed_check,
+    link_https_variant_works,
+    property_name_taken_error,
+    same_link_error,
+)
+from syncs.explain import describe
+from syncs.export_tokens import export_token_find
+from syncs.fetch import FetchError, validate_url
+from syncs.ical import FeedParseError
+from syncs.models import Connection, Portal, Property
+from syncs.portals import portal_for_host
+
+DEFAULT_TIMEZONE = "Europe/Lisbon"
+DEFAULT_EXPORT_SUMMARY = "Not available"
+MAX_URL_LENGTH = Connection._meta.get_field("import_url").max_length
+# Our export URLs end in /ical/<token>.ics (syncs.urls, "export-feed").
+_EXPORT_PATH = re.compile(r"/ical/([^/]+)\.ics$")
+# Characters that copy-paste brings along and nobody sees: zero-width spaces, joiners, BOM, soft hyphen.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+_HAS_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+class ServiceErrorsMixin:
+    """Show a service's ValidationError next to the field it names (the rest at the top)."""
+
+    def add_service_errors(self, error: ValidationError) -> None:
+        errors = error.error_dict if hasattr(error, "error_dict") else {NON_FIELD_ERRORS: error.error_list}
+        for field, messages in errors.items():
+            self.add_error(field if field in self.fields else None, messages)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@functools.cache
+def timezone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+@functools.cache
+def _timezones_by_folded_name() -> dict[str, str]:
+    return {_fold_zone(name): name for name in timezone_names()}
+
+
+def _fold_zone(name: str) -> str:
+    return "_".join(name.split()).casefold()
+
+
+def default_timezone(*, user) -> str:
+    """The zone of the account's latest property: an operator's flats are usually in one place."""
+    latest = Property.objects.for_user(user).order_by("-created_at", "-pk").values_list("timezone", flat=True)
+    return latest.first() or DEFAULT_TIMEZONE
+
+
+class PropertyForm(ServiceErrorsMixin, forms.Form):
+    name = forms.CharField(
+        label=gettext_lazy("Name"), max_length=200,
+        help_text=gettext_lazy("What you call this flat or house. Each name is used once in your account."),
+    )
+    timezone = forms.CharField(
+        label=gettext_lazy("Time zone"), max_length=64,
+        help_text=gettext_lazy(
+            "Where the property is, e.g. Europe/Lisbon. Portal times are turned into nights in this zone."
+        ),
+        widget=forms.TextInput(attrs={"list": "timezone-names", "autocomplete": "off", "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args, user, instance: Property | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.instance = instance
+        if instance is not None:
+            self.initial.update(name=instance.name, timezone=instance.timezone)
+        else:
+            self.initial.setdefault("timezone", default_timezone(user=user))
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        # Case-insensitive: "casa azul" next to "Casa Azul" is a typo, not a second flat.
+        same = Property.objects.for_user(self.user).filter(name__iexact=name)
+        if self.instance is not None:
+            same = same.exclude(pk=self.instance.pk)
+        if same.exists():
+            raise property_name_taken_error(name)
+        return name
+
+    def clean_timezone(self) -> str:
+        value = self.cleaned_data["timezone"]
+        # "europe/lisbon" or "America/New York" mean a zone we know: store its exact spelling.
+        name = _timezones_by_folded_name().get(_fold_zone(value))
+        if name is None:
+            raise ValidationError(
+                _("“%(value)s” is not a time zone name. Choose one from the list, such as Europe/Lisbon."),
+                code="invalid", params={"value": value},
+            )
+        return name
+
+    def property_values(self) -> dict:
+        return {"name": self.cleaned_data["name"], "timezone": self.cleaned_data["timezone"]}
+
+
+# --------------------------------------------------------------------------- calendar links
+
+
+def tidy_link(value: str) -> str:
+    """The link as the operator meant it: without the spaces, line breaks and invisible characters
+    that copy-paste adds, without the <...> or quotes of an e-mail, and with https:// when the
+    scheme was left out."""
+    text = "".join(value.translate(_INVISIBLE).split()).strip("<>\"'")
+    if text and "://" not in text and not _HAS_SCHEME.match(text):
+        text = "https://" + text
+    return text
+
+
+def is_our_export(url: str) -> bool:
+    """Whether a link is one of the calendars we publish: importing it would read our own echo."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    match = _EXPORT_PATH.search(parts.path)
+    if match is None:
+        return False
+    if host == (urlsplit(settings.SITE_URL).hostname or "").lower():
+        return True
+    # The same app reached by another name (an IP address, an old domain).
+    return export_token_find(match.group(1)) is not None
+
+
+def link_error(error: FetchError, *, portal: str | None = None) -> ValidationError:
+    """describe()'s sentence for a refused or failed link, with what exactly to fix when we know."""
+    sentence = describe(error.code, error.params, portal=portal)
+    if error.code == "invalid_url":
+        hint = _invalid_link_hint(error.params)
+        if hint:
+            sentence = f"{sentence} {hint}"
+    return ValidationError(sentence, code=error.code)
+
+
+def _invalid_link_hint(params: dict) -> str:
+    reason = params.get("reason")
+    hints = {
+        "credentials": lambda: _("It contains a user name or password: portal calendar links never need one."),
+        "scheme": lambda: _("It starts with “%(scheme)s:”; calendar links start with https://, http:// or webcal://.")
+        % {"scheme": params.get("scheme", "")},
+        "port": lambda: _("It names port %(port)s; portals publish calendars on the usual web ports.")
+        % {"port": params.get("port", "")},
+        "single_label_host": lambda: _("“%(host)s” is not a full internet address.") % {"host": params.get("host", "")},
+        "characters": lambda: _("It contains characters a link cannot have. Copy it again from the portal."),
+        "host": lambda: _("It has no server name. Copy it again from the portal."),
+        "syntax": lambda: _("Copy it again from the portal."),
+    }
+    hint = hints.get(reason)
+    return hint() if hint else ""
+
+
+def recognised_portal(url: str) -> Portal | None:
+    """The portal whose feeds live on the link's host (portals.py), if we know it."""
+    info = portal_for_host(urlsplit(url).hostname)
+    return Portal.objects.filter(slug=info.slug).first() if info else None
+
+
+class PortalChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Portal) -> str:
+        return obj.name
+
+
+class ConnectionForm(ServiceErrorsMixin, forms.Form):
+    import_url = forms.CharField(
+        label=gettext_lazy("The portal's calendar link"), required=False, strip=True,
+        help_text=gettext_lazy(
+            "Paste the export (iCal) link the portal gives you; it usually ends in .ics. "
+            "Leave it empty only for an export-only sync."
+        ),
+        widget=forms.TextInput(
+            attrs={"inputmode": "url", "autocomplete": "off", "spellcheck": "false",
+                   "placeholder": "https://…/calendar.ics"}
+        ),
+    )
+    portal = PortalChoiceField(
+        label=gettext_lazy("Portal"), queryset=Portal.objects.all(), required=False,
+        empty_label=gettext_lazy("Recognise it from the link"),
+        help_text=gettext_lazy("We recognise Airbnb, Booking.com, Vrbo and other portals from the link."),
+    )
+    direction = forms.ChoiceField(
+        label=gettext_lazy("Direction"), choices=Connection.Direction.choices,
+        initial=Connection.Direction.TWO_WAY, widget=forms.RadioSelect,
+        help_text=gettext_lazy(
+            "Two-way: we read the portal's calendar and the portal reads ours. Import only: we only "
+            "read theirs. Export only: the portal only reads ours, and no link is needed here."
+        ),
+    )
+    sync_interval_minutes = forms.IntegerField(
+        label=gettext_lazy("Read the portal's calendar every (minutes)"), min_value=5, max_value=24 * 60,
+        help_text=gettext_lazy("At least 5 minutes. Most channel managers read every 15 to 60 minutes."),
+    )
+    export_summary = forms.CharField(
+        label=gettext_lazy("Title of the taken nights in our calendar"), max_length=100,
+        initial=DEFAULT_EXPORT_SUMMARY,
+        help_text=gettext_lazy("What the portal sees on nights taken elsewhere. Never guest details."),
+    )
+    check_now = forms.BooleanField(
+        label=gettext_lazy("Check the link now before saving"), required=False, initial=True,
+        help_text=gettext_lazy("We read the calendar once and tell you what we found. Nothing is saved if it fails."),
+    )
+
+    def __init__(self, *args, user, property: Property, instance: Connection | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.property = property
+        self.instance = instance
+        self.feed_check: FeedCheck | None = None
+        self.portal_recognised = False
+        self.fields["sync_interval_minutes"].initial = settings.SYNC_DEFAULT_INTERVAL_MINUTES
+        if instance is not None:
+            self.initial.update(
+                import_url=instance.import_url, portal=instance.portal_id, direction=instance.direction,
+                sync_interval_minutes=instance.sync_interval_minutes, export_summary=instance.export_summary,
+            )
+
+    # ----- fields
+
+    def clean_import_url(self) -> str:
+        url = tidy_link(self.cleaned_data["import_url"])
+        if not url:
+            return ""
+        # Before validation: our own URL may well be on a port or host validation refuses.
+        if is_our_export(url):
+            raise ValidationError(
+                _("This is the calendar we publish for this property: paste it into the portal, not here. "
+                  "Here goes the link the portal gives you."),
+                code="own_export",
+            )
+        try:
+            url = validate_url(
+                url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, allow_any_port=settings.FETCH_ALLOW_LOOPBACK
+            )
+        except FetchError as exc:
+            raise link_error(exc) from None
+        if len(url) > MAX_URL_LENGTH:
+            raise ValidationError(
+                _("This link is longer than %(limit)s characters: it is not a portal's calendar link."),
+                code="too_long", params={"limit": MAX_URL_LENGTH},
+            )
+        return url
+
+    def clean_export_summary(self) -> str:
+        # One line: the title becomes an iCal SUMMARY.
+        return " ".join(self.cleaned_data["export_summary"].split())
+
+    # ----- the whole form
+
+    def clean(self) -> dict:
+        data = super().clean()
+        url_ok = not self.has_error("import_url")
+        url = data.get("import_url", "") if url_ok else ""
+        direction = data.get("direction")
+        if url_ok and not url and direction and direction != Connection.Direction.EXPORT_ONLY:
+            self.add_error(
+                "import_url", _("Paste the portal's calendar link, or make the sync export-only.")
+            )
+        self._settle_portal(data, url=url, url_ok=url_ok)
+        if url:
+            existing = connection_same_link(property=self.property, import_url=url, exclude=self.instance)
+            if existing is not None:
+                self.add_error("import_url", same_link_error(existing))
+        if not self.errors and data.get("check_now") and url and direction != Connection.Direction.EXPORT_ONLY:
+            self._check_link(url, data["portal"])
+        return data
+
+    def _settle_portal(self, data: dict, *, url: str, url_ok: bool) -> None:
+        """Fill the portal from the link's host, or refuse a portal the link contradicts."""
+        if self.has_error("portal"):
+            return
+        chosen = data.get("portal")
+        recognised = recognised_portal(url) if url else None
+        if chosen is None and recognised is not None:
+            data["portal"] = recognised
+            self.portal_recognised = True
+        elif chosen is None and url_ok:
+            self.add_error(
+                "portal",
+                _("We do not recognise this link's address: choose the portal it comes from.") if url
+                else _("Choose the portal this sync is for."),
+            )
+        elif chosen is not None and recognised is not None and chosen != recognised:
+            self.add_error(
+                "portal",
+                ValidationError(
+                    _("This looks like a %(recognised)s link, but you chose %(chosen)s. "
+                      "Choose %(recognised)s, or paste the link %(chosen)s gives you."),
+                    code="portal_mismatch", params={"recognised": recognised.name, "chosen": chosen.name},
+                ),
+            )
+
+    def _check_link(self, url: str, portal: Portal) -> None:
+        """Read the feed live; a failure is a form error, so nothing gets saved."""
+        try:
+            self.feed_check = feed_check(url=url, timezone=self.property.timezone, portal=portal)
+        except FetchError as exc:
+            error = link_error(exc, portal=portal.name)
+            if url.startswith("http://") and link_https_variant_works(url):
+                error = ValidationError(
+                    f"{error.message} "
+                    + _("Its https:// version works: add an “s” after http and save again."),
+                    code=exc.code,
+                )
+            self.add_error("import_url", error)
+        except FeedParseError as exc:
+            self.add_error("import_url", ValidationError(describe(exc.code, portal=portal.name), code=exc.code))
+
+    # ----- for the views
+
+    @property
+    def plain_http(self) -> bool:
+        return self.cleaned_data.get("import_url", "").startswith("http://")
+
+    def connection_values(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "portal": data["portal"], "direction": data["direction"], "import_url": data["import_url"],
+            "sync_interval_minutes": data["sync_interval_minutes"], "export_summary": data["export_summary"],
+        }

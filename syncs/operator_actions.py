@@ -1,0 +1,55 @@
+"""What an operator does from the pages, each recorded in the activity log with who did it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.db import transaction
+
+from syncs.activity import activity_record
+from syncs.blocks import block_create_manual, block_remove_manual
+from syncs.connection_state import connection_switch
+from syncs.export_tokens import export_token_ensure, export_token_rotate
+from syncs.models import Activity, Block, Connection, Property, SyncRun
+from syncs.sync import connection_accept_held_removals
+
+
+def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> None:
+    with transaction.atomic():
+        connection_switch(connection=connection, enabled=enabled)
+        action = Activity.Action.SWITCHED_ON if enabled else Activity.Action.SWITCHED_OFF
+        activity_record(user=user, action=action, connection=connection)
+
+
+def connection_accept_held(*, connection: Connection, user) -> SyncRun | None:
+    """Apply the removals the shrink guard held, after the operator checked them on the portal."""
+    activity_record(
+        user=user, action=Activity.Action.HELD_ACCEPTED, connection=connection,
+        params={"removals": connection.held_removals},
+    )
+    return connection_accept_held_removals(connection=connection)
+
+
+def connection_rotate_export(*, connection: Connection, user) -> None:
+    with transaction.atomic():
+        export_token_rotate(token=export_token_ensure(property=connection.property, connection=connection))
+        activity_record(user=user, action=Activity.Action.EXPORT_ROTATED, connection=connection)
+
+
+def property_block_add(*, property: Property, start: date, end: date, kind: str, summary: str, user) -> Block:
+    with transaction.atomic():
+        block = block_create_manual(property=property, start=start, end=end, kind=kind, summary=summary)
+        activity_record(
+            user=user, action=Activity.Action.BLOCK_ADDED, property=property,
+            params={"start": start.isoformat(), "end": end.isoformat(), "kind": kind},
+        )
+    return block
+
+
+def property_block_remove(*, block: Block, user) -> None:
+    with transaction.atomic():
+        block_remove_manual(block=block)
+        activity_record(
+            user=user, action=Activity.Action.BLOCK_REMOVED, property=block.property,
+            params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()},
+        )

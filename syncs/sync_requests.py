@@ -1,0 +1,54 @@
+""""Sync now": written to the database first, then handed to a worker without waiting for the
+broker. If the broker is down or hung, the request stays in the database and the dispatcher
+hands it out on its next pass, so the operator's click is never lost and never hangs the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from syncs.activity import activity_record
+from syncs.models import Activity, Connection, SyncRun
+
+log = logging.getLogger(__name__)
+
+# A request the broker did not take within this long is handed out again by the dispatcher.
+UNSERVED_AFTER = timedelta(seconds=30)
+
+
+def connection_request_sync(*, connection: Connection, user, now: datetime | None = None) -> None:
+    now = now or timezone.now()
+    with transaction.atomic():
+        Connection.objects.filter(pk=connection.pk).update(sync_requested_at=now)
+        activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection)
+        transaction.on_commit(lambda: enqueue_in_background(connection.pk))
+    connection.sync_requested_at = now
+
+
+def enqueue_in_background(connection_id: int) -> None:
+    """Publish the task from a thread: a hung broker costs the thread seconds, not the page."""
+    threading.Thread(target=_enqueue, args=(connection_id,), name=f"sync-now-{connection_id}", daemon=True).start()
+
+
+def _enqueue(connection_id: int) -> None:
+    from syncs.tasks import sync_connection
+
+    try:
+        sync_connection.apply_async((connection_id, SyncRun.Trigger.MANUAL))
+    except Exception:  # the broker is down: the dispatcher will pick the request up
+        log.warning("sync now not queued connection=%s: broker unavailable, the dispatcher will retry", connection_id)
+
+
+def unserved_requests(*, now: datetime | None = None) -> list[int]:
+    """Sync-now requests that no worker has served yet: the dispatcher hands them out again."""
+    now = now or timezone.now()
+    return list(
+        Connection.objects.filter(sync_requested_at__lte=now - UNSERVED_AFTER)
+        .exclude(direction=Connection.Direction.EXPORT_ONLY)
+        .values_list("pk", flat=True)[:500]
+    )

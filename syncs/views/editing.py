@@ -1,0 +1,201 @@
+"""Add and edit pages: properties and their calendar syncs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import formats
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_http_methods
+
+from syncs import editing
+from syncs.editing import FeedCheck
+from syncs.forms import ConnectionForm, PropertyForm, ServiceErrorsMixin, timezone_names
+from syncs.models import Account
+from syncs.portals import BY_SLUG
+from syncs.selectors import connection_get, property_get
+
+T = TypeVar("T")
+
+
+def _account(request: HttpRequest) -> Account:
+    account = Account.of_user(request.user)
+    if account is None:  # a user nobody attached to an account yet has nowhere to add to
+        raise PermissionDenied
+    return account
+
+
+def _form_data(request: HttpRequest) -> dict | None:
+    return request.POST if request.method == "POST" else None
+
+
+def _save(form: ServiceErrorsMixin, write: Callable[[], T]) -> T | None:
+    """Run a write service; its refusal (e.g. a name taken a moment ago) goes back to the form."""
+    try:
+        return write()
+    except ValidationError as exc:
+        form.add_service_errors(exc)
+        return None
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def _property_page(request: HttpRequest, form: PropertyForm, **context) -> HttpResponse:
+    return render(
+        request, "syncs/forms/property_form.html",
+        {"account": Account.of_user(request.user), "form": form, "timezone_names": timezone_names(), **context},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def property_create(request: HttpRequest) -> HttpResponse:
+    _account(request)
+    form = PropertyForm(_form_data(request), user=request.user)
+    if request.method == "POST" and form.is_valid():
+        prop = _save(form, lambda: editing.property_create(user=request.user, **form.property_values()))
+        if prop is not None:
+            messages.success(
+                request, _("Added %(name)s. Now add its calendar syncs, one per portal.") % {"name": prop.name}
+            )
+            return redirect("property-detail", property_id=prop.pk)
+    return _property_page(request, form)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def property_edit(request: HttpRequest, property_id: int) -> HttpResponse:
+    prop = property_get(user=request.user, property_id=property_id)
+    form = PropertyForm(_form_data(request), user=request.user, instance=prop)
+    if request.method == "POST" and form.is_valid():
+        changed = _save(
+            form, lambda: editing.property_edit(user=request.user, property=prop, **form.property_values())
+        )
+        if changed is not None:
+            messages.success(request, _property_saved_words(prop.name, changed))
+            return redirect("property-detail", property_id=prop.pk)
+    return _property_page(request, form, property=prop)
+
+
+def _property_saved_words(name: str, changed: list[str]) -> str:
+    if not changed:
+        return _("Nothing to save: %(name)s was already like this.") % {"name": name}
+    words = _("Saved %(name)s.") % {"name": name}
+    if "timezone" in changed:
+        words += " " + _("Its calendars will be read again in the new time zone at the next sync.")
+    return words
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def _connection_page(request: HttpRequest, form: ConnectionForm, **context) -> HttpResponse:
+    return render(
+        request, "syncs/forms/connection_form.html",
+        {"account": Account.of_user(request.user), "form": form, "property": form.property, **context},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def connection_create(request: HttpRequest, property_id: int) -> HttpResponse:
+    prop = property_get(user=request.user, property_id=property_id)
+    form = ConnectionForm(_form_data(request), user=request.user, property=prop)
+    if request.method == "POST" and form.is_valid():
+        connection = _save(
+            form,
+            lambda: editing.connection_create(user=request.user, property=prop, **form.connection_values()),
+        )
+        if connection is not None:
+            words = _("Added the %(portal)s sync of %(property)s.") % {
+                "portal": connection.portal.name, "property": prop.name,
+            }
+            _report_saved(request, form, words)
+            return redirect("connection-detail", connection_id=connection.pk)
+    return _connection_page(request, form)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
+    connection = connection_get(user=request.user, connection_id=connection_id)
+    form = ConnectionForm(_form_data(request), user=request.user, property=connection.property, instance=connection)
+    if request.method == "POST" and form.is_valid():
+        changed = _save(
+            form, lambda: editing.connection_edit(user=request.user, connection=connection, **form.connection_values())
+        )
+        if changed is not None:
+            _report_saved(request, form, _connection_saved_words(connection, changed))
+            return redirect("connection-detail", connection_id=connection.pk)
+    return _connection_page(request, form, connection=connection)
+
+
+def _connection_saved_words(connection, changed: list[str]) -> str:
+    if not changed:
+        return _("Nothing to save: the %(portal)s sync was already like this.") % {"portal": connection.portal.name}
+    words = _("Saved the %(portal)s sync.") % {"portal": connection.portal.name}
+    if "import_url" in changed or "portal" in changed:
+        words += " " + _("The next sync reads the new link from scratch, in the next minutes.")
+        if connection.paused_at is not None or not connection.enabled:
+            words += " " + _("This sync is switched off or paused: switch it on to read the new link.")
+    return words
+
+
+def _report_saved(request: HttpRequest, form: ConnectionForm, words: str) -> None:
+    if form.portal_recognised:
+        words += " " + _("We recognised %(portal)s from the link.") % {"portal": form.cleaned_data["portal"].name}
+    if form.feed_check is not None:
+        words += " " + feed_check_words(form.feed_check)
+    messages.success(request, words)
+    if form.plain_http:
+        messages.warning(request, _plain_http_words(form.feed_check))
+
+
+def _plain_http_words(check: FeedCheck | None) -> str:
+    if check is not None and check.https_works:
+        return _("This link is not encrypted (http://), and its https:// version works: "
+                 "edit the sync and add the “s” after http.")
+    if check is not None and check.https_works is False:
+        return _("This link is not encrypted (http://), and the portal does not answer on https:// for it. "
+                 "It works as it is.")
+    return _("This link is not encrypted (http://); the portal probably offers https. "
+             "We will tell you if https works.")
+
+
+def _day(value, *, with_year: bool) -> str:
+    return formats.date_format(value, "j F Y" if with_year else "j F")
+
+
+def feed_check_words(check: FeedCheck) -> str:
+    """E.g. "Found 12 bookings and blocks from 3 March to 20 November 2027 (Airbnb calendar)."."""
+    if check.events == 0:
+        words = _("The link works; the calendar has no bookings or blocks for now.")
+    else:
+        first, last = check.first_night, check.last_checkout
+        words = ngettext(
+            "Found %(count)s booking or block from %(first)s to %(last)s",
+            "Found %(count)s bookings and blocks from %(first)s to %(last)s",
+            check.events,
+        ) % {
+            "count": check.events,
+            "first": _day(first, with_year=first.year != last.year),
+            "last": _day(last, with_year=True),
+        }
+        if check.portal_slug in BY_SLUG:
+            words += " " + _("(%(portal)s calendar)") % {"portal": BY_SLUG[check.portal_slug].name}
+        words += "."
+    if check.skipped:
+        words += " " + ngettext(
+            "%(count)s event could not be read and was left out.",
+            "%(count)s events could not be read and were left out.",
+            check.skipped,
+        ) % {"count": check.skipped}
+    return words

@@ -1,0 +1,293 @@
+"""The operator's pages: what is broken comes first, and every sync is one click from on/off."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+import time
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from channelmgr.celery import app
+from syncs import sync_requests, tasks
+from syncs.models import Activity, Block, Connection
+from tests import feeds
+from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def account(operator):
+    return operator.membership.account
+
+
+@pytest.fixture
+def no_broker():
+    """Record what "Sync now" hands to the broker instead of publishing it."""
+    with mock.patch.object(sync_requests, "enqueue_in_background") as enqueue:
+        yield enqueue
+
+
+def test_the_overview_puts_a_paused_sync_first_with_its_reason_in_words(operator_client, account):
+    prop = PropertyFactory(account=account, name="Casa Azul")
+    ConnectionFactory(property=prop, last_success_at=timezone.now())
+    broken = ConnectionFactory(
+        property=prop, portal=portal("vrbo"), paused_at=timezone.now() - timedelta(hours=2),
+        pause_reason="http_4xx", pause_params={"status": 404},
+    )
+    page = operator_client.get(reverse("home")).content.decode()
+    assert "Vrbo answered 404: the calendar link no longer exists." in page
+    assert f'id="attention-{broken.pk}"' in page
+    assert reverse("connection-detail", args=[broken.pk]) in page
+    assert "2\xa0hours ago" in page
+    assert "All your syncs are working" not in page
+
+
+def test_the_overview_says_so_when_everything_works(operator_client, account):
+    ConnectionFactory(property=PropertyFactory(account=account), last_success_at=timezone.now())
+    page = operator_client.get(reverse("home")).content.decode()
+    assert "All your syncs are working." in page
+
+
+def test_the_overview_counts_connections_by_state(operator_client, account):
+    prop = PropertyFactory(account=account)
+    now = timezone.now()
+    ConnectionFactory.create_batch(2, property=prop, last_success_at=now)
+    ConnectionFactory(property=prop, paused_at=now, pause_reason="timeout")
+    ConnectionFactory(property=prop, enabled=False)
+    ConnectionFactory(property=prop, last_success_at=now, held_removals=4, held_since=now)
+    ConnectionFactory(property=prop, last_success_at=now - timedelta(hours=5))
+    from syncs.dashboard import dashboard_summary
+
+    counts = dashboard_summary(user=account.memberships.get().user).counts
+    assert (counts["working"], counts["paused"], counts["switched_off"], counts["held"], counts["stale"]) == (4, 1, 1, 1, 1)
+
+
+def test_possible_double_bookings_are_shown_on_top_loudly(operator_client, account):
+    prop = PropertyFactory(account=account, name="Casa Azul")
+    airbnb = ConnectionFactory(property=prop, portal=portal("airbnb"), last_success_at=timezone.now())
+    booking = ConnectionFactory(property=prop, portal=portal("booking"), last_success_at=timezone.now())
+    start = timezone.localdate() + timedelta(days=10)
+    BlockFactory(property=prop, source=airbnb, kind="reserved", start_date=start, end_date=start + timedelta(days=3))
+    BlockFactory(property=prop, source=booking, kind="blocked", start_date=start + timedelta(days=2), end_date=start + timedelta(days=5))
+    page = operator_client.get(reverse("home")).content.decode()
+    assert 'id="conflicts"' in page
+    assert "booked on Airbnb, Booking.com" in page
+    assert page.index('id="conflicts"') < page.index("Needs your attention")
+
+
+def test_a_portal_echoing_our_closures_is_not_a_double_booking(operator_client, account):
+    prop = PropertyFactory(account=account)
+    airbnb = ConnectionFactory(property=prop, portal=portal("airbnb"), last_success_at=timezone.now())
+    vrbo = ConnectionFactory(property=prop, portal=portal("vrbo"), last_success_at=timezone.now())
+    start = timezone.localdate() + timedelta(days=10)
+    BlockFactory(property=prop, source=airbnb, kind="reserved", start_date=start, end_date=start + timedelta(days=3))
+    BlockFactory(property=prop, source=vrbo, kind="blocked", start_date=start, end_date=start + timedelta(days=3))
+    assert 'id="conflicts"' not in operator_client.get(reverse("home")).content.decode()
+
+
+def test_the_overview_status_refreshes_itself_every_30_seconds(operator_client, account):
+    page = operator_client.get(reverse("home")).content.decode()
+    assert f'hx-get="{reverse("overview-status")}" hx-trigger="every 30s"' in page
+    fragment = operator_client.get(reverse("overview-status"), **HTMX).content.decode()
+    assert fragment.lstrip().startswith('<section id="status"')
+    assert "<html" not in fragment
+
+
+def test_switching_a_sync_off_and_on_swaps_only_its_row(operator_client, account):
+    connection = ConnectionFactory(property=PropertyFactory(account=account), last_success_at=timezone.now())
+    response = operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "0"}, **HTMX)
+    fragment = response.content.decode()
+    assert fragment.lstrip().startswith(f'<tr id="connection-{connection.pk}"')
+    assert "Switched off" in fragment
+    assert "sync switched off" in fragment  # the toast, swapped out of band
+    connection.refresh_from_db()
+    assert not connection.enabled
+    operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "1"}, **HTMX)
+    connection.refresh_from_db()
+    assert connection.enabled
+    actions = list(Activity.objects.filter(connection=connection).values_list("action", flat=True))
+    assert actions == ["switched_on", "switched_off"]
+
+
+def test_switching_works_without_javascript_too(operator_client, account):
+    connection = ConnectionFactory(property=PropertyFactory(account=account))
+    page = reverse("property-detail", args=[connection.property_id])
+    response = operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "0", "next": page}, follow=True)
+    assert response.redirect_chain[-1][0] == page
+    assert "sync switched off" in response.content.decode()
+
+
+def test_switching_a_paused_sync_back_on_resumes_it(operator_client, account):
+    connection = ConnectionFactory(property=PropertyFactory(account=account), paused_at=timezone.now(), pause_reason="http_4xx")
+    operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "1"}, **HTMX)
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.NEVER_SYNCED
+    assert Connection.objects.due().filter(pk=connection.pk).exists()
+
+
+def test_sync_now_shows_progress_until_the_run_is_done(operator_client, account, no_broker, httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    today = timezone.localdate()
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=4))))
+    connection = ConnectionFactory(property=PropertyFactory(account=account), import_url=httpserver.url_for("/f.ics"))
+    with operator_client_on_commit():
+        fragment = operator_client.post(reverse("connection-sync-now", args=[connection.pk]), **HTMX).content.decode()
+    assert "Syncing…" in fragment
+    assert 'hx-trigger="every 2s"' in fragment
+    no_broker.assert_called_once_with(connection.pk)
+    # The worker runs the task it was handed.
+    tasks.sync_connection(connection.pk, "manual")
+    row = operator_client.get(reverse("connection-row", args=[connection.pk]), **HTMX).content.decode()
+    assert "every 2s" not in row
+    assert "Working" in row
+    assert Block.objects.filter(source=connection).count() == 1
+
+
+def operator_client_on_commit():
+    """Run on_commit callbacks at once (tests run inside a transaction that never commits)."""
+    from django.test import TestCase
+
+    return TestCase.captureOnCommitCallbacks(execute=True)
+
+
+def test_sync_now_returns_at_once_when_the_broker_hangs_and_the_dispatcher_picks_it_up(operator_client, account):
+    connection = ConnectionFactory(property=PropertyFactory(account=account))
+    with socket.socket() as blackhole:  # accepts connections, never answers: a hung Redis
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(16)
+        hung = app.connection_for_write(f"redis://127.0.0.1:{blackhole.getsockname()[1]}/0")
+        publish = functools.partial(tasks.sync_connection.apply_async, connection=hung)
+        with mock.patch.object(tasks.sync_connection, "apply_async", publish):
+            started = time.monotonic()
+            with operator_client_on_commit():  # the request, and its commit that hands the task over
+                response = operator_client.post(reverse("connection-sync-now", args=[connection.pk]), **HTMX)
+            elapsed = time.monotonic() - started
+            publisher = next(t for t in threading.enumerate() if t.name == f"sync-now-{connection.pk}")
+            assert publisher.is_alive()  # still waiting for the broker: the page did not
+    publisher.join(timeout=15)  # closing the blackhole resets the connection it waits on
+    assert not publisher.is_alive()
+    assert response.status_code == 200
+    assert elapsed < 1.0
+    connection.refresh_from_db()
+    assert connection.sync_requested_at is not None
+    later = timezone.now() + sync_requests.UNSERVED_AFTER
+    assert connection.pk in sync_requests.unserved_requests(now=later)
+
+
+def test_the_dispatcher_hands_out_a_sync_now_the_broker_never_took(account):
+    connection = ConnectionFactory(
+        property=PropertyFactory(account=account), paused_at=timezone.now(), sync_requested_at=timezone.now() - timedelta(minutes=2)
+    )
+    with mock.patch.object(tasks.sync_connection, "delay") as delay:
+        tasks.dispatch_due_syncs()
+    delay.assert_any_call(connection.pk, "manual")
+
+
+def test_the_property_page_shows_a_month_of_taken_nights_with_double_bookings_marked(operator_client, account):
+    prop = PropertyFactory(account=account)
+    airbnb = ConnectionFactory(property=prop, portal=portal("airbnb"))
+    vrbo = ConnectionFactory(property=prop, portal=portal("vrbo"))
+    month = (timezone.localdate().replace(day=1) + timedelta(days=40)).replace(day=1)
+    BlockFactory(property=prop, source=airbnb, kind="reserved", start_date=month.replace(day=3), end_date=month.replace(day=6))
+    BlockFactory(property=prop, source=vrbo, kind="reserved", start_date=month.replace(day=5), end_date=month.replace(day=8))
+    page = operator_client.get(reverse("property-detail", args=[prop.pk]), {"month": month.strftime("%Y-%m")}).content.decode()
+    assert month.strftime("%B %Y") in page
+    assert page.count("day taken src-0") == 3  # the 3rd to the 5th show Airbnb's colour
+    assert page.count("day taken src-1") == 2  # the 6th and 7th: Vrbo only
+    assert page.count(' conflict"') == 1  # the 5th: booked on both
+    assert "Airbnb" in page and "Vrbo" in page
+
+
+def test_the_operator_closes_and_opens_nights_and_every_export_shows_it(operator_client, account, client):
+    from syncs.export_tokens import export_token_ensure, token_from_nonce
+
+    prop = PropertyFactory(account=account)
+    connection = ConnectionFactory(property=prop)
+    start = timezone.localdate() + timedelta(days=20)
+    response = operator_client.post(
+        reverse("property-block-add", args=[prop.pk]),
+        {"start": start.isoformat(), "end": (start + timedelta(days=2)).isoformat(), "kind": "reserved", "summary": "Direct: Ana"},
+        follow=True,
+    )
+    assert "Nights closed" in response.content.decode()
+    feed = reverse("export-feed", kwargs={"token": token_from_nonce(export_token_ensure(property=prop, connection=connection).nonce)})
+    assert f"DTSTART;VALUE=DATE:{start:%Y%m%d}" in client.get(feed).content.decode()
+    block = Block.objects.get(property=prop, source=None)
+    operator_client.post(reverse("block-remove", args=[block.pk]))
+    assert "BEGIN:VEVENT" not in client.get(feed).content.decode()
+    assert list(Activity.objects.filter(property=prop).values_list("action", flat=True)) == ["block_removed", "block_added"]
+
+
+def test_a_block_with_a_check_out_before_its_first_night_is_refused_in_words(operator_client, account):
+    prop = PropertyFactory(account=account)
+    start = timezone.localdate() + timedelta(days=5)
+    response = operator_client.post(
+        reverse("property-block-add", args=[prop.pk]), {"start": start.isoformat(), "end": start.isoformat()}, follow=True
+    )
+    assert "The check-out day must be after the first night." in response.content.decode()
+    assert not Block.objects.exists()
+
+
+def test_blocks_from_a_portal_cannot_be_removed_here(operator_client, account):
+    prop = PropertyFactory(account=account)
+    block = BlockFactory(property=prop, source=ConnectionFactory(property=prop))
+    assert operator_client.post(reverse("block-remove", args=[block.pk])).status_code == 404
+    block.refresh_from_db()
+    assert block.removed_at is None
+
+
+def test_the_connection_page_masks_the_import_url_until_asked(operator_client, account):
+    connection = ConnectionFactory(property=PropertyFactory(account=account), import_url="https://www.airbnb.com/calendar/ical/123.ics?s=topsecret")
+    page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
+    assert 'data-full="https://www.airbnb.com/calendar/ical/123.ics?s=topsecret"' in page
+    visible = page.replace('data-full="https://www.airbnb.com/calendar/ical/123.ics?s=topsecret"', "")
+    assert "topsecret" not in visible
+
+
+def test_the_operator_accepts_held_removals_from_the_connection_page(operator_client, account, httpserver, settings):
+    from syncs.sync import connection_sync_leased
+
+    settings.FETCH_ALLOW_LOOPBACK = True
+    today = timezone.localdate()
+    stays = [(f"s{i}", today + timedelta(days=5 * i + 2), today + timedelta(days=5 * i + 4)) for i in range(4)]
+    connection = ConnectionFactory(property=PropertyFactory(account=account), import_url=httpserver.url_for("/f.ics"))
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb(*stays))
+    connection_sync_leased(connection_id=connection.pk)
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb())
+    connection_sync_leased(connection_id=connection.pk)
+    page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
+    assert "suddenly lost 4 future bookings or blocks" in page
+    response = operator_client.post(reverse("connection-accept-held", args=[connection.pk]), follow=True)
+    assert "4 removals applied" in response.content.decode()
+    assert not Block.objects.current().filter(source=connection).exists()
+
+
+def test_the_property_list_searches_and_paginates(operator_client, account):
+    for index in range(30):
+        PropertyFactory(account=account, name=f"Flat {index:02d}")
+    PropertyFactory(account=account, name="Villa Sol")
+    first = operator_client.get(reverse("property-list")).content.decode()
+    assert "Page 1 of 2" in first
+    assert "Flat 00" in first and "Villa Sol" not in first
+    found = operator_client.get(reverse("property-list"), {"q": "sol"}).content.decode()
+    assert "Villa Sol" in found and "Flat 00" not in found
+
+
+def test_the_activity_page_says_who_did_what(operator_client, account, operator, no_broker):
+    connection = ConnectionFactory(property=PropertyFactory(account=account, name="Casa Azul"))
+    operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "0"})
+    operator_client.post(reverse("connection-sync-now", args=[connection.pk]))
+    page = operator_client.get(reverse("activity")).content.decode()
+    assert f"{operator.username}" in page
+    assert "switched the sync off" in page
+    assert "pressed Sync now" in page
+    assert "Casa Azul" in page
