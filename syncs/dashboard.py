@@ -8,21 +8,19 @@ fetched only for the handful of rows the page shows.
 from __future__ import annotations
 
 import calendar as calendar_module
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from types import SimpleNamespace
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from syncs.explain import describe, describe_readers
-from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Property
-from syncs.readers import ExportReaderFacts, export_facts
+from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Portal, Property
+from syncs.readers import DEFAULT_PICKUP_MINUTES, STALE_FACTOR, ExportReaderFacts, export_facts
 
 # Order of the attention list: the worst first.
 SEVERITY = ("paused", "held", "not_reading", "stale", "never_synced")
@@ -62,87 +60,115 @@ class DashboardSummary:
         return not self.attention and not self.conflicts
 
 
-_CONNECTION_FIELDS = (
-    "pk", "enabled", "paused_at", "held_removals", "held_since", "last_success_at", "sync_interval_minutes",
-    "direction", "created_at", "portal__pickup_delay_max_minutes",
-)
+def _stale(connections: QuerySet[Connection], now: datetime) -> Q:
+    """Importing, running syncs whose last success is older than STALE_INTERVALS of their interval.
+
+    Intervals are per connection but few distinct values exist, so this is a short OR.
+    """
+    intervals = connections.order_by().values_list("sync_interval_minutes", flat=True).distinct()
+    late = Q(pk__in=[])
+    for minutes in intervals:
+        late |= Q(sync_interval_minutes=minutes, last_success_at__lt=now - timedelta(minutes=minutes * STALE_INTERVALS))
+    return late & Q(enabled=True, paused_at__isnull=True) & ~Q(direction=Connection.Direction.EXPORT_ONLY)
 
 
-def _classify(row: SimpleNamespace, facts: ExportReaderFacts | None, now: datetime) -> tuple[str, list[str]]:
-    """A connection's state, and the problems that need attention, from its narrow row."""
-    problems = []
-    if not row.enabled:
-        return "switched_off", problems
-    imports = row.direction != Connection.Direction.EXPORT_ONLY
-    interval = timedelta(minutes=row.sync_interval_minutes)
-    if row.paused_at:
-        state = "paused"
-        problems.append("paused")
-    elif imports and row.last_success_at is None:
-        state = "never_synced"
-        if now - row.created_at > interval * STALE_INTERVALS:
-            problems.append("never_synced")
-    else:
-        state = "working"
-        if imports and now - row.last_success_at > interval * STALE_INTERVALS:
-            problems.append("stale")
-    if row.held_removals:
-        problems.append("held")
-    if facts and facts.needs_attention:
-        problems.append("not_reading")
-    return state, problems
-
-
-def _tokens_by_connection(account: Account, now: datetime) -> dict[int, list]:
-    rows = (
-        ExportToken.objects.serving(now)
-        .filter(property__account=account, connection__isnull=False)
-        .values_list("connection_id", "created_at", "expires_at", "last_read_at", "last_reader")
+def _never_synced(connections: QuerySet[Connection], now: datetime) -> Q:
+    """Syncs that have not worked once, long after they were created."""
+    intervals = connections.order_by().values_list("sync_interval_minutes", flat=True).distinct()
+    old = Q(pk__in=[])
+    for minutes in intervals:
+        old |= Q(sync_interval_minutes=minutes, created_at__lt=now - timedelta(minutes=minutes * STALE_INTERVALS))
+    return old & Q(enabled=True, paused_at__isnull=True, last_success_at__isnull=True) & ~Q(
+        direction=Connection.Direction.EXPORT_ONLY
     )
-    tokens = defaultdict(list)
-    for connection_id, created_at, expires_at, last_read_at, last_reader in rows:
-        tokens[connection_id].append(
-            SimpleNamespace(created_at=created_at, expires_at=expires_at, last_read_at=last_read_at, last_reader=last_reader)
+
+
+def _not_reading(account: Account, now: datetime) -> QuerySet[Connection]:
+    """Switched-on exporting connections whose portal never read, or stopped reading, our URL, or
+    still reads the old one after a rotation (readers.export_facts says the same per connection)."""
+    late = Q(pk__in=[])
+    for portal_id, pickup in Portal.objects.values_list("pk", "pickup_delay_max_minutes"):
+        expected = now - timedelta(minutes=(pickup or DEFAULT_PICKUP_MINUTES) * STALE_FACTOR)
+        late |= Q(connection__portal_id=portal_id) & (
+            Q(last_read_at__isnull=True, created_at__lt=expected) | Q(last_read_at__lt=expected)
         )
-    return tokens
+    current = ExportToken.objects.filter(property__account=account, connection__isnull=False, expires_at__isnull=True)
+    newer = current.filter(connection_id=OuterRef("connection_id"), created_at__lt=OuterRef("last_read_at"))
+    old_url_read = ExportToken.objects.serving(now).filter(
+        property__account=account, expires_at__isnull=False, last_read_at__isnull=False
+    ).filter(Exists(newer))
+    ids = current.filter(late).order_by().values("connection_id").union(old_url_read.order_by().values("connection_id"))
+    return Connection.objects.for_account(account).filter(enabled=True, pk__in=ids)
 
 
 def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> DashboardSummary:
     now = now or timezone.now()
     account = Account.of_user(user)
-    counts = Counter(dict.fromkeys(("working", "paused", "switched_off", "never_synced", *SEVERITY[1:4]), 0))
     if account is None:
-        return DashboardSummary(counts=dict(counts), attention=[], attention_more=0, conflicts=[])
-    tokens = _tokens_by_connection(account, now)
-    flagged: list[tuple[int, datetime, int, str]] = []
-    for values in Connection.objects.for_account(account).values_list(*_CONNECTION_FIELDS):
-        row = SimpleNamespace(**dict(zip([f.replace("portal__", "") for f in _CONNECTION_FIELDS], values, strict=True)))
-        facts = export_facts(tokens=tokens.get(row.pk, []), pickup_max_minutes=row.pickup_delay_max_minutes, now=now)
-        state, problems = _classify(row, facts, now)
-        counts[state] += 1
-        counts.update(p for p in problems if p in ("held", "not_reading", "stale"))
-        if problems:
-            worst = min(problems, key=SEVERITY.index)
-            since = {"paused": row.paused_at, "held": row.held_since}.get(worst) or row.last_success_at or row.created_at
-            flagged.append((SEVERITY.index(worst), since, row.pk, worst))
-    flagged.sort(key=lambda item: (item[0], item[1]))
-    shown = flagged[:limit]
+        empty = dict.fromkeys(("working", "paused", "switched_off", "never_synced", "held", "not_reading", "stale"), 0)
+        return DashboardSummary(counts=empty, attention=[], attention_more=0, conflicts=[])
+    connections = Connection.objects.for_account(account)
+    running = Q(enabled=True, paused_at__isnull=True)
+    problems = {
+        "paused": Q(enabled=True, paused_at__isnull=False),
+        "held": Q(enabled=True, held_removals__gt=0),
+        "not_reading": Q(pk__in=_not_reading(account, now).values("pk")),
+        "stale": _stale(connections, now),
+        "never_synced": _never_synced(connections, now),
+    }
+    counts = connections.aggregate(
+        total=Count("pk"),
+        switched_off=Count("pk", filter=Q(enabled=False)),
+        never_synced=Count("pk", filter=running & Q(last_success_at__isnull=True) & ~Q(direction=Connection.Direction.EXPORT_ONLY)),
+        troubled=Count("pk", filter=_any(problems.values())),
+        **{name: Count("pk", filter=problems[name]) for name in ("paused", "held", "not_reading", "stale")},
+    )
+    counts["working"] = counts["total"] - counts["switched_off"] - counts["paused"] - counts["never_synced"]
+    attention = _attention(connections, problems, now, limit)
     return DashboardSummary(
-        counts=dict(counts),
-        attention=_attention_items(shown, tokens, now),
-        attention_more=len(flagged) - len(shown),
+        counts=counts,
+        attention=attention,
+        attention_more=max(counts["troubled"] - len(attention), 0),
         conflicts=account_conflicts(account=account, today=timezone.localdate()),
     )
 
 
-def _attention_items(shown: list, tokens: dict, now: datetime) -> list[AttentionItem]:
-    connections = Connection.objects.select_related("property", "portal").in_bulk([item[2] for item in shown])
-    items = []
-    for _severity, since, pk, kind in shown:
-        connection = connections[pk]
-        facts = export_facts(tokens=tokens.get(pk, []), pickup_max_minutes=connection.portal.pickup_delay_max_minutes, now=now)
-        items.append(AttentionItem(connection=connection, kind=kind, words=attention_words(connection, kind, facts), since=since))
+def _any(conditions) -> Q:
+    combined = Q(pk__in=[])
+    for condition in conditions:
+        combined |= condition
+    return combined
+
+
+def _attention(connections: QuerySet[Connection], problems: dict[str, Q], now: datetime, limit: int) -> list[AttentionItem]:
+    """The worst problems first, oldest first within a kind; each connection once, at its worst."""
+    since_field = {"paused": "paused_at", "held": "held_since", "stale": "last_success_at", "never_synced": "created_at"}
+    items: list[AttentionItem] = []
+    seen: set[int] = set()
+    for kind in SEVERITY:
+        if len(items) >= limit:
+            break
+        rows = connections.filter(problems[kind]).exclude(pk__in=seen).select_related("property", "portal")
+        rows = rows.order_by(since_field.get(kind, "pk"), "pk")[: limit - len(items)]
+        facts = _facts_for(rows, now)
+        for connection in rows:
+            seen.add(connection.pk)
+            since = getattr(connection, since_field[kind]) if kind in since_field else facts[connection.pk].last_read_at
+            words = attention_words(connection, kind, facts.get(connection.pk))
+            items.append(AttentionItem(connection=connection, kind=kind, words=words, since=since))
     return items
+
+
+def _facts_for(connections, now: datetime) -> dict[int, ExportReaderFacts]:
+    tokens: dict[int, list[ExportToken]] = defaultdict(list)
+    for token in ExportToken.objects.serving(now).filter(connection__in=[c.pk for c in connections]):
+        tokens[token.connection_id].append(token)
+    facts = {}
+    for connection in connections:
+        found = export_facts(tokens=tokens[connection.pk], pickup_max_minutes=connection.portal.pickup_delay_max_minutes, now=now)
+        if found is not None:
+            facts[connection.pk] = found
+    return facts
 
 
 def attention_words(connection: Connection, kind: str, facts: ExportReaderFacts | None) -> str:
@@ -164,19 +190,31 @@ def attention_words(connection: Connection, kind: str, facts: ExportReaderFacts 
     return _("This sync has never worked yet.")
 
 
+def booking_like() -> Q:
+    """Blocks that may be a guest's stay (see BOOKING_LIKE), without a join to the portal table."""
+    booking = Portal.objects.filter(slug="booking").values_list("pk", flat=True).first()
+    return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
+
+
 def account_conflicts(*, account: Account, today: date, limit: int = 20) -> list[Conflict]:
-    """Nights that two sources both say are booked: possible double bookings, worst first."""
-    booked = Block.objects.current().filter(BOOKING_LIKE, end_date__gt=today).annotate(src=Coalesce("source_id", Value(0)))
+    """Nights that two sources both say are booked: possible double bookings, soonest first.
+
+    Each pair has at least one imported block, and is found from that side: another source's
+    block, or one made here, over the same nights. Two blocks made here never clash (the
+    operator's own doing).
+    """
+    booked = Block.objects.current().filter(booking_like(), end_date__gt=today)
     clashing = booked.filter(
         property_id=OuterRef("property_id"), start_date__lt=OuterRef("end_date"), end_date__gt=OuterRef("start_date")
-    ).exclude(src=OuterRef("src"))
+    ).filter(Q(source__isnull=True) | ~Q(source_id=OuterRef("source_id")))
     rows = (
-        booked.filter(property__account=account)
+        booked.filter(property__account=account, source__isnull=False)
         .filter(Exists(clashing))
         .select_related("property", "source__portal")
         .order_by("start_date", "property_id")[: limit * 2]
     )
-    return _group_conflicts(rows)[:limit]
+    conflicts = _group_conflicts(rows)
+    return conflicts[:limit]
 
 
 def _group_conflicts(blocks) -> list[Conflict]:

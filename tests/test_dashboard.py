@@ -291,3 +291,17 @@ def test_the_activity_page_says_who_did_what(operator_client, account, operator,
     assert "switched the sync off" in page
     assert "pressed Sync now" in page
     assert "Casa Azul" in page
+
+
+def test_a_portal_that_never_read_our_calendar_needs_attention(operator_client, account):
+    import time_machine
+
+    with time_machine.travel(timezone.now() - timedelta(hours=10), tick=False):
+        connection = ConnectionFactory(property=PropertyFactory(account=account), portal=portal("airbnb"))
+    Connection.objects.filter(pk=connection.pk).update(last_success_at=timezone.now())
+    page = operator_client.get(reverse("home")).content.decode()
+    assert f'id="attention-{connection.pk}"' in page
+    assert "the URL was probably not pasted into Airbnb" in page
+    from syncs.dashboard import dashboard_summary
+
+    assert dashboard_summary(user=account.memberships.get().user).counts["not_reading"] == 1

@@ -1,0 +1,159 @@
+"""How fast are the dashboard's pages for a big account? Run by hand, not a test:
+
+    .venv/bin/python bench/dashboard.py [--properties 1000] [--connections-per-property 5] [--runs 20]
+
+Builds an account of N properties with M connections each (some paused, held, switched off,
+stale, with blocks and export reads) in a fresh SQLite database under a temporary folder (or
+--database-url), then renders each page through Django's test client and reports the median and
+p95 time and the number of SQL queries, next to a baseline measured in the same run: the
+smallest logged-in page (the activity page of an empty log) through the same middleware.
+Target: the overview under 150 ms at 1,000 properties and 5,000 connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(database_url: str | None) -> None:
+    folder = tempfile.mkdtemp(prefix="bench-dashboard-")
+    os.environ["VAR_DIR"] = folder
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channelmgr.settings")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["ALLOWED_HOSTS"] = "testserver"  # Django's test client
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def build_account(properties: int, per_property: int):
+    """A realistic big account, written in bulk (signals would make it take minutes)."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from syncs.export_tokens import new_token_fields
+    from syncs.models import Account, Block, Connection, ExportToken, Membership, Portal, Property
+
+    now = timezone.now()
+    today = timezone.localdate()
+    account = Account.objects.create(name="Big Rentals")
+    user = get_user_model().objects.create_user("bench", password="bench-password-123")
+    Membership.objects.create(user=user, account=account)
+    portals = list(Portal.objects.filter(slug__in=["airbnb", "booking", "vrbo", "expedia", "google"]))
+    props = Property.objects.bulk_create(
+        [Property(account=account, name=f"Flat {i:04d}", timezone="Europe/Lisbon") for i in range(properties)]
+    )
+    connections = []
+    for index, prop in enumerate(props):
+        for slot in range(per_property):
+            n = index * per_property + slot
+            connections.append(
+                Connection(
+                    property=prop, portal=portals[slot % len(portals)], import_url=f"https://example.com/{n}.ics",
+                    last_success_at=now - timedelta(minutes=10 if n % 50 else 600),
+                    paused_at=now - timedelta(hours=2) if n % 97 == 0 else None,
+                    pause_reason="http_4xx" if n % 97 == 0 else "", pause_params={"status": 404} if n % 97 == 0 else {},
+                    enabled=n % 61 != 0, held_removals=4 if n % 89 == 0 else 0,
+                )
+            )
+    connections = Connection.objects.bulk_create(connections, batch_size=1000)
+    ExportToken.objects.bulk_create(
+        [ExportToken(property_id=c.property_id, connection=c, last_read_at=now - timedelta(minutes=30) if c.pk % 7 else None,
+                     last_reader="airbnb", **new_token_fields()) for c in connections],
+        batch_size=1000,
+    )
+    ExportToken.objects.bulk_create([ExportToken(property=p, **new_token_fields()) for p in props], batch_size=1000)
+    blocks = []
+    for c in connections:
+        for k in range(4):
+            start = today + timedelta(days=7 * k + c.pk % 5)
+            blocks.append(Block(property_id=c.property_id, source=c, uid=f"{c.pk}-{k}", start_date=start,
+                                end_date=start + timedelta(days=3), kind="reserved" if k % 2 else "blocked"))
+    Block.objects.bulk_create(blocks, batch_size=2000)
+    # Fresh planner statistics, as autovacuum (PostgreSQL) keeps them in production: without them
+    # a bulk-loaded table looks empty and the planner picks nested scans of the whole table.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return user, props[0], connections[0]
+
+
+def measure(client, url: str, runs: int) -> dict:
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)  # warm caches and the template loader
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        response = client.get(url)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    reset_queries()
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+    times.sort()
+    return {
+        "median_ms": statistics.median(times),
+        "p95_ms": times[min(len(times) - 1, int(len(times) * 0.95))],
+        "queries": len(queries.captured_queries),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--properties", type=int, default=1000)
+    parser.add_argument("--connections-per-property", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+
+    setup_django(args.database_url)
+    from django.test import Client
+    from django.urls import reverse
+
+    started = time.perf_counter()
+    user, prop, conn = build_account(args.properties, args.connections_per_property)
+    print(f"built {args.properties} properties, {args.properties * args.connections_per_property} connections "
+          f"in {time.perf_counter() - started:.1f} s")
+    client = Client()
+    client.force_login(user)
+    baseline = measure(client, reverse("activity"), args.runs)
+    pages = {
+        "overview": reverse("home"),
+        "overview status (htmx poll)": reverse("overview-status"),
+        "properties list": reverse("property-list"),
+        "property page": reverse("property-detail", args=[prop.pk]),
+        "connection page": reverse("connection-detail", args=[conn.pk]),
+    }
+    print(f"\n{'page':32} {'median ms':>10} {'p95 ms':>8} {'queries':>8} {'x baseline':>11}")
+    print(f"{'baseline: empty activity page':32} {baseline['median_ms']:10.1f} {baseline['p95_ms']:8.1f} {baseline['queries']:8d} {1:11.2f}")
+    for name, url in pages.items():
+        result = measure(client, url, args.runs)
+        ratio = result["median_ms"] / baseline["median_ms"]
+        verdict = ""
+        if name == "overview":
+            verdict = "  PASS (<150 ms)" if result["median_ms"] < 150 else "  MISS (target <150 ms)"
+        print(f"{name:32} {result['median_ms']:10.1f} {result['p95_ms']:8.1f} {result['queries']:8d} {ratio:11.2f}{verdict}")
+
+
+if __name__ == "__main__":
+    main()
