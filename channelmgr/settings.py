@@ -232,7 +232,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(DISPATCH_INTERVAL_SECONDS),
         # A dispatcher message older than its interval is useless: the next one supersedes it.
         "options": {"expires": DISPATCH_INTERVAL_SECONDS * 0.9},
-    }
+    },
+    "probe-paused-feeds": {
+        "task": "syncs.tasks.probe_paused_feeds",
+        "schedule": 300.0,
+        "options": {"expires": 270},
+    },
 }
 
 # --- Sync engine ------------------------------------------------------------------------------

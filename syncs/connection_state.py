@@ -22,6 +22,8 @@ PAUSE_AFTER_FAILURES = 3
 FIRST_RETRY = timedelta(minutes=5)
 # A portal's Retry-After is honoured up to this long.
 MAX_RETRY_AFTER = timedelta(hours=24)
+# A running connection has no background probe (see syncs/probing.py).
+PROBE_CLEARED = {"probe_next_at": None, "probe_failures": 0, "ready_to_resume_at": None}
 
 
 def retry_delay(*, failures: int, interval: timedelta, retry_after: int | None = None) -> timedelta:
@@ -72,6 +74,7 @@ def success_updates(*, connection: Connection, now: datetime, ended_by: str = "s
         "paused_at": None,
         "pause_reason": "",
         "pause_params": {},
+        **PROBE_CLEARED,
         "next_sync_at": now + jittered(connection.sync_interval),
     }
 
@@ -91,6 +94,7 @@ def connection_switch(*, connection: Connection, enabled: bool, now: datetime | 
             return
         _end_episode(connection_id=connection.pk, now=now, ended_by="operator")
         Connection.objects.filter(pk=connection.pk).update(
-            enabled=True, paused_at=None, pause_reason="", pause_params={}, consecutive_failures=0, next_sync_at=now
+            enabled=True, paused_at=None, pause_reason="", pause_params={}, consecutive_failures=0, next_sync_at=now,
+            **PROBE_CLEARED,
         )
     connection.refresh_from_db()

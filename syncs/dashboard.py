@@ -174,7 +174,10 @@ def _facts_for(connections, now: datetime) -> dict[int, ExportReaderFacts]:
 def attention_words(connection: Connection, kind: str, facts: ExportReaderFacts | None) -> str:
     portal = connection.portal.name
     if kind == "paused":
-        return describe(connection.pause_reason, connection.pause_params, portal=portal)
+        words = describe(connection.pause_reason, connection.pause_params, portal=portal)
+        if connection.ready_to_resume_at:
+            words += " " + _("Its calendar works again: ready to resume.")
+        return words
     if kind == "held":
         return ngettext(
             "%(portal)s's calendar suddenly lost %(n)d future booking or block. It is kept until %(portal)s says the same again, or you accept the change.",

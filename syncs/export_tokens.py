@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -72,3 +74,22 @@ def export_token_find(token: str, *, now: datetime | None = None) -> ExportToken
         .filter(token_hash=token_hash(token))
         .first()
     )
+
+
+_EXPORT_PATH = re.compile(r"/ical/([^/]+)\.ics$")
+
+
+def is_our_export(url: str) -> bool:
+    """Whether a link is one of the calendars we publish: importing it would read our own echo."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    match = _EXPORT_PATH.search(parts.path)
+    if match is None:
+        return False
+    if host == (urlsplit(settings.SITE_URL).hostname or "").lower():
+        return True
+    # The same app reached by another name (an IP address, an old domain).
+    return export_token_find(match.group(1)) is not None

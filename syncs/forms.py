@@ -26,7 +26,7 @@ from syncs.editing import (
     same_link_error,
 )
 from syncs.explain import describe
-from syncs.export_tokens import export_token_find
+from syncs.export_tokens import is_our_export
 from syncs.fetch import FetchError, validate_url
 from syncs.ical import FeedParseError
 from syncs.models import Connection, Portal, Property
@@ -36,7 +36,6 @@ DEFAULT_TIMEZONE = "Europe/Lisbon"
 DEFAULT_EXPORT_SUMMARY = "Not available"
 MAX_URL_LENGTH = Connection._meta.get_field("import_url").max_length
 # Our export URLs end in /ical/<token>.ics (syncs.urls, "export-feed").
-_EXPORT_PATH = re.compile(r"/ical/([^/]+)\.ics$")
 # Characters that copy-paste brings along and nobody sees: zero-width spaces, joiners, BOM, soft hyphen.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _HAS_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -132,22 +131,6 @@ def tidy_link(value: str) -> str:
     if text and "://" not in text and not _HAS_SCHEME.match(text):
         text = "https://" + text
     return text
-
-
-def is_our_export(url: str) -> bool:
-    """Whether a link is one of the calendars we publish: importing it would read our own echo."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").rstrip(".").lower()
-    except ValueError:
-        return False
-    match = _EXPORT_PATH.search(parts.path)
-    if match is None:
-        return False
-    if host == (urlsplit(settings.SITE_URL).hostname or "").lower():
-        return True
-    # The same app reached by another name (an IP address, an old domain).
-    return export_token_find(match.group(1)) is not None
 
 
 def link_error(error: FetchError, *, portal: str | None = None) -> ValidationError:

@@ -50,6 +50,10 @@ class AccountScopedQuerySet(models.QuerySet):
 
 class Account(models.Model):
     name = models.CharField(_("name"), max_length=200)
+    auto_resume = models.BooleanField(
+        _("resume paused syncs by themselves"), default=False,
+        help_text=_("When the background check finds a paused sync's feed working again, switch it back on."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -212,6 +216,12 @@ class Connection(models.Model):
     held_since = models.DateTimeField(_("removals held since"), null=True, blank=True)
     held_removals = models.PositiveIntegerField(_("removals held"), default=0)
     held_accepted_answer = models.CharField(_("accepted answer"), max_length=64, blank=True)
+
+    # While paused by errors, a quiet background probe keeps reading the feed (with back-off) and
+    # marks when it works again, so the overview can say "ready to resume".
+    probe_next_at = models.DateTimeField(_("next background check"), null=True, blank=True)
+    probe_failures = models.PositiveIntegerField(_("background checks failed"), default=0)
+    ready_to_resume_at = models.DateTimeField(_("feed works again since"), null=True, blank=True)
 
     # For an http:// import URL that failed: whether the https:// variant answered (None: not tried).
     https_works = models.BooleanField(_("https variant works"), null=True, blank=True)
@@ -543,3 +553,29 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.action} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ChecklistStep(models.Model):
+    """The latest result of one step of a connection's fix checklist: who checked, when, what."""
+
+    class Status(models.TextChoices):
+        PASSED = "passed", _("OK")
+        FAILED = "failed", _("Needs fixing")
+        NEEDS_YOU = "needs_you", _("Needs you")
+        WAITING = "waiting", _("Waiting")
+        INFO = "info", _("For your information")
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="checklist_steps")
+    step = models.CharField(_("step"), max_length=30)
+    status = models.CharField(_("result"), max_length=20, choices=Status)
+    data = models.JSONField(_("details"), default=dict, blank=True)
+    checked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    checked_at = models.DateTimeField(_("checked at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("checklist step")
+        verbose_name_plural = _("checklist steps")
+        constraints = [models.UniqueConstraint(fields=["connection", "step"], name="one_result_per_checklist_step")]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} {self.step}: {self.status}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from django.db import transaction
+from django.utils import timezone
 
 from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
@@ -53,3 +54,16 @@ def property_block_remove(*, block: Block, user) -> None:
             user=user, action=Activity.Action.BLOCK_REMOVED, property=block.property,
             params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()},
         )
+
+
+def connection_use_https(*, connection: Connection, user) -> None:
+    """Switch an http:// import link to its https:// variant (the seed's "add an s")."""
+    if not connection.import_url.startswith("http://"):
+        return
+    with transaction.atomic():
+        Connection.objects.filter(pk=connection.pk).update(
+            import_url="https://" + connection.import_url[len("http://"):],
+            etag="", last_modified="", body_fingerprint="", https_works=True, next_sync_at=timezone.now(),
+        )
+        activity_record(user=user, action=Activity.Action.CONNECTION_EDITED, connection=connection,
+                        params={"fields": ["import_url"]})

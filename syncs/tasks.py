@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from syncs.models import SyncRun
+from syncs.probing import probe_paused_connections
 from syncs.scheduling import connections_claim_due
 from syncs.sync import connection_sync_leased
 from syncs.sync_requests import unserved_requests
@@ -45,3 +46,9 @@ def dispatch_due_syncs() -> int:
 def sync_connection(connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> str | None:
     run = connection_sync_leased(connection_id=connection_id, trigger=trigger)
     return run.outcome if run else None
+
+
+@shared_task(ignore_result=True)
+def probe_paused_feeds() -> int:
+    """Run by beat: quietly check the feeds of paused connections (see syncs/probing.py)."""
+    return probe_paused_connections()

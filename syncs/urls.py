@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from syncs.views import actions, demo, export, health, home, properties
+from syncs.views import actions, demo, export, fix, health, home, properties
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("properties/<int:property_id>/export.ics", export.property_export_download, name="property-export-download"),
     path("blocks/<int:block_id>/remove/", actions.property_block_remove_view, name="block-remove"),
     path("connections/<int:connection_id>/", properties.connection_detail, name="connection-detail"),
+    path("connections/<int:connection_id>/fix/", fix.connection_fix, name="connection-fix"),
+    path("connections/<int:connection_id>/fix/<slug:step>/", fix.connection_fix_step, name="connection-fix-step"),
     path("connections/<int:connection_id>/row/", properties.connection_row, name="connection-row"),
     path("connections/<int:connection_id>/switch/", actions.connection_switch, name="connection-switch"),
     path("connections/<int:connection_id>/sync/", actions.connection_sync_now, name="connection-sync-now"),

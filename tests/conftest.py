@@ -121,11 +121,16 @@ def _fast_hashing_and_plain_static(settings) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
+    """Caches and the export-read buffer live in the process: clear them so tests stay apart."""
     from django.core.cache import cache
 
+    from syncs import readers
+
     cache.clear()
+    readers._pending.clear()
     yield
     cache.clear()
+    readers._pending.clear()
 
 
 @pytest.fixture

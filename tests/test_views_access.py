@@ -27,6 +27,8 @@ PUBLIC_ROUTES = {
 }
 # For routes that take an object's id: which object of the *other* account to aim at.
 OBJECT_KWARGS = {"property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block"}
+# Other route parameters, with a value that exists.
+PLAIN_KWARGS = {"step": "link"}
 
 
 def project_routes(resolvers=None, prefix=""):
@@ -161,7 +163,9 @@ def test_every_route_is_either_public_or_behind_the_login(client, two_accounts):
         if name in PUBLIC_ROUTES:
             continue
         kwargs = {k: 1 for k in OBJECT_KWARGS if f"<int:{k}>" in route}
-        unknown = {part for part in route.split("<")[1:] if not any(part.startswith(f"int:{k}>") for k in OBJECT_KWARGS)}
+        kwargs |= {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
+        known = [f"int:{k}>" for k in OBJECT_KWARGS] + [f"slug:{k}>" for k in PLAIN_KWARGS]
+        unknown = {part for part in route.split("<")[1:] if not any(part.startswith(k) for k in known)}
         assert not unknown, f"route {name!r} ({route}) has parameters this test does not know"
         response = client.get(reverse(name, kwargs=kwargs))
         assert response.status_code in (302, 405), f"{name} is reachable without logging in"
@@ -190,6 +194,7 @@ def test_no_route_shows_or_changes_another_accounts_objects_by_id(client, two_ac
     object_routes = [(name, route) for name, route in project_routes() if any(f"<int:{k}>" in route for k in OBJECT_KWARGS)]
     for name, route in object_routes:
         kwargs = {k: theirs[obj].pk for k, obj in OBJECT_KWARGS.items() if f"<int:{k}>" in route}
+        kwargs |= {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
         for response in (client.get(reverse(name, kwargs=kwargs)), client.post(reverse(name, kwargs=kwargs), form)):
             assert response.status_code in (404, 405), f"{name} answered {response.status_code}"
     assert their_state(theirs) == before

@@ -1,0 +1,72 @@
+"""A quiet background check of paused feeds: while a connection is paused by errors, read its
+feed now and then (backing off), write nothing but the check's own fields, and say when it works
+again ("ready to resume"). Resuming stays the operator's call unless the account asks otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from syncs.connection_state import connection_switch
+from syncs.fetch import FetchError, fetch_feed
+from syncs.ical import FeedParseError, parse_feed
+from syncs.models import Connection
+
+log = logging.getLogger(__name__)
+
+FIRST_PROBE_DELAY = timedelta(minutes=5)
+LONGEST_PROBE_DELAY = timedelta(hours=6)
+# A feed that works again is checked less often: the operator has been told.
+READY_RECHECK = timedelta(minutes=30)
+
+
+def probe_delay(failures: int) -> timedelta:
+    return min(FIRST_PROBE_DELAY * 2 ** max(failures - 1, 0), LONGEST_PROBE_DELAY)
+
+
+def connections_to_probe(*, now: datetime) -> list[Connection]:
+    return list(
+        Connection.objects.filter(enabled=True, paused_at__isnull=False)
+        .exclude(direction=Connection.Direction.EXPORT_ONLY)
+        .filter(Q(probe_next_at__isnull=True) | Q(probe_next_at__lte=now))
+        .select_related("property__account", "portal")[:200]
+    )
+
+
+def feed_works(connection: Connection) -> bool:
+    try:
+        fetched = fetch_feed(connection.import_url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT)
+        parse_feed(fetched.body, timezone=connection.property.timezone, labels=connection.portal.labels or None)
+    except (FetchError, FeedParseError):
+        return False
+    return True
+
+
+def connection_probe(*, connection: Connection, now: datetime | None = None) -> bool:
+    """Check one paused connection's feed; returns whether it works again."""
+    now = now or timezone.now()
+    works = feed_works(connection)
+    if works:
+        updates = {"probe_failures": 0, "probe_next_at": now + READY_RECHECK,
+                   "ready_to_resume_at": connection.ready_to_resume_at or now}
+    else:
+        failures = connection.probe_failures + 1
+        updates = {"probe_failures": failures, "probe_next_at": now + probe_delay(failures), "ready_to_resume_at": None}
+    Connection.objects.filter(pk=connection.pk, paused_at__isnull=False).update(**updates)
+    if works and connection.property.account.auto_resume:
+        log.info("auto-resume connection=%s", connection.pk)
+        connection_switch(connection=connection, enabled=True, now=now)
+    return works
+
+
+def probe_paused_connections(*, now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    connections = connections_to_probe(now=now)
+    for connection in connections:
+        connection_probe(connection=connection, now=now)
+    return len(connections)

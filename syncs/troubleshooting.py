@@ -1,0 +1,415 @@
+"""The fix checklist: the seed article's troubleshooting, done by the software.
+
+Each step runs its check, says in plain words what it found (pass, fail, needs you, waiting),
+offers the action that fixes it, and is recorded per connection (who, when, what) so the
+operator can leave and come back and a colleague can see where things stand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from syncs.blocks import block_create_manual, block_remove_manual
+from syncs.dashboard import account_conflicts
+from syncs.explain import describe, describe_readers
+from syncs.export import property_today
+from syncs.export_tokens import export_token_ensure, export_url, is_our_export
+from syncs.fetch import FetchError, fetch_feed, https_variant_works, validate_url
+from syncs.ical import FeedParseError, parse_feed
+from syncs.models import (
+    Block,
+    BlockChange,
+    ChecklistStep,
+    Connection,
+    ExportToken,
+    PauseEpisode,
+    SyncRun,
+)
+from syncs.operator_actions import connection_set_enabled, connection_use_https
+from syncs.portals import portal_for_host
+from syncs.readers import connection_export_facts
+from syncs.sync import connection_sync_leased
+
+Status = ChecklistStep.Status
+
+STEPS: tuple[tuple[str, str], ...] = (
+    ("switched_on", gettext_lazy("Is the sync switched on?")),
+    ("link", gettext_lazy("Is the portal's calendar link right?")),
+    ("export_pasted", gettext_lazy("Is our link pasted in the portal?")),
+    ("resync", gettext_lazy("Run the sync again")),
+    ("https", gettext_lazy("Try https")),
+    ("final_check", gettext_lazy("Final check, both ways")),
+    ("changes", gettext_lazy("What changed while the sync was paused")),
+)
+STEP_NAMES = dict(STEPS)
+
+# Where each portal shows the link to copy (its export) and where ours goes (its import).
+COPY_LINK = {
+    "airbnb": gettext_lazy("In Airbnb: Calendar > Availability > Connect calendars > Export calendar, and copy the link."),
+    "booking": gettext_lazy("In Booking.com: Rates & Availability > Sync calendars > Export calendar, and copy the link."),
+    "vrbo": gettext_lazy("In Vrbo: Calendar > Import/Export > Export, and copy the link."),
+    "google": gettext_lazy("In Google Calendar: Settings > the calendar > Secret address in iCal format."),
+}
+PASTE_LINK = {
+    "airbnb": gettext_lazy("In Airbnb: Calendar > Availability > Connect calendars > Import calendar, paste it and name it."),
+    "booking": gettext_lazy("In Booking.com: Rates & Availability > Sync calendars > Import calendar, paste it."),
+    "vrbo": gettext_lazy("In Vrbo: Calendar > Import/Export > Import, paste it."),
+    "google": gettext_lazy("In Google Calendar: Other calendars > + > From URL, paste it."),
+}
+TEST_BLOCK_SUMMARY = "Test block (fix checklist)"
+
+
+@dataclass
+class Finding:
+    ok: bool | None  # True: fine, False: the problem, None: for information
+    text: str
+
+
+@dataclass
+class StepReport:
+    step: str
+    status: str
+    summary: str
+    findings: list[Finding] = field(default_factory=list)
+    advice: str = ""
+    data: dict = field(default_factory=dict)  # what the step's template needs, and what is stored
+
+    @property
+    def title(self) -> str:
+        return str(STEP_NAMES[self.step])
+
+    @property
+    def status_label(self) -> str:
+        return Status(self.status).label
+
+
+def run_step(*, connection: Connection, step: str, user, action: str = "", form: dict | None = None) -> StepReport:
+    """Run a step's check (after its action, if any) and record the result."""
+    previous = ChecklistStep.objects.filter(connection=connection, step=step).first()
+    report = CHECKS[step](connection, user=user, action=action, form=form or {}, stored=previous.data if previous else {})
+    ChecklistStep.objects.update_or_create(
+        connection=connection, step=step,
+        defaults={"status": report.status, "data": _storable(report.data), "checked_by": user, "checked_at": timezone.now()},
+    )
+    return report
+
+
+def _storable(data: dict) -> dict:
+    return {key: value.isoformat() if isinstance(value, date) else value for key, value in data.items()}
+
+
+def checklist_progress(*, connection: Connection) -> dict[str, ChecklistStep]:
+    return {row.step: row for row in ChecklistStep.objects.filter(connection=connection).select_related("checked_by")}
+
+
+# --------------------------------------------------------------------------- 1. switched on
+
+
+def check_switched_on(connection: Connection, *, user, action: str, **_ignored) -> StepReport:
+    if action == "switch_on":
+        connection_set_enabled(connection=connection, enabled=True, user=user)
+        connection.refresh_from_db()
+    if not connection.enabled:
+        return StepReport("switched_on", Status.NEEDS_YOU, _("The sync is switched off: nothing is imported or checked."),
+                          advice=_("Switch it on when you are ready."), data={"can_switch_on": True})
+    if connection.paused_at:
+        reason = describe(connection.pause_reason, connection.pause_params, portal=connection.portal.name)
+        return StepReport(
+            "switched_on", Status.FAILED,
+            _("Paused since %(ago)s ago: %(reason)s") % {"ago": timesince(connection.paused_at), "reason": reason},
+            advice=_("Fix the cause with the next steps; a sync that works again resumes it. Or switch it back on now."),
+            data={"can_switch_on": True},
+        )
+    return StepReport("switched_on", Status.PASSED, _("The sync is switched on and running."))
+
+
+# --------------------------------------------------------------------------- 2. the link
+
+
+def check_link(connection: Connection, **_ignored) -> StepReport:
+    """Walk the link the way a fetch does, saying at each stage what we found."""
+    url = connection.import_url
+    portal = connection.portal
+    copy_again = str(COPY_LINK.get(portal.slug, _("Copy the calendar link again from %(portal)s.") % {"portal": portal.name}))
+    if not connection.imports:
+        return StepReport("link", Status.PASSED, _("This sync only exports: there is no link to read."))
+    findings = _shape_findings(url, connection)
+    if any(f.ok is False for f in findings):
+        return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
+    failure = _reach(url, findings)
+    if failure is not None:
+        return StepReport("link", Status.FAILED, failure, findings, advice=copy_again)
+    return _content_findings(connection, findings, copy_again)
+
+
+def _shape_findings(url: str, connection: Connection) -> list[Finding]:
+    host = urlsplit(url).hostname or ""
+    portal = connection.portal
+    if is_our_export(url):
+        return [Finding(False, _("This is a calendar we publish, pasted back here: it would read our own nights. Paste here the link the portal gives you."))]
+    recognised = portal_for_host(host)
+    if recognised is None:
+        finding = Finding(None, _("We do not recognise the address %(host)s (fine for smaller portals).") % {"host": host})
+    elif recognised.slug == portal.slug:
+        finding = Finding(True, _("The address looks like a %(portal)s calendar link.") % {"portal": portal.name})
+    else:
+        finding = Finding(False, _("This looks like a link from %(other)s, but this sync is for %(portal)s.") % {"other": recognised.name, "portal": portal.name})
+    return [finding]
+
+
+def _reach(url: str, findings: list[Finding]) -> str | None:
+    """Resolve, connect and read; returns the failure in words, or None."""
+    host = urlsplit(url).hostname or ""
+    try:
+        validate_url(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, allow_any_port=settings.FETCH_ALLOW_LOOPBACK)
+        if not _is_ip(host):
+            socket.getaddrinfo(host, None)
+        findings.append(Finding(True, _("The name %(host)s is found.") % {"host": host}))
+    except FetchError as error:
+        findings.append(Finding(False, describe(error.code, error.params)))
+        return findings[-1].text
+    except OSError:
+        findings.append(Finding(False, describe("dns")))
+        return findings[-1].text
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _content_findings(connection: Connection, findings: list[Finding], copy_again: str) -> StepReport:
+    portal = connection.portal
+    url = connection.import_url
+    try:
+        fetched = fetch_feed(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT)
+    except FetchError as error:
+        findings.append(Finding(False, describe(error.code, error.params, portal=portal.name)))
+        return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
+    secure = _("over an encrypted connection") if url.startswith("https://") else _("over plain http (not encrypted)")
+    findings.append(Finding(True, _("%(portal)s answered (HTTP %(status)s) %(secure)s.") % {"portal": portal.name, "status": fetched.status, "secure": secure}))
+    try:
+        feed = parse_feed(fetched.body, timezone=connection.property.timezone, labels=portal.labels or None,
+                          own_uid_domain=settings.EXPORT_UID_DOMAIN)
+    except FeedParseError as error:
+        findings.append(Finding(False, describe(error.code, portal=portal.name)))
+        return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
+    findings.append(Finding(True, _("The content is a calendar.")))
+    if feed.prodid:
+        findings.append(Finding(None, _("Made by: %(prodid)s") % {"prodid": feed.prodid}))
+    echoes = sum(1 for skipped in feed.skipped if skipped.reason == "own_export")
+    if feed.events:
+        first, last = min(e.start for e in feed.events), max(e.end for e in feed.events)
+        findings.append(Finding(True, _("%(n)s bookings and blocks, from %(first)s to %(last)s.") % {
+            "n": len(feed.events), "first": first.strftime("%d %b %Y"), "last": last.strftime("%d %b %Y")}))
+    elif echoes:
+        findings.append(Finding(False, _("It holds only nights we published ourselves: this is probably our own export, not the portal's.")))
+        return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
+    else:
+        findings.append(Finding(None, _("The calendar is empty: no bookings or blocks right now.")))
+    return StepReport("link", Status.PASSED, _("The link works and gives a calendar."), findings)
+
+
+# --------------------------------------------------------------------------- 3. our link pasted
+
+
+def check_export_pasted(connection: Connection, **_ignored) -> StepReport:
+    portal = connection.portal
+    if not connection.exports:
+        return StepReport("export_pasted", Status.PASSED, _("This sync only imports: the portal does not read us."))
+    token = export_token_ensure(property=connection.property, connection=connection)
+    facts = connection_export_facts(connection=connection)
+    words = describe_readers(facts, portal=portal.name)
+    paste = str(PASTE_LINK.get(portal.slug, _("Paste it into %(portal)s's calendar import.") % {"portal": portal.name}))
+    data = {"export_url": export_url(token)}
+    if facts.state == "reading" and not facts.old_url_reader:
+        return StepReport("export_pasted", Status.PASSED, words, data=data)
+    if facts.state == "waiting":
+        return StepReport("export_pasted", Status.WAITING, words, advice=paste, data=data)
+    return StepReport("export_pasted", Status.FAILED, words, advice=paste, data=data)
+
+
+# --------------------------------------------------------------------------- 4. sync again
+
+
+def check_resync(connection: Connection, *, action: str, **_ignored) -> StepReport:
+    if action == "run":
+        run = connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.WIZARD)
+        if run is None:
+            return StepReport("resync", Status.WAITING, _("Another sync of this calendar is running: try again in a moment."))
+    else:
+        run = connection.runs.order_by("-started_at").first()
+        if run is None:
+            return StepReport("resync", Status.NEEDS_YOU, _("Not synced yet: run it now."))
+    words = describe(run.outcome, run.error_params, portal=connection.portal.name)
+    when = _("%(ago)s ago") % {"ago": timesince(run.started_at)}
+    if run.error_code:
+        return StepReport("resync", Status.FAILED, f"{words} ({when})", data={"run_id": run.pk})
+    counts = _("%(added)s added, %(updated)s changed, %(removed)s removed.") % {
+        "added": run.events_added, "updated": run.events_updated, "removed": run.events_removed}
+    return StepReport("resync", Status.PASSED, f"{words} {counts} ({when})", data={"run_id": run.pk})
+
+
+# --------------------------------------------------------------------------- 5. https
+
+
+def check_https(connection: Connection, *, user, action: str, **_ignored) -> StepReport:
+    if action == "use_https":
+        connection_use_https(connection=connection, user=user)
+        connection.refresh_from_db()
+    url = connection.import_url
+    if not connection.imports or url.startswith("https://"):
+        return StepReport("https", Status.PASSED, _("The link already uses https."))
+    works = https_variant_works(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT)
+    if works:
+        return StepReport("https", Status.NEEDS_YOU, _("The https version of this link works: switch to it (the seed's \u201cadd an s\u201d)."),
+                          data={"can_use_https": True})
+    return StepReport("https", Status.INFO, _("The https version of this link does not answer: keep http, the portal offers no better."))
+
+
+# --------------------------------------------------------------------------- 6. final check, both ways
+
+
+def suggested_test_night(connection: Connection) -> date:
+    """The first free night at least two weeks ahead: far enough that no guest will want it."""
+    night = property_today(connection.property) + timedelta(days=14)
+    taken = Block.objects.current().filter(property=connection.property, end_date__gt=night).values_list("start_date", "end_date")
+    ranges = sorted(taken)
+    for start, end in ranges:
+        if start <= night < end:
+            night = end
+    return night
+
+
+def check_final(connection: Connection, *, user, action: str, form: dict, stored: dict) -> StepReport:
+    """(a) a test block made here reaches the portal; (b) a night blocked on the portal reaches us."""
+    data = dict(stored)
+    now = timezone.now()
+    if action == "add_test_block":
+        night = _date(form.get("night")) or suggested_test_night(connection)
+        block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=TEST_BLOCK_SUMMARY)
+        data.update(test_block_id=block.pk, test_night=night.isoformat(), added_at=now.isoformat(), read_at=None)
+    elif action == "portal_night":
+        night = _date(form.get("night"))
+        if night:
+            data.update(portal_night=night.isoformat(), asked_at=now.isoformat(), seen_at=None)
+    elif action == "finish":
+        _remove_test_block(data)
+        data = {}
+    findings = [_ours_to_portal(connection, data), _portal_to_ours(connection, data, resync=action in ("portal_night", "recheck"))]
+    data["suggested_night"] = suggested_test_night(connection).isoformat()
+    if all(f.ok for f in findings):
+        _remove_test_block(data)
+        return StepReport("final_check", Status.PASSED, _("Both ways work: the test block is removed."), findings, data=data)
+    status = Status.WAITING if data.get("added_at") or data.get("portal_night") else Status.NEEDS_YOU
+    return StepReport("final_check", status, _("Make a test on each side and wait for the portal."), findings, data=data)
+
+
+def _ours_to_portal(connection: Connection, data: dict) -> Finding:
+    portal = connection.portal
+    if not connection.exports:
+        return Finding(True, _("This sync only imports: nothing to check towards %(portal)s.") % {"portal": portal.name})
+    if not data.get("added_at"):
+        return Finding(None, _("Add a test block here; we watch for %(portal)s to read it.") % {"portal": portal.name})
+    added = datetime.fromisoformat(data["added_at"])
+    read = ExportToken.objects.filter(connection=connection, last_read_at__gt=added).order_by("last_read_at").values_list("last_read_at", flat=True).first()
+    if read or data.get("read_at"):
+        read = read or datetime.fromisoformat(data["read_at"])
+        data["read_at"] = read.isoformat()
+        return Finding(True, _("%(portal)s has read your calendar since the test block was added, %(took)s later.") % {
+            "portal": portal.name, "took": timesince(added, read)})
+    low, high = portal.pickup_delay_min_minutes, portal.pickup_delay_max_minutes
+    usual = _("%(portal)s usually takes %(low)s to %(high)s minutes.") % {"portal": portal.name, "low": low, "high": high} if high else ""
+    return Finding(None, _("Waiting for %(portal)s to read the test block (added %(ago)s ago). %(usual)s") % {
+        "portal": portal.name, "ago": timesince(added), "usual": usual})
+
+
+def _portal_to_ours(connection: Connection, data: dict, *, resync: bool) -> Finding:
+    portal = connection.portal
+    if not connection.imports:
+        return Finding(True, _("This sync only exports: nothing comes from %(portal)s.") % {"portal": portal.name})
+    if not data.get("portal_night"):
+        return Finding(None, _("Block one night on %(portal)s and tell us which; we sync until it appears here.") % {"portal": portal.name})
+    night = date.fromisoformat(data["portal_night"])
+    asked = datetime.fromisoformat(data["asked_at"])
+    if not data.get("seen_at"):
+        if resync or not connection.sync_requested_at:
+            connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.WIZARD)
+        if Block.objects.current().filter(source=connection, start_date__lte=night, end_date__gt=night).exists():
+            data["seen_at"] = timezone.now().isoformat()
+    if data.get("seen_at"):
+        seen = datetime.fromisoformat(data["seen_at"])
+        return Finding(True, _("The night of %(night)s blocked on %(portal)s reached us, %(took)s after you blocked it.") % {
+            "night": night.strftime("%d %b %Y"), "portal": portal.name, "took": timesince(asked, seen)})
+    return Finding(None, _("Not here yet: we sync again every minute while this step is open. %(portal)s may take a while to publish it.") % {"portal": portal.name})
+
+
+def _remove_test_block(data: dict) -> None:
+    block = Block.objects.filter(pk=data.get("test_block_id"), removed_at__isnull=True, source__isnull=True).first()
+    if block is not None:
+        block_remove_manual(block=block)
+
+
+def _date(value) -> date | None:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- 7. changes while paused
+
+
+def check_changes(connection: Connection, **_ignored) -> StepReport:
+    episode = PauseEpisode.objects.filter(connection=connection).order_by("-started_at").first()
+    if episode is None:
+        return StepReport("changes", Status.PASSED, _("This sync has not been paused: nothing to review."))
+    changes = (
+        BlockChange.objects.filter(block__property=connection.property, run__started_at__gte=episode.started_at)
+        .select_related("block__source__portal")
+        .order_by("run__started_at")
+    )
+    findings = []
+    for change in changes[:100]:
+        source = change.block.source.portal.name if change.block.source_id else _("made here")
+        start = change.new_start_date or change.old_start_date
+        end = change.new_end_date or change.old_end_date
+        findings.append(Finding(None, _("%(source)s: %(action)s %(start)s → %(end)s") % {
+            "source": source, "action": change.get_action_display().lower(), "start": start, "end": end}))
+    today = property_today(connection.property)
+    for conflict in account_conflicts(account=connection.property.account, today=today):
+        if conflict.property.pk == connection.property_id:
+            findings.append(Finding(False, _("Possible double booking %(start)s → %(end)s: %(sources)s") % {
+                "start": conflict.start, "end": conflict.end, "sources": ", ".join(conflict.sources)}))
+    since = _("since the pause began %(ago)s ago") % {"ago": timesince(episode.started_at)}
+    if not findings:
+        return StepReport("changes", Status.PASSED, _("No booking changed %(since)s.") % {"since": since})
+    status = Status.FAILED if any(f.ok is False for f in findings) else Status.INFO
+    summary = _("%(n)s changes %(since)s: check each of these nights on both sides.") % {"n": len(findings), "since": since}
+    return StepReport("changes", status, summary, findings)
+
+
+CHECKS = {
+    "switched_on": check_switched_on,
+    "link": check_link,
+    "export_pasted": check_export_pasted,
+    "resync": check_resync,
+    "https": check_https,
+    "final_check": check_final,
+    "changes": check_changes,
+}
+

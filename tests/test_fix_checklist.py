@@ -1,0 +1,218 @@
+"""The fix checklist, step by step, against loopback portals that fail in each way a step detects."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
+from syncs.models import Block, ChecklistStep, Connection
+from syncs.sync import connection_sync_leased
+from syncs.troubleshooting import run_step
+from tests import feeds
+from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+
+pytestmark = pytest.mark.django_db
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def portal_server(httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    return httpserver
+
+
+def answer(server, body=b"", status=200, content_type="text/calendar"):
+    server.clear_all_handlers()
+    server.expect_request("/cal.ics").respond_with_data(body, status=status, content_type=content_type)
+
+
+@pytest.fixture
+def connection(operator, portal_server):
+    prop = PropertyFactory(account=operator.membership.account, name="Casa Azul")
+    return ConnectionFactory(property=prop, portal=portal("airbnb"), import_url=portal_server.url_for("/cal.ics"))
+
+
+def step(connection, name, operator, action="", form=None):
+    return run_step(connection=connection, step=name, user=operator, action=action, form=form or {})
+
+
+def days(n: int):
+    return timezone.localdate() + timedelta(days=n)
+
+
+def test_step_1_says_a_paused_sync_is_paused_and_why_and_switches_it_back_on(connection, operator):
+    Connection.objects.filter(pk=connection.pk).update(paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404})
+    connection.refresh_from_db()
+    report = step(connection, "switched_on", operator)
+    assert report.status == "failed"
+    assert "Airbnb answered 404" in report.summary
+    report = step(connection, "switched_on", operator, action="switch_on")
+    assert report.status == "passed"
+    connection.refresh_from_db()
+    assert connection.paused_at is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "content_type", "words"),
+    [
+        (b"gone", 404, "text/plain", "Airbnb answered 404: the calendar link no longer exists."),
+        (feeds.LOGIN_PAGE, 200, "text/html", "returned a web page, not a calendar"),
+        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\n", 200, "text/calendar", "damaged or cut short"),
+        (b"oops", 503, "text/plain", "had an error of its own"),
+    ],
+)
+def test_step_2_says_what_is_wrong_with_the_link_and_where_to_copy_it_again(connection, operator, portal_server, body, status, content_type, words):
+    answer(portal_server, body, status, content_type)
+    report = step(connection, "link", operator)
+    assert report.status == "failed"
+    assert words in report.summary
+    assert report.advice.startswith("In Airbnb: Calendar > Availability > Connect calendars > Export calendar")
+    assert any(f.ok for f in report.findings)  # what did work is said too (the name is found)
+
+
+def test_step_2_reports_the_events_the_dates_and_the_program_of_a_good_feed(connection, operator, portal_server):
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6)), ("b", days(10), days(12))))
+    report = step(connection, "link", operator)
+    assert report.status == "passed"
+    texts = " ".join(f.text for f in report.findings)
+    assert "2 bookings and blocks" in texts
+    assert "Airbnb Inc//Hosting Calendar" in texts
+    assert "HTTP 200" in texts
+
+
+def test_step_2_catches_our_own_export_pasted_back(connection, operator):
+    other = ConnectionFactory(property=connection.property, portal=portal("vrbo"))
+    Connection.objects.filter(pk=connection.pk).update(import_url=export_url(export_token_ensure(property=other.property, connection=other)))
+    connection.refresh_from_db()
+    report = step(connection, "link", operator)
+    assert report.status == "failed"
+    assert "pasted back" in report.summary
+
+
+def test_step_2_catches_a_link_from_another_portal(operator):
+    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account), portal=portal("booking"),
+                                   import_url="https://www.airbnb.com/calendar/ical/1.ics?s=x")
+    report = step(connection, "link", operator)
+    assert report.status == "failed"
+    assert report.summary == "This looks like a link from Airbnb, but this sync is for Booking.com."
+
+
+def test_step_3_knows_whether_the_portal_reads_our_calendar(connection, operator, client):
+    import time_machine
+
+    with time_machine.travel(timezone.now() + timedelta(hours=10)):
+        report = step(connection, "export_pasted", operator)
+        assert report.status == "failed"
+        assert "probably not pasted into Airbnb" in report.summary
+        assert "Import calendar" in report.advice
+        token = export_token_ensure(property=connection.property, connection=connection)
+        client.get(reverse("export-feed", kwargs={"token": token_from_nonce(token.nonce)}), HTTP_USER_AGENT="Airbnb")
+        report = step(connection, "export_pasted", operator)
+    assert report.status == "passed"
+    assert report.data["export_url"].endswith(".ics")
+
+
+def test_step_4_runs_the_sync_and_a_sync_that_works_resumes_the_connection(connection, operator, portal_server):
+    answer(portal_server, b"gone", 404, "text/plain")
+    connection_sync_leased(connection_id=connection.pk)
+    connection.refresh_from_db()
+    assert connection.paused_at is not None
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6))))
+    report = step(connection, "resync", operator, action="run")
+    assert report.status == "passed"
+    assert "1 added" in report.summary
+    connection.refresh_from_db()
+    assert connection.paused_at is None
+    assert connection.runs.latest("started_at").trigger == "wizard"
+
+
+def test_step_5_offers_https_when_it_works_and_switches_with_one_click(connection, operator):
+    with mock.patch("syncs.troubleshooting.https_variant_works", return_value=True):
+        report = step(connection, "https", operator)
+    assert (report.status, report.data.get("can_use_https")) == ("needs_you", True)
+    report = step(connection, "https", operator, action="use_https")
+    connection.refresh_from_db()
+    assert connection.import_url.startswith("https://127.0.0.1")
+    assert report.status == "passed"
+
+
+def test_step_5_says_when_https_does_not_answer(connection, operator):
+    # The loopback portal speaks only plain http: its https variant fails the TLS handshake.
+    report = step(connection, "https", operator)
+    assert report.status == "info"
+    assert "does not answer" in report.summary
+
+
+def test_step_6_checks_both_ways_and_removes_the_test_block(connection, operator, portal_server, client):
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6))))
+    connection_sync_leased(connection_id=connection.pk)
+    night = days(40)
+    report = step(connection, "final_check", operator, action="add_test_block", form={"night": night.isoformat()})
+    assert report.status == "waiting"
+    assert "Waiting for Airbnb" in report.findings[0].text
+    token = export_token_ensure(property=connection.property, connection=connection)
+    feed = client.get(reverse("export-feed", kwargs={"token": token_from_nonce(token.nonce)}), HTTP_USER_AGENT="Airbnb/1.0").content
+    assert f"DTSTART;VALUE=DATE:{night:%Y%m%d}".encode() in feed  # our test block, visible at once
+
+    # The operator blocks a night on Airbnb; Airbnb's feed gains it.
+    theirs = days(50)
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6)), blocked=(("test", theirs, theirs + timedelta(days=1)),)))
+    report = step(connection, "final_check", operator, action="portal_night", form={"night": theirs.isoformat()})
+    assert report.status == "passed", [f.text for f in report.findings]
+    assert "Airbnb has read your calendar since the test block was added" in report.findings[0].text
+    assert "reached us" in report.findings[1].text
+    assert not Block.objects.current().filter(source__isnull=True, property=connection.property).exists()
+
+
+def test_step_6_suggests_a_free_night_at_least_two_weeks_ahead(connection, operator):
+    BlockFactory(property=connection.property, start_date=days(14), end_date=days(20))
+    report = step(connection, "final_check", operator)
+    assert report.data["suggested_night"] == days(20).isoformat()
+
+
+def test_step_7_lists_what_changed_while_paused_and_the_double_bookings(connection, operator, portal_server):
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6))))
+    connection_sync_leased(connection_id=connection.pk)
+    answer(portal_server, b"gone", 404, "text/plain")
+    connection_sync_leased(connection_id=connection.pk)
+    vrbo = ConnectionFactory(property=connection.property, portal=portal("vrbo"), import_url=portal_server.url_for("/v.ics"))
+    portal_server.expect_request("/v.ics").respond_with_data(feeds.vrbo(("v1", days(4), days(8), "Reserved - Ana")))
+    connection_sync_leased(connection_id=vrbo.pk)
+    report = step(connection, "changes", operator)
+    texts = " ".join(f.text for f in report.findings)
+    assert "Vrbo: added" in texts
+    assert "Possible double booking" in texts
+    assert report.status == "failed"
+
+
+def test_the_checklist_page_shows_every_step_and_remembers_who_checked(operator_client, connection, operator, portal_server):
+    answer(portal_server, b"gone", 404, "text/plain")
+    page = operator_client.get(reverse("connection-fix", args=[connection.pk])).content.decode()
+    for title in ("Is the sync switched on?", "Is the portal", "Is our link pasted in the portal?", "Run the sync again",
+                  "Try https", "Final check, both ways", "What changed while the sync was paused"):
+        assert title in page
+    fragment = operator_client.get(reverse("connection-fix-step", args=[connection.pk, "link"]), **HTMX).content.decode()
+    assert "Airbnb answered 404" in fragment
+    saved = ChecklistStep.objects.get(connection=connection, step="link")
+    assert (saved.status, saved.checked_by) == ("failed", operator)
+    page = operator_client.get(reverse("connection-fix", args=[connection.pk])).content.decode()
+    assert f"Last checked by {operator.username}" in page
+
+
+def test_checklist_actions_are_posts_and_work_without_javascript(operator_client, connection):
+    Connection.objects.filter(pk=connection.pk).update(enabled=False)
+    url = reverse("connection-fix-step", args=[connection.pk, "switched_on"])
+    response = operator_client.post(url, {"action": "switch_on"})
+    assert response.status_code == 302
+    assert response["Location"].endswith("#step-switched_on")
+    connection.refresh_from_db()
+    assert connection.enabled
+
+
+def test_an_unknown_step_is_a_404(operator_client, connection):
+    assert operator_client.get(reverse("connection-fix-step", args=[connection.pk, "nope"])).status_code == 404
