@@ -235,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
         # A dispatcher message older than its interval is useless: the next one supersedes it.
         "options": {"expires": DISPATCH_INTERVAL_SECONDS * 0.9},
     },
+    "send-pause-notifications": {
+        "task": "syncs.notifications.send_pause_notifications",
+        "schedule": 60.0,
+        "options": {"expires": 54},
+    },
     "probe-paused-feeds": {
         "task": "syncs.tasks.probe_paused_feeds",
         "schedule": 300.0,

@@ -85,14 +85,19 @@ def _end_episode(*, connection_id: int, now: datetime, ended_by: str) -> None:
     )
 
 
-def connection_switch(*, connection: Connection, enabled: bool, now: datetime | None = None) -> None:
-    """The operator's on/off switch. Switching on clears an automatic pause and syncs soon."""
+def connection_switch(
+    *, connection: Connection, enabled: bool, now: datetime | None = None, ended_by: str = "operator"
+) -> None:
+    """The operator's on/off switch. Switching on clears an automatic pause and syncs soon.
+
+    ``ended_by`` says who ended the pause episode: "operator", or "probe" for automatic resumes.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         if not enabled:
             Connection.objects.filter(pk=connection.pk).update(enabled=False)
             return
-        _end_episode(connection_id=connection.pk, now=now, ended_by="operator")
+        _end_episode(connection_id=connection.pk, now=now, ended_by=ended_by)
         Connection.objects.filter(pk=connection.pk).update(
             enabled=True, paused_at=None, pause_reason="", pause_params={}, consecutive_failures=0, next_sync_at=now,
             **PROBE_CLEARED,

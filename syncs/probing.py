@@ -60,7 +60,7 @@ def connection_probe(*, connection: Connection, now: datetime | None = None) -> 
     Connection.objects.filter(pk=connection.pk, paused_at__isnull=False).update(**updates)
     if works and connection.property.account.auto_resume:
         log.info("auto-resume connection=%s", connection.pk)
-        connection_switch(connection=connection, enabled=True, now=now)
+        connection_switch(connection=connection, enabled=True, now=now, ended_by="probe")
     return works
 
 

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from syncs.models import SyncRun
+from syncs.notifications import send_pause_notifications  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
 from syncs.scheduling import connections_claim_due
 from syncs.sync import connection_sync_leased

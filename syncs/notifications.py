@@ -1,0 +1,262 @@
+"""The operator's emails about automatic pauses: one when a sync pauses, a daily reminder while
+it stays paused, one when it works again.
+
+Exactly once per notice: each notice is claimed with a conditional UPDATE of its episode field
+(``notified_at``, ``reminded_at``, ``restored_notified_at``) before it is sent, so two workers
+never both send it. A send that fails releases the claim, so the next pass (beat runs the task
+every minute) tries again; it never raises out of the task.
+
+Emails carry no secret: never the import URL or an export URL, and no guest data. What went
+wrong is the plain sentence of ``syncs.explain.describe``, never the stored parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zoneinfo
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
+
+from syncs.explain import describe
+from syncs.models import Connection, PauseEpisode
+
+log = logging.getLogger(__name__)
+
+# While a sync stays paused, the operator is reminded this long after the last email.
+REMIND_EVERY = timedelta(hours=24)
+# A pass takes no new notice after this long: it stays well inside the task's soft time limit
+# (60 s) even when the mail server times out on every message; the rest waits a minute.
+PASS_SECONDS = 40
+
+
+@shared_task(ignore_result=True)
+def send_pause_notifications() -> int:
+    """Run by beat every minute; idempotent. Returns the number of emails sent."""
+    return pause_notifications_send()
+
+
+def pause_notifications_send(*, now: datetime | None = None) -> int:
+    """One pass over every episode that is owed a notice. Returns the number of emails sent."""
+    now = now or timezone.now()
+    pause_episodes_silence_unnotified(now=now)
+    stop_at = time.monotonic() + PASS_SECONDS
+    sent = 0
+    try:
+        for pending, send in (
+            (_pause_pending, pause_episode_notify),
+            (_reminder_due, pause_episode_remind),
+            (_restore_pending, pause_episode_notify_restored),
+        ):
+            for episode in _episodes(pending(now)):
+                if time.monotonic() > stop_at:
+                    log.warning("pause emails: pass out of time, the rest waits for the next run")
+                    return sent
+                sent += send(episode=episode, now=now)
+    except SoftTimeLimitExceeded:
+        # The claim of the notice being sent was released; the next run picks it up.
+        log.warning("pause emails: soft time limit reached, the rest waits for the next run")
+    return sent
+
+
+# -- What each notice is owed: the same conditions select the episodes and guard the claims. --
+
+
+def _pause_pending(now: datetime) -> Q:
+    return Q(ended_at__isnull=True, notified_at__isnull=True)
+
+
+def _reminder_due(now: datetime) -> Q:
+    # A connection the operator switched off is their decision: it stays paused, but reminding
+    # them every day of what they chose would only teach them to ignore these emails.
+    last_email_before = now - REMIND_EVERY
+    return Q(ended_at__isnull=True, notified_at__isnull=False, connection__enabled=True) & (
+        Q(reminded_at__isnull=True, notified_at__lte=last_email_before) | Q(reminded_at__lte=last_email_before)
+    )
+
+
+def _restore_pending(now: datetime) -> Q:
+    return Q(ended_at__isnull=False, notified_at__isnull=False, restored_notified_at__isnull=True)
+
+
+def _episodes(condition: Q) -> list[PauseEpisode]:
+    return list(
+        PauseEpisode.objects.filter(condition)
+        .select_related("connection__property__account", "connection__portal")
+        .order_by("started_at", "pk")
+    )
+
+
+def pause_episodes_silence_unnotified(*, now: datetime) -> int:
+    """Mark episodes that ended before their pause email went out as told of pause and restore.
+
+    Telling the operator "paused" and then "restored" about a pause that is already over (a
+    failure that the next sync fixed within a minute) is noise: they get no email at all. The
+    conditions above would already send nothing (a pause email is for open episodes only, a
+    restored one follows a pause email), but a row with nothing recorded would look like an
+    email still owed; both fields say that it was dealt with, and no notice ever picks it up.
+    """
+    return PauseEpisode.objects.filter(ended_at__isnull=False, notified_at__isnull=True).update(
+        notified_at=now, restored_notified_at=now
+    )
+
+
+# -- The three notices. Each returns the number of emails sent: 1, or 0 (claimed elsewhere, --
+# -- nobody to tell, or the send failed and was released for the next run).                 --
+
+
+def pause_episode_notify(*, episode: PauseEpisode, now: datetime) -> int:
+    """The pause email: what stopped, why in plain words, since when, and the fix checklist."""
+    return _notice_send(
+        episode=episode, field="notified_at", pending=_pause_pending(now), now=now,
+        message=lambda recipients: pause_email(episode=episode, recipients=recipients, now=now),
+    )
+
+
+def pause_episode_remind(*, episode: PauseEpisode, now: datetime) -> int:
+    """The daily reminder while the sync stays paused: the pause email, saying "still"."""
+    return _notice_send(
+        episode=episode, field="reminded_at", pending=_reminder_due(now), now=now,
+        message=lambda recipients: pause_email(episode=episode, recipients=recipients, now=now, reminder=True),
+    )
+
+
+def pause_episode_notify_restored(*, episode: PauseEpisode, now: datetime) -> int:
+    """The short email when a pause the operator was told about ends."""
+    return _notice_send(
+        episode=episode, field="restored_notified_at", pending=_restore_pending(now), now=now,
+        message=lambda recipients: restored_email(episode=episode, recipients=recipients),
+    )
+
+
+def _notice_send(
+    *, episode: PauseEpisode, field: str, pending: Q, now: datetime,
+    message: Callable[[list[str]], EmailMultiAlternatives],
+) -> int:
+    previous = getattr(episode, field)
+    recipients = pause_episode_recipients(episode=episode)
+    # The claim: only one worker's UPDATE finds the notice still owed.
+    if PauseEpisode.objects.filter(pending, pk=episode.pk).update(**{field: now}) != 1:
+        return 0
+    if not recipients:
+        # Nobody to tell: the claim stays, so the notice is not retried every minute forever;
+        # the operator still sees the pause on the dashboard.
+        log.warning("pause email not sent episode=%s notice=%s reason=no_recipients", episode.pk, field)
+        return 0
+    try:
+        message(recipients).send()
+    except Exception as exc:
+        # Whatever the backend raised (SMTP refused, timed out, misconfigured): give the notice
+        # back to the next run. The message holds no secret, but only the error's type is logged.
+        PauseEpisode.objects.filter(pk=episode.pk, **{field: now}).update(**{field: previous})
+        log.error(
+            "pause email failed episode=%s notice=%s error=%s, will retry", episode.pk, field, type(exc).__name__
+        )
+        if isinstance(exc, SoftTimeLimitExceeded):
+            raise
+        return 0
+    log.info("pause email sent episode=%s notice=%s recipients=%d", episode.pk, field, len(recipients))
+    return 1
+
+
+def pause_episode_recipients(*, episode: PauseEpisode) -> list[str]:
+    """The email addresses of the active members of the episode's account, each once."""
+    emails = (
+        get_user_model()
+        .objects.filter(membership__account_id=episode.connection.property.account_id, is_active=True)
+        .exclude(email="")
+        .order_by("pk")
+        .values_list("email", flat=True)
+    )
+    return list(dict.fromkeys(emails))
+
+
+# -- The messages. --
+
+
+def pause_email(
+    *, episode: PauseEpisode, recipients: list[str], now: datetime, reminder: bool = False
+) -> EmailMultiAlternatives:
+    connection = episode.connection
+    with _language():
+        names = _names(connection)
+        if reminder:
+            subject = _("Still paused: %(portal)s sync of %(property)s") % names
+        else:
+            subject = _("Paused: %(portal)s sync of %(property)s") % names
+        context = {
+            **names,
+            "reminder": reminder,
+            "reason": describe(episode.reason, episode.params, portal=connection.portal.name),
+            "since": episode.started_at,
+            "paused_for": timesince(episode.started_at, now),
+            "exports": connection.exports,
+            # The background probe (syncs/probing.py) found the feed working again.
+            "ready_since": connection.ready_to_resume_at,
+            "account": connection.property.account.name,
+            "fix_url": connection_fix_url(connection),
+        }
+        return _message("paused", subject=subject, context=context, connection=connection, recipients=recipients)
+
+
+def restored_email(*, episode: PauseEpisode, recipients: list[str]) -> EmailMultiAlternatives:
+    connection = episode.connection
+    with _language():
+        names = _names(connection)
+        context = {
+            **names,
+            "ended_by": episode.ended_by,
+            "ended_at": episode.ended_at,
+            "paused_for": timesince(episode.started_at, episode.ended_at),
+            "detail_url": settings.SITE_URL + reverse("connection-detail", kwargs={"connection_id": connection.pk}),
+        }
+        subject = _("Restored: %(portal)s sync of %(property)s") % names
+        return _message("restored", subject=subject, context=context, connection=connection, recipients=recipients)
+
+
+def connection_fix_url(connection: Connection) -> str:
+    """The absolute link to the connection's fix checklist."""
+    return settings.SITE_URL + reverse("connection-fix", kwargs={"connection_id": connection.pk})
+
+
+def _language() -> translation.override:
+    # Accounts have no language yet: the site's default, never the language of whatever request
+    # happened to run the task (an eager task in a page view). The account's, once it has one.
+    return translation.override(settings.LANGUAGE_CODE)
+
+
+def _names(connection: Connection) -> dict[str, str]:
+    return {"portal": connection.portal.name, "property": connection.property.name}
+
+
+def _message(
+    template: str, *, subject: str, context: dict, connection: Connection, recipients: list[str]
+) -> EmailMultiAlternatives:
+    # Times are shown in the property's zone, which is named next to them.
+    zone = connection.property.timezone
+    with timezone.override(zoneinfo.ZoneInfo(zone)):
+        context = {**context, "zone": zone}
+        text = render_to_string(f"emails/{template}.txt", context)
+        html = render_to_string(f"emails/{template}.html", context)
+    # One message to the whole account: sent once or not at all, whatever the number of members.
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.split()),  # a name with a line break must not break the header
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=recipients,
+        headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no out-of-office replies back
+    )
+    message.attach_alternative(html, "text/html")
+    return message
