@@ -240,6 +240,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 54},
     },
+    "prune-history": {
+        "task": "syncs.tasks.prune_history",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600},
+    },
     "probe-paused-feeds": {
         "task": "syncs.tasks.probe_paused_feeds",
         "schedule": 300.0,
@@ -253,6 +258,8 @@ SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 120, minimum=30)
 # Events are read from this many days back to this many days ahead (recurring ones expanded).
 SYNC_HORIZON_BACK_DAYS = env_int("SYNC_HORIZON_BACK_DAYS", 30, minimum=0)
 SYNC_HORIZON_AHEAD_DAYS = env_int("SYNC_HORIZON_AHEAD_DAYS", 730, minimum=30)
+# History (sync runs, removed blocks, export read counts, expired export URLs) is kept this long.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 90, minimum=1)
 # Held removals (shrink guard) apply when the same answer comes again this much later.
 SHRINK_CONFIRM_MINUTES = env_int("SHRINK_CONFIRM_MINUTES", 30, minimum=1)
 FETCH_USER_AGENT = env_str("FETCH_USER_AGENT", f"channelmgr-ical-sync/1.0 (+{SITE_URL}; calendar sync)")
@@ -275,7 +282,7 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = False
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)

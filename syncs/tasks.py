@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from syncs.models import SyncRun
 from syncs.notifications import send_pause_notifications  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
+from syncs.retention import prune
 from syncs.scheduling import connections_claim_due
 from syncs.sync import connection_sync_leased
 from syncs.sync_requests import unserved_requests
@@ -53,3 +55,10 @@ def sync_connection(connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED
 def probe_paused_feeds() -> int:
     """Run by beat: quietly check the feeds of paused connections (see syncs/probing.py)."""
     return probe_paused_connections()
+
+
+@shared_task(ignore_result=True)
+def prune_history() -> None:
+    """Run by beat daily: forget old history (see syncs/retention.py)."""
+    pruned = prune(days=settings.RETENTION_DAYS)
+    log.info("pruned runs=%d blocks=%d read_days=%d tokens=%d", pruned.runs, pruned.blocks, pruned.read_days, pruned.tokens)

@@ -50,3 +50,14 @@ def test_with_no_configuration_at_all_it_starts_on_sqlite_under_var(tmp_path):
 def test_production_settings_start_with_a_secret_key(tmp_path):
     result = start(tmp_path, DEBUG="0", SECRET_KEY="k" * 64, SITE_URL="https://cm.example.com")
     assert result.returncode == 0, result.stderr
+
+
+def test_production_settings_pass_django_deploy_checks(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY"}}
+    env.update(VAR_DIR=str(tmp_path), DEBUG="0", SECRET_KEY="s" * 30 + "Q7-x9#kLm2$vB8^nR4&tW1*zY6@pC3!", SITE_URL="https://cm.example.com")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

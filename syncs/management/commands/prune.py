@@ -1,0 +1,22 @@
+"""Delete old history (see syncs/retention.py for what is kept)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from syncs.retention import prune
+
+
+class Command(BaseCommand):
+    help = "Delete sync runs, removed blocks, export read counts and expired export URLs older than --days."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--days", type=int, default=settings.RETENTION_DAYS, help="Keep this many days (default %(default)s).")
+
+    def handle(self, *args, days: int, **options):
+        pruned = prune(days=days)
+        self.stdout.write(
+            f"Pruned {pruned.runs} sync runs, {pruned.blocks} removed blocks, "
+            f"{pruned.read_days} export read counts, {pruned.tokens} expired export URLs (older than {days} days)."
+        )

@@ -1,0 +1,58 @@
+"""Forget what nobody needs any more, keeping what the pages and the checklist still use.
+
+Pruned after ``days``: sync runs (but never a connection's latest run, nor any run since an
+open pause began: the checklist's "what changed while paused" reads them), soft-deleted blocks
+with their change history, per-day read counts of export URLs, and rotated export tokens that
+stopped working. Deleted in batches, so a big backlog never holds a long transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from syncs.models import Block, ExportReadDay, ExportToken, PauseEpisode, SyncRun
+
+BATCH = 2000
+
+
+@dataclass
+class Pruned:
+    runs: int = 0
+    blocks: int = 0
+    read_days: int = 0
+    tokens: int = 0
+
+
+def _delete_in_batches(queryset) -> int:
+    total = 0
+    while True:
+        batch = list(queryset.values_list("pk", flat=True)[:BATCH])
+        if not batch:
+            return total
+        with transaction.atomic():
+            queryset.model.objects.filter(pk__in=batch).delete()
+        total += len(batch)
+
+
+def prune(*, days: int, now: datetime | None = None) -> Pruned:
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    newer_run = SyncRun.objects.filter(connection_id=OuterRef("connection_id"), started_at__gt=OuterRef("started_at"))
+    during_open_pause = PauseEpisode.objects.filter(
+        connection_id=OuterRef("connection_id"), ended_at__isnull=True, started_at__lte=OuterRef("started_at")
+    )
+    old_runs = (
+        SyncRun.objects.filter(started_at__lt=cutoff).filter(Exists(newer_run)).exclude(Exists(during_open_pause))
+        .order_by("started_at")
+    )
+    return Pruned(
+        runs=_delete_in_batches(old_runs),
+        blocks=_delete_in_batches(Block.objects.filter(removed_at__lt=cutoff).order_by("pk")),
+        read_days=_delete_in_batches(ExportReadDay.objects.filter(day__lt=cutoff.date()).order_by("pk")),
+        tokens=_delete_in_batches(ExportToken.objects.filter(expires_at__lt=cutoff).order_by("pk")),
+    )
