@@ -15,6 +15,7 @@ from syncs.ical import ParsedEvent
 from syncs.models import Block, BlockChange, Connection, SyncRun
 
 SUMMARY_MAX = Block._meta.get_field("summary").max_length
+UPDATED_FIELDS = ("uid", "recurrence_id", "start_date", "end_date", "kind", "summary")
 
 
 def stored_blocks(*, connection: Connection) -> list[StoredBlock]:
@@ -52,8 +53,13 @@ def apply_diff(
         for b in added
     ]
 
+    # One statement for all updated blocks: rolling blocks give many of them every day.
+    Block.objects.bulk_update(
+        [Block(pk=stored.id, last_seen_at=now, **_event_fields(event)) for stored, event in diff.updated],
+        ["last_seen_at", *UPDATED_FIELDS],
+        batch_size=500,
+    )
     for stored, event in diff.updated:
-        Block.objects.filter(pk=stored.id).update(last_seen_at=now, **_event_fields(event))
         if (stored.start, stored.end, stored.kind) != (event.start, event.end, event.kind):
             changes.append(
                 BlockChange(

@@ -40,10 +40,11 @@ def connections_claim_due(*, now: datetime | None = None, limit: int = 500) -> l
         if db_connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True, of=("self",))
         claimed = list(due.values_list("pk", "sync_interval_minutes")[:limit])
-        for pk, interval_minutes in claimed:
-            Connection.objects.filter(pk=pk).update(
-                next_sync_at=now + jittered(timedelta(minutes=interval_minutes))
-            )
+        Connection.objects.bulk_update(
+            [Connection(pk=pk, next_sync_at=now + jittered(timedelta(minutes=minutes))) for pk, minutes in claimed],
+            ["next_sync_at"],
+            batch_size=500,
+        )
     return [pk for pk, _ in claimed]
 
 

@@ -73,7 +73,7 @@ def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger
         log.info("sync skipped connection=%s reason=leased", connection_id)
         return None
     try:
-        connection = Connection.objects.select_related("property", "portal").filter(pk=connection_id).first()
+        connection = Connection.objects.select_related("property", "portal").filter(pk=connection_id).order_by().first()
         if connection is None or not connection.imports:
             return None
         if trigger == SyncRun.Trigger.SCHEDULED and (not connection.enabled or connection.paused_at):
@@ -161,9 +161,7 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         bytes_received=fetched.bytes_read if fetched else 0,
     )
     with transaction.atomic():
-        locked = Connection.objects.select_for_update().filter(pk=connection.pk, lease_holder=holder).first()
-        if locked is None:
-            raise LeaseLost
+        locked = connection_lock_leased(connection_id=connection.pk, holder=holder)
         if outcome.failure:
             updates = _record_failure(locked, run, outcome, now)
         elif outcome.feed is None:
@@ -172,6 +170,21 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
             updates = _record_feed(locked, run, outcome, now)
         Connection.objects.filter(pk=connection.pk).update(**updates)
     return run
+
+
+def connection_lock_leased(*, connection_id: int, holder: str) -> Connection:
+    """Lock the connection's row for the run's transaction, if ``holder`` still has the lease.
+
+    Only that row: the default ordering joins the property and portal, and FOR UPDATE would
+    lock those too, making every sync of a portal wait for all the others.
+    """
+    locked = (
+        Connection.objects.select_for_update(of=("self",)).select_related("property")
+        .filter(pk=connection_id, lease_holder=holder).order_by().first()
+    )
+    if locked is None:
+        raise LeaseLost
+    return locked
 
 
 def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -18,14 +19,25 @@ from syncs.sync_requests import unserved_requests
 
 log = logging.getLogger(__name__)
 
+DISPATCH_BATCH = 500
+DISPATCH_BUDGET_SECONDS = 30
+
 
 @shared_task(ignore_result=True)
 def dispatch_due_syncs() -> int:
     """Run by beat every minute: hand each due connection to a worker, and each "Sync now"
     that the broker could not take when it was pressed."""
-    ids = connections_claim_due()
-    for connection_id in ids:
-        sync_connection.delay(connection_id)
+    ids = []
+    started = time.monotonic()
+    # Claim in batches until no full batch comes back: thousands of connections due at once (a
+    # restart, a new account) are handed out in one pass, within a time budget.
+    while time.monotonic() - started < DISPATCH_BUDGET_SECONDS:
+        batch = connections_claim_due(limit=DISPATCH_BATCH)
+        for connection_id in batch:
+            sync_connection.delay(connection_id)
+        ids += batch
+        if len(batch) < DISPATCH_BATCH:
+            break
     requested = unserved_requests()
     for connection_id in requested:
         sync_connection.delay(connection_id, SyncRun.Trigger.MANUAL)

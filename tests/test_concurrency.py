@@ -65,3 +65,42 @@ def test_a_worker_whose_lease_was_taken_over_writes_nothing(httpserver, settings
         connection_sync(connection=connection, trigger=SyncRun.Trigger.SCHEDULED, holder="us")
     assert not SyncRun.objects.exists()
     assert not Block.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_syncs_of_two_connections_of_one_portal_do_not_wait_for_each_other(postgres, httpserver, settings):
+    from django.db import transaction
+
+    from syncs.scheduling import connection_acquire_lease
+    from syncs.sync import connection_lock_leased
+
+    settings.FETCH_ALLOW_LOOPBACK = True
+    httpserver.expect_request("/feed.ics").respond_with_data(feeds.airbnb())
+    first, second = ConnectionFactory.create_batch(2, import_url=httpserver.url_for("/feed.ics"))
+    assert first.portal_id == second.portal_id
+    holding, release = threading.Event(), threading.Event()
+
+    def first_sync_recording():
+        try:
+            connection_acquire_lease(connection_id=first.pk, holder="first")
+            with transaction.atomic():
+                connection_lock_leased(connection_id=first.pk, holder="first")
+                holding.set()
+                release.wait(10)
+        finally:
+            db_connection.close()
+
+    thread = threading.Thread(target=first_sync_recording)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with db_connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # a wait on the portal row would fail here
+        run = connection_sync_leased(connection_id=second.pk)
+        assert run is not None
+        assert run.outcome == "ok_empty"
+    finally:
+        release.set()
+        thread.join()
+        with db_connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")

@@ -69,3 +69,10 @@ def test_only_a_lost_database_makes_the_task_retry_and_never_beyond_the_visibili
     assert task.autoretry_for == (OperationalError, tasks.InterfaceError)
     assert task.retry_backoff_max < settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
     assert task.max_retries == 3
+
+
+def test_the_dispatcher_hands_out_every_due_connection_in_one_pass_however_many():
+    ConnectionFactory.create_batch(1100, next_sync_at=None)
+    with mock.patch.object(tasks.sync_connection, "delay") as delay:
+        assert tasks.dispatch_due_syncs() == 1100
+    assert delay.call_count == 1100

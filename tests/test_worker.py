@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from kombu import Queue
 from django.db import connection as db_connection
 from django.utils import timezone
 
@@ -51,8 +52,12 @@ def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(pos
         )
     finally:
         stop(worker)
+        # kombu deletes only the bindings it knows of, and a fresh connection knows none:
+        # declare the queue, then delete it, so nothing is left in the shared Redis.
         with app.connection_for_write(redis_url) as broker:
-            broker.default_channel.queue_delete(queue)
+            leftover = Queue(queue, channel=broker.default_channel)
+            leftover.declare()
+            leftover.delete()
     assert {run.connection_id for run in SyncRun.objects.all()} == {c.pk for c in connections}
     assert set(SyncRun.objects.values_list("outcome", flat=True)) == {"ok_changed"}
     assert Block.objects.filter(source__in=connections, start_date=today + timedelta(days=2)).count() == 3
