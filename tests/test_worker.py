@@ -6,9 +6,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from kombu import Queue
 from django.db import connection as db_connection
 from django.utils import timezone
+from kombu import Queue
 
 from channelmgr.celery import app
 from syncs.models import Block, SyncRun
