@@ -16,6 +16,7 @@ COPY syncs ./syncs
 RUN pip install .
 
 COPY . .
+RUN python manage.py compile_translations
 RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 
 USER app

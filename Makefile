@@ -28,6 +28,7 @@ run: export WEB_BIND = $(HOST):$(PORT)
 # The Procfile's gunicorn and celery are the ones in .venv.
 run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(VENV)/.installed-run
+	$(BIN)/python manage.py compile_translations
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty
 	@echo
@@ -40,6 +41,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py check --fail-level WARNING
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py compile_translations
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

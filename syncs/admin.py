@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from syncs.models import (
     Account,
@@ -47,7 +48,7 @@ class AccountAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ("user", "account", "created_at")
+    list_display = ("user", "account", "language", "created_at")
     list_select_related = ("user", "account")
     search_fields = ("user__username", "account__name")
 
@@ -77,7 +78,7 @@ class ConnectionAdmin(AccountScopedAdmin):
     search_fields = ("property__name",)
     readonly_fields = ("lease_holder", "lease_until", "etag", "last_modified", "body_fingerprint", "created_at", "updated_at")
 
-    @admin.display(description="status")
+    @admin.display(description=_("status"))
     def status_label(self, obj: Connection) -> str:
         return obj.get_status_display()
 

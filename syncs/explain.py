@@ -6,9 +6,12 @@ Connection.pause_reason); this is the one place that turns them into sentences.
 
 from __future__ import annotations
 
-from django.utils import timezone
+from datetime import date
+
+from django.utils import formats, timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from syncs.portals import BY_SLUG
 from syncs.readers import STALE_FACTOR, ExportReaderFacts
@@ -82,6 +85,15 @@ def describe_readers(facts: ExportReaderFacts | None, *, portal: str) -> str:
             "reader": reader_name(facts.old_url_reader, portal=portal), "ago": timesince(facts.old_url_read_at),
         }
     return sentence
+
+
+def day(value: date, *, with_year: bool = True) -> str:
+    """A day in a sentence, the reader's way: "3 March 2027", "3 de março de 2027", "3 de marzo de 2027"."""
+    if with_year:
+        # Translators: how a day with its year is written in a sentence, in Django's date format letters.
+        return formats.date_format(value, pgettext("date format with year", "j F Y"))
+    # Translators: how a day without the year is written in a sentence, in Django's date format letters.
+    return formats.date_format(value, pgettext("date format without year", "j F"))
 
 
 def reader_name(slug: str, *, portal: str) -> str:

@@ -76,8 +76,15 @@ class Account(models.Model):
 class Membership(models.Model):
     """A user's place in an account. One account per user is enough for now."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership", verbose_name=_("user")
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("account"))
+    # Set when the user picks a language in the top bar (syncs.middleware); blank: not chosen.
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, choices=settings.LANGUAGES,
+        help_text=_("Pages and emails in this language. Empty: pages follow the browser, emails the site's language."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -122,7 +129,7 @@ class PropertyQuerySet(AccountScopedQuerySet):
 
 
 class Property(models.Model):
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="properties")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="properties", verbose_name=_("account"))
     name = models.CharField(_("name"), max_length=200)
     timezone = models.CharField(
         _("time zone"), max_length=64, default="UTC", validators=[validate_timezone_name],
@@ -174,8 +181,8 @@ class Connection(models.Model):
         SWITCHED_OFF = "switched_off", _("Switched off")
         NEVER_SYNCED = "never_synced", _("Not synced yet")
 
-    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="connections")
-    portal = models.ForeignKey(Portal, on_delete=models.PROTECT, related_name="connections")
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="connections", verbose_name=_("property"))
+    portal = models.ForeignKey(Portal, on_delete=models.PROTECT, related_name="connections", verbose_name=_("portal"))
     direction = models.CharField(_("direction"), max_length=20, choices=Direction, default=Direction.TWO_WAY)
     # A capability URL: whoever has it can read the portal's calendar. Never logged in full.
     import_url = models.CharField(_("import URL"), max_length=2000, blank=True)
@@ -293,9 +300,11 @@ def _new_block_uid() -> str:
 class Block(models.Model):
     """Nights that are not available: start_date up to, not including, end_date."""
 
-    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="blocks")
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="blocks", verbose_name=_("property"))
     # Null for blocks made here (manual blocks and direct bookings).
-    source = models.ForeignKey(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="blocks")
+    source = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="blocks", verbose_name=_("source")
+    )
     kind = models.CharField(_("kind"), max_length=20, choices=BlockKind, default=BlockKind.BLOCKED)
     start_date = models.DateField(_("first night"))
     end_date = models.DateField(_("check-out day"))
@@ -307,7 +316,8 @@ class Block(models.Model):
     last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
     removed_at = models.DateTimeField(_("removed at"), null=True, blank=True)
     removed_by_run = models.ForeignKey(
-        "SyncRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="removed_blocks"
+        "SyncRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="removed_blocks",
+        verbose_name=_("removed by sync run"),
     )
 
     objects = BlockQuerySet.as_manager()
@@ -342,8 +352,8 @@ class BlockChange(models.Model):
         UPDATED = "updated", _("Changed")
         REMOVED = "removed", _("Removed")
 
-    block = models.ForeignKey(Block, on_delete=models.CASCADE, related_name="changes")
-    run = models.ForeignKey("SyncRun", on_delete=models.CASCADE, related_name="block_changes")
+    block = models.ForeignKey(Block, on_delete=models.CASCADE, related_name="changes", verbose_name=_("block"))
+    run = models.ForeignKey("SyncRun", on_delete=models.CASCADE, related_name="block_changes", verbose_name=_("sync run"))
     action = models.CharField(_("action"), max_length=10, choices=Action)
     old_start_date = models.DateField(_("previous first night"), null=True, blank=True)
     old_end_date = models.DateField(_("previous check-out day"), null=True, blank=True)
@@ -374,7 +384,9 @@ class PauseEpisode(models.Model):
     The operator is told once per episode, not once per failed fetch.
     """
 
-    connection = models.ForeignKey("Connection", on_delete=models.CASCADE, related_name="pause_episodes")
+    connection = models.ForeignKey(
+        "Connection", on_delete=models.CASCADE, related_name="pause_episodes", verbose_name=_("connection")
+    )
     started_at = models.DateTimeField(_("paused at"), default=timezone.now)
     ended_at = models.DateTimeField(_("resumed at"), null=True, blank=True)
     reason = models.CharField(_("reason"), max_length=40)
@@ -412,7 +424,7 @@ class SyncRun(models.Model):
         MANUAL = "manual", _("Sync now")
         WIZARD = "wizard", _("Fix checklist")
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="runs")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="runs", verbose_name=_("connection"))
     trigger = models.CharField(_("trigger"), max_length=20, choices=Trigger, default=Trigger.SCHEDULED)
     started_at = models.DateTimeField(_("started"), default=timezone.now)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -463,12 +475,13 @@ class ExportToken(models.Model):
     the database alone reveals no URL. Rotating sets ``expires_at`` on the old token (grace).
     """
 
-    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="export_tokens")
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="export_tokens", verbose_name=_("property"))
     connection = models.ForeignKey(
-        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="export_tokens"
+        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="export_tokens",
+        verbose_name=_("connection"),
     )
-    nonce = models.CharField(max_length=32, unique=True)
-    token_hash = models.CharField(max_length=64, unique=True)
+    nonce = models.CharField(_("nonce"), max_length=32, unique=True)
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     expires_at = models.DateTimeField(_("stops working at"), null=True, blank=True)
     last_read_at = models.DateTimeField(_("last read"), null=True, blank=True)
@@ -501,7 +514,7 @@ class ExportToken(models.Model):
 class ExportReadDay(models.Model):
     """How often one reader fetched one export URL on one day: bounded, one row per reader a day."""
 
-    token = models.ForeignKey(ExportToken, on_delete=models.CASCADE, related_name="read_days")
+    token = models.ForeignKey(ExportToken, on_delete=models.CASCADE, related_name="read_days", verbose_name=_("export URL"))
     day = models.DateField(_("day"))
     reader = models.CharField(_("reader"), max_length=20)
     count = models.PositiveIntegerField(_("requests"), default=0)
@@ -536,10 +549,17 @@ class Activity(models.Model):
         BLOCK_ADDED = "block_added", _("closed nights")
         BLOCK_REMOVED = "block_removed", _("opened nights")
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="activity")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    property = models.ForeignKey(Property, on_delete=models.CASCADE, null=True, blank=True, related_name="activity")
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="activity")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="activity", verbose_name=_("account"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("user")
+    )
+    property = models.ForeignKey(
+        Property, on_delete=models.CASCADE, null=True, blank=True, related_name="activity", verbose_name=_("property")
+    )
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="activity",
+        verbose_name=_("connection"),
+    )
     action = models.CharField(_("action"), max_length=30, choices=Action)
     params = models.JSONField(_("details"), default=dict, blank=True)
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
@@ -565,11 +585,15 @@ class ChecklistStep(models.Model):
         WAITING = "waiting", _("Waiting")
         INFO = "info", _("For your information")
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="checklist_steps")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="checklist_steps", verbose_name=_("connection")
+    )
     step = models.CharField(_("step"), max_length=30)
     status = models.CharField(_("result"), max_length=20, choices=Status)
     data = models.JSONField(_("details"), default=dict, blank=True)
-    checked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("checked by")
+    )
     checked_at = models.DateTimeField(_("checked at"), default=timezone.now)
 
     class Meta:

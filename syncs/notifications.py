@@ -8,6 +8,11 @@ every minute) tries again; it never raises out of the task.
 
 Emails carry no secret: never the import URL or an export URL, and no guest data. What went
 wrong is the plain sentence of ``syncs.explain.describe``, never the stored parameters.
+
+Each member reads the notice in their language (``Membership.language``, or the site's): one
+message per language, all sent as one notice. If the mail server fails before the first one
+went out, the claim is released and the whole notice is retried; once one went out, the notice
+stays claimed (a retry would send that one twice) and the failure is logged.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -121,7 +126,9 @@ def pause_episode_notify(*, episode: PauseEpisode, now: datetime) -> int:
     """The pause email: what stopped, why in plain words, since when, and the fix checklist."""
     return _notice_send(
         episode=episode, field="notified_at", pending=_pause_pending(now), now=now,
-        message=lambda recipients: pause_email(episode=episode, recipients=recipients, now=now),
+        message=lambda recipients, language: pause_email(
+            episode=episode, recipients=recipients, now=now, language=language
+        ),
     )
 
 
@@ -129,7 +136,9 @@ def pause_episode_remind(*, episode: PauseEpisode, now: datetime) -> int:
     """The daily reminder while the sync stays paused: the pause email, saying "still"."""
     return _notice_send(
         episode=episode, field="reminded_at", pending=_reminder_due(now), now=now,
-        message=lambda recipients: pause_email(episode=episode, recipients=recipients, now=now, reminder=True),
+        message=lambda recipients, language: pause_email(
+            episode=episode, recipients=recipients, now=now, reminder=True, language=language
+        ),
     )
 
 
@@ -137,60 +146,88 @@ def pause_episode_notify_restored(*, episode: PauseEpisode, now: datetime) -> in
     """The short email when a pause the operator was told about ends."""
     return _notice_send(
         episode=episode, field="restored_notified_at", pending=_restore_pending(now), now=now,
-        message=lambda recipients: restored_email(episode=episode, recipients=recipients),
+        message=lambda recipients, language: restored_email(episode=episode, recipients=recipients, language=language),
     )
 
 
 def _notice_send(
     *, episode: PauseEpisode, field: str, pending: Q, now: datetime,
-    message: Callable[[list[str]], EmailMultiAlternatives],
+    message: Callable[[list[str], str], EmailMultiAlternatives],
 ) -> int:
     previous = getattr(episode, field)
-    recipients = pause_episode_recipients(episode=episode)
+    by_language = pause_episode_recipients_by_language(episode=episode)
     # The claim: only one worker's UPDATE finds the notice still owed.
     if PauseEpisode.objects.filter(pending, pk=episode.pk).update(**{field: now}) != 1:
         return 0
-    if not recipients:
+    if not by_language:
         # Nobody to tell: the claim stays, so the notice is not retried every minute forever;
         # the operator still sees the pause on the dashboard.
         log.warning("pause email not sent episode=%s notice=%s reason=no_recipients", episode.pk, field)
         return 0
+    sent: list[str] = []
     try:
-        message(recipients).send()
+        messages = [(language, message(recipients, language)) for language, recipients in by_language.items()]
+        with get_connection() as mail:  # one connection to the mail server for the whole notice
+            for language, email in messages:
+                email.connection = mail
+                email.send()
+                sent.append(language)
     except Exception as exc:
-        # Whatever the backend raised (SMTP refused, timed out, misconfigured): give the notice
-        # back to the next run. The message holds no secret, but only the error's type is logged.
-        PauseEpisode.objects.filter(pk=episode.pk, **{field: now}).update(**{field: previous})
-        log.error(
-            "pause email failed episode=%s notice=%s error=%s, will retry", episode.pk, field, type(exc).__name__
-        )
+        # Whatever the backend raised (SMTP refused, timed out, misconfigured). The message holds
+        # no secret, but only the error's type is logged.
+        if not sent:
+            # Nobody was told: give the notice back to the next run.
+            PauseEpisode.objects.filter(pk=episode.pk, **{field: now}).update(**{field: previous})
+            log.error(
+                "pause email failed episode=%s notice=%s error=%s, will retry", episode.pk, field, type(exc).__name__
+            )
+        else:
+            # Some members were told: retrying would tell them twice, so the claim stays.
+            log.error(
+                "pause email partly sent episode=%s notice=%s sent=%s not_sent=%s error=%s, not retried",
+                episode.pk, field, ",".join(sent), ",".join(sorted(set(by_language) - set(sent))),
+                type(exc).__name__,
+            )
         if isinstance(exc, SoftTimeLimitExceeded):
             raise
-        return 0
-    log.info("pause email sent episode=%s notice=%s recipients=%d", episode.pk, field, len(recipients))
-    return 1
+        return len(sent)
+    log.info(
+        "pause email sent episode=%s notice=%s recipients=%d languages=%s",
+        episode.pk, field, sum(len(r) for r in by_language.values()), ",".join(sent),
+    )
+    return len(sent)
 
 
-def pause_episode_recipients(*, episode: PauseEpisode) -> list[str]:
-    """The email addresses of the active members of the episode's account, each once."""
-    emails = (
+def pause_episode_recipients_by_language(*, episode: PauseEpisode) -> dict[str, list[str]]:
+    """The email addresses of the active members of the episode's account, each once, grouped by
+    the language each member reads (their chosen one, or the site's), the site's language first."""
+    offered = dict(settings.LANGUAGES)
+    rows = (
         get_user_model()
         .objects.filter(membership__account_id=episode.connection.property.account_id, is_active=True)
         .exclude(email="")
         .order_by("pk")
-        .values_list("email", flat=True)
+        .values_list("email", "membership__language")
     )
-    return list(dict.fromkeys(emails))
+    by_language: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for email, chosen in rows:
+        if email in seen:
+            continue
+        seen.add(email)
+        language = chosen if chosen in offered else settings.LANGUAGE_CODE
+        by_language.setdefault(language, []).append(email)
+    return dict(sorted(by_language.items(), key=lambda item: item[0] != settings.LANGUAGE_CODE))
 
 
 # -- The messages. --
 
 
 def pause_email(
-    *, episode: PauseEpisode, recipients: list[str], now: datetime, reminder: bool = False
+    *, episode: PauseEpisode, recipients: list[str], now: datetime, reminder: bool = False, language: str = ""
 ) -> EmailMultiAlternatives:
     connection = episode.connection
-    with _language():
+    with _language(language):
         names = _names(connection)
         if reminder:
             subject = _("Still paused: %(portal)s sync of %(property)s") % names
@@ -211,9 +248,9 @@ def pause_email(
         return _message("paused", subject=subject, context=context, connection=connection, recipients=recipients)
 
 
-def restored_email(*, episode: PauseEpisode, recipients: list[str]) -> EmailMultiAlternatives:
+def restored_email(*, episode: PauseEpisode, recipients: list[str], language: str = "") -> EmailMultiAlternatives:
     connection = episode.connection
-    with _language():
+    with _language(language):
         names = _names(connection)
         context = {
             **names,
@@ -231,10 +268,10 @@ def connection_fix_url(connection: Connection) -> str:
     return settings.SITE_URL + reverse("connection-fix", kwargs={"connection_id": connection.pk})
 
 
-def _language() -> translation.override:
-    # Accounts have no language yet: the site's default, never the language of whatever request
-    # happened to run the task (an eager task in a page view). The account's, once it has one.
-    return translation.override(settings.LANGUAGE_CODE)
+def _language(language: str = "") -> translation.override:
+    # The readers' language, else the site's; never the language of whatever request happened to
+    # run the task (an eager task in a page view).
+    return translation.override(language or settings.LANGUAGE_CODE)
 
 
 def _names(connection: Connection) -> dict[str, str]:

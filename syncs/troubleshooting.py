@@ -17,11 +17,11 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.dashboard import account_conflicts
-from syncs.explain import describe, describe_readers
+from syncs.explain import day, describe, describe_readers
 from syncs.export import property_today
 from syncs.export_tokens import export_token_ensure, export_url, is_our_export
 from syncs.fetch import FetchError, fetch_feed, https_variant_works, validate_url
@@ -66,7 +66,8 @@ PASTE_LINK = {
     "vrbo": gettext_lazy("In Vrbo: Calendar > Import/Export > Import, paste it."),
     "google": gettext_lazy("In Google Calendar: Other calendars > + > From URL, paste it."),
 }
-TEST_BLOCK_SUMMARY = "Test block (fix checklist)"
+# The note of the test block, written in the language of the operator who adds it.
+TEST_BLOCK_SUMMARY = gettext_lazy("Test block (fix checklist)")
 
 
 @dataclass
@@ -214,8 +215,11 @@ def _content_findings(connection: Connection, findings: list[Finding], copy_agai
     echoes = sum(1 for skipped in feed.skipped if skipped.reason == "own_export")
     if feed.events:
         first, last = min(e.start for e in feed.events), max(e.end for e in feed.events)
-        findings.append(Finding(True, _("%(n)s bookings and blocks, from %(first)s to %(last)s.") % {
-            "n": len(feed.events), "first": first.strftime("%d %b %Y"), "last": last.strftime("%d %b %Y")}))
+        findings.append(Finding(True, ngettext(
+            "%(n)s booking or block, from %(first)s to %(last)s.",
+            "%(n)s bookings and blocks, from %(first)s to %(last)s.",
+            len(feed.events),
+        ) % {"n": len(feed.events), "first": day(first), "last": day(last)}))
     elif echoes:
         findings.append(Finding(False, _("It holds only nights we published ourselves: this is probably our own export, not the portal's.")))
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
@@ -276,7 +280,7 @@ def check_https(connection: Connection, *, user, action: str, **_ignored) -> Ste
         return StepReport("https", Status.PASSED, _("The link already uses https."))
     works = https_variant_works(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT)
     if works:
-        return StepReport("https", Status.NEEDS_YOU, _("The https version of this link works: switch to it (the seed's \u201cadd an s\u201d)."),
+        return StepReport("https", Status.NEEDS_YOU, _("The https version of this link works: switch to it (an “s” added after http)."),
                           data={"can_use_https": True})
     return StepReport("https", Status.INFO, _("The https version of this link does not answer: keep http, the portal offers no better."))
 
@@ -301,7 +305,7 @@ def check_final(connection: Connection, *, user, action: str, form: dict, stored
     now = timezone.now()
     if action == "add_test_block":
         night = _date(form.get("night")) or suggested_test_night(connection)
-        block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=TEST_BLOCK_SUMMARY)
+        block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=str(TEST_BLOCK_SUMMARY))
         data.update(test_block_id=block.pk, test_night=night.isoformat(), added_at=now.isoformat(), read_at=None)
     elif action == "portal_night":
         night = _date(form.get("night"))
@@ -354,7 +358,7 @@ def _portal_to_ours(connection: Connection, data: dict, *, resync: bool) -> Find
     if data.get("seen_at"):
         seen = datetime.fromisoformat(data["seen_at"])
         return Finding(True, _("The night of %(night)s blocked on %(portal)s reached us, %(took)s after you blocked it.") % {
-            "night": night.strftime("%d %b %Y"), "portal": portal.name, "took": timesince(asked, seen)})
+            "night": day(night), "portal": portal.name, "took": timesince(asked, seen)})
     return Finding(None, _("Not here yet: we sync again every minute while this step is open. %(portal)s may take a while to publish it.") % {"portal": portal.name})
 
 
@@ -389,17 +393,21 @@ def check_changes(connection: Connection, **_ignored) -> StepReport:
         start = change.new_start_date or change.old_start_date
         end = change.new_end_date or change.old_end_date
         findings.append(Finding(None, _("%(source)s: %(action)s %(start)s → %(end)s") % {
-            "source": source, "action": change.get_action_display().lower(), "start": start, "end": end}))
+            "source": source, "action": change.get_action_display().lower(), "start": day(start), "end": day(end)}))
     today = property_today(connection.property)
     for conflict in account_conflicts(account=connection.property.account, today=today):
         if conflict.property.pk == connection.property_id:
             findings.append(Finding(False, _("Possible double booking %(start)s → %(end)s: %(sources)s") % {
-                "start": conflict.start, "end": conflict.end, "sources": ", ".join(conflict.sources)}))
+                "start": day(conflict.start), "end": day(conflict.end), "sources": ", ".join(conflict.sources)}))
     since = _("since the pause began %(ago)s ago") % {"ago": timesince(episode.started_at)}
     if not findings:
         return StepReport("changes", Status.PASSED, _("No booking changed %(since)s.") % {"since": since})
     status = Status.FAILED if any(f.ok is False for f in findings) else Status.INFO
-    summary = _("%(n)s changes %(since)s: check each of these nights on both sides.") % {"n": len(findings), "since": since}
+    summary = ngettext(
+        "%(n)s change %(since)s: check these nights on both sides.",
+        "%(n)s changes %(since)s: check each of these nights on both sides.",
+        len(findings),
+    ) % {"n": len(findings), "since": since}
     return StepReport("changes", status, summary, findings)
 
 

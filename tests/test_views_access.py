@@ -24,6 +24,7 @@ PUBLIC_ROUTES = {
     "demo-portal-feed": "demo portal feeds (404 unless DEMO_MODE)",
     "healthz": "service health for load balancers (no secrets)",
     "export-feed": "portals read export URLs without a login: the 256-bit token is the key",
+    "set_language": "the language selector, on the log-in page too (sets a cookie; stored for a signed-in user)",
 }
 # For routes that take an object's id: which object of the *other* account to aim at.
 OBJECT_KWARGS = {"property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block"}

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from syncs.models import Block, BlockKind
@@ -63,7 +64,11 @@ def connection_accept_held_view(request: HttpRequest, connection_id: int) -> Htt
     connection = connection_get(user=request.user, connection_id=connection_id)
     run = connection_accept_held(connection=connection, user=request.user)
     if run is not None and not run.removals_held:
-        messages.success(request, _("Done: %(n)s removals applied.") % {"n": run.events_removed})
+        messages.success(
+            request,
+            ngettext("Done: %(n)s removal applied.", "Done: %(n)s removals applied.", run.events_removed)
+            % {"n": run.events_removed},
+        )
     else:
         messages.error(request, _("The portal's calendar changed again: nothing was applied. Look at it once more."))
     return back(request, reverse("connection-detail", kwargs={"connection_id": connection.pk}))

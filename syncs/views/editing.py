@@ -10,13 +10,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import formats
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods
 
 from syncs import editing
 from syncs.editing import FeedCheck
+from syncs.explain import day
 from syncs.forms import ConnectionForm, PropertyForm, ServiceErrorsMixin, timezone_names
 from syncs.models import Account
 from syncs.portals import BY_SLUG
@@ -170,10 +170,6 @@ def _plain_http_words(check: FeedCheck | None) -> str:
              "We will tell you if https works.")
 
 
-def _day(value, *, with_year: bool) -> str:
-    return formats.date_format(value, "j F Y" if with_year else "j F")
-
-
 def feed_check_words(check: FeedCheck) -> str:
     """E.g. "Found 12 bookings and blocks from 3 March to 20 November 2027 (Airbnb calendar)."."""
     if check.events == 0:
@@ -186,8 +182,8 @@ def feed_check_words(check: FeedCheck) -> str:
             check.events,
         ) % {
             "count": check.events,
-            "first": _day(first, with_year=first.year != last.year),
-            "last": _day(last, with_year=True),
+            "first": day(first, with_year=first.year != last.year),
+            "last": day(last),
         }
         if check.portal_slug in BY_SLUG:
             words += " " + _("(%(portal)s calendar)") % {"portal": BY_SLUG[check.portal_slug].name}

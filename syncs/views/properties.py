@@ -93,7 +93,8 @@ def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
     }
     if connection.exports:
         context["export_url"] = export_url(export_token_ensure(property=connection.property, connection=connection))
-        context["readers"] = describe_readers(connection_export_facts(connection=connection), portal=connection.portal.name)
+        context["reader_facts"] = facts = connection_export_facts(connection=connection)
+        context["readers"] = describe_readers(facts, portal=connection.portal.name)
     return render(request, "syncs/connection_detail.html", context)
 
 
