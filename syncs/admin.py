@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from syncs.models import (
     Account,
+    Activity,
     Block,
     BlockChange,
     Connection,
@@ -120,3 +121,19 @@ class BlockChangeAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return queryset
         return queryset.filter(block__in=Block.objects.for_user(request.user))
+
+
+@admin.register(Activity)
+class ActivityAdmin(AccountScopedAdmin):
+    """The activity log, read-only: a record of what people did is not for editing."""
+
+    list_display = ("created_at", "user", "action", "connection", "property")
+    list_filter = ("action",)
+    list_select_related = ("user", "connection__portal", "connection__property", "property")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -305,3 +305,47 @@ def test_a_portal_that_never_read_our_calendar_needs_attention(operator_client, 
     from syncs.dashboard import dashboard_summary
 
     assert dashboard_summary(user=account.memberships.get().user).counts["not_reading"] == 1
+
+
+def test_issuing_a_new_export_url_swaps_only_the_export_panel(operator_client, account):
+    connection = ConnectionFactory(property=PropertyFactory(account=account))
+    page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
+    old_url = page.split('id="export-url" type="text" readonly value="')[1].split('"')[0]
+    fragment = operator_client.post(reverse("connection-export-rotate", args=[connection.pk]), **HTMX).content.decode()
+    assert fragment.lstrip().startswith('<section id="export">')
+    assert "<html" not in fragment
+    new_url = fragment.split('id="export-url" type="text" readonly value="')[1].split('"')[0]
+    assert new_url != old_url
+    assert "New export URL issued" in fragment  # the toast, out of band
+
+
+def test_accepting_held_removals_swaps_only_the_held_panel(operator_client, account, httpserver, settings):
+    from syncs.sync import connection_sync_leased
+
+    settings.FETCH_ALLOW_LOOPBACK = True
+    today = timezone.localdate()
+    connection = ConnectionFactory(property=PropertyFactory(account=account), import_url=httpserver.url_for("/f.ics"))
+    httpserver.expect_request("/f.ics").respond_with_data(
+        feeds.airbnb(*[(f"s{i}", today + timedelta(days=5 * i + 2), today + timedelta(days=5 * i + 4)) for i in range(4)])
+    )
+    connection_sync_leased(connection_id=connection.pk)
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb())
+    connection_sync_leased(connection_id=connection.pk)
+    fragment = operator_client.post(reverse("connection-accept-held", args=[connection.pk]), **HTMX).content.decode()
+    assert fragment.lstrip().startswith('<div id="held-panel">')
+    assert "suddenly lost" not in fragment
+    assert "4 removals applied" in fragment
+
+
+def test_the_account_chooses_whether_paused_syncs_resume_by_themselves(operator_client, account):
+    page = operator_client.get(reverse("account-settings")).content.decode()
+    assert "resume paused syncs by themselves" in page.lower()
+    assert 'name="auto_resume" checked' not in page  # off by default
+    response = operator_client.post(reverse("account-settings"), {"auto_resume": "on"}, follow=True)
+    assert "Settings saved." in response.content.decode()
+    account.refresh_from_db()
+    assert account.auto_resume
+    operator_client.post(reverse("account-settings"), {})
+    account.refresh_from_db()
+    assert not account.auto_resume

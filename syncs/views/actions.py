@@ -27,6 +27,7 @@ from syncs.operator_actions import (
 from syncs.selectors import connection_get, connection_rows, property_get
 from syncs.sync_requests import connection_request_sync
 from syncs.views.htmx import back, partial_with_toasts
+from syncs.views.properties import connection_export_panel
 
 
 def _row_response(request: HttpRequest, connection) -> HttpResponse:
@@ -34,6 +35,17 @@ def _row_response(request: HttpRequest, connection) -> HttpResponse:
         row = connection_rows(property=connection.property, only=connection)[0]
         return partial_with_toasts(request, "syncs/includes/connection_row.html", {"row": row})
     return back(request, reverse("property-detail", kwargs={"property_id": connection.property_id}))
+
+
+def _panel_response(request: HttpRequest, connection, panel: str) -> HttpResponse:
+    """htmx: the connection page's panel that changed; plain forms: back to the page."""
+    if not request.htmx:
+        return back(request, reverse("connection-detail", kwargs={"connection_id": connection.pk}))
+    connection = connection_get(user=request.user, connection_id=connection.pk)
+    context = {"connection": connection}
+    if panel == "export-panel":
+        context.update(connection_export_panel(connection))
+    return partial_with_toasts(request, f"syncs/connection_detail.html#{panel}", context)
 
 
 @require_POST
@@ -71,7 +83,7 @@ def connection_accept_held_view(request: HttpRequest, connection_id: int) -> Htt
         )
     else:
         messages.error(request, _("The portal's calendar changed again: nothing was applied. Look at it once more."))
-    return back(request, reverse("connection-detail", kwargs={"connection_id": connection.pk}))
+    return _panel_response(request, connection, "held-panel")
 
 
 @require_POST
@@ -86,7 +98,7 @@ def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpRe
             _("New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.")
             % {"portal": connection.portal.name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
         )
-    return back(request, reverse("connection-detail", kwargs={"connection_id": connection.pk}))
+    return _panel_response(request, connection, "export-panel")
 
 
 def _date(value: str) -> date | None:

@@ -92,9 +92,7 @@ def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
         "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user")[:20],
     }
     if connection.exports:
-        context["export_url"] = export_url(export_token_ensure(property=connection.property, connection=connection))
-        context["reader_facts"] = facts = connection_export_facts(connection=connection)
-        context["readers"] = describe_readers(facts, portal=connection.portal.name)
+        context.update(connection_export_panel(connection))
     return render(request, "syncs/connection_detail.html", context)
 
 
@@ -104,3 +102,13 @@ def activity_list(request: HttpRequest) -> HttpResponse:
     entries = Activity.objects.for_user(request.user).select_related("user", "property", "connection__portal")
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     return render(request, "syncs/activity.html", {"account": Account.of_user(request.user), "page": page})
+
+
+def connection_export_panel(connection) -> dict:
+    """What the connection page's export panel shows: the URL, and who reads it."""
+    facts = connection_export_facts(connection=connection)
+    return {
+        "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
+        "reader_facts": facts,
+        "readers": describe_readers(facts, portal=connection.portal.name),
+    }
