@@ -26,10 +26,6 @@ from syncs.readers import DEFAULT_PICKUP_MINUTES, STALE_FACTOR, ExportReaderFact
 SEVERITY = ("paused", "held", "not_reading", "stale", "never_synced")
 # A connection that has not synced for this many of its intervals is "stale".
 STALE_INTERVALS = 2
-# Blocks that may be a guest's stay: reservations, and Booking.com's closures (its feeds do not
-# tell bookings from closures). Two of these on the same night from different sources may be a
-# double booking.
-BOOKING_LIKE = Q(kind=BlockKind.RESERVED) | Q(source__portal__slug="booking")
 
 
 @dataclass(frozen=True)
@@ -194,7 +190,9 @@ def attention_words(connection: Connection, kind: str, facts: ExportReaderFacts 
 
 
 def booking_like() -> Q:
-    """Blocks that may be a guest's stay (see BOOKING_LIKE), without a join to the portal table."""
+    """Blocks that may be a guest's stay: reservations, and Booking.com's closures (its feeds do
+    not tell bookings from closures). Two of these on one night from different sources may be a
+    double booking."""
     booking = Portal.objects.filter(slug="booking").values_list("pk", flat=True).first()
     return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -12,12 +11,6 @@ from syncs.explain import describe, describe_readers
 from syncs.export_tokens import export_url
 from syncs.models import Block, Connection, ExportToken, Property, SyncRun
 from syncs.readers import export_facts
-
-
-def property_list_with_connections(*, user) -> QuerySet[Property]:
-    """The account's properties, each with its connections and their portals, in 2 queries."""
-    connections = Connection.objects.select_related("portal").order_by("portal__position", "pk")
-    return Property.objects.for_user(user).prefetch_related(Prefetch("connections", queryset=connections))
 
 
 def property_get(*, user, property_id: int) -> Property:
