@@ -306,7 +306,7 @@ def prepare_fixture(plan: Plan, env: dict[str, str]) -> Fixture:
     from django.urls import reverse
 
     from syncs.blocks import block_create_manual
-    from syncs.export import calendar_export, property_today
+    from syncs.export import calendar_export
     from syncs.export_tokens import export_token_ensure, export_token_find, token_from_nonce
     from syncs.models import Account, BlockKind, Property
 
@@ -316,7 +316,7 @@ def prepare_fixture(plan: Plan, env: dict[str, str]) -> Fixture:
         account=account, name="Casa do Benchmark", timezone="Europe/Lisbon"
     )
     rng = random.Random(20240601)  # the same calendar every run
-    tomorrow = property_today(prop) + timedelta(days=1)
+    tomorrow = prop.local_today() + timedelta(days=1)
     for start, end in block_layout(plan.blocks, tomorrow, rng):
         kind = BlockKind.RESERVED if rng.random() < 0.5 else BlockKind.BLOCKED
         block_create_manual(

@@ -15,10 +15,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.utils import timezone
 from icalendar import Calendar, Event
 
-from syncs.models import Block, ExportToken, Property
+from syncs.models import Block, ExportToken
 
 PRODID = "-//channelmgr//iCal availability sync 1.0//EN"
 PROPERTY_WIDE_SUMMARY = "Not available"
@@ -71,9 +70,6 @@ def build_calendar(
     return calendar.to_ical()
 
 
-def property_today(prop: Property) -> date:
-    return timezone.localdate(timezone=zoneinfo.ZoneInfo(prop.timezone))
-
 
 def exported_nights(*, token: ExportToken, today: date) -> list[tuple[date, date]]:
     """Nights from yesterday to the horizon, from every source except the token's own connection."""
@@ -92,7 +88,7 @@ def exported_nights(*, token: ExportToken, today: date) -> list[tuple[date, date
 def calendar_export(*, token: ExportToken, today: date | None = None) -> ExportedCalendar:
     """The token's calendar, built once per calendar version (and per day, as the horizon moves)."""
     prop = token.property
-    today = today or property_today(prop)
+    today = today or prop.local_today()
     summary = token.connection.export_summary if token.connection_id else PROPERTY_WIDE_SUMMARY
     # The token's random nonce, never reused, keeps a cached body from ever outliving its calendar
     # (a database may hand a deleted property's id to a new one).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import uuid
 import zoneinfo
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -152,6 +152,10 @@ class Property(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def local_today(self) -> date:
+        """Today in the property's own time zone: nights are counted in it."""
+        return timezone.localdate(timezone=zoneinfo.ZoneInfo(self.timezone))
 
 
 class ConnectionQuerySet(AccountScopedQuerySet):

@@ -11,7 +11,6 @@ import logging
 import socket
 import time
 import uuid
-import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -128,7 +127,7 @@ def _read_feed(connection: Connection) -> Outcome:
             fetched.body,
             timezone=connection.property.timezone,
             labels=connection.portal.labels or None,
-            today=property_today(connection),
+            today=connection.property.local_today(),
             horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
             horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
             own_uid_domain=settings.EXPORT_UID_DOMAIN,
@@ -147,9 +146,6 @@ def _https_variant_works(connection: Connection) -> bool | None:
         connection.import_url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT
     )
 
-
-def property_today(connection: Connection) -> date:
-    return timezone.localdate(timezone=zoneinfo.ZoneInfo(connection.property.timezone))
 
 
 def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outcome, started: datetime) -> SyncRun:
@@ -214,7 +210,7 @@ def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult
 
 def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:
     feed = outcome.feed
-    today = property_today(connection)
+    today = connection.property.local_today()
     # Stays that ended long ago are history, not availability.
     oldest_end = today - timedelta(days=settings.SYNC_HORIZON_BACK_DAYS)
     events = [e for e in feed.events if e.end > oldest_end]

@@ -22,7 +22,6 @@ from django.utils.translation import gettext_lazy, ngettext
 from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.dashboard import account_conflicts
 from syncs.explain import day, describe, describe_readers
-from syncs.export import property_today
 from syncs.export_tokens import export_token_ensure, export_url, is_our_export
 from syncs.fetch import FetchError, fetch_feed, https_variant_works, validate_url
 from syncs.ical import FeedParseError, parse_feed
@@ -290,7 +289,7 @@ def check_https(connection: Connection, *, user, action: str, **_ignored) -> Ste
 
 def suggested_test_night(connection: Connection) -> date:
     """The first free night at least two weeks ahead: far enough that no guest will want it."""
-    night = property_today(connection.property) + timedelta(days=14)
+    night = connection.property.local_today() + timedelta(days=14)
     taken = Block.objects.current().filter(property=connection.property, end_date__gt=night).values_list("start_date", "end_date")
     ranges = sorted(taken)
     for start, end in ranges:
@@ -394,7 +393,7 @@ def check_changes(connection: Connection, **_ignored) -> StepReport:
         end = change.new_end_date or change.old_end_date
         findings.append(Finding(None, _("%(source)s: %(action)s %(start)s → %(end)s") % {
             "source": source, "action": change.get_action_display().lower(), "start": day(start), "end": day(end)}))
-    today = property_today(connection.property)
+    today = connection.property.local_today()
     for conflict in account_conflicts(account=connection.property.account, today=today):
         if conflict.property.pk == connection.property_id:
             findings.append(Finding(False, _("Possible double booking %(start)s → %(end)s: %(sources)s") % {

@@ -10,7 +10,6 @@ from django.views.decorators.http import require_safe
 
 from syncs.dashboard import property_list_with_health, property_month
 from syncs.explain import describe_readers
-from syncs.export import property_today
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.models import Account, Activity, BlockKind
 from syncs.readers import connection_export_facts
@@ -49,7 +48,7 @@ def _month(request: HttpRequest, default: date) -> date:
 @login_required
 def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
-    month = _month(request, property_today(prop))
+    month = _month(request, prop.local_today())
     weeks, legend = property_month(property=prop, month=month)
     return render(
         request,
@@ -66,7 +65,7 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
             "legend": sorted(legend.items()),
             "manual_blocks": property_manual_blocks(property=prop),
             "kinds": BlockKind.choices,
-            "today": property_today(prop),
+            "today": prop.local_today(),
         },
     )
 

@@ -164,10 +164,9 @@ def test_sync_now_shows_progress_then_the_row_comes_back_and_the_run_is_in_the_h
 
 
 def test_the_month_calendar_goes_to_the_next_month_with_taken_days_coloured(page, demo, shot):
-    from syncs.export import property_today
     from syncs.models import Property
 
-    today = property_today(Property.objects.get(pk=demo.ids["Casa do Rio"]))
+    today = Property.objects.get(pk=demo.ids["Casa do Rio"]).local_today()
     this_month = today.replace(day=1)
     next_month = (this_month + timedelta(days=32)).replace(day=1)
     log_in(page)
