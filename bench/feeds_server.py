@@ -109,8 +109,12 @@ class FeedState:
 
 class FeedHandler(BaseHTTPRequestHandler):
     server: FeedServer
-    # HTTP/1.0: one request per connection, like the engine (a new session per fetch).
-    protocol_version = "HTTP/1.0"
+    # HTTP/1.1 with keep-alive, as Airbnb, Booking.com and Vrbo answer: a client that keeps its
+    # connection open skips the handshake on its next poll, one that does not pays for it.
+    protocol_version = "HTTP/1.1"
+    # As nginx's tcp_nodelay: without it a kept-alive answer written as headers then body waits
+    # 40 ms for the client's delayed ACK (Nagle's algorithm).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)

@@ -651,6 +651,7 @@ class Scenario:
     outcomes: dict[str, int]
     expected: str
     queries_per_sync: int | None = None
+    kept_alive_get: Timing | None = None  # a GET on a session kept between calls, for context
 
     @property
     def ratio(self) -> float:
@@ -668,6 +669,16 @@ def bare_get(url: str) -> None:
         session.trust_env = False
         response = session.get(url, timeout=(5, 10))
         response.raise_for_status()
+
+
+_KEPT_ALIVE = requests.Session()
+_KEPT_ALIVE.trust_env = False
+
+
+def kept_alive_get(url: str) -> None:
+    """The best a plain client can do: a GET on a session kept between calls (no handshake)."""
+    response = _KEPT_ALIVE.get(url, timeout=(5, 10))
+    response.raise_for_status()
 
 
 def sync_once(connection_id: int) -> tuple[float, str]:
@@ -696,7 +707,7 @@ def run_scenario(
     ``ids`` holds (pk, url); the first WARMUP_SYNCS are untimed and the last one is used to
     count queries. Engine and GET alternate in order, so that drift favours neither.
     """
-    engine_s, baseline_s, outcomes = [], [], Counter()
+    engine_s, baseline_s, kept_s, outcomes = [], [], [], Counter()
     stage_s: dict[str, list[float]] = {stage: [] for stage in BREAKDOWN}
     warmup, timed, counted = ids[:WARMUP_SYNCS], ids[WARMUP_SYNCS:-1], ids[-1]
     for pk, _ in warmup:
@@ -713,6 +724,8 @@ def run_scenario(
             stage_s[stage].append(compute(stages, elapsed))
         if baseline == "GET" and not position % 2:
             baseline_s.append(_timed_call(bare_get, url))
+        if baseline == "GET":
+            kept_s.append(_timed_call(kept_alive_get, url))
         elif baseline == "from_ical":
             baseline_s.append(_timed_call(icalendar.Calendar.from_ical, probe.last_body))
     queries = count_queries(counted[0])
@@ -726,6 +739,7 @@ def run_scenario(
         outcomes=dict(outcomes),
         expected=expected,
         queries_per_sync=queries,
+        kept_alive_get=Timing.of(kept_s) if kept_s else None,
     )
 
 
@@ -910,6 +924,18 @@ def poll_rows(inline: dict[str, Scenario]) -> list[Row]:
                     verdict(scenario.ratio, at_most=target),
                 )
             )
+        if scenario and scenario.kept_alive_get:
+            kept = scenario.kept_alive_get
+            rows.append(
+                Row(
+                    "  same, against a GET on a kept-alive session",
+                    f"{scenario.engine.median:.2f} ms",
+                    f"{kept} kept-alive GET",
+                    ratio(scenario.engine.median, kept.median),
+                    "-",
+                    "info",
+                )
+            )
     changed = inline.get("changed")
     if changed:
         parse = changed.breakdown["parse_feed"].median
@@ -1035,6 +1061,9 @@ def print_breakdowns(results: dict, plan: Plan) -> None:
             f"  {'baseline: ' + scenario.baseline_name:<40} {scenario.baseline.median:8.2f} ms  "
             f"({scenario.baseline.p95:7.2f})"
         )
+        if scenario.kept_alive_get:
+            kept = scenario.kept_alive_get
+            print(f"  {'GET on a kept-alive session':<40} {kept.median:8.2f} ms  ({kept.p95:7.2f})")
         if scenario.unexpected:
             print(
                 f"  WARNING: {scenario.unexpected} syncs did not end {scenario.expected}: {scenario.outcomes}"

@@ -13,7 +13,8 @@ point backed by a test in ``tests/test_fetch.py``:
 * redirects followed by hand: each hop is re-validated as a new URL, and a redirect's body is
   never read (requests' own redirect handling decodes it in full with ``resp.content``);
 * a total deadline that holds even while a read is blocked, a decoded-size cap, and an error
-  classification that never carries the URL (feed URLs are secret capability URLs).
+  classification that never carries the URL (feed URLs are secret capability URLs);
+* connections kept alive between polls, per thread and per checked address, without cookies.
 
 No Django here: callers pass settings in as arguments.
 """
@@ -23,8 +24,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email.utils
+import functools
+import heapq
 import ipaddress
+import itertools
 import math
+import os
 import socket
 import threading
 import time
@@ -119,7 +124,8 @@ def normalise_url(url: str, *, allow_any_port: bool = False) -> str:
     Everything after the scheme is kept verbatim: paths and queries hold case-sensitive tokens.
     """
     url = url.strip()
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
+    # isprintable() is False for every whitespace character but the ASCII space.
+    if " " in url or not url.isprintable():
         raise _invalid("characters")
     try:
         parts = urlsplit(url)
@@ -231,62 +237,112 @@ def _is_blocked_address(ip: IPAddress, *, allow_loopback: bool) -> bool:
 # --------------------------------------------------------------------------- transport
 
 
+class _Watchdog:
+    """One daemon thread per process that cuts the sockets of fetches past their deadline.
+
+    A thread per fetch (threading.Timer) cost more than an unchanged poll's whole GET; this one
+    sleeps until the earliest deadline. Finished deadlines stay in the heap until their time comes
+    and are then dropped without effect, so registering and finishing are O(log n) and lock-light.
+    """
+
+    def __init__(self) -> None:
+        self._wakeup = threading.Condition()
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: _Deadline) -> None:
+        with self._wakeup:
+            heapq.heappush(self._heap, (deadline.expires, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                self._wakeup.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._wakeup.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, _, deadline = heapq.heappop(self._heap)
+            deadline.fire()
+
+
+_WATCHDOG = _Watchdog()
+_local = threading.local()  # per thread: the running fetch's deadline and the kept-alive sessions
+
+
+def _forget_after_fork() -> None:
+    # A forked child (Celery's prefork pool) has no watchdog thread, and must not share the
+    # parent's sockets: it starts with neither.
+    global _WATCHDOG, _local
+    _WATCHDOG, _local = _Watchdog(), threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 class _Deadline:
     """The total time budget of one fetch, enforced even while a read is blocked.
 
     The read timeout restarts with every byte, and urllib3 fills a whole 64 KiB chunk before
     iter_content yields it, so a server dripping a byte every 0.3 s neither trips the read
     timeout nor lets the streaming loop run (measured: a 1,000-byte Content-Length body blocked
-    the loop for 6 s). At the deadline a timer thread shuts down every socket of the fetch,
-    which ends any blocked read at once; the caller then reports a timeout.
+    the loop for 6 s). At the deadline the watchdog shuts down every socket the fetch used,
+    new or kept alive, which ends any blocked read at once; the caller then reports a timeout.
     """
 
     def __init__(self, seconds: float):
         self.seconds = seconds
+        self.expires = time.monotonic() + seconds
         self.fired = False
-        self._expires = time.monotonic() + seconds
+        self._finished = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self._outer: _Deadline | None = None
 
     def __enter__(self) -> _Deadline:
-        self._timer.start()
+        self._outer = getattr(_local, "deadline", None)
+        _local.deadline = self
+        _WATCHDOG.add(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
+        _local.deadline = self._outer
+        with self._lock:
+            # From now on the sockets belong to the session's pool and the next fetch.
+            self._finished = True
+            self._sockets = []
 
     def remaining(self) -> float:
-        return self._expires - time.monotonic()
+        return self.expires - time.monotonic()
 
     def expired(self) -> bool:
         return self.fired or self.remaining() <= 0
 
-    def watch(self, sock: socket.socket) -> None:
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
         with self._lock:
             if not self.fired:
-                self._sockets.append(sock)
+                if not self._finished:
+                    self._sockets.append(sock)
                 return
         _shutdown(sock)
 
-    def connection_class(self, base: type) -> type:
-        """A urllib3 connection class whose sockets this deadline can cut."""
-        deadline = self
-
-        class WatchedConnection(base):
-            def connect(self) -> None:
-                super().connect()
-                deadline.watch(self.sock)
-
-        return WatchedConnection
-
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self._finished:
+                return
             self.fired = True
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             _shutdown(sock)
+
+
+def _running_deadline() -> _Deadline | None:
+    return getattr(_local, "deadline", None)
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -294,13 +350,35 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _GuardedAdapter(IPFilterAdapter):
-    """requests-hardened's adapter (resolve once, filter, pin) plus our stricter policy."""
+@functools.cache
+def _watched(base: type) -> type:
+    """A urllib3 connection class whose sockets the running fetch's deadline can cut: a new
+    socket once connected, a kept-alive one as soon as a request is sent on it."""
 
-    def __init__(self, *, is_https_proto: bool, allow_loopback: bool, deadline: _Deadline):
+    class WatchedConnection(base):
+        def connect(self) -> None:
+            super().connect()
+            if deadline := _running_deadline():
+                deadline.watch(self.sock)
+
+        def request(self, *args, **kwargs) -> None:
+            if self.sock is not None and (deadline := _running_deadline()):
+                deadline.watch(self.sock)
+            super().request(*args, **kwargs)
+
+    return WatchedConnection
+
+
+class _GuardedAdapter(IPFilterAdapter):
+    """requests-hardened's adapter (resolve once, filter, pin) plus our stricter policy.
+
+    Connections are pooled by the pinned address (and, for TLS, the host name), so a kept-alive
+    connection only ever serves the address that was checked for it.
+    """
+
+    def __init__(self, *, is_https_proto: bool, allow_loopback: bool):
         super().__init__(is_https_proto=is_https_proto, allow_loopback=allow_loopback)
         self._loopback_allowed = allow_loopback
-        self._deadline = deadline
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         # The parent resolves the host once and replaces it with the pinned address.
@@ -319,21 +397,20 @@ class _GuardedAdapter(IPFilterAdapter):
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-        pool.ConnectionCls = self._deadline.connection_class(type(pool).ConnectionCls)
+        pool.ConnectionCls = _watched(type(pool).ConnectionCls)
         return pool
 
 
 class _FeedSession(HTTPSession):
-    """requests-hardened's session with our adapters, no environment, and no redirect pre-read."""
+    """requests-hardened's session with our adapters, no environment, no cookies kept between
+    fetches, and no redirect pre-read."""
 
-    def __init__(self, config: Config, *, deadline: _Deadline):
+    def __init__(self, config: Config):
         super().__init__(config)
         # Replace the adapters HTTPSession mounted with subclasses that keep their filter.
         for prefix, is_https in (("http://", False), ("https://", True)):
             adapter = _GuardedAdapter(
-                is_https_proto=is_https,
-                allow_loopback=config.ip_filter_allow_loopback_ips,
-                deadline=deadline,
+                is_https_proto=is_https, allow_loopback=config.ip_filter_allow_loopback_ips
             )
             self.mount(prefix, adapter)
         # An inherited HTTP(S)_PROXY would make the filter check the proxy, not the target,
@@ -345,6 +422,33 @@ class _FeedSession(HTTPSession):
         # it reads the redirect's body in full with resp.content, stream=True or not: a gzip
         # bomb behind a 302 took RSS from 110 to 460 MiB. We follow redirects ourselves.
         return iter(())
+
+
+def _session(*, allow_loopback: bool, user_agent: str) -> _FeedSession:
+    """This thread's session for these settings, kept between fetches.
+
+    Keeping connections alive is what real portals expect of a poller that comes back every few
+    minutes: most polls of one portal then skip the TCP and TLS handshakes (tens of
+    milliseconds each against a real portal). Cookies are not kept: one operator's fetch must
+    never carry what a portal set during another's.
+    """
+    sessions = getattr(_local, "sessions", None)
+    if sessions is None:
+        sessions = _local.sessions = {}
+    key = (allow_loopback, user_agent)
+    session = sessions.get(key)
+    if session is None:
+        session = sessions[key] = _FeedSession(
+            Config(
+                ip_filter_enable=True,
+                ip_filter_allow_loopback_ips=allow_loopback,
+                never_redirect=True,  # followed by _follow_redirects, one checked hop at a time
+                default_timeout=None,  # every request passes its own, within the deadline
+                user_agent_override=user_agent,
+            )
+        )
+    session.cookies.clear()
+    return session
 
 
 # --------------------------------------------------------------------------- fetching
@@ -375,23 +479,12 @@ def fetch_feed(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    with (
-        _Deadline(deadline) as budget,
-        _FeedSession(
-            Config(
-                ip_filter_enable=True,
-                ip_filter_allow_loopback_ips=allow_loopback,
-                never_redirect=True,  # followed by _follow_redirects, one checked hop at a time
-                default_timeout=(connect_timeout, read_timeout),
-                user_agent_override=user_agent,
-            ),
-            deadline=budget,
-        ) as session,
-    ):
-        session.headers.update(headers)
+    session = _session(allow_loopback=allow_loopback, user_agent=user_agent)
+    with _Deadline(deadline) as budget:
         response, url = _follow_redirects(
             session,
             url,
+            headers=headers,
             budget=budget,
             timeouts=(connect_timeout, read_timeout),
             max_redirects=max_redirects,
@@ -412,6 +505,7 @@ def _follow_redirects(
     session: requests.Session,
     url: str,
     *,
+    headers: dict[str, str],
     budget: _Deadline,
     timeouts: tuple[float, float],
     max_redirects: int,
@@ -423,7 +517,7 @@ def _follow_redirects(
     transient: a portal's redirect loop is usually a temporary misconfiguration.
     """
     for hop in range(max_redirects + 1):
-        response = _send(session, url, budget=budget, timeouts=timeouts)
+        response = _send(session, url, headers=headers, budget=budget, timeouts=timeouts)
         location = session.get_redirect_target(response)
         if location is None:
             return response, url
@@ -438,14 +532,21 @@ def _follow_redirects(
 
 
 def _send(
-    session: requests.Session, url: str, *, budget: _Deadline, timeouts: tuple[float, float]
+    session: requests.Session,
+    url: str,
+    *,
+    headers: dict[str, str],
+    budget: _Deadline,
+    timeouts: tuple[float, float],
 ) -> requests.Response:
     remaining = budget.remaining()
     if remaining <= 0:
         raise _timeout_error(budget)
     timeout = (min(timeouts[0], remaining), min(timeouts[1], remaining))
     try:
-        return session.get(url, stream=True, allow_redirects=False, timeout=timeout)
+        return session.get(
+            url, headers=headers, stream=True, allow_redirects=False, timeout=timeout
+        )
     except requests.RequestException as exc:
         # "from None": the chained exception's message contains the URL, a secret.
         raise _error_for(exc, budget=budget, host=urlsplit(url).hostname) from None
@@ -463,6 +564,9 @@ def _result(
     status = response.status_code
     content_type = response.headers.get("Content-Type")
     if status == 304:
+        # A 304 has no body (http.client reads none); consuming it hands the kept-alive
+        # connection back to the pool instead of closing it.
+        _read_body(response, budget=budget, max_bytes=0, host=urlsplit(url).hostname)
         return FetchResult(
             outcome="not_modified",
             status=status,

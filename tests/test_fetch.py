@@ -1037,3 +1037,131 @@ def test_a_fetch_result_is_immutable() -> None:
 
     with pytest.raises(AttributeError):
         result.body = b"changed"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- kept-alive connections
+
+
+@dataclass
+class KeepAliveServer:
+    """An HTTP/1.1 portal on 127.0.0.1 that keeps connections open, as real portals do, and
+    answers its n-th request with ``answers[n]`` (a function of the socket and the request)."""
+
+    answers: list
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    port: int = 0
+
+
+@contextlib.contextmanager
+def keep_alive_server(*answers):
+    server = KeepAliveServer(list(answers))
+    listener = socket.create_server(("127.0.0.1", 0))
+    server.port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve_connection(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            pending = b""
+            while not stop.is_set():
+                while b"\r\n\r\n" not in pending:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    pending += data
+                request, _, pending = pending.partition(b"\r\n\r\n")
+                server.requests.append(request)
+                server.answers.pop(0)(conn, request)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                conn, _ = listener.accept()
+                server.connections += 1
+                threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
+        listener.close()
+        thread.join(5)
+
+
+def calendar_answer(*, etag: str = '"v1"', extra: bytes = b""):
+    def answer(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nETag: " + etag.encode()
+            + b"\r\n" + extra + b"Content-Length: " + str(len(CALENDAR)).encode() + b"\r\n\r\n"
+            + CALENDAR
+        )
+
+    return answer
+
+
+def not_modified_answer(conn: socket.socket, request: bytes) -> None:
+    conn.sendall(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+
+
+def dripping_answer(conn: socket.socket, request: bytes) -> None:
+    conn.sendall(DRIP_HEADERS["content-length"])
+    for byte in CALENDAR:
+        time.sleep(0.3)
+        conn.sendall(bytes([byte]))
+
+
+def test_polls_of_one_portal_reuse_one_kept_alive_connection() -> None:
+    with keep_alive_server(calendar_answer(), not_modified_answer, calendar_answer()) as portal:
+        url = f"http://127.0.0.1:{portal.port}/calendar/ical/1.ics?s={SECRET}"
+
+        first = fetch_feed(url, allow_loopback=True)
+        unchanged = fetch_feed(url, etag=first.etag, allow_loopback=True)
+        again = fetch_feed(url.replace("1.ics", "2.ics"), allow_loopback=True)
+
+    assert (first.body, unchanged.outcome, again.body) == (CALENDAR, "not_modified", CALENDAR)
+    assert b'If-None-Match: "v1"' in portal.requests[1]
+    assert b"If-None-Match" not in portal.requests[2]  # headers are per fetch, not per session
+    assert portal.connections == 1
+
+
+def test_the_deadline_also_cuts_a_kept_alive_connection_that_starts_dripping() -> None:
+    with keep_alive_server(calendar_answer(), dripping_answer, calendar_answer()) as portal:
+        url = f"http://127.0.0.1:{portal.port}/feed.ics"
+        fetch_feed(url, allow_loopback=True)
+
+        started = time.monotonic()
+        error = fetch_error(url, allow_loopback=True, deadline=1.5)
+        elapsed = time.monotonic() - started
+        after = fetch_feed(url, allow_loopback=True)
+
+    assert error.code == "timeout"
+    assert 1.4 < elapsed < 2.5
+    # The cut connection was dropped; the next poll opened a new one and got its calendar.
+    assert after.body == CALENDAR
+    assert portal.connections == 2
+
+
+def test_a_cookie_set_by_a_portal_is_never_sent_with_a_later_fetch() -> None:
+    cookie = b"Set-Cookie: session=operator-a; Path=/\r\n"
+    with keep_alive_server(calendar_answer(extra=cookie), calendar_answer()) as portal:
+        url = f"http://127.0.0.1:{portal.port}/feed.ics"
+        fetch_feed(url, allow_loopback=True)
+        fetch_feed(url, allow_loopback=True)
+
+    assert not [request for request in portal.requests if b"operator-a" in request]
+
+
+def test_a_connection_cut_at_the_size_limit_is_not_reused() -> None:
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n" + b"BEGIN:VCALENDAR\r\n".ljust(4096, b"x")
+    with keep_alive_server(lambda conn, request: conn.sendall(big), calendar_answer()) as portal:
+        url = f"http://127.0.0.1:{portal.port}/feed.ics"
+        error = fetch_error(url, allow_loopback=True, max_bytes=1000)
+        after = fetch_feed(url, allow_loopback=True)
+
+    assert error.code == "too_large"
+    assert after.body == CALENDAR
+    assert portal.connections == 2
