@@ -7,17 +7,24 @@ A lease on the row makes sure one worker at a time syncs a connection.
 
 from __future__ import annotations
 
+import functools
 import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from syncs.models import Connection
 
+# The fields that give a lease back, written with the run's last update.
+LEASE_RELEASED = {"lease_holder": "", "lease_until": None}
+# What a poll reads of its connection, loaded with the lease (see connection_take_lease).
+POLL_FIELDS = (
+    "id", "property", "portal", "direction", "enabled", "paused_at", "import_url", "etag", "last_modified",
+    "body_fingerprint", "held_answer", "https_works", "sync_interval_minutes", "consecutive_failures",
+)
 # Spread syncs over a little time so a thousand feeds on one portal do not fire on the same second.
 JITTER_FRACTION = 0.1
 
@@ -48,16 +55,66 @@ def connections_claim_due(*, now: datetime | None = None, limit: int = 500) -> l
     return [pk for pk, _ in claimed]
 
 
+def connection_take_lease(*, connection_id: int, holder: str, now: datetime | None = None) -> Connection | None:
+    """Take the connection for ``holder`` unless another worker holds an unexpired lease, and
+    return it as taken; None if it is gone or leased.
+
+    One statement (UPDATE ... RETURNING) instead of an update and a load: every poll starts
+    here, and on an unchanged feed the database work is most of a poll's cost (bench/sync.py).
+    Only the fields a poll reads are loaded (POLL_FIELDS; others load on first use, one query
+    each: tests count a poll's queries), and its property and portal only if the feed changed.
+    """
+    now = now or timezone.now()
+    lease_until = Connection._meta.get_field("lease_until")
+    params = [
+        holder,
+        lease_until.get_db_prep_save(now + timedelta(seconds=settings.SYNC_LEASE_SECONDS), db_connection),
+        connection_id,
+        lease_until.get_db_prep_save(now, db_connection),
+        holder,
+    ]
+    sql, fields = _take_lease_statement()
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # What the ORM's raw() does, without its per-call setup: each value through the
+    # converters of the database (SQLite's dates and booleans) and of the field.
+    values = []
+    for value, (field, converters) in zip(row, fields, strict=True):
+        for converter in converters:
+            value = converter(value, field, db_connection)
+        values.append(value)
+    return Connection.from_db(db_connection.alias, [field.attname for field, _ in fields], values)
+
+
+@functools.cache
+def _take_lease_statement() -> tuple[str, list]:
+    """The lease statement and the fields it returns with their converters, built once."""
+    quote = db_connection.ops.quote_name
+    meta = Connection._meta
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    # In the model's order: Model.from_db expects the values of a partial load in that order.
+    fields = [field for field in meta.concrete_fields if field.name in POLL_FIELDS]
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {column('lease_holder')} = %s, {column('lease_until')} = %s "
+        f"WHERE {column('id')} = %s AND ({column('lease_until')} IS NULL OR {column('lease_until')} <= %s "
+        f"OR {column('lease_holder')} = %s) RETURNING {', '.join(quote(field.column) for field in fields)}"
+    )
+    converters = [
+        (field, field.get_col(meta.db_table).get_db_converters(db_connection)) for field in fields
+    ]
+    return sql, converters
+
+
 def connection_acquire_lease(*, connection_id: int, holder: str, now: datetime | None = None) -> bool:
     """Take the connection for ``holder`` unless another worker holds an unexpired lease."""
-    now = now or timezone.now()
-    taken = (
-        Connection.objects.filter(pk=connection_id)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now) | Q(lease_holder=holder))
-        .update(lease_holder=holder, lease_until=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS))
-    )
-    return taken == 1
+    return connection_take_lease(connection_id=connection_id, holder=holder, now=now) is not None
 
 
 def connection_release_lease(*, connection_id: int, holder: str) -> None:
-    Connection.objects.filter(pk=connection_id, lease_holder=holder).update(lease_holder="", lease_until=None)
+    Connection.objects.filter(pk=connection_id, lease_holder=holder).update(**LEASE_RELEASED)

@@ -24,7 +24,8 @@ from syncs.diff import BlockDiff, answer_fingerprint, diff_blocks, shrink_guard_
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
 from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
 from syncs.models import Connection, SyncRun
-from syncs.scheduling import connection_acquire_lease, connection_release_lease
+from syncs.scheduling import LEASE_RELEASED, connection_release_lease, connection_take_lease
+from syncs.unchanged_runs import unchanged_run_record
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,18 @@ def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger
     The entry point for the Celery task and the management command alike.
     """
     holder = new_lease_holder()
-    if not connection_acquire_lease(connection_id=connection_id, holder=holder):
-        log.info("sync skipped connection=%s reason=leased", connection_id)
+    connection = connection_take_lease(connection_id=connection_id, holder=holder)
+    if connection is None:
+        log.info("sync skipped connection=%s reason=gone_or_leased", connection_id)
         return None
+    run = None
     try:
-        connection = Connection.objects.select_related("property", "portal").filter(pk=connection_id).order_by().first()
-        if connection is None or not connection.imports:
+        if not connection.imports:
             return None
         if trigger == SyncRun.Trigger.SCHEDULED and (not connection.enabled or connection.paused_at):
             return None
-        return connection_sync(connection=connection, trigger=trigger, holder=holder)
+        run = connection_sync(connection=connection, trigger=trigger, holder=holder)
+        return run
     except LeaseLost:
         log.warning("sync dropped connection=%s reason=lease_lost", connection_id)
         return None
@@ -85,7 +88,9 @@ def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger
         if trigger != SyncRun.Trigger.SCHEDULED:
             # The operator's "Sync now" has been served (or the connection is gone).
             Connection.objects.filter(pk=connection_id, sync_requested_at__isnull=False).update(sync_requested_at=None)
-        connection_release_lease(connection_id=connection_id, holder=holder)
+        if run is None:
+            # A recorded run gave the lease back in its own write.
+            connection_release_lease(connection_id=connection_id, holder=holder)
 
 
 def connection_sync(*, connection: Connection, trigger: str, holder: str, now: datetime | None = None) -> SyncRun:
@@ -149,6 +154,7 @@ def _https_variant_works(connection: Connection) -> bool | None:
 
 
 def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outcome, started: datetime) -> SyncRun:
+    """Write the run and the connection's new state in one transaction, and give the lease back."""
     now = timezone.now()
     fetched = outcome.fetched
     run = SyncRun(
@@ -156,6 +162,14 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         http_status=fetched.status if fetched else outcome.failure.params.get("status") if outcome.failure else None,
         bytes_received=fetched.bytes_read if fetched else 0,
     )
+    if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
+        # Most polls: nothing new on a running connection. The connection's state after it
+        # depends on nothing that can change under our lease, so no lock and no re-read.
+        run.outcome = OK_UNCHANGED
+        updates = {**success_updates(connection=connection, now=now), **_validators(fetched), **LEASE_RELEASED}
+        if unchanged_run_record(connection_id=connection.pk, holder=holder, run=run, updates=updates):
+            return run
+        # Paused by someone else meanwhile, or the lease is gone: the general path sorts it out.
     with transaction.atomic():
         locked = connection_lock_leased(connection_id=connection.pk, holder=holder)
         if outcome.failure:
@@ -164,7 +178,7 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
             updates = _record_unchanged(locked, run, fetched, outcome.fingerprint, now)
         else:
             updates = _record_feed(locked, run, outcome, now)
-        Connection.objects.filter(pk=connection.pk).update(**updates)
+        Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
     return run
 
 

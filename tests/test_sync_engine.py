@@ -13,6 +13,7 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 
 from syncs import apply as apply_module
+from syncs import sync as sync_module
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, SyncRun
 from syncs.sync import connection_accept_held_removals, connection_sync_leased
 from tests import feeds
@@ -133,6 +134,52 @@ def test_an_unchanged_feed_writes_nothing_to_blocks(clock, airbnb_server, connec
     assert run.outcome == "ok_unchanged"
     writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE")) and "syncs_block" in q["sql"]]
     assert writes == []
+
+
+def test_an_unchanged_poll_reads_nothing_more_than_its_lease_brings_and_gives_the_lease_back(
+    clock, airbnb_server, connection
+):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS), headers={"ETag": '"v1"'})
+    sync(connection)
+    airbnb_server.clear_all_handlers()
+    airbnb_server.expect_request(FEED_PATH, headers={"If-None-Match": '"v1"'}).respond_with_data(b"", status=304)
+    before = connection.last_success_at
+    clock.shift(timedelta(minutes=15))
+
+    with CaptureQueriesContext(db_connection) as queries:
+        run = sync(connection)
+
+    statements = [q["sql"] for q in queries][:-1]  # the last one is the test's refresh_from_db
+    # Everything the poll needs of its connection came with the lease: no SELECT of its own
+    # (a field left out of the lease's load would cost one query per poll).
+    assert not [sql for sql in statements if sql.startswith("SELECT")]
+    assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
+    assert SyncRun.objects.get(pk=run.pk).outcome == "ok_unchanged"
+    assert (connection.lease_holder, connection.lease_until) == ("", None)
+    assert connection.last_success_at > before
+    assert connection.next_sync_at > connection.last_success_at
+
+
+def test_an_unchanged_poll_whose_lease_was_taken_over_meanwhile_writes_nothing(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    runs_before = SyncRun.objects.count()
+    success_before = connection.last_success_at
+
+    real_fetch = sync_module.fetch_feed
+
+    def taken_over_during_the_fetch(*args, **kwargs):
+        # Our lease expired while the portal answered, and another worker took the connection.
+        Connection.objects.filter(pk=connection.pk).update(lease_holder="the-other-worker")
+        return real_fetch(*args, **kwargs)
+
+    clock.shift(timedelta(minutes=15))
+
+    with mock.patch.object(sync_module, "fetch_feed", taken_over_during_the_fetch):
+        assert sync(connection) is None
+    assert SyncRun.objects.count() == runs_before
+    assert connection.last_success_at == success_before
+    assert connection.lease_holder == "the-other-worker"  # not ours to give back
 
 
 def test_a_feed_whose_only_change_is_its_timestamp_is_not_parsed_again(clock, airbnb_server, connection, settings):
