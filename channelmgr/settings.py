@@ -112,6 +112,13 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
         "DATABASE_CONNECT_TIMEOUT", 5, minimum=1
     )
+    # Lets the export's token look-up run as a prepared statement (syncs/export_tokens.py):
+    # Django's own queries bind on the client and are never prepared, whatever this says. Turn it
+    # off behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
+    # without max_prepared_statements). https://www.psycopg.org/psycopg3/docs/advanced/prepare.html
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = (
+        5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+    )
 # Keep connections between requests: opening one (and, on SQLite, its PRAGMAs) cost about half
 # of an export request (bench/export.py).
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)

@@ -2,26 +2,32 @@
 from every other source; the property-wide URL gives all of them.
 
 Exported events say only that the nights are taken: no names, no phone digits, no links, from
-any portal. Bodies are built once per calendar version and served from the cache.
+any portal. Each calendar is built once per version (in each web process) and kept in memory:
+the version comes from the database on every request, so a kept calendar is never stale.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import zoneinfo
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
+from django.utils import timezone
+from django.utils.http import http_date
 from icalendar import Calendar, Event
 
-from syncs.models import Block, ExportToken
+from syncs.export_tokens import ServingToken
+from syncs.models import Block
 
 PRODID = "-//channelmgr//iCal availability sync 1.0//EN"
 PROPERTY_WIDE_SUMMARY = "Not available"
-CACHE_SECONDS = 24 * 3600
+# Calendars kept per web process, least recently read dropped first: a few MB at 66 KB each.
+KEPT_CALENDARS = 300
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class ExportedCalendar:
     body: bytes
     etag: str
     last_modified: datetime
+    last_modified_header: str  # formatted once, not on every request
 
 
 def merge_nights(ranges: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:
@@ -70,8 +77,7 @@ def build_calendar(
     return calendar.to_ical()
 
 
-
-def exported_nights(*, token: ExportToken, today: date) -> list[tuple[date, date]]:
+def exported_nights(*, token: ServingToken, today: date) -> list[tuple[date, date]]:
     """Nights from yesterday to the horizon, from every source except the token's own connection."""
     blocks = Block.objects.filter(
         property_id=token.property_id,
@@ -85,24 +91,67 @@ def exported_nights(*, token: ExportToken, today: date) -> list[tuple[date, date
     return merge_nights(blocks.values_list("start_date", "end_date"))
 
 
-def calendar_export(*, token: ExportToken, today: date | None = None) -> ExportedCalendar:
+class _KeptCalendars:
+    """The calendars last served, by everything they are made of (their version).
+
+    Not Django's cache: its local-memory backend pickles a 66 KB body in and out on every read,
+    and nothing here needs sharing between processes (bench/export_profile.py).
+    """
+
+    def __init__(self, size: int):
+        self._size = size
+        self._lock = threading.Lock()
+        self._calendars: OrderedDict[tuple, ExportedCalendar] = OrderedDict()
+
+    def get(self, version: tuple) -> ExportedCalendar | None:
+        with self._lock:
+            exported = self._calendars.get(version)
+            if exported is not None:
+                self._calendars.move_to_end(version)
+            return exported
+
+    def put(self, version: tuple, exported: ExportedCalendar) -> None:
+        with self._lock:
+            self._calendars[version] = exported
+            if len(self._calendars) > self._size:
+                self._calendars.popitem(last=False)
+
+
+_kept = _KeptCalendars(KEPT_CALENDARS)
+
+
+def calendar_export(*, token: ServingToken, today: date | None = None) -> ExportedCalendar:
     """The token's calendar, built once per calendar version (and per day, as the horizon moves)."""
-    prop = token.property
-    today = today or prop.local_today()
-    summary = token.connection.export_summary if token.connection_id else PROPERTY_WIDE_SUMMARY
-    # The token's random nonce, never reused, keeps a cached body from ever outliving its calendar
-    # (a database may hand a deleted property's id to a new one).
-    version = f"{token.nonce}:{prop.calendar_version}:{today.isoformat()}:{summary}"
-    etag = '"' + hashlib.sha256(version.encode()).hexdigest()[:32] + '"'
+    zone = zoneinfo.ZoneInfo(token.property_timezone)
+    today = today or timezone.localdate(timezone=zone)
+    summary = token.export_summary if token.connection_id else PROPERTY_WIDE_SUMMARY
+    # Everything the calendar is made of. The token's random nonce, never reused, keeps a kept
+    # calendar from ever outliving its token (a database may hand a deleted property's id to a
+    # new one); the version is bumped in the transaction that changes the property's blocks.
+    version = (
+        token.nonce, token.calendar_version, token.calendar_changed_at, today, summary,
+        token.property_name, token.property_timezone,
+    )  # fmt: skip
+    exported = _kept.get(version)
+    if exported is None:
+        exported = _calendar_build(token=token, today=today, zone=zone, summary=summary, version=version)
+        _kept.put(version, exported)
+    return exported
+
+
+def _calendar_build(
+    *, token: ServingToken, today: date, zone: zoneinfo.ZoneInfo, summary: str, version: tuple
+) -> ExportedCalendar:
+    body = build_calendar(
+        name=token.property_name, property_id=token.property_id, nights=exported_nights(token=token, today=today),
+        summary=summary, stamp=token.calendar_changed_at,
+    )
     # A new day moves the horizon, so the calendar is at least as new as today's midnight.
-    midnight = datetime.combine(today, time(), tzinfo=zoneinfo.ZoneInfo(prop.timezone)).astimezone(UTC)
-    last_modified = max(prop.calendar_changed_at, midnight).replace(microsecond=0)
-    key = f"export:{etag}"
-    body = cache.get(key)
-    if body is None:
-        body = build_calendar(
-            name=prop.name, property_id=prop.pk, nights=exported_nights(token=token, today=today),
-            summary=summary, stamp=prop.calendar_changed_at,
-        )
-        cache.set(key, body, CACHE_SECONDS)
-    return ExportedCalendar(body=body, etag=etag, last_modified=last_modified)
+    midnight = datetime.combine(today, time(), tzinfo=zone).astimezone(UTC)
+    last_modified = max(token.calendar_changed_at, midnight).replace(microsecond=0)
+    return ExportedCalendar(
+        body=body,
+        etag='"' + hashlib.sha256("\0".join(map(str, version)).encode()).hexdigest()[:32] + '"',
+        last_modified=last_modified,
+        last_modified_header=http_date(last_modified.timestamp()),
+    )

@@ -7,6 +7,7 @@ the last read on the token. A failure to record never fails the export.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -39,6 +40,8 @@ DEFAULT_PICKUP_MINUTES = 360
 STALE_FACTOR = 3
 
 
+# Each portal's fetcher sends the same few User-Agents again and again: match each one once.
+@functools.lru_cache(maxsize=256)
 def reader_from_user_agent(user_agent: str) -> str:
     for slug, pattern in READER_PATTERNS:
         if pattern.search(user_agent or ""):

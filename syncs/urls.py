@@ -26,7 +26,6 @@ urlpatterns = [
     path(
         "connections/<int:connection_id>/export.ics", export.connection_export_download, name="connection-export-download"
     ),
-    path("ical/<str:token>.ics", export.export_feed, name="export-feed"),
     path("demo/portal/<slug:portal>/<slug:key>.ics", demo.demo_portal_feed, name="demo-portal-feed"),
     path("", include("syncs.urls_forms")),
 ]

@@ -9,12 +9,15 @@ from unittest import mock
 
 import pytest
 import time_machine
-from django.db import OperationalError
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db import connection as db
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import reverse
 
 from channelmgr.log_masking import MaskingGunicornLogger, MaskSecretsFilter
-from syncs.blocks import block_create_manual, block_remove_manual
+from syncs.blocks import block_create_manual, block_remove_manual, property_calendar_changed
 from syncs.explain import describe_readers
+from syncs.export import ExportedCalendar, _KeptCalendars
 from syncs.export_tokens import (
     export_token_ensure,
     export_token_rotate,
@@ -22,7 +25,7 @@ from syncs.export_tokens import (
     token_from_nonce,
 )
 from syncs.ical import parse_feed
-from syncs.models import Block, Connection, ExportReadDay, ExportToken
+from syncs.models import Block, Connection, ExportReadDay, ExportToken, Property
 from syncs.readers import connection_export_facts
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 
@@ -204,14 +207,83 @@ def test_a_sync_that_changes_blocks_changes_the_export_at_once(client, flat, htt
     assert (d(30), d(33)) in nights_in(response.content)
 
 
-def test_when_the_database_cannot_answer_the_export_is_a_503_never_an_empty_calendar(client, flat):
+def database_down():
+    return mock.patch.object(BaseDatabaseWrapper, "ensure_connection", side_effect=OperationalError("db down"))
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["first-request", "calendar-already-kept"])
+def test_when_the_database_cannot_answer_the_export_is_a_503_never_an_empty_calendar(client, flat, kept):
     prop, airbnb, _ = flat
     path = feed_path(prop, airbnb)
-    with mock.patch("syncs.export_tokens.ExportToken.objects.serving", side_effect=OperationalError("db down")):
+    if kept:  # a calendar kept in memory must not be served without the database's word
+        assert client.get(path).status_code == 200
+    with database_down():
         response = client.get(path)
     assert response.status_code == 503
     assert response["Retry-After"] == "300"
     assert b"VCALENDAR" not in response.content
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_kept_database_connection_that_died_is_replaced_without_a_503(postgres, client, flat):
+    prop, airbnb, _ = flat
+    path = feed_path(prop, airbnb)
+    assert client.get(path).status_code == 200
+    # PostgreSQL restarted since the last request: the connection kept for reuse is dead.
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [db.connection.info.backend_pid])
+    other.close()
+    response = client.get(path)
+    assert response.status_code == 200
+    assert nights_in(response.content) == [(d(10), d(12)), (d(20), d(22))]
+
+
+def test_every_change_to_the_blocks_is_seen_by_the_very_next_request(client, flat):
+    prop, airbnb, _ = flat
+    path = feed_path(prop, airbnb)
+    etags = [client.get(path)["ETag"], client.get(path)["ETag"]]  # the second one is served from memory
+    assert etags[0] == etags[1]
+    block = block_create_manual(property=prop, start=d(60), end=d(61))
+    added = client.get(path)
+    assert (d(60), d(61)) in nights_in(added.content)
+    Block.objects.filter(pk=block.pk).update(end_date=d(63))  # a change made without the services...
+    property_calendar_changed(property_id=prop.pk)  # ...still bumps the version, as apply.py does
+    moved = client.get(path)
+    assert (d(60), d(63)) in nights_in(moved.content)
+    assert len({etags[0], added["ETag"], moved["ETag"]}) == 3
+
+
+def test_a_new_title_or_calendar_name_is_exported_at_once(client, flat):
+    prop, airbnb, _ = flat
+    path = feed_path(prop, airbnb)
+    first = client.get(path)
+    Connection.objects.filter(pk=airbnb.pk).update(export_summary="Ocupado")
+    Property.objects.filter(pk=prop.pk).update(name="Casa Verde")
+    response = client.get(path, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert response.status_code == 200
+    assert "SUMMARY:Ocupado\r\n" in response.content.decode()
+    assert "X-WR-CALNAME:Casa Verde\r\n" in response.content.decode()
+
+
+def test_a_deleted_connections_url_404s_at_once_though_its_calendar_was_kept(client, flat):
+    prop, airbnb, _ = flat
+    path = feed_path(prop, airbnb)
+    assert client.get(path).status_code == 200
+    Connection.objects.filter(pk=airbnb.pk).delete()
+    assert client.get(path).status_code == 404
+
+
+def test_memory_keeps_only_the_most_recently_read_calendars():
+    kept = _KeptCalendars(size=2)
+    calendars = {name: ExportedCalendar(body=name.encode(), etag=name, last_modified=NOW, last_modified_header="")
+                 for name in "abc"}
+    kept.put(("a",), calendars["a"])
+    kept.put(("b",), calendars["b"])
+    assert kept.get(("a",)) is calendars["a"]  # "a" is now the most recent
+    kept.put(("c",), calendars["c"])
+    assert (kept.get(("a",)), kept.get(("b",)), kept.get(("c",))) == (calendars["a"], None, calendars["c"])
 
 
 def test_unknown_malformed_and_expired_tokens_get_the_same_404(client, flat, clock):

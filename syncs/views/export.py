@@ -7,12 +7,12 @@ import logging
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils.http import http_date, parse_http_date_safe
+from django.utils.http import parse_http_date_safe
 from django.utils.text import slugify
 from django.views.decorators.http import require_safe
 
 from syncs.export import ExportedCalendar, calendar_export
-from syncs.export_tokens import export_token_ensure, export_token_find
+from syncs.export_tokens import ServingToken, export_token_ensure, export_token_find
 from syncs.readers import export_read_record
 from syncs.selectors import connection_get, property_get
 
@@ -32,10 +32,13 @@ def _private(response: HttpResponse) -> HttpResponse:
 
 
 def _not_modified(request: HttpRequest, exported: ExportedCalendar) -> bool:
-    if_none_match = request.headers.get("If-None-Match")
+    # request.META, not request.headers: the latter copies every header on first use, and nothing
+    # else on this path needs it.
+    if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
     if if_none_match is not None:
         return exported.etag in {tag.strip() for tag in if_none_match.split(",")} or if_none_match.strip() == "*"
-    since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
+    if_modified_since = request.META.get("HTTP_IF_MODIFIED_SINCE")
+    since = parse_http_date_safe(if_modified_since) if if_modified_since else None
     return since is not None and int(exported.last_modified.timestamp()) <= since
 
 
@@ -57,8 +60,8 @@ def export_feed(request: HttpRequest, token: str) -> HttpResponse:
     else:
         response = HttpResponse(exported.body, content_type=CALENDAR_TYPE)
     response["ETag"] = exported.etag
-    response["Last-Modified"] = http_date(exported.last_modified.timestamp())
-    export_read_record(token_id=found.pk, status=response.status_code, user_agent=request.headers.get("User-Agent", ""))
+    response["Last-Modified"] = exported.last_modified_header
+    export_read_record(token_id=found.pk, status=response.status_code, user_agent=request.META.get("HTTP_USER_AGENT", ""))
     return _private(response)
 
 
@@ -76,7 +79,7 @@ def connection_export_download(request: HttpRequest, connection_id: int) -> Http
         raise Http404
     token = export_token_ensure(property=connection.property, connection=connection)
     name = slugify(f"{connection.property.name} {connection.portal.name}") or "calendar"
-    return _download(calendar_export(token=token), name)
+    return _download(calendar_export(token=ServingToken.of(token)), name)
 
 
 @require_safe
@@ -84,4 +87,4 @@ def connection_export_download(request: HttpRequest, connection_id: int) -> Http
 def property_export_download(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
     token = export_token_ensure(property=prop)
-    return _download(calendar_export(token=token), slugify(prop.name) or "calendar")
+    return _download(calendar_export(token=ServingToken.of(token)), slugify(prop.name) or "calendar")
