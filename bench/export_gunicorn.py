@@ -12,3 +12,5 @@ accesslog = None
 # gunicorn 27 opens a control socket at ~/.gunicorn/gunicorn.ctl by default: one path for every
 # gunicorn of the user, which a benchmark must not take over from a server someone else runs.
 control_socket_disable = True
+# As gunicorn.conf.py: one listening socket per worker, connections spread by the kernel.
+reuse_port = True
