@@ -166,7 +166,7 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         # Most polls: nothing new on a running connection. The connection's state after it
         # depends on nothing that can change under our lease, so no lock and no re-read.
         run.outcome = OK_UNCHANGED
-        updates = {**success_updates(connection=connection, now=now), **_validators(fetched), **LEASE_RELEASED}
+        updates = {**_fetch_succeeded(connection, fetched, now), **LEASE_RELEASED}
         if unchanged_run_record(connection_id=connection.pk, holder=holder, run=run, updates=updates):
             return run
         # Paused by someone else meanwhile, or the lease is gone: the general path sorts it out.
@@ -175,7 +175,7 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         if outcome.failure:
             updates = _record_failure(locked, run, outcome, now)
         elif outcome.feed is None:
-            updates = _record_unchanged(locked, run, fetched, outcome.fingerprint, now)
+            updates = _record_unchanged(locked, run, fetched, now)
         else:
             updates = _record_feed(locked, run, outcome, now)
         Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
@@ -211,15 +211,18 @@ def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now:
     return updates
 
 
-def _validators(fetched: FetchResult) -> dict:
-    return {"etag": fetched.etag or "", "last_modified": fetched.last_modified or ""}
+def _fetch_succeeded(connection: Connection, fetched: FetchResult, now: datetime) -> dict:
+    """The connection fields after any successful fetch: healthy again, and the validators to
+    send back next time."""
+    validators = {"etag": fetched.etag or "", "last_modified": fetched.last_modified or ""}
+    return {**success_updates(connection=connection, now=now), **validators}
 
 
-def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult, fingerprint: str, now: datetime) -> dict:
+def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult, now: datetime) -> dict:
     """304, or the same body as last time: a successful run that touches no block."""
     run.outcome = OK_UNCHANGED
     run.save()
-    return {**success_updates(connection=connection, now=now), **_validators(fetched)}
+    return _fetch_succeeded(connection, fetched, now)
 
 
 def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:
@@ -246,7 +249,7 @@ def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: da
     run.save()
     apply_diff(connection=connection, run=run, diff=diff, hold_removals=hold, now=now)
 
-    updates = {**success_updates(connection=connection, now=now), **_validators(outcome.fetched)}
+    updates = _fetch_succeeded(connection, outcome.fetched, now)
     updates["body_fingerprint"] = outcome.fingerprint
     updates["held_accepted_answer"] = ""
     if hold:
