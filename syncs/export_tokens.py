@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from syncs.direct_sql import execute_one
 from syncs.models import Connection, ExportToken, Property
 
 
@@ -93,11 +93,12 @@ class ServingToken:
 
 
 @functools.cache
-def _find_sql(vendor: str) -> str:
+def _find_sql() -> str:
     """The look-up, written once per database vendor from the models' own table and column names.
 
     Hand-written because building the equivalent ORM query (three tables, select_related, only)
-    cost about 0.7 ms a request, twenty times what running it costs (bench/export_profile.py).
+    cost about 0.7 ms a request, twenty times what running it costs (bench/export_profile.py);
+    run past Django's cursor and prepared on PostgreSQL (syncs/direct_sql.py).
     """
     q = connections[DEFAULT_DB_ALIAS].ops.quote_name
     token, prop, conn = ExportToken._meta, Property._meta, Connection._meta
@@ -110,46 +111,13 @@ def _find_sql(vendor: str) -> str:
         col("p", prop, "name"), col("p", prop, "timezone"), col("p", prop, "calendar_version"),
         col("p", prop, "calendar_changed_at"), col("c", conn, "export_summary"), col("t", token, "expires_at"),
     ))  # fmt: skip
-    placeholder = "?" if vendor == "sqlite" else "%s"  # the DB-API's own paramstyle (see _fetch_one)
     # No ORDER BY and no LIMIT: the hash is unique.
     return (
         f"SELECT {columns} FROM {q(token.db_table)} t"
         f" JOIN {q(prop.db_table)} p ON p.{q(prop.pk.column)} = {col('t', token, 'property')}"
         f" LEFT JOIN {q(conn.db_table)} c ON c.{q(conn.pk.column)} = {col('t', token, 'connection')}"
-        f" WHERE {col('t', token, 'token_hash')} = {placeholder}"
+        f" WHERE {col('t', token, 'token_hash')} = %s"
     )
-
-
-def _execute_one(db, sql: str, params: list) -> tuple | None:
-    with db.wrap_database_errors:  # psycopg's and sqlite3's errors become Django's DatabaseError
-        db.ensure_connection()
-        if db.vendor == "postgresql":
-            # A server-bound cursor with a prepared statement: PostgreSQL plans this join once
-            # per connection instead of on every request (0.19 ms of its CPU each). Django's own
-            # cursors bind on the client and never prepare; DATABASE_PREPARED_STATEMENTS=0 (for a
-            # pooler that cannot keep them) makes psycopg ignore prepare=True.
-            with psycopg.Cursor(db.connection) as cursor:
-                return cursor.execute(sql, params, prepare=True).fetchone()
-        return db.connection.execute(sql, params).fetchone()
-
-
-def _fetch_one(sql: str, params: list) -> tuple | None:
-    """One row of a read-only query, run on the DB-API connection under Django's.
-
-    Django's cursor wrapper cost the export more than SQLite's query itself, and its health check
-    (CONN_HEALTH_CHECKS) a round trip to PostgreSQL per request. Instead, a connection kept from
-    an earlier request that fails is closed and the query tried once more on a new one: the same
-    recovery after a database restart, paid only when it happens.
-    """
-    db = connections[DEFAULT_DB_ALIAS]
-    kept = db.connection is not None and not db.in_atomic_block
-    try:
-        return _execute_one(db, sql, params)
-    except DatabaseError:
-        if not kept:
-            raise
-        db.close()
-        return _execute_one(db, sql, params)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -162,7 +130,7 @@ def export_token_find(token: str, *, now: datetime | None = None) -> ServingToke
 
     Every token, well-formed or not, costs the same: one hash and one indexed query.
     """
-    row = _fetch_one(_find_sql(connections[DEFAULT_DB_ALIAS].vendor), [token_hash(token)])
+    row = execute_one(_find_sql(), [token_hash(token)])
     if row is None:
         return None
     expires_at = row[9]

@@ -16,6 +16,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
+from syncs import direct_sql
 from syncs.models import Connection
 
 # The fields that give a lease back, written with the run's last update.
@@ -63,20 +64,21 @@ def connection_take_lease(*, connection_id: int, holder: str, now: datetime | No
     here, and on an unchanged feed the database work is most of a poll's cost (bench/sync.py).
     Only the fields a poll reads are loaded (POLL_FIELDS; others load on first use, one query
     each: tests count a poll's queries), and its property and portal only if the feed changed.
+    Its commit does not wait for the disk (direct_sql.NOT_DURABLE): a lease forgotten in a
+    crash is a lease given back, which is what a crash should do to it anyway.
     """
     now = now or timezone.now()
+    db = direct_sql.database()
     lease_until = Connection._meta.get_field("lease_until")
     params = [
         holder,
-        lease_until.get_db_prep_save(now + timedelta(seconds=settings.SYNC_LEASE_SECONDS), db_connection),
+        lease_until.get_db_prep_save(now + timedelta(seconds=settings.SYNC_LEASE_SECONDS), db),
         connection_id,
-        lease_until.get_db_prep_save(now, db_connection),
+        lease_until.get_db_prep_save(now, db),
         holder,
     ]
-    sql, fields = _take_lease_statement()
-    with db_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    sql, fields = _take_lease_statement(durable=not direct_sql.may_skip_disk_wait(db))
+    row = direct_sql.execute_one(sql, params)
     if row is None:
         return None
     # What the ORM's raw() does, without its per-call setup: each value through the
@@ -84,13 +86,13 @@ def connection_take_lease(*, connection_id: int, holder: str, now: datetime | No
     values = []
     for value, (field, converters) in zip(row, fields, strict=True):
         for converter in converters:
-            value = converter(value, field, db_connection)
+            value = converter(value, field, db)
         values.append(value)
-    return Connection.from_db(db_connection.alias, [field.attname for field, _ in fields], values)
+    return Connection.from_db(db.alias, [field.attname for field, _ in fields], values)
 
 
 @functools.cache
-def _take_lease_statement() -> tuple[str, list]:
+def _take_lease_statement(*, durable: bool) -> tuple[str, list]:
     """The lease statement and the fields it returns with their converters, built once."""
     quote = db_connection.ops.quote_name
     meta = Connection._meta
@@ -103,7 +105,8 @@ def _take_lease_statement() -> tuple[str, list]:
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {column('lease_holder')} = %s, {column('lease_until')} = %s "
         f"WHERE {column('id')} = %s AND ({column('lease_until')} IS NULL OR {column('lease_until')} <= %s "
-        f"OR {column('lease_holder')} = %s) RETURNING {', '.join(quote(field.column) for field in fields)}"
+        f"OR {column('lease_holder')} = %s){'' if durable else direct_sql.NOT_DURABLE} "
+        f"RETURNING {', '.join(quote(field.column) for field in fields)}"
     )
     converters = [
         (field, field.get_col(meta.db_table).get_db_converters(db_connection)) for field in fields

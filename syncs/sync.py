@@ -167,7 +167,8 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         # depends on nothing that can change under our lease, so no lock and no re-read.
         run.outcome = OK_UNCHANGED
         updates = {**_fetch_succeeded(connection, fetched, now), **LEASE_RELEASED}
-        if unchanged_run_record(connection_id=connection.pk, holder=holder, run=run, updates=updates):
+        durable = connection.consecutive_failures > 0  # it ends a run of failures
+        if unchanged_run_record(connection_id=connection.pk, holder=holder, run=run, updates=updates, durable=durable):
             return run
         # Paused by someone else meanwhile, or the lease is gone: the general path sorts it out.
     with transaction.atomic():

@@ -160,6 +160,39 @@ def test_an_unchanged_poll_reads_nothing_more_than_its_lease_brings_and_gives_th
     assert connection.next_sync_at > connection.last_success_at
 
 
+def _commits_wait_for_the_disk() -> bool:
+    with db_connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0] == "on"
+
+
+def _poll_unchanged(clock, airbnb_server, connection) -> SyncRun:
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS), headers={"ETag": '"v1"'})
+    sync(connection)
+    airbnb_server.clear_all_handlers()
+    airbnb_server.expect_request(FEED_PATH, headers={"If-None-Match": '"v1"'}).respond_with_data(b"", status=304)
+    clock.shift(timedelta(minutes=15))
+    return sync(connection)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_unchanged_poll_does_not_stop_later_writes_waiting_for_the_disk(postgres, clock, airbnb_server, connection):
+    # The lease and an unchanged poll's record commit without waiting for the disk
+    # (direct_sql.NOT_DURABLE); the blocks a worker writes next must still be durable.
+    run = _poll_unchanged(clock, airbnb_server, connection)
+    assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
+    assert _commits_wait_for_the_disk()
+
+
+def test_a_poll_inside_a_callers_transaction_leaves_its_commit_durable(postgres, clock, airbnb_server, connection):
+    # Here the whole test is one transaction, as a caller's own would be: a relaxed setting
+    # taken by the poll would last until its end and cover whatever else it writes.
+    run = _poll_unchanged(clock, airbnb_server, connection)
+    assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
+    assert db_connection.in_atomic_block
+    assert _commits_wait_for_the_disk()
+
+
 def test_an_unchanged_poll_whose_lease_was_taken_over_meanwhile_writes_nothing(clock, airbnb_server, connection):
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
     sync(connection)

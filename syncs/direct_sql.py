@@ -1,0 +1,80 @@
+"""The few statements that run on every poll and every export request, sent past Django's cursor.
+
+Django's cursor wrapper, its client-side parameter binding and its per-request health check
+cost more than these one-row statements take to run (bench/sync.py, bench/export_profile.py).
+Here a statement runs on the DB-API connection under Django's own: on PostgreSQL with the
+parameters bound by the server and the statement prepared once per connection, so that it is
+planned once, not on every call. A connection kept from earlier that fails is closed and the
+statement tried once more on a new one: the recovery Django's health check gives, paid only
+when a connection has really died.
+
+Statements are written with ``%s`` placeholders; each database gets its own paramstyle.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+# Appended to the WHERE clause of a PostgreSQL write whose loss in a crash would change nothing
+# anyone sees (a lease, the record of a poll that found nothing new): its commit does not wait
+# for the disk. The database stays consistent; a crash can only forget the last fraction of a
+# second of such writes, as if those polls had not happened yet, and they are simply made again.
+# set_config(..., true) lasts until the end of the statement's own transaction, nothing more.
+# SQLite needs nothing: in WAL mode with synchronous=NORMAL no commit waits for the disk.
+NOT_DURABLE = " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
+
+def database():
+    """This thread's connection wrapper itself. ``django.db.connection`` is a proxy that looks
+    the wrapper up again on every attribute read: a few microseconds each, dozens per poll."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def vendor() -> str:
+    return database().vendor
+
+
+def may_skip_disk_wait(db) -> bool:
+    """Whether a statement run now may carry NOT_DURABLE: on PostgreSQL, and only when it is
+    its own transaction. Inside a caller's transaction the setting would last to that
+    transaction's end and cover the caller's own writes too."""
+    return db.vendor == "postgresql" and not db.in_atomic_block
+
+
+@functools.cache
+def _for_sqlite(sql: str) -> str:
+    return sql.replace("%s", "?")
+
+
+def _execute(db, sql: str, params: list) -> tuple | None:
+    with db.wrap_database_errors:  # psycopg's and sqlite3's errors become Django's DatabaseError
+        db.ensure_connection()
+        if db.vendor == "postgresql":
+            # DATABASE_PREPARED_STATEMENTS=0 (for a pooler that cannot keep them) makes psycopg
+            # ignore prepare=True.
+            with psycopg.Cursor(db.connection) as cursor:
+                return cursor.execute(sql, params, prepare=True).fetchone()
+        return db.connection.execute(_for_sqlite(sql), params).fetchone()
+
+
+def execute_one(sql: str, params: list) -> tuple | None:
+    """Run one statement and return its first row, if any.
+
+    Outside a transaction the statement commits on its own, and a failure on a kept connection
+    is retried once. Retrying a write is safe only when running it twice changes nothing more
+    than running it once: the callers' writes are conditional on a lease, which a first run
+    that did commit has already changed. Inside a transaction a failure is not retried: it
+    reaches the caller, whose transaction rolls back.
+    """
+    db = database()
+    kept = db.connection is not None and not db.in_atomic_block
+    try:
+        return _execute(db, sql, params)
+    except DatabaseError:
+        if not kept:
+            raise
+        db.close()
+        return _execute(db, sql, params)
