@@ -63,18 +63,21 @@ def _execute(db, sql: str, params: list) -> tuple | None:
 def execute_one(sql: str, params: list) -> tuple | None:
     """Run one statement and return its first row, if any.
 
-    Outside a transaction the statement commits on its own, and a failure on a kept connection
-    is retried once. Retrying a write is safe only when running it twice changes nothing more
-    than running it once: the callers' writes are conditional on a lease, which a first run
-    that did commit has already changed. Inside a transaction a failure is not retried: it
-    reaches the caller, whose transaction rolls back.
+    Outside a transaction the statement commits on its own, and when it fails because a
+    connection kept from earlier has died, it is tried once more on a new one. Any other error
+    (a constraint, a bad statement) reaches the caller untried: running it again could not
+    help. Retrying a write is safe only when running it twice changes nothing more than running
+    it once: the callers' writes are conditional on a lease, which a first run that did commit
+    has already changed. Inside a transaction nothing is retried: the error reaches the caller,
+    whose transaction rolls back.
     """
     db = database()
     kept = db.connection is not None and not db.in_atomic_block
     try:
         return _execute(db, sql, params)
     except DatabaseError:
-        if not kept:
+        # is_usable() costs a round trip, paid only here, on the way to an error.
+        if not kept or db.is_usable():
             raise
         db.close()
         return _execute(db, sql, params)
