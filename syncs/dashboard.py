@@ -14,11 +14,10 @@ from datetime import date, datetime, timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
-from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from syncs.explain import describe, describe_readers
+from syncs.explain import describe, describe_readers, since
 from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Portal, Property
 from syncs.readers import DEFAULT_PICKUP_MINUTES, STALE_FACTOR, ExportReaderFacts, export_facts
 
@@ -149,9 +148,9 @@ def _attention(connections: QuerySet[Connection], problems: dict[str, Q], now: d
         facts = _facts_for(rows, now)
         for connection in rows:
             seen.add(connection.pk)
-            since = getattr(connection, since_field[kind]) if kind in since_field else facts[connection.pk].last_read_at
+            moment = getattr(connection, since_field[kind]) if kind in since_field else facts[connection.pk].last_read_at
             words = attention_words(connection, kind, facts.get(connection.pk))
-            items.append(AttentionItem(connection=connection, kind=kind, words=words, since=since))
+            items.append(AttentionItem(connection=connection, kind=kind, words=words, since=moment))
     return items
 
 
@@ -184,7 +183,7 @@ def attention_words(connection: Connection, kind: str, facts: ExportReaderFacts 
         return describe_readers(facts, portal=portal)
     if kind == "stale":
         return _("No successful sync for a while: the last one was %(ago)s ago.") % {
-            "ago": timesince(connection.last_success_at)
+            "ago": since(connection.last_success_at)
         }
     return _("This sync has never worked yet.")
 

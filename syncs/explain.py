@@ -6,7 +6,7 @@ Connection.pause_reason); this is the one place that turns them into sentences.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from django.utils import formats, timezone
 from django.utils.timesince import timesince
@@ -22,6 +22,18 @@ _HTTP_STATUS_WORDS = {
     404: lambda: _("the calendar link no longer exists"),
     410: lambda: _("the calendar link was deleted"),
 }
+
+
+def since(moment: datetime, now: datetime | None = None) -> str:
+    """How long from ``moment`` to ``now``, as in "3 hours" or "less than a minute".
+
+    Django's timesince says "0 minutes" for anything under a minute (and for a moment a little
+    in the future, as another machine's clock may give): "0 minutes ago" reads like a fault.
+    """
+    now = now or timezone.now()
+    if now - moment < timedelta(minutes=1):
+        return _("less than a minute")
+    return timesince(moment, now)
 
 
 def describe(code: str, params: dict | None = None, *, portal: str | None = None) -> str:
@@ -76,13 +88,13 @@ def describe_readers(facts: ExportReaderFacts | None, *, portal: str) -> str:
         ) % {"portal": portal}
     else:
         sentence = _("%(reader)s last read this calendar %(ago)s ago.") % {
-            "reader": reader_name(facts.last_reader, portal=portal), "ago": timesince(facts.last_read_at),
+            "reader": reader_name(facts.last_reader, portal=portal), "ago": since(facts.last_read_at),
         }
         if facts.state == "stale":
             sentence += " " + _("%(portal)s seems to have stopped reading it.") % {"portal": portal}
     if facts.old_url_reader:
         sentence += " " + _("%(reader)s still reads the old URL (last %(ago)s ago): paste the new one there.") % {
-            "reader": reader_name(facts.old_url_reader, portal=portal), "ago": timesince(facts.old_url_read_at),
+            "reader": reader_name(facts.old_url_reader, portal=portal), "ago": since(facts.old_url_read_at),
         }
     return sentence
 

@@ -32,10 +32,9 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
-from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 
-from syncs.explain import describe
+from syncs.explain import describe, since
 from syncs.models import Connection, PauseEpisode
 
 log = logging.getLogger(__name__)
@@ -238,7 +237,7 @@ def pause_email(
             "reminder": reminder,
             "reason": describe(episode.reason, episode.params, portal=connection.portal.name),
             "since": episode.started_at,
-            "paused_for": timesince(episode.started_at, now),
+            "paused_for": since(episode.started_at, now),
             "exports": connection.exports,
             # The background probe (syncs/probing.py) found the feed working again.
             "ready_since": connection.ready_to_resume_at,
@@ -256,7 +255,7 @@ def restored_email(*, episode: PauseEpisode, recipients: list[str], language: st
             **names,
             "ended_by": episode.ended_by,
             "ended_at": episode.ended_at,
-            "paused_for": timesince(episode.started_at, episode.ended_at),
+            "paused_for": since(episode.started_at, episode.ended_at),
             "detail_url": settings.SITE_URL + reverse("connection-detail", kwargs={"connection_id": connection.pk}),
         }
         subject = _("Restored: %(portal)s sync of %(property)s") % names

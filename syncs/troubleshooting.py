@@ -15,13 +15,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.dashboard import account_conflicts
-from syncs.explain import day, describe, describe_readers
+from syncs.explain import day, describe, describe_readers, since
 from syncs.export_tokens import export_token_ensure, export_url, is_our_export
 from syncs.fetch import FetchError, fetch_feed, https_variant_works, validate_url
 from syncs.ical import FeedParseError, parse_feed
@@ -126,7 +125,7 @@ def check_switched_on(connection: Connection, *, user, action: str, **_ignored) 
         reason = describe(connection.pause_reason, connection.pause_params, portal=connection.portal.name)
         return StepReport(
             "switched_on", Status.FAILED,
-            _("Paused since %(ago)s ago: %(reason)s") % {"ago": timesince(connection.paused_at), "reason": reason},
+            _("Paused since %(ago)s ago: %(reason)s") % {"ago": since(connection.paused_at), "reason": reason},
             advice=_("Fix the cause with the next steps; a sync that works again resumes it. Or switch it back on now."),
             data={"can_switch_on": True},
         )
@@ -259,7 +258,7 @@ def check_resync(connection: Connection, *, action: str, **_ignored) -> StepRepo
         if run is None:
             return StepReport("resync", Status.NEEDS_YOU, _("Not synced yet: run it now."))
     words = describe(run.outcome, run.error_params, portal=connection.portal.name)
-    when = _("%(ago)s ago") % {"ago": timesince(run.started_at)}
+    when = _("%(ago)s ago") % {"ago": since(run.started_at)}
     if run.error_code:
         return StepReport("resync", Status.FAILED, f"{words} ({when})", data={"run_id": run.pk})
     counts = _("%(added)s added, %(updated)s changed, %(removed)s removed.") % {
@@ -334,11 +333,11 @@ def _ours_to_portal(connection: Connection, data: dict) -> Finding:
         read = read or datetime.fromisoformat(data["read_at"])
         data["read_at"] = read.isoformat()
         return Finding(True, _("%(portal)s has read your calendar since the test block was added, %(took)s later.") % {
-            "portal": portal.name, "took": timesince(added, read)})
+            "portal": portal.name, "took": since(added, read)})
     low, high = portal.pickup_delay_min_minutes, portal.pickup_delay_max_minutes
     usual = _("%(portal)s usually takes %(low)s to %(high)s minutes.") % {"portal": portal.name, "low": low, "high": high} if high else ""
     return Finding(None, _("Waiting for %(portal)s to read the test block (added %(ago)s ago). %(usual)s") % {
-        "portal": portal.name, "ago": timesince(added), "usual": usual})
+        "portal": portal.name, "ago": since(added), "usual": usual})
 
 
 def _portal_to_ours(connection: Connection, data: dict, *, resync: bool) -> Finding:
@@ -357,7 +356,7 @@ def _portal_to_ours(connection: Connection, data: dict, *, resync: bool) -> Find
     if data.get("seen_at"):
         seen = datetime.fromisoformat(data["seen_at"])
         return Finding(True, _("The night of %(night)s blocked on %(portal)s reached us, %(took)s after you blocked it.") % {
-            "night": day(night), "portal": portal.name, "took": timesince(asked, seen)})
+            "night": day(night), "portal": portal.name, "took": since(asked, seen)})
     return Finding(None, _("Not here yet: we sync again every minute while this step is open. %(portal)s may take a while to publish it.") % {"portal": portal.name})
 
 
@@ -398,15 +397,15 @@ def check_changes(connection: Connection, **_ignored) -> StepReport:
         if conflict.property.pk == connection.property_id:
             findings.append(Finding(False, _("Possible double booking %(start)s → %(end)s: %(sources)s") % {
                 "start": day(conflict.start), "end": day(conflict.end), "sources": ", ".join(conflict.sources)}))
-    since = _("since the pause began %(ago)s ago") % {"ago": timesince(episode.started_at)}
+    period = _("since the pause began %(ago)s ago") % {"ago": since(episode.started_at)}
     if not findings:
-        return StepReport("changes", Status.PASSED, _("No booking changed %(since)s.") % {"since": since})
+        return StepReport("changes", Status.PASSED, _("No booking changed %(since)s.") % {"since": period})
     status = Status.FAILED if any(f.ok is False for f in findings) else Status.INFO
     summary = ngettext(
         "%(n)s change %(since)s: check these nights on both sides.",
         "%(n)s changes %(since)s: check each of these nights on both sides.",
         len(findings),
-    ) % {"n": len(findings), "since": since}
+    ) % {"n": len(findings), "since": period}
     return StepReport("changes", status, summary, findings)
 
 

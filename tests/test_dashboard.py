@@ -50,6 +50,23 @@ def test_the_overview_puts_a_paused_sync_first_with_its_reason_in_words(operator
     assert "All your syncs are working" not in page
 
 
+def test_a_sync_that_just_worked_or_paused_reads_less_than_a_minute_ago_not_0_minutes(operator_client, account):
+    prop = PropertyFactory(account=account)
+    just_worked = ConnectionFactory(property=prop, last_success_at=timezone.now() - timedelta(seconds=20))
+    just_paused = ConnectionFactory(
+        property=prop, portal=portal("vrbo"), paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404},
+    )
+    pages = [
+        operator_client.get(reverse("home")).content.decode(),
+        operator_client.get(reverse("connection-detail", args=[just_worked.pk])).content.decode(),
+        operator_client.get(reverse("connection-detail", args=[just_paused.pk])).content.decode(),
+    ]
+    for page in pages:
+        assert "less than a minute ago" in page
+        assert "0\xa0minutes" not in page
+    assert "Paused less than a minute ago." in pages[2]
+
+
 def test_the_overview_says_so_when_everything_works(operator_client, account):
     ConnectionFactory(property=PropertyFactory(account=account), last_success_at=timezone.now())
     page = operator_client.get(reverse("home")).content.decode()

@@ -386,6 +386,11 @@ def test_the_connection_says_who_reads_its_calendar(client, flat, clock):
     assert facts.state == "reading"
     assert describe_readers(facts, portal="Airbnb") == "Airbnb last read this calendar 47\xa0minutes ago."
 
+    client.get(feed_path(prop, airbnb), HTTP_USER_AGENT="Airbnb calendar sync")
+    clock.shift(timedelta(seconds=20))
+    facts = connection_export_facts(connection=airbnb)
+    assert describe_readers(facts, portal="Airbnb") == "Airbnb last read this calendar less than a minute ago."
+
     clock.shift(timedelta(days=3))
     facts = connection_export_facts(connection=airbnb)
     assert facts.state == "stale"

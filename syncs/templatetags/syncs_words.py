@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import template
 
 from syncs.explain import describe
+from syncs.explain import since as time_since
 from syncs.fetch import mask_url
 
 register = template.Library()
@@ -26,3 +27,9 @@ def pause_words(connection) -> str:
 def masked_url(url: str) -> str:
     """An import URL with its secret part hidden (the full one is revealed on request only)."""
     return mask_url(url) if url else ""
+
+
+@register.filter
+def since(moment) -> str:
+    """Like Django's timesince, but "less than a minute" where it would say "0 minutes"."""
+    return time_since(moment) if moment else ""
