@@ -11,13 +11,14 @@ import pytest
 import time_machine
 from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
+from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs import editing
+from syncs import editing, sync_requests, tasks
 from syncs.explain import describe
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
-from syncs.models import Activity, Connection, ExportToken, Property
+from syncs.models import Activity, Block, Connection, ExportToken, PauseEpisode, Property, SyncRun
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, portal
 
@@ -455,6 +456,57 @@ def test_changing_the_link_makes_the_next_sync_read_the_new_feed_from_scratch(op
     assert connection.lease_holder == ""  # a sync of the old link still running is dropped
     assert Activity.objects.get(action=Activity.Action.CONNECTION_EDITED).params == {"fields": ["import_url"]}
     assert "reads the new link from scratch" in said(response)[0]
+
+
+def _paused_sync(flat, **fields) -> Connection:
+    connection = ConnectionFactory(
+        property=flat, portal=portal("other"), paused_at=timezone.now() - timedelta(hours=5),
+        pause_reason="http_4xx", pause_params={"status": 404}, consecutive_failures=1, **fields,
+    )
+    PauseEpisode.objects.create(connection=connection, started_at=connection.paused_at, reason="http_4xx", params={"status": 404})
+    return connection
+
+
+def test_a_new_link_for_a_paused_sync_is_read_at_once_and_resumes_it_when_it_works(operator_client, flat, portal_server):
+    today = timezone.localdate()
+    stay = (today + timedelta(days=10), today + timedelta(days=13))
+    portal_server.expect_request(FEED_PATH).respond_with_data(feeds.airbnb(("new-stay", *stay)), content_type="text/calendar")
+    connection = _paused_sync(flat)
+
+    with (
+        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        TestCase.captureOnCommitCallbacks(execute=True),  # the commit that hands the task over
+    ):
+        response = edit_sync(operator_client, connection, import_url=portal_server.url_for(FEED_PATH))
+
+    assert response.status_code == 302
+    assert "This sync was paused: the new link is being read now, and the sync resumes if it works." in said(response)[0]
+    enqueue.assert_called_once_with(connection.pk)
+    connection.refresh_from_db()
+    assert connection.sync_requested_at is not None
+    # The worker runs the task it was handed: the new link works, so the sync runs again.
+    tasks.sync_connection(connection.pk, SyncRun.Trigger.MANUAL)
+    connection.refresh_from_db()
+    assert (connection.paused_at, connection.sync_requested_at) == (None, None)
+    assert PauseEpisode.objects.get(connection=connection).ended_at is not None
+    assert Block.objects.get(source=connection).uid == "new-stay@airbnb.com"
+
+
+def test_a_new_link_for_a_switched_off_sync_waits_for_the_operator_to_switch_it_on(operator_client, flat, portal_server):
+    connection = _paused_sync(flat, enabled=False)
+
+    with (
+        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        response = edit_sync(operator_client, connection, import_url=portal_server.url_for(FEED_PATH))
+
+    assert response.status_code == 302
+    assert "This sync is switched off: switch it on to read the new link." in said(response)[0]
+    enqueue.assert_not_called()
+    connection.refresh_from_db()
+    assert connection.sync_requested_at is None
+    assert connection.paused_at is not None
 
 
 def test_editing_other_settings_keeps_what_the_sync_knows_about_the_feed(operator_client, flat):

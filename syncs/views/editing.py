@@ -21,6 +21,7 @@ from syncs.forms import ConnectionForm, PropertyForm, ServiceErrorsMixin, timezo
 from syncs.models import Account
 from syncs.portals import BY_SLUG
 from syncs.selectors import connection_get, property_get
+from syncs.sync_requests import connection_request_sync
 
 T = TypeVar("T")
 
@@ -133,6 +134,11 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
             form, lambda: editing.connection_edit(user=request.user, connection=connection, **form.connection_values())
         )
         if changed is not None:
+            new_link = "import_url" in changed or "portal" in changed
+            if new_link and connection.enabled and connection.paused_at is not None:
+                # A new link is usually the fix for a paused sync: read it now. A manual sync
+                # that works resumes the sync; one that fails leaves it paused, with the new reason.
+                connection_request_sync(connection=connection, user=request.user)
             _report_saved(request, form, _connection_saved_words(connection, changed))
             return redirect("connection-detail", connection_id=connection.pk)
     return _connection_page(request, form, connection=connection)
@@ -143,9 +149,12 @@ def _connection_saved_words(connection, changed: list[str]) -> str:
         return _("Nothing to save: the %(portal)s sync was already like this.") % {"portal": connection.portal.name}
     words = _("Saved the %(portal)s sync.") % {"portal": connection.portal.name}
     if "import_url" in changed or "portal" in changed:
-        words += " " + _("The next sync reads the new link from scratch, in the next minutes.")
-        if connection.paused_at is not None or not connection.enabled:
-            words += " " + _("This sync is switched off or paused: switch it on to read the new link.")
+        if not connection.enabled:
+            words += " " + _("This sync is switched off: switch it on to read the new link.")
+        elif connection.paused_at is not None:
+            words += " " + _("This sync was paused: the new link is being read now, and the sync resumes if it works.")
+        else:
+            words += " " + _("The next sync reads the new link from scratch, in the next minutes.")
     return words
 
 
