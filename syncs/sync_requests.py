@@ -21,11 +21,16 @@ log = logging.getLogger(__name__)
 UNSERVED_AFTER = timedelta(seconds=30)
 
 
-def connection_request_sync(*, connection: Connection, user, now: datetime | None = None) -> None:
+def connection_request_sync(
+    *, connection: Connection, user, now: datetime | None = None, pressed: bool = True
+) -> None:
+    """``pressed``: the operator pressed "Sync now" (recorded in the activity); False when the
+    request follows another action already recorded, such as saving a new link."""
     now = now or timezone.now()
     with transaction.atomic():
         Connection.objects.filter(pk=connection.pk).update(sync_requested_at=now)
-        activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection)
+        if pressed:
+            activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection)
         transaction.on_commit(lambda: enqueue_in_background(connection.pk))
     connection.sync_requested_at = now
 

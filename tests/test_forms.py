@@ -484,6 +484,8 @@ def test_a_new_link_for_a_paused_sync_is_read_at_once_and_resumes_it_when_it_wor
     enqueue.assert_called_once_with(connection.pk)
     connection.refresh_from_db()
     assert connection.sync_requested_at is not None
+    # The activity says what the operator did: edited the sync, not pressed "Sync now".
+    assert list(Activity.objects.values_list("action", flat=True)) == [Activity.Action.CONNECTION_EDITED]
     # The worker runs the task it was handed: the new link works, so the sync runs again.
     tasks.sync_connection(connection.pk, SyncRun.Trigger.MANUAL)
     connection.refresh_from_db()

@@ -138,7 +138,7 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
             if new_link and connection.enabled and connection.paused_at is not None:
                 # A new link is usually the fix for a paused sync: read it now. A manual sync
                 # that works resumes the sync; one that fails leaves it paused, with the new reason.
-                connection_request_sync(connection=connection, user=request.user)
+                connection_request_sync(connection=connection, user=request.user, pressed=False)
             _report_saved(request, form, _connection_saved_words(connection, changed))
             return redirect("connection-detail", connection_id=connection.pk)
     return _connection_page(request, form, connection=connection)
