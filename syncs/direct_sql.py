@@ -33,10 +33,6 @@ def database():
     return connections[DEFAULT_DB_ALIAS]
 
 
-def vendor() -> str:
-    return database().vendor
-
-
 def may_skip_disk_wait(db) -> bool:
     """Whether a statement run now may carry NOT_DURABLE: on PostgreSQL, and only when it is
     its own transaction. Inside a caller's transaction the setting would last to that

@@ -94,7 +94,7 @@ class ServingToken:
 
 @functools.cache
 def _find_sql() -> str:
-    """The look-up, written once per database vendor from the models' own table and column names.
+    """The look-up, written once from the models' own table and column names.
 
     Hand-written because building the equivalent ORM query (three tables, select_related, only)
     cost about 0.7 ms a request, twenty times what running it costs (bench/export_profile.py);
