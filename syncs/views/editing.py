@@ -134,8 +134,7 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
             form, lambda: editing.connection_edit(user=request.user, connection=connection, **form.connection_values())
         )
         if changed is not None:
-            new_link = "import_url" in changed or "portal" in changed
-            if new_link and connection.enabled and connection.paused_at is not None:
+            if _new_link(changed) and _paused_by_errors(connection):
                 # A new link is usually the fix for a paused sync: read it now. A manual sync
                 # that works resumes the sync; one that fails leaves it paused, with the new reason.
                 connection_request_sync(connection=connection, user=request.user, pressed=False)
@@ -144,14 +143,23 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
     return _connection_page(request, form, connection=connection)
 
 
+def _new_link(changed: list[str]) -> bool:
+    return "import_url" in changed or "portal" in changed
+
+
+def _paused_by_errors(connection) -> bool:
+    """Paused automatically, not switched off by the operator."""
+    return connection.enabled and connection.paused_at is not None
+
+
 def _connection_saved_words(connection, changed: list[str]) -> str:
     if not changed:
         return _("Nothing to save: the %(portal)s sync was already like this.") % {"portal": connection.portal.name}
     words = _("Saved the %(portal)s sync.") % {"portal": connection.portal.name}
-    if "import_url" in changed or "portal" in changed:
+    if _new_link(changed):
         if not connection.enabled:
             words += " " + _("This sync is switched off: switch it on to read the new link.")
-        elif connection.paused_at is not None:
+        elif _paused_by_errors(connection):
             words += " " + _("This sync was paused: the new link is being read now, and the sync resumes if it works.")
         else:
             words += " " + _("The next sync reads the new link from scratch, in the next minutes.")
