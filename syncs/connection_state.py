@@ -61,22 +61,30 @@ def failure_updates(
     return updates
 
 
+# What a sync that works leaves on the connection, whatever it found: no failures, no pause,
+# no probe. The same on every such sync, so the record of an unchanged poll writes it as
+# constants (syncs/unchanged_runs.py).
+HEALTHY = {
+    "consecutive_failures": 0,
+    "last_error_code": "",
+    "last_error_params": {},
+    "paused_at": None,
+    "pause_reason": "",
+    "pause_params": {},
+    **PROBE_CLEARED,
+}
+
+
+def success_times(*, connection: Connection, now: datetime) -> dict:
+    """The connection's times after a sync that worked: the rest of its state is HEALTHY."""
+    return {"last_attempt_at": now, "last_success_at": now, "next_sync_at": now + jittered(connection.sync_interval)}
+
+
 def success_updates(*, connection: Connection, now: datetime, ended_by: str = "sync") -> dict:
     """The connection fields to write after a sync that worked; it ends any pause."""
     if connection.paused_at is not None:
         _end_episode(connection_id=connection.pk, now=now, ended_by=ended_by)
-    return {
-        "last_attempt_at": now,
-        "last_success_at": now,
-        "consecutive_failures": 0,
-        "last_error_code": "",
-        "last_error_params": {},
-        "paused_at": None,
-        "pause_reason": "",
-        "pause_params": {},
-        **PROBE_CLEARED,
-        "next_sync_at": now + jittered(connection.sync_interval),
-    }
+    return {**success_times(connection=connection, now=now), **HEALTHY}
 
 
 def _end_episode(*, connection_id: int, now: datetime, ended_by: str) -> None:

@@ -88,7 +88,12 @@ def connection_take_lease(*, connection_id: int, holder: str, now: datetime | No
         for converter in converters:
             value = converter(value, field, db)
         values.append(value)
-    return Connection.from_db(db.alias, [field.attname for field, _ in fields], values)
+    return direct_sql.loaded(Connection, db, attnames=_poll_attnames(), values=values)
+
+
+@functools.cache
+def _poll_attnames() -> tuple[str, ...]:
+    return tuple(field.attname for field, _ in _take_lease_statement(durable=True)[1])
 
 
 @functools.cache

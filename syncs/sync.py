@@ -7,10 +7,12 @@ worker killed in the middle leaves nothing half-applied (the next run repairs).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import secrets
 import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -19,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from syncs.apply import apply_diff, stored_blocks
-from syncs.connection_state import failure_updates, success_updates
+from syncs.connection_state import failure_updates, success_times, success_updates
 from syncs.diff import BlockDiff, answer_fingerprint, diff_blocks, shrink_guard_trips
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
 from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
@@ -59,8 +61,27 @@ class Outcome:
     https_works: bool | None = None
 
 
+def _holder_names() -> tuple[str, itertools.count]:
+    # Random rather than the pid: pids repeat across restarts and containers.
+    return f"{socket.gethostname()}:{secrets.token_hex(4)}", itertools.count(1)
+
+
+_holder_prefix, _holder_count = _holder_names()
+
+
+def _new_holder_names_after_fork() -> None:
+    # Each of Celery's pool processes is its own holder.
+    global _holder_prefix, _holder_count
+    _holder_prefix, _holder_count = _holder_names()
+
+
+os.register_at_fork(after_in_child=_new_holder_names_after_fork)
+
+
 def new_lease_holder() -> str:
-    return f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+    """A name that no other sync holds at the same time: this host and process, and a count.
+    Drawn once per process, not per poll: a uuid4 per poll cost a system call for entropy."""
+    return f"{_holder_prefix}:{next(_holder_count)}"
 
 
 def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> SyncRun | None:
@@ -99,11 +120,12 @@ def connection_sync(*, connection: Connection, trigger: str, holder: str, now: d
     clock = time.monotonic()
     outcome = _read_feed(connection)
     run = _record(connection=connection, holder=holder, trigger=trigger, outcome=outcome, started=started)
-    log.info(
-        "sync connection=%s url=%s outcome=%s duration_ms=%d bytes=%d added=%d updated=%d removed=%d held=%d",
-        connection.pk, mask_url(connection.import_url), run.outcome, (time.monotonic() - clock) * 1000,
-        run.bytes_received, run.events_added, run.events_updated, run.events_removed, run.events_held,
-    )
+    if log.isEnabledFor(logging.INFO):  # masking the URL is work of its own
+        log.info(
+            "sync connection=%s url=%s outcome=%s duration_ms=%d bytes=%d added=%d updated=%d removed=%d held=%d",
+            connection.pk, mask_url(connection.import_url), run.outcome, (time.monotonic() - clock) * 1000,
+            run.bytes_received, run.events_added, run.events_updated, run.events_removed, run.events_held,
+        )
     return run
 
 
@@ -166,9 +188,9 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         # Most polls: nothing new on a running connection. The connection's state after it
         # depends on nothing that can change under our lease, so no lock and no re-read.
         run.outcome = OK_UNCHANGED
-        updates = {**_fetch_succeeded(connection, fetched, now), **LEASE_RELEASED}
+        changing = {**success_times(connection=connection, now=now), **_validators(fetched)}
         durable = connection.consecutive_failures > 0  # it ends a run of failures
-        if unchanged_run_record(connection_id=connection.pk, holder=holder, run=run, updates=updates, durable=durable):
+        if unchanged_run_record(connection_id=connection.pk, holder=holder, run=run, changing=changing, durable=durable):
             return run
         # Paused by someone else meanwhile, or the lease is gone: the general path sorts it out.
     with transaction.atomic():
@@ -215,8 +237,12 @@ def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now:
 def _fetch_succeeded(connection: Connection, fetched: FetchResult, now: datetime) -> dict:
     """The connection fields after any successful fetch: healthy again, and the validators to
     send back next time."""
-    validators = {"etag": fetched.etag or "", "last_modified": fetched.last_modified or ""}
-    return {**success_updates(connection=connection, now=now), **validators}
+    return {**success_updates(connection=connection, now=now), **_validators(fetched)}
+
+
+def _validators(fetched: FetchResult) -> dict:
+    """What to send back to the portal next time, kept exactly as it sent them."""
+    return {"etag": fetched.etag or "", "last_modified": fetched.last_modified or ""}
 
 
 def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult, now: datetime) -> dict:

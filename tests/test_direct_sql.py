@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db import connection as db
+from django.db.models.signals import post_init, pre_init
 
 from syncs.direct_sql import execute_one
+from syncs.models import Connection
+from syncs.scheduling import connection_take_lease
+from tests.factories import ConnectionFactory
 
 
 @pytest.mark.django_db
@@ -45,3 +49,24 @@ def test_a_kept_connection_that_died_is_replaced_once(postgres):
         cursor.execute("SELECT pg_terminate_backend(%s)", [first_pid])
     other.close()
     assert execute_one("SELECT pg_backend_pid()", [])[0] != first_pid
+
+
+@pytest.mark.django_db
+def test_a_leased_connection_behaves_as_one_the_orm_loaded():
+    # connection_take_lease builds its instance without Model.__init__ (direct_sql.loaded):
+    # it must read, load what it lacks, and save like an instance of the ORM's own.
+    made = ConnectionFactory(etag='"v7"', export_summary="Taken")
+    # Model.from_db would send these; loaded() does not, which only holds while nobody listens.
+    assert not pre_init.has_listeners(Connection) and not post_init.has_listeners(Connection)
+
+    leased = connection_take_lease(connection_id=made.pk, holder="worker-1")
+
+    assert (leased.pk, leased.etag, leased.import_url, leased.enabled) == (made.pk, '"v7"', made.import_url, True)
+    assert not leased._state.adding and leased._state.db == DEFAULT_DB_ALIAS
+    assert "export_summary" in leased.get_deferred_fields()
+    assert leased.export_summary == "Taken"  # loaded on first use
+    assert leased.property.name == made.property.name
+    leased.sync_interval_minutes = 45
+    leased.save(update_fields=["sync_interval_minutes"])
+    assert Connection.objects.get(pk=made.pk).sync_interval_minutes == 45
+    assert leased == Connection.objects.get(pk=made.pk)

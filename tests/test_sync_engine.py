@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from syncs import apply as apply_module
 from syncs import sync as sync_module
@@ -191,6 +192,35 @@ def test_a_poll_inside_a_callers_transaction_leaves_its_commit_durable(postgres,
     assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
     assert db_connection.in_atomic_block
     assert _commits_wait_for_the_disk()
+
+
+def test_an_unchanged_poll_after_failures_is_stored_as_the_run_and_state_it_returned(clock, airbnb_server, connection):
+    # On PostgreSQL this record is one hand-written statement with most values written in as
+    # constants: what the database holds must be what the ORM would have written.
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS), headers={"ETag": '"v1"', "Last-Modified": "Sun, 10 Jan 2027 11:00:00 GMT"})
+    sync(connection)
+    Connection.objects.filter(pk=connection.pk).update(
+        consecutive_failures=2, last_error_code="timeout", last_error_params={"seconds": 30}, probe_failures=1
+    )
+    airbnb_server.clear_all_handlers()
+    airbnb_server.expect_request(FEED_PATH, headers={"If-None-Match": '"v1"'}).respond_with_data(
+        b"", status=304, headers={"ETag": '"v2"'}
+    )
+    clock.shift(timedelta(minutes=15))
+
+    run = sync(connection)
+
+    stored = SyncRun.objects.get(pk=run.pk)
+    fields = [field.attname for field in SyncRun._meta.concrete_fields]
+    assert [getattr(stored, name) for name in fields] == [getattr(run, name) for name in fields]
+    assert (stored.outcome, stored.http_status, stored.trigger) == ("ok_unchanged", 304, "scheduled")
+    assert (stored.events_seen, stored.error_code, stored.error_params, stored.removals_held) == (0, "", {}, False)
+    assert NOW + timedelta(minutes=15) <= stored.started_at <= stored.finished_at <= timezone.now()
+    assert (connection.consecutive_failures, connection.last_error_code, connection.last_error_params) == (0, "", {})
+    assert (connection.probe_failures, connection.paused_at, connection.pause_params) == (0, None, {})
+    assert (connection.etag, connection.last_modified) == ('"v2"', "Sun, 10 Jan 2027 11:00:00 GMT")
+    assert connection.last_success_at == connection.last_attempt_at == stored.finished_at
+    assert (connection.lease_holder, connection.lease_until) == ("", None)
 
 
 def test_an_unchanged_poll_whose_lease_was_taken_over_meanwhile_writes_nothing(clock, airbnb_server, connection):
