@@ -179,20 +179,27 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
     """Write the run and the connection's new state in one transaction, and give the lease back."""
     now = timezone.now()
     fetched = outcome.fetched
+    if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
+        # Most polls: nothing new on a running connection. The connection's state after it
+        # depends on nothing that can change under our lease, so no lock and no re-read.
+        run = unchanged_run_record(
+            connection_id=connection.pk,
+            holder=holder,
+            run_values={
+                "connection_id": connection.pk, "trigger": trigger, "started_at": started, "finished_at": now,
+                "outcome": OK_UNCHANGED, "http_status": fetched.status, "bytes_received": fetched.bytes_read,
+            },
+            changing={**success_times(connection=connection, now=now), **_validators(fetched)},
+            durable=connection.consecutive_failures > 0,  # it ends a run of failures
+        )
+        if run is not None:
+            return run
+        # Paused by someone else meanwhile, or the lease is gone: the general path sorts it out.
     run = SyncRun(
         connection=connection, trigger=trigger, started_at=started, finished_at=now,
         http_status=fetched.status if fetched else outcome.failure.params.get("status") if outcome.failure else None,
         bytes_received=fetched.bytes_read if fetched else 0,
     )
-    if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
-        # Most polls: nothing new on a running connection. The connection's state after it
-        # depends on nothing that can change under our lease, so no lock and no re-read.
-        run.outcome = OK_UNCHANGED
-        changing = {**success_times(connection=connection, now=now), **_validators(fetched)}
-        durable = connection.consecutive_failures > 0  # it ends a run of failures
-        if unchanged_run_record(connection_id=connection.pk, holder=holder, run=run, changing=changing, durable=durable):
-            return run
-        # Paused by someone else meanwhile, or the lease is gone: the general path sorts it out.
     with transaction.atomic():
         locked = connection_lock_leased(connection_id=connection.pk, holder=holder)
         if outcome.failure:
