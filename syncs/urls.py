@@ -19,6 +19,7 @@ urlpatterns = [
     path("connections/<int:connection_id>/fix/", fix.connection_fix, name="connection-fix"),
     path("connections/<int:connection_id>/fix/<slug:step>/", fix.connection_fix_step, name="connection-fix-step"),
     path("connections/<int:connection_id>/row/", properties.connection_row, name="connection-row"),
+    path("connections/<int:connection_id>/sync-state/", properties.connection_sync_state, name="connection-sync-state"),
     path("connections/<int:connection_id>/switch/", actions.connection_switch, name="connection-switch"),
     path("connections/<int:connection_id>/sync/", actions.connection_sync_now, name="connection-sync-now"),
     path("connections/<int:connection_id>/accept-held/", actions.connection_accept_held_view, name="connection-accept-held"),

@@ -168,6 +168,30 @@ def test_sync_now_shows_progress_until_the_run_is_done(operator_client, account,
     assert Block.objects.filter(source=connection).count() == 1
 
 
+def test_the_connection_page_reloads_itself_when_its_sync_now_is_done(operator_client, account, no_broker, httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    today = timezone.localdate()
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=4))))
+    connection = ConnectionFactory(property=PropertyFactory(account=account), import_url=httpserver.url_for("/f.ics"))
+    page_url = reverse("connection-detail", args=[connection.pk])
+    state_url = reverse("connection-sync-state", args=[connection.pk])
+    with operator_client_on_commit():
+        operator_client.post(reverse("connection-sync-now", args=[connection.pk]), {"next": page_url})
+
+    page = operator_client.get(page_url).content.decode()
+    assert "Syncing…" in page
+    assert f'hx-get="{state_url}" hx-trigger="every 2s"' in page
+    running = operator_client.get(state_url, **HTMX)
+    assert running.status_code == 204 and "HX-Refresh" not in running
+
+    tasks.sync_connection(connection.pk, "manual")  # the worker runs the task it was handed
+    done = operator_client.get(state_url, **HTMX)
+    assert done.status_code == 200 and done["HX-Refresh"] == "true"
+    page = operator_client.get(page_url).content.decode()
+    assert state_url not in page and "Syncing…" not in page
+    assert "Working" in page and "less than a minute ago" in page
+
+
 def operator_client_on_commit():
     """Run on_commit callbacks at once (tests run inside a transaction that never commits)."""
     from django.test import TestCase

@@ -81,6 +81,19 @@ def connection_row(request: HttpRequest, connection_id: int) -> HttpResponse:
 
 @require_safe
 @login_required
+def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """Polled by htmx on the connection page while a "Sync now" runs: nothing while it runs,
+    then a reload of the whole page, whose every panel (status, errors, runs, blocks) it changed."""
+    connection = connection_get(user=request.user, connection_id=connection_id)
+    if connection.sync_requested_at:
+        return HttpResponse(status=204)  # htmx leaves the page as it is
+    response = HttpResponse()
+    response["HX-Refresh"] = "true"
+    return response
+
+
+@require_safe
+@login_required
 def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     context = {
