@@ -691,12 +691,19 @@ def sync_once(connection_id: int) -> tuple[float, str]:
 
 
 def count_queries(connection_id: int) -> int:
+    """Statements of one sync: through Django's cursor, and past it (syncs/direct_sql.py)."""
+    from unittest import mock
+
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    with CaptureQueriesContext(connection) as captured:
+    from syncs import direct_sql
+
+    with CaptureQueriesContext(connection) as captured, mock.patch.object(
+        direct_sql, "_execute", wraps=direct_sql._execute
+    ) as direct:
         sync_once(connection_id)
-    return len(captured.captured_queries)
+    return len(captured.captured_queries) + direct.call_count
 
 
 def run_scenario(
