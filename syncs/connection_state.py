@@ -8,6 +8,7 @@ never overwrites the operator's switch flipped at the same moment.
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -84,7 +85,8 @@ def success_updates(*, connection: Connection, now: datetime, ended_by: str = "s
     """The connection fields to write after a sync that worked; it ends any pause."""
     if connection.paused_at is not None:
         _end_episode(connection_id=connection.pk, now=now, ended_by=ended_by)
-    return {**success_times(connection=connection, now=now), **HEALTHY}
+    # A copy: HEALTHY's empty dicts must not be shared with whoever changes what it gets.
+    return {**success_times(connection=connection, now=now), **copy.deepcopy(HEALTHY)}
 
 
 def _end_episode(*, connection_id: int, now: datetime, ended_by: str) -> None:
