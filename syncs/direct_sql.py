@@ -44,8 +44,9 @@ def may_skip_disk_wait(db) -> bool:
 def loaded(model, db, *, attnames: tuple[str, ...], values: list):
     """An instance of ``model`` as the ORM would load it with only these fields (the others
     load on first use), without running ``__init__``: for a row of thirty-odd fields that is
-    most of the cost of a one-row load. Like ``Model.from_db``, minus the per-field defaults
-    and the init signals, which no model of this app uses."""
+    most of the cost of a one-row load. Like ``Model.from_db``, minus ``__init__``'s pass over
+    every field and its init signals, which no receiver listens to for these models (a test
+    checks)."""
     instance = model.__new__(model)
     instance.__dict__.update(zip(attnames, values, strict=True))
     instance._state = ModelState()

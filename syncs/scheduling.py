@@ -105,7 +105,7 @@ def _take_lease_statement(*, durable: bool) -> tuple[str, list]:
     def column(name: str) -> str:
         return quote(meta.get_field(name).column)
 
-    # In the model's order: Model.from_db expects the values of a partial load in that order.
+    # In the model's order, as the ORM reads a partial load.
     fields = [field for field in meta.concrete_fields if field.name in POLL_FIELDS]
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {column('lease_holder')} = %s, {column('lease_until')} = %s "

@@ -9,7 +9,7 @@ from django.db import connection as db
 from django.db.models.signals import post_init, pre_init
 
 from syncs.direct_sql import execute_one
-from syncs.models import Connection
+from syncs.models import Connection, SyncRun
 from syncs.scheduling import connection_take_lease
 from tests.factories import ConnectionFactory
 
@@ -57,7 +57,8 @@ def test_a_leased_connection_behaves_as_one_the_orm_loaded():
     # it must read, load what it lacks, and save like an instance of the ORM's own.
     made = ConnectionFactory(etag='"v7"', export_summary="Taken")
     # Model.from_db would send these; loaded() does not, which only holds while nobody listens.
-    assert not pre_init.has_listeners(Connection) and not post_init.has_listeners(Connection)
+    for model in (Connection, SyncRun):  # the two models built that way
+        assert not pre_init.has_listeners(model) and not post_init.has_listeners(model)
 
     leased = connection_take_lease(connection_id=made.pk, holder="worker-1")
 
