@@ -451,6 +451,14 @@ def _session(*, allow_loopback: bool, user_agent: str) -> _FeedSession:
     return session
 
 
+def close_kept_connections() -> None:
+    """Close this thread's kept-alive connections, for when the servers they lead to go away
+    (a test's portals): the other end stops waiting for a next request that will never come."""
+    for session in getattr(_local, "sessions", {}).values():
+        session.close()
+    _local.sessions = {}
+
+
 # --------------------------------------------------------------------------- fetching
 
 

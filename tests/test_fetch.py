@@ -37,6 +37,7 @@ from syncs.fetch import (
     DEFAULT_USER_AGENT,
     FetchError,
     FetchResult,
+    close_kept_connections,
     fetch_feed,
     mask_url,
     normalise_url,
@@ -1049,6 +1050,7 @@ class KeepAliveServer:
 
     answers: list
     connections: int = 0
+    closed_by_client: int = 0
     requests: list[bytes] = field(default_factory=list)
     port: int = 0
 
@@ -1067,6 +1069,7 @@ def keep_alive_server(*answers):
                 while b"\r\n\r\n" not in pending:
                     data = conn.recv(65536)
                     if not data:
+                        server.closed_by_client += 1
                         return
                     pending += data
                 request, _, pending = pending.partition(b"\r\n\r\n")
@@ -1086,6 +1089,7 @@ def keep_alive_server(*answers):
         yield server
     finally:
         stop.set()
+        close_kept_connections()  # ends the connection threads, which wait for a next request
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
         listener.close()
@@ -1126,6 +1130,19 @@ def test_polls_of_one_portal_reuse_one_kept_alive_connection() -> None:
     assert b'If-None-Match: "v1"' in portal.requests[1]
     assert b"If-None-Match" not in portal.requests[2]  # headers are per fetch, not per session
     assert portal.connections == 1
+
+
+def test_closing_the_kept_connections_makes_the_next_poll_open_a_new_one() -> None:
+    with keep_alive_server(calendar_answer(), calendar_answer()) as portal:
+        url = f"http://127.0.0.1:{portal.port}/calendar/ical/1.ics?s={SECRET}"
+        fetch_feed(url, allow_loopback=True)
+        close_kept_connections()
+        deadline = time.monotonic() + 5
+        while not portal.closed_by_client and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert portal.closed_by_client == 1  # the portal's side stops waiting for a next request
+        fetch_feed(url, allow_loopback=True)
+    assert portal.connections == 2
 
 
 def test_the_deadline_also_cuts_a_kept_alive_connection_that_starts_dripping() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from syncs.fetch import close_kept_connections
 from tests.conftest import require
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -135,6 +136,9 @@ def demo(live_server, settings, monkeypatch) -> Demo:
         yield Demo(base_url=base_url, ids=ids)
     finally:
         task_postrun.disconnect(close_thread_connections)
+        # The demo's import fetched from the live server on kept-alive connections: without
+        # this, a server thread waits on each until the interpreter exits, and then raises.
+        close_kept_connections()
 
 
 @dataclass
