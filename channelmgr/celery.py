@@ -5,9 +5,22 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channelmgr.settings")
 
 app = Celery("channelmgr")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_database_connections(sender=None, **_) -> None:
+    """Around each task, what Django does around each request: close a connection that had an
+    error or is older than CONN_MAX_AGE, and keep the others (settings.CELERY_DB_REUSE_MAX).
+    Not for eager tasks: they run inside the caller's request or transaction."""
+    if getattr(sender.request, "is_eager", False):
+        return
+    close_old_connections()

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
-from django.db import OperationalError
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db import connection as db
 from django.utils import timezone
 
+from channelmgr.celery import close_old_database_connections
 from syncs import tasks
 from syncs.models import Block, SyncRun
 from syncs.scheduling import connection_acquire_lease
@@ -76,3 +79,23 @@ def test_the_dispatcher_hands_out_every_due_connection_in_one_pass_however_many(
     with mock.patch.object(tasks.sync_connection, "delay") as delay:
         assert tasks.dispatch_due_syncs() == 1100
     assert delay.call_count == 1100
+
+
+def task_signal_sender(*, eager: bool) -> SimpleNamespace:
+    return SimpleNamespace(request=SimpleNamespace(is_eager=eager))
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_around_a_worker_task_a_failed_database_connection_is_dropped_and_a_healthy_one_kept(postgres):
+    # On PostgreSQL: Django never closes SQLite's in-memory test database.
+    db.ensure_connection()
+    kept = db.connection
+    close_old_database_connections(sender=task_signal_sender(eager=False))
+    assert db.connection is kept  # reused by the next task (settings.CELERY_DB_REUSE_MAX)
+
+    db.errors_occurred = True  # a statement failed and the server is gone
+    with mock.patch.object(type(connections[DEFAULT_DB_ALIAS]), "is_usable", return_value=False):
+        close_old_database_connections(sender=task_signal_sender(eager=True))
+        assert db.connection is kept  # an eager task runs inside its caller: left alone
+        close_old_database_connections(sender=task_signal_sender(eager=False))
+    assert db.connection is None  # the next task opens a new one
