@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
+from django_htmx.http import HttpResponseClientRefresh
 
 from syncs.dashboard import property_list_with_health, property_month
 from syncs.explain import describe_readers
@@ -87,9 +88,7 @@ def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpRespo
     connection = connection_get(user=request.user, connection_id=connection_id)
     if connection.sync_requested_at:
         return HttpResponse(status=204)  # htmx leaves the page as it is
-    response = HttpResponse()
-    response["HX-Refresh"] = "true"
-    return response
+    return HttpResponseClientRefresh()
 
 
 @require_safe
