@@ -32,10 +32,24 @@ class StoredBlock:
     end: date
     kind: str
     summary: str
+    text_digest: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.uid, self.recurrence_id)
+
+
+def known_readings(stored: Iterable[StoredBlock]) -> dict[str, ParsedEvent]:
+    """The blocks as the readings of the feed texts they were read from, by text digest: the
+    parser takes them instead of parsing those texts again (``ParsedEvent.text_digest``)."""
+    return {
+        block.text_digest: ParsedEvent(
+            uid=block.uid, start=block.start, end=block.end, kind=block.kind, summary=block.summary,
+            text_digest=block.text_digest,
+        )
+        for block in stored
+        if block.text_digest
+    }
 
 
 def event_key(event: ParsedEvent) -> tuple[str, str]:
@@ -48,6 +62,9 @@ class BlockDiff:
     updated: list[tuple[StoredBlock, ParsedEvent]] = field(default_factory=list)
     removed: list[StoredBlock] = field(default_factory=list)
     unchanged: int = 0
+    # Unchanged blocks now read from a text with another digest: worth noting when writing
+    # anyway, so that the next change parses less (not a change of the block).
+    restamped: list[tuple[StoredBlock, ParsedEvent]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -94,6 +111,8 @@ def diff_blocks(*, stored: Sequence[StoredBlock], events: Sequence[ParsedEvent],
             diff.updated.append((block, event))
         else:
             diff.unchanged += 1
+            if event.text_digest and event.text_digest != block.text_digest:
+                diff.restamped.append((block, event))
 
     unmatched_blocks = sorted(by_key.values(), key=lambda b: (b.start, b.end, b.id))
     same_nights, unmatched_blocks, unmatched_events = _pair_by(

@@ -9,11 +9,13 @@ and why. Hostile or broken feeds are normal here, so the one exception that leav
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import functools
 import hashlib
 import re
 import time as clock
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
@@ -21,10 +23,12 @@ import icalendar
 import recurring_ical_events
 import x_wr_timezone
 
-from syncs import portals
+from syncs import event_texts, portals
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 ONE_DAY = timedelta(days=1)
+SUMMARY_MAX_CHARS = 255  # what a block keeps (Block.summary)
+UID_MAX_CHARS = 500  # and Block.uid
 # dateutil walks from DTSTART to the end of the query, period by period and, inside a period,
 # day by day; beyond this many steps a rule costs more than a tenth of a second (and
 # FREQ=SECONDLY since 2000 never ends). Daily rules may start as far back as the 1750s.
@@ -66,6 +70,11 @@ class ParsedEvent:
     kind: str  # portals.RESERVED | portals.BLOCKED | portals.TENTATIVE
     summary: str  # for the operator's eyes only: no phone digits, no links
     recurrence_id: str | None = None
+    # Names the text this event was read from, with all that can change its reading
+    # (``event_texts``): the same digest later means the same event, with no parse. Empty when
+    # the event's reading depends on more than that (times, a series, a line icalendar could
+    # not read, no UID).
+    text_digest: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class ParsedFeed:
     events: list[ParsedEvent] = field(default_factory=list)
     skipped: list[SkippedEvent] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Events taken from ``known`` rather than parsed again.
+    events_reused: int = 0
 
 
 class FeedParseError(Exception):
@@ -122,8 +133,14 @@ def parse_feed(
     max_events: int = 5000,
     max_occurrences: int = 1000,
     own_uid_domain: str | None = None,
+    known: Mapping[str, ParsedEvent] | None = None,
 ) -> ParsedFeed:
-    """Read a feed body into nights; raise FeedParseError when it is not a usable calendar."""
+    """Read a feed body into nights; raise FeedParseError when it is not a usable calendar.
+
+    ``known`` maps text digests to the events read from those texts before (``text_digest`` of
+    earlier results): such events are taken as they are instead of being parsed again. The
+    result is the same with or without it.
+    """
     if len(body) > MAX_BODY_BYTES:
         raise FeedParseError(
             "too_large",
@@ -152,7 +169,7 @@ def parse_feed(
             own_uid_domain=own_uid_domain,
             warnings=warnings,
         )
-        return reader.read(_parse_calendar(text))
+        return reader.read_text(text, reading=(timezone, labels, own_uid_domain), known=known or {})
     except FeedParseError:
         raise
     except Exception as exc:
@@ -281,11 +298,16 @@ class _FeedReader:
         self.occurrences_left = max_occurrences
         self.own_suffix = f"@{own_uid_domain}".lower() if own_uid_domain else None
         self.warnings = warnings
-        self.skipped: list[SkippedEvent] = []
-        self.found: list[tuple[tuple, ParsedEvent]] = []
+        self.skipped: list[tuple[int | None, SkippedEvent]] = []  # with the event's text index
+        self.found: list[tuple[tuple, ParsedEvent, int | None]] = []
         self.unknown_zones: list[str] = []
         self.unreadable_lines = 0
         self.expansion_seconds = 0.0
+        # When the calendar could be cut into its events' texts: their digests, the events
+        # taken from earlier readings by text index, and the texts that must not be reused.
+        self.digests: list[str] | None = None
+        self.reused: dict[int, ParsedEvent] = {}
+        self.not_reusable: set[int] = set()
 
     @functools.cached_property
     def horizon_days(self) -> list[date]:
@@ -294,6 +316,20 @@ class _FeedReader:
             self.window_start - ONE_DAY + timedelta(days=offset)
             for offset in range((self.window_end - self.window_start).days + 3)
         ]
+
+    def read_text(self, text: str, *, reading: tuple, known: Mapping[str, ParsedEvent]) -> ParsedFeed:
+        """Read the calendar, parsing only the events whose texts have not been read before."""
+        texts = event_texts.split_events(text)
+        if texts is None:
+            return self.read(_parse_calendar(text))
+        self.digests = event_texts.event_digests(texts, reading=reading)
+        self.reused = {
+            index: dataclasses.replace(known[digest], text_digest=digest)
+            for index, digest in enumerate(self.digests)
+            if digest in known
+        }
+        unread = {index: True for index in range(len(texts.events)) if index not in self.reused}
+        return self.read(_parse_calendar(texts.text(keep=unread)))
 
     def read(self, calendar: icalendar.Calendar) -> ParsedFeed:
         prodid = _text(calendar.get("PRODID")) or None
@@ -308,6 +344,13 @@ class _FeedReader:
             else:
                 for component in group:
                     self._take(component, "RECURRENCE-ID" in component)
+        found = self.found
+        if self.reused:
+            # In feed order, as a full reading finds them, so that the same duplicate wins.
+            found = sorted(
+                [*found, *(((e.uid, None), e, index) for index, e in self.reused.items())],
+                key=lambda entry: entry[2],
+            )
         warnings = self.warnings + [
             f"Unknown time zone '{name}': used {self.zone}" for name in self.unknown_zones
         ]
@@ -316,10 +359,19 @@ class _FeedReader:
         return ParsedFeed(
             prodid=prodid,
             portal=portal.slug if portal else None,
-            events=_deduplicate(self.found),
-            skipped=self.skipped,
+            events=_deduplicate(found),
+            skipped=self._skipped_in_order(),
             warnings=list(dict.fromkeys(warnings)),
+            events_reused=len(self.reused),
         )
+
+    def _skipped_in_order(self) -> list[SkippedEvent]:
+        """In feed order when the calendar was cut into texts: a reading that parses only some
+        of them then lists what it skipped as a full reading does (events sharing a UID are
+        otherwise read group by group)."""
+        if self.digests is None:
+            return [skipped for _index, skipped in self.skipped]
+        return [skipped for _index, skipped in sorted(self.skipped, key=lambda entry: entry[0])]
 
     # Screening runs on the components exactly as parsed, before any time zone work: the
     # copies that x-wr-timezone makes lose icalendar's list of errors.
@@ -328,8 +380,11 @@ class _FeedReader:
         uid = _text(event.get("UID")) or None
         reason = self._screen_reason(event, uid)
         if reason:
-            self.skipped.append(SkippedEvent(uid, reason))
+            self.skipped.append((_text_index(event), SkippedEvent(uid, reason)))
             return False
+        if event.errors:
+            # Its unreadable lines are counted in the warnings of every reading.
+            self.not_reusable.add(_text_index(event))
         self._pin_unknown_zones(event)
         return True
 
@@ -388,7 +443,7 @@ class _FeedReader:
         first, last = nights
         summary = _clean_summary(component.get("SUMMARY"))
         return ParsedEvent(
-            uid=uid or _derived_uid(first, last, summary),
+            uid=_kept_uid(uid) if uid else _derived_uid(first, last, summary),
             start=first,
             end=last,
             kind=portals.classify_summary(summary, self.labels),
@@ -399,15 +454,19 @@ class _FeedReader:
     def _take(self, component, in_series: bool) -> None:
         result = self._read_component(component, in_series)
         if isinstance(result, SkippedEvent):
-            self.skipped.append(result)
+            self.skipped.append((_text_index(component), result))
             return
         # Feeds without UIDs repeat one date under several summaries (Wimdu): there, the
         # nights and the kind are what identify an event.
+        index = _text_index(component)
         if _text(component.get("UID")):
             key = (result.uid, result.recurrence_id)
+            reusable = index is not None and index not in self.not_reusable
+            if self.digests is not None and reusable and _days_only(component):
+                result = dataclasses.replace(result, text_digest=self.digests[index])
         else:
             key = (result.start, result.end, result.kind)
-        self.found.append((key, result))
+        self.found.append((key, result, index))
 
     # Repeating events: expanded inside the horizon only, within a feed-wide budget.
 
@@ -418,20 +477,20 @@ class _FeedReader:
         try:
             occurrences, capped = self._expand(group, masters)
         except _SeriesSkipped as skip:
-            self.skipped.append(SkippedEvent(uid, skip.reason))
+            self.skipped.append((None, SkippedEvent(uid, skip.reason)))
             self.warnings.extend(filter(None, [skip.warning]))
             return
         except Exception:
             # A rule dateutil or recurring-ical-events cannot follow: lose this series only.
-            self.skipped.append(SkippedEvent(uid, "invalid_component"))
+            self.skipped.append((None, SkippedEvent(uid, "invalid_component")))
             return
         finally:
             self.expansion_seconds += clock.monotonic() - started
         if capped:
-            self.skipped.append(SkippedEvent(uid, "too_many_occurrences"))
+            self.skipped.append((None, SkippedEvent(uid, "too_many_occurrences")))
             self.warnings.append(self._cut_short(masters[0]))
         elif not occurrences:
-            self.skipped.append(SkippedEvent(uid, "outside_horizon"))
+            self.skipped.append((None, SkippedEvent(uid, "outside_horizon")))
         for occurrence in occurrences:
             self._take(occurrence, True)
 
@@ -697,10 +756,19 @@ def _local_day(value, zone: tzinfo) -> date:
 
 
 def _clean_summary(value) -> str:
-    """SUMMARY without guest data: first line only, no links, no phone digits."""
+    """SUMMARY without guest data: first line only, no links, no phone digits, no longer than a
+    block keeps (a longer one would differ from its block at every reading)."""
     lines = _text(value).splitlines()
     text = _PHONE_DIGITS.sub(" ", _URL.sub(" ", lines[0] if lines else ""))
-    return " ".join(text.split()).strip(" -:,;/")
+    return " ".join(text.split()).strip(" -:,;/")[:SUMMARY_MAX_CHARS].rstrip()
+
+
+def _kept_uid(uid: str) -> str:
+    """The UID as a block can keep it: one too long for the column (a broken feed) keeps its
+    start and a digest of the whole, the same at every fetch."""
+    if len(uid) <= UID_MAX_CHARS:
+        return uid
+    return uid[: UID_MAX_CHARS - 17] + "#" + hashlib.sha256(uid.encode()).hexdigest()[:16]
 
 
 def _derived_uid(start: date, end: date, summary: str) -> str:
@@ -710,9 +778,23 @@ def _derived_uid(start: date, end: date, summary: str) -> str:
     return "derived-" + digest.hexdigest()[:16]
 
 
-def _deduplicate(found: list[tuple[tuple, ParsedEvent]]) -> list[ParsedEvent]:
+def _text_index(component) -> int | None:
+    """Which event text (``event_texts``) the component was read from, if the calendar was cut."""
+    mark = component.get(event_texts.MARK)
+    return None if mark is None else int(_text(mark))
+
+
+def _days_only(component) -> bool:
+    """Whether the event's bounds are days, not times: then no time zone takes part in its
+    reading."""
+    start = getattr(_first(component.get("DTSTART")), "dt", None)
+    end = getattr(_first(component.get("DTEND")), "dt", None) if "DTEND" in component else start
+    return all(isinstance(value, date) and not isinstance(value, datetime) for value in (start, end))
+
+
+def _deduplicate(found: list[tuple[tuple, ParsedEvent, int | None]]) -> list[ParsedEvent]:
     """One event per key, the first in feed order, then sorted by date for stable output."""
     unique: dict[tuple, ParsedEvent] = {}
-    for key, event in found:
+    for key, event, _index in found:
         unique.setdefault(key, event)
     return sorted(unique.values(), key=lambda e: (e.start, e.end, e.uid, e.recurrence_id or ""))

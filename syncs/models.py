@@ -316,6 +316,10 @@ class Block(models.Model):
     recurrence_id = models.CharField(_("occurrence"), max_length=40, blank=True)
     # For the operator's eyes only; never exported.
     summary = models.CharField(_("summary"), max_length=255, blank=True)
+    # Names the feed text this imported block was read from (``syncs.event_texts``): when the
+    # feed sends that text again, the block's fields are its reading and it is not parsed again.
+    # Written with the fields, always: a digest never outlives the reading it names.
+    text_digest = models.CharField(_("text digest"), max_length=32, blank=True, editable=False)
     first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
     last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
     removed_at = models.DateTimeField(_("removed at"), null=True, blank=True)

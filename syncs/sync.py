@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from syncs.apply import apply_diff, stored_blocks
 from syncs.connection_state import failure_updates, success_times, success_updates
-from syncs.diff import BlockDiff, answer_fingerprint, diff_blocks, shrink_guard_trips
+from syncs.diff import (
+    BlockDiff,
+    StoredBlock,
+    answer_fingerprint,
+    diff_blocks,
+    known_readings,
+    shrink_guard_trips,
+)
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
 from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
 from syncs.models import Connection, SyncRun
@@ -59,6 +66,7 @@ class Outcome:
     failure: Failure | None = None
     fingerprint: str = ""
     https_works: bool | None = None
+    stored: list[StoredBlock] | None = None  # the connection's blocks, read before parsing
 
 
 def _holder_names() -> tuple[str, itertools.count]:
@@ -149,6 +157,10 @@ def _read_feed(connection: Connection) -> Outcome:
     fingerprint = body_fingerprint(fetched.body)
     if fingerprint == connection.body_fingerprint and not holding:
         return Outcome(fetched=fetched, fingerprint=fingerprint)
+    # Read once, here, for the parser's memo and then for the diff. Under our lease no one else
+    # writes this connection's blocks (the record checks the lease before using them), and a
+    # memo entry stays right even if its block went: it is the reading of a text, not a state.
+    stored = stored_blocks(connection=connection)
     try:
         feed = parse_feed(
             fetched.body,
@@ -158,11 +170,12 @@ def _read_feed(connection: Connection) -> Outcome:
             horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
             horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
             own_uid_domain=settings.EXPORT_UID_DOMAIN,
+            known=known_readings(stored),
         )
     except FeedParseError as exc:
         failure = Failure(exc.code, {}, exc.code in PERMANENT_PARSE_CODES)
         return Outcome(fetched=fetched, failure=failure)
-    return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint)
+    return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint, stored=stored)
 
 
 def _https_variant_works(connection: Connection) -> bool | None:
@@ -265,7 +278,7 @@ def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: da
     # Stays that ended long ago are history, not availability.
     oldest_end = today - timedelta(days=settings.SYNC_HORIZON_BACK_DAYS)
     events = [e for e in feed.events if e.end > oldest_end]
-    stored = stored_blocks(connection=connection)
+    stored = outcome.stored
     diff = diff_blocks(stored=stored, events=events, today=today)
     answer = answer_fingerprint(events)
     hold = _must_hold(connection, diff, stored, today, answer, now)

@@ -14,7 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from syncs import apply as apply_module
+from syncs import ical
 from syncs import sync as sync_module
+from syncs.ical import parse_feed
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, SyncRun
 from syncs.sync import connection_accept_held_removals, connection_sync_leased
 from tests import feeds
@@ -454,3 +456,101 @@ def test_a_crash_while_applying_leaves_no_partial_write(clock, airbnb_server, co
     assert connection.lease_holder == ""
     # The next run repairs.
     assert sync(connection).events_added == 4
+
+
+def _fresh_import(body: bytes, like: Connection, server) -> list[tuple]:
+    """The blocks a new connection of the same property and portal makes of this body."""
+    answer(server, body)
+    other = ConnectionFactory(property=like.property, portal=like.portal, import_url=like.import_url)
+    sync(other)
+    return _kept(other)
+
+
+def _kept(connection: Connection) -> list[tuple]:
+    return sorted(
+        Block.objects.filter(source=connection, removed_at__isnull=True)
+        .values_list("uid", "start_date", "end_date", "kind", "summary", "text_digest")
+    )
+
+
+@pytest.fixture
+def readings():
+    """How many events each parse took from the blocks instead of parsing them."""
+    reused: list[int] = []
+
+    def counting(*args, **kwargs):
+        feed = parse_feed(*args, **kwargs)
+        reused.append(feed.events_reused)
+        return feed
+
+    with mock.patch("syncs.sync.parse_feed", side_effect=counting):
+        yield reused
+
+
+def test_a_changed_feed_parses_only_the_stays_it_has_not_read_and_ends_as_a_fresh_import_would(
+    clock, airbnb_server, connection, readings
+):
+    versions = [
+        feeds.airbnb(*FOUR_STAYS),
+        feeds.airbnb(("a", d(3), d(6)), ("b", d(10), d(13)), *FOUR_STAYS[2:]),  # b moved
+        feeds.airbnb(("a", d(3), d(6)), ("b", d(10), d(13)), ("e", d(40), d(44)), ("f", d(50), d(52))),  # c went, f came
+        feeds.airbnb(("a", d(3), d(6)), ("e", d(40), d(44)), ("f", d(50), d(52)), blocked=(("b", d(10), d(13)),)),
+    ]
+    for body in versions:
+        answer(airbnb_server, body)
+        sync(connection)
+    # Each version re-read only what it changed: b, then f, then b as a block.
+    assert readings == [0, 3, 3, 3]
+    assert _kept(connection) == _fresh_import(versions[-1], connection, airbnb_server)
+    assert all(digest for *_, digest in _kept(connection))
+
+
+def test_blocks_without_a_text_digest_get_one_with_the_next_change(clock, airbnb_server, connection, readings):
+    """Blocks imported before digests existed: a change writes theirs too, an unchanged feed
+    still writes nothing."""
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    Block.objects.update(text_digest="")
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS, ("f", d(50), d(52))))
+    sync(connection)
+    assert Block.objects.filter(source=connection, text_digest="").count() == 0
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS[1:], ("f", d(50), d(52))))
+    sync(connection)
+    assert readings == [0, 0, 4]
+
+
+def test_a_feed_read_again_with_the_same_events_writes_nothing_to_blocks(clock, airbnb_server, connection):
+    """A new calendar name changes every event's text digest, not what the events say."""
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    renamed = feeds.airbnb(*FOUR_STAYS).replace(b"VERSION:2.0", b"VERSION:2.0\r\nX-WR-CALNAME:Casa Azul")
+    answer(airbnb_server, renamed)
+    with CaptureQueriesContext(db_connection) as queries:
+        run = sync(connection)
+    assert run.outcome == "ok_unchanged"
+    writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE")) and "syncs_block" in q["sql"]]
+    assert writes == []
+
+
+def test_a_summary_longer_than_a_block_keeps_is_not_a_change_at_every_sync(clock, airbnb_server, connection, readings):
+    long_summary = "Blocked " + "x" * 300
+    answer(airbnb_server, feeds.vrbo(("long", d(3), d(6), long_summary), ("short", d(9), d(12), "Blocked")))
+    sync(connection)
+    assert Block.objects.get(uid="long").summary == long_summary[:255]
+    assert Block._meta.get_field("summary").max_length == ical.SUMMARY_MAX_CHARS
+    answer(airbnb_server, feeds.vrbo(("long", d(3), d(6), long_summary), ("short", d(9), d(13), "Blocked")))
+    run = sync(connection)
+    assert run.events_updated == 1
+    assert readings == [0, 1]
+
+
+def test_a_uid_too_long_for_a_block_is_kept_short_and_the_same_at_every_sync(clock, airbnb_server, connection):
+    """A broken feed's 600-character UID must not make every sync fail on the database."""
+    answer(airbnb_server, feeds.vrbo(("u" * 600, d(3), d(6), "Blocked")))
+    sync(connection)
+    answer(airbnb_server, feeds.vrbo(("u" * 600, d(3), d(7), "Blocked")))
+    run = sync(connection)
+    assert (run.outcome, run.events_added, run.events_updated) == ("ok_changed", 0, 1)
+    block = Block.objects.get(source=connection)
+    assert len(block.uid) == Block._meta.get_field("uid").max_length == ical.UID_MAX_CHARS
+    assert block.uid.startswith("u" * 400)
