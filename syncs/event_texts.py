@@ -17,7 +17,6 @@ is parsed as usual.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.metadata
 import re
@@ -116,10 +115,10 @@ def _structure(line: str) -> tuple[str, str] | None:
 
 
 def event_digests(texts: EventTexts, *, reading: tuple) -> list[str]:
-    """A digest per event: its text, the calendar around it, the reading's settings and the
-    reading code. ``reading`` holds the settings (the property's zone, labels, UID domain)."""
+    """A digest per event: its text, the calendar around it, and ``reading``: the reading's
+    settings (the property's zone, labels, UID domain) and the ``reader_version``."""
     around = hashlib.sha256()
-    for part in (_reader_version(), repr(reading), "\r\n".join(texts.head), "\r\n".join(texts.tail)):
+    for part in (repr(reading), "\r\n".join(texts.head), "\r\n".join(texts.tail)):
         around.update(part.encode("utf-8", errors="surrogatepass"))
         around.update(b"\0")
     digests = []
@@ -130,14 +129,13 @@ def event_digests(texts: EventTexts, *, reading: tuple) -> list[str]:
     return digests
 
 
-@functools.cache
-def _reader_version() -> str:
-    """Which code reads events: our parser and portal labels, and the libraries under them. Any
-    change to them gives every digest a new value, so no reading made by older code is reused."""
-    from syncs import ical, portals
-
+def reader_version(*sources: str) -> str:
+    """Names the code that reads events: the given source files (our parser, the portal labels,
+    this module) and the libraries under them. Taken when the parser is imported, so that it
+    names the code running, and any change gives every digest a new value: no reading made by
+    other code is ever reused."""
     version = hashlib.sha256()
-    for source in (ical.__file__, portals.__file__, __file__):
+    for source in (*sources, __file__):
         version.update(Path(source).read_bytes())
     for library in ("icalendar", "x-wr-timezone"):
         try:

@@ -52,6 +52,9 @@ FREQUENCY_SECONDS = {
 }
 TIME_PARTS_SECONDS = (("BYHOUR", 3600), ("BYMINUTE", 60), ("BYSECOND", 1))
 
+# Which code reads events, as loaded now: part of every event text's digest (event_texts).
+READER_VERSION = event_texts.reader_version(__file__, portals.__file__)
+
 _BOM = b"\xef\xbb\xbf"
 _TEXT_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # A DTSTAMP line and its folded continuations, each line after an LF (see body_fingerprint).
@@ -169,7 +172,8 @@ def parse_feed(
             own_uid_domain=own_uid_domain,
             warnings=warnings,
         )
-        return reader.read_text(text, reading=(timezone, labels, own_uid_domain), known=known or {})
+        reading = (READER_VERSION, timezone, labels, own_uid_domain)
+        return reader.read_text(text, reading=reading, known=known or {})
     except FeedParseError:
         raise
     except Exception as exc:

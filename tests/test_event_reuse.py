@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncs import event_texts
+from syncs import event_texts, ical, portals
 from syncs.ical import FeedParseError, ParsedEvent, ParsedFeed, _clean_lines, parse_feed
 from tests import feeds
 
@@ -130,7 +130,7 @@ def test_readings_are_not_shared_when_the_calendar_around_the_events_changes():
 def test_readings_made_by_other_code_are_not_reused(monkeypatch):
     body = fifty_stays()
     first = read(body)
-    monkeypatch.setattr(event_texts, "_reader_version", lambda: "the parser after a change")
+    monkeypatch.setattr(ical, "READER_VERSION", event_texts.reader_version(__file__))
     assert read(body, memo(first)).events_reused == 0
 
 
@@ -231,3 +231,8 @@ def test_any_later_version_of_a_feed_reads_the_same_with_the_earlier_readings(fe
     except FeedParseError:
         return
     assert reading_or_error(later, known) == reading_or_error(later)
+
+
+def test_the_reader_version_names_the_parser_its_labels_and_libraries():
+    assert event_texts.reader_version(ical.__file__, portals.__file__) == ical.READER_VERSION
+    assert event_texts.reader_version(ical.__file__) != ical.READER_VERSION
