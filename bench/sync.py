@@ -809,6 +809,22 @@ def measure_inline(server: FeedServer, *, size: int, rng: random.Random) -> dict
             probe=probe,
             baseline="from_ical",
         )
+        # For context, the same with no earlier readings: every event parsed, as on a first
+        # import or after the parser's code changed (no target: the one above is the poll).
+        import syncs.sync as engine
+
+        known_readings, engine.known_readings = engine.known_readings, lambda stored: {}
+        try:
+            server.change_every_feed()
+            results["changed_unread"] = run_scenario(
+                "changed, every event parsed (nothing read before)",
+                ids=rng.sample(everyone, wanted),
+                expected="ok_changed/200",
+                probe=probe,
+                baseline="from_ical",
+            )
+        finally:
+            engine.known_readings = known_readings
     finally:
         probe.uninstall()
     return results
@@ -943,6 +959,18 @@ def poll_rows(inline: dict[str, Scenario]) -> list[Row]:
                     "info",
                 )
             )
+    unread = inline.get("changed_unread")
+    if unread:
+        rows.append(
+            Row(
+                f"  {unread.name}",
+                str(unread.engine),
+                f"{unread.baseline} {unread.baseline_name}",
+                unread.ratio,
+                "-",
+                "info",
+            )
+        )
     changed = inline.get("changed")
     if changed:
         parse = changed.breakdown["parse_feed"].median

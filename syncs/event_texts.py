@@ -20,12 +20,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import re
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-# Put at the start of each event handed to icalendar, to know which text a component came from.
-MARK = "X-CHANNELMGR-EVENT-TEXT"
 # Properties that tie events together (a series and its exceptions): there, an event's reading
 # depends on other events, so nothing is reused. Checked on unfolded lines.
 _SERIES_LINE = re.compile(r"^(?:RRULE|RDATE|EXRULE|EXDATE|RECURRENCE-ID)[;:]", re.IGNORECASE | re.MULTILINE)
@@ -41,13 +39,12 @@ class EventTexts:
     events: list[list[str]]
     tail: list[str]
 
-    def text(self, *, keep: Mapping[int, object] | None = None) -> str:
-        """The calendar again, with only the events whose index is in ``keep`` (all by default),
-        each marked with its index."""
+    def text(self, *, keep: Collection[int] | None = None) -> str:
+        """The calendar again, with only the events whose index is in ``keep`` (all by default)."""
         lines = list(self.head)
         for index, event in enumerate(self.events):
             if keep is None or index in keep:
-                lines += [event[0], f"{MARK}:{index}", *event[1:]]
+                lines += event
         lines += self.tail
         return "\r\n".join(lines) + "\r\n"
 
@@ -56,8 +53,6 @@ def split_events(text: str) -> EventTexts | None:
     """The calendar cut into its top-level events, or None when it cannot be cut safely: more
     than one calendar, anything but the events between the first and the last event, a BEGIN or
     END line with parameters, a folded one, or repeating events."""
-    if MARK.lower() in text.lower():
-        return None  # a feed that carries our mark would confuse which text is which
     if _SERIES_LINE.search(text.replace("\r\n ", "").replace("\r\n\t", "")):
         return None
     lines = text.split("\r\n")
@@ -105,6 +100,8 @@ def split_events(text: str) -> EventTexts | None:
 def _structure(line: str) -> tuple[str, str] | None:
     """("BEGIN" or "END", component name) for a plain BEGIN/END line, None for any other line,
     _REFUSED for a BEGIN or END line with parameters or spaces (odd enough not to guess)."""
+    if line[:1] not in "BbEe":
+        return None  # most lines: not worth splitting
     name, colon, value = line.partition(":")
     keyword = name.upper()
     if not colon or keyword.split(";")[0].strip() not in ("BEGIN", "END"):

@@ -312,6 +312,7 @@ class _FeedReader:
         self.digests: list[str] | None = None
         self.reused: dict[int, ParsedEvent] = {}
         self.not_reusable: set[int] = set()
+        self.text_indexes: dict[int, int] = {}  # id(component) -> index of its text
 
     @functools.cached_property
     def horizon_days(self) -> list[date]:
@@ -326,14 +327,23 @@ class _FeedReader:
         texts = event_texts.split_events(text)
         if texts is None:
             return self.read(_parse_calendar(text))
-        self.digests = event_texts.event_digests(texts, reading=reading)
-        self.reused = {
+        digests = event_texts.event_digests(texts, reading=reading)
+        reused = {
             index: dataclasses.replace(known[digest], text_digest=digest)
-            for index, digest in enumerate(self.digests)
+            for index, digest in enumerate(digests)
             if digest in known
         }
-        unread = {index: True for index in range(len(texts.events)) if index not in self.reused}
-        return self.read(_parse_calendar(texts.text(keep=unread)))
+        unread = [index for index in range(len(texts.events)) if index not in reused]
+        calendar = _parse_calendar(texts.text(keep=set(unread)) if reused else text)
+        top = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+        if len(top) != len(unread):
+            # icalendar saw other events than the cut did: read the whole text, reusing nothing.
+            return self.read(calendar if not reused else _parse_calendar(text))
+        self.digests, self.reused = digests, reused
+        # Components in the order of their texts (no mark in the text: an X- property costs
+        # icalendar about 50 µs per event to parse).
+        self.text_indexes = {id(component): index for component, index in zip(top, unread, strict=True)}
+        return self.read(calendar)
 
     def read(self, calendar: icalendar.Calendar) -> ParsedFeed:
         prodid = _text(calendar.get("PRODID")) or None
@@ -342,7 +352,11 @@ class _FeedReader:
             self.labels = portal.labels if portal else {}
         # Only top-level events count: a VEVENT nested in another component is not in the feed.
         events = [c for c in calendar.subcomponents if c.name == "VEVENT" and self._screen(c)]
-        for group in _group_by_uid(self._to_standard(calendar, events)):
+        standard = self._to_standard(calendar, events)
+        for before, after in zip(events, standard, strict=True):  # x-wr-timezone copies some
+            if after is not before and id(before) in self.text_indexes:
+                self.text_indexes[id(after)] = self.text_indexes[id(before)]
+        for group in _group_by_uid(standard):
             if _is_series(group):
                 self._read_series(group)
             else:
@@ -369,6 +383,10 @@ class _FeedReader:
             events_reused=len(self.reused),
         )
 
+    def _text_index(self, component) -> int | None:
+        """Which event text (``event_texts``) the component was read from, if the calendar was cut."""
+        return self.text_indexes.get(id(component))
+
     def _skipped_in_order(self) -> list[SkippedEvent]:
         """In feed order when the calendar was cut into texts: a reading that parses only some
         of them then lists what it skipped as a full reading does (events sharing a UID are
@@ -384,11 +402,11 @@ class _FeedReader:
         uid = _text(event.get("UID")) or None
         reason = self._screen_reason(event, uid)
         if reason:
-            self.skipped.append((_text_index(event), SkippedEvent(uid, reason)))
+            self.skipped.append((self._text_index(event), SkippedEvent(uid, reason)))
             return False
         if event.errors:
             # Its unreadable lines are counted in the warnings of every reading.
-            self.not_reusable.add(_text_index(event))
+            self.not_reusable.add(self._text_index(event))
         self._pin_unknown_zones(event)
         return True
 
@@ -458,11 +476,11 @@ class _FeedReader:
     def _take(self, component, in_series: bool) -> None:
         result = self._read_component(component, in_series)
         if isinstance(result, SkippedEvent):
-            self.skipped.append((_text_index(component), result))
+            self.skipped.append((self._text_index(component), result))
             return
         # Feeds without UIDs repeat one date under several summaries (Wimdu): there, the
         # nights and the kind are what identify an event.
-        index = _text_index(component)
+        index = self._text_index(component)
         if _text(component.get("UID")):
             key = (result.uid, result.recurrence_id)
             reusable = index is not None and index not in self.not_reusable
@@ -780,12 +798,6 @@ def _derived_uid(start: date, end: date, summary: str) -> str:
     normalised = " ".join(summary.split()).casefold()
     digest = hashlib.sha1(f"{start.isoformat()}|{end.isoformat()}|{normalised}".encode())
     return "derived-" + digest.hexdigest()[:16]
-
-
-def _text_index(component) -> int | None:
-    """Which event text (``event_texts``) the component was read from, if the calendar was cut."""
-    mark = component.get(event_texts.MARK)
-    return None if mark is None else int(_text(mark))
 
 
 def _days_only(component) -> bool:
