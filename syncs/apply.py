@@ -15,7 +15,6 @@ from syncs.ical import ParsedEvent
 from syncs.models import Block, BlockChange, Connection, SyncRun
 
 SUMMARY_MAX = Block._meta.get_field("summary").max_length
-UID_MAX = Block._meta.get_field("uid").max_length
 
 
 def stored_blocks(*, connection: Connection) -> list[StoredBlock]:
@@ -23,13 +22,6 @@ def stored_blocks(*, connection: Connection) -> list[StoredBlock]:
         "id", "uid", "recurrence_id", "start_date", "end_date", "kind", "summary", "text_digest"
     )
     return [StoredBlock(*row) for row in rows]
-
-
-def _stored_digest(event: ParsedEvent) -> str:
-    """The event's text digest, if the block keeps the event exactly (a cut summary or UID would
-    make the block a wrong reading of that text)."""
-    fits = len(event.summary) <= SUMMARY_MAX and len(event.uid) <= UID_MAX and not event.recurrence_id
-    return event.text_digest if fits else ""
 
 
 def _event_fields(event: ParsedEvent) -> dict:
@@ -40,7 +32,9 @@ def _event_fields(event: ParsedEvent) -> dict:
         "end_date": event.end,
         "kind": event.kind,
         "summary": event.summary[:SUMMARY_MAX],
-        "text_digest": _stored_digest(event),
+        # The parser keeps UIDs and summaries within what a block keeps, so the block is exactly
+        # the reading of that text (tests tie the parser's limits to the model's).
+        "text_digest": event.text_digest,
     }
 
 
@@ -84,5 +78,8 @@ def apply_diff(
     if diff.added or diff.updated or (diff.removed and not hold_removals):
         property_calendar_changed(property_id=connection.property_id, now=now)
         # Only alongside real changes: an unchanged feed still makes no write at all.
-        restamped = [Block(pk=stored.id, text_digest=_stored_digest(event)) for stored, event in diff.restamped]
-        Block.objects.bulk_update([b for b in restamped if b.text_digest], ["text_digest"], batch_size=500)
+        Block.objects.bulk_update(
+            [Block(pk=stored.id, text_digest=event.text_digest) for stored, event in diff.restamped],
+            ["text_digest"],
+            batch_size=500,
+        )
