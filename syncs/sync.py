@@ -161,6 +161,7 @@ def _read_feed(connection: Connection) -> Outcome:
     # writes this connection's blocks (the record checks the lease before using them), and a
     # memo entry stays right even if its block went: it is the reading of a text, not a state.
     stored = stored_blocks(connection=connection)
+    _load_property_and_portal(connection)
     try:
         feed = parse_feed(
             fetched.body,
@@ -176,6 +177,22 @@ def _read_feed(connection: Connection) -> Outcome:
         failure = Failure(exc.code, {}, exc.code in PERMANENT_PARSE_CODES)
         return Outcome(fetched=fetched, failure=failure)
     return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint, stored=stored)
+
+
+def _load_property_and_portal(connection: Connection) -> None:
+    """The parser needs the property's zone and the portal's labels: one query for both, where
+    loading each on first use cost a round trip of its own (the lease brings neither, because
+    an unchanged poll needs neither)."""
+    if Connection.property.is_cached(connection) and Connection.portal.is_cached(connection):
+        return
+    try:
+        related = (
+            Connection.objects.select_related("property", "portal").only("property", "portal")
+            .order_by().get(pk=connection.pk)
+        )
+    except Connection.DoesNotExist:
+        raise LeaseLost from None  # deleted while we fetched: its lease went with it
+    connection.property, connection.portal = related.property, related.portal
 
 
 def _https_variant_works(connection: Connection) -> bool | None:

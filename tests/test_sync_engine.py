@@ -163,6 +163,36 @@ def test_an_unchanged_poll_reads_nothing_more_than_its_lease_brings_and_gives_th
     assert connection.next_sync_at > connection.last_success_at
 
 
+def test_a_changed_poll_reads_its_property_and_portal_in_one_query(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS[1:]))
+
+    with CaptureQueriesContext(db_connection) as queries:
+        run = sync(connection)
+
+    assert (run.outcome, run.events_removed) == ("ok_changed", 1)
+    selects = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    portal_reads = [sql for sql in selects if '"syncs_portal"' in sql]
+    assert len(portal_reads) == 1 and '"syncs_property"' in portal_reads[0]
+    # The property otherwise comes only with the lock on the connection, not on its own.
+    assert not [sql for sql in selects if 'FROM "syncs_property"' in sql]
+
+
+def test_a_connection_deleted_while_its_feed_is_fetched_ends_the_sync_quietly(clock, airbnb_server, connection):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    real_fetch = sync_module.fetch_feed
+
+    def fetch_then_delete(*args, **kwargs):
+        fetched = real_fetch(*args, **kwargs)
+        Connection.objects.filter(pk=connection.pk).delete()
+        return fetched
+
+    with mock.patch.object(sync_module, "fetch_feed", fetch_then_delete):
+        assert connection_sync_leased(connection_id=connection.pk) is None
+    assert not Block.objects.exists() and not SyncRun.objects.exists()
+
+
 def _commits_wait_for_the_disk() -> bool:
     with db_connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
