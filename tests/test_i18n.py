@@ -398,7 +398,8 @@ def test_sync_times_are_shown_in_the_property_zone_and_the_zone_is_named(operato
     SyncRunFactory(connection=connection, started_at=datetime(2027, 1, 10, 12, 0, tzinfo=UTC))
     _switch(operator_client, "pt", "/")
     page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
-    assert "10 de janeiro, 09:00" in page.lower()  # 12:00 UTC is 09:00 in São Paulo, the Portuguese way
+    # 12:00 UTC is 09:00 in São Paulo, written the Portuguese way: month names in lower case.
+    assert "10 de janeiro, 09:00" in page
     assert "America/Sao_Paulo" in page
     assert "12:00" not in page
     # When the portal last read our calendar: in the same zone, named.
@@ -407,6 +408,10 @@ def test_sync_times_are_shown_in_the_property_zone_and_the_zone_is_named(operato
     )
     page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
     assert "última leitura: 10 de janeiro de 2027 às 12:30 (hora de america/sao_paulo)" in page.lower()
+    assert "10 de janeiro de 2027" in page and "Janeiro" not in page
+    # A month standing as a heading starts with a capital, as any heading does.
+    calendar = operator_client.get(reverse("property-detail", args=[prop.pk]) + "?month=2027-01").content.decode()
+    assert ">Janeiro de 2027</h2>" in calendar
 
 
 def test_error_words_are_produced_in_the_reader_language():
