@@ -576,6 +576,7 @@ class EngineProbe:
         "parse_feed",
         "_record",
         "stored_blocks",
+        "feed_settings",
         "diff_blocks",
         "apply_diff",
     )
@@ -623,6 +624,7 @@ BREAKDOWN = {
     "body fingerprint": lambda t, total: t.get("body_fingerprint", 0.0),
     "parse_feed": lambda t, total: t.get("parse_feed", 0.0),
     "load stored blocks (query)": lambda t, total: t.get("stored_blocks", 0.0),
+    "load zone and labels (query)": lambda t, total: t.get("feed_settings", 0.0),
     "diff (pure)": lambda t, total: t.get("diff_blocks", 0.0),
     "apply diff (writes)": lambda t, total: t.get("apply_diff", 0.0),
     "record: lock, run, connection, commit": lambda t, total: (
@@ -636,6 +638,7 @@ BREAKDOWN = {
         - t.get("body_fingerprint", 0.0)
         - t.get("parse_feed", 0.0)
         - t.get("stored_blocks", 0.0)  # read before the parse, outside the record
+        - t.get("feed_settings", 0.0)
         - t.get("_record", 0.0)
     ),
 }

@@ -10,18 +10,11 @@ from datetime import datetime
 from django.utils import timezone
 
 from syncs.blocks import property_calendar_changed
-from syncs.diff import BlockDiff, StoredBlock
+from syncs.diff import BlockDiff
 from syncs.ical import ParsedEvent
 from syncs.models import Block, BlockChange, Connection, SyncRun
 
 SUMMARY_MAX = Block._meta.get_field("summary").max_length
-
-
-def stored_blocks(*, connection: Connection) -> list[StoredBlock]:
-    rows = Block.objects.filter(source=connection, removed_at__isnull=True).values_list(
-        "id", "uid", "recurrence_id", "start_date", "end_date", "kind", "summary", "text_digest"
-    )
-    return [StoredBlock(*row) for row in rows]
 
 
 def _event_fields(event: ParsedEvent) -> dict:

@@ -59,15 +59,17 @@ def _for_sqlite(sql: str) -> str:
     return sql.replace("%s", "?")
 
 
-def _execute(db, sql: str, params: list) -> tuple | None:
+def _execute(db, sql: str, params: list, *, every_row: bool = False) -> tuple | list[tuple] | None:
     with db.wrap_database_errors:  # psycopg's and sqlite3's errors become Django's DatabaseError
         db.ensure_connection()
         if db.vendor == "postgresql":
             # DATABASE_PREPARED_STATEMENTS=0 (for a pooler that cannot keep them) makes psycopg
             # ignore prepare=True.
             with psycopg.Cursor(db.connection) as cursor:
-                return cursor.execute(sql, params, prepare=True).fetchone()
-        return db.connection.execute(_for_sqlite(sql), params).fetchone()
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchall() if every_row else cursor.fetchone()
+        cursor = db.connection.execute(_for_sqlite(sql), params)
+        return cursor.fetchall() if every_row else cursor.fetchone()
 
 
 def execute_one(sql: str, params: list) -> tuple | None:
@@ -81,13 +83,45 @@ def execute_one(sql: str, params: list) -> tuple | None:
     has already changed. Inside a transaction nothing is retried: the error reaches the caller,
     whose transaction rolls back.
     """
+    return _run(sql, params, every_row=False)
+
+
+def execute_all(sql: str, params: list) -> list[tuple]:
+    """Run one statement and return all its rows; errors and retries as for execute_one."""
+    return _run(sql, params, every_row=True)
+
+
+def _run(sql: str, params: list, *, every_row: bool):
     db = database()
     kept = db.connection is not None and not db.in_atomic_block
     try:
-        return _execute(db, sql, params)
+        return _execute(db, sql, params, every_row=every_row)
     except DatabaseError:
         # is_usable() costs a round trip, paid only here, on the way to an error.
         if not kept or db.is_usable():
             raise
         db.close()
-        return _execute(db, sql, params)
+        return _execute(db, sql, params, every_row=every_row)
+
+
+def field_converters(model, names) -> list[tuple]:
+    """The model's fields of these names, in the model's order, each with the converters that
+    turn a value as the database driver returns it into the field's Python value."""
+    meta = model._meta
+    wanted = set(names)
+    return [
+        (field, field.get_col(meta.db_table).get_db_converters(connections[DEFAULT_DB_ALIAS]))
+        for field in meta.concrete_fields
+        if field.name in wanted or field.attname in wanted
+    ]
+
+
+def converted(row, fields: list[tuple], db) -> list:
+    """A row's values through their fields' converters: what the ORM's raw() does, without its
+    per-call setup (SQLite's dates and booleans, JSON)."""
+    values = []
+    for value, (field, converters) in zip(row, fields, strict=True):
+        for converter in converters:
+            value = converter(value, field, db)
+        values.append(value)
+    return values

@@ -128,6 +128,11 @@ class PropertyQuerySet(AccountScopedQuerySet):
     account_path = "account"
 
 
+def today_in(zone: str) -> date:
+    """Today in a time zone given by its name."""
+    return timezone.localdate(timezone=zoneinfo.ZoneInfo(zone))
+
+
 class Property(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="properties", verbose_name=_("account"))
     name = models.CharField(_("name"), max_length=200)
@@ -155,7 +160,7 @@ class Property(models.Model):
 
     def local_today(self) -> date:
         """Today in the property's own time zone: nights are counted in it."""
-        return timezone.localdate(timezone=zoneinfo.ZoneInfo(self.timezone))
+        return today_in(self.timezone)
 
 
 class ConnectionQuerySet(AccountScopedQuerySet):

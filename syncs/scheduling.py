@@ -81,13 +81,7 @@ def connection_take_lease(*, connection_id: int, holder: str, now: datetime | No
     row = direct_sql.execute_one(sql, params)
     if row is None:
         return None
-    # What the ORM's raw() does, without its per-call setup: each value through the
-    # converters of the database (SQLite's dates and booleans) and of the field.
-    values = []
-    for value, (field, converters) in zip(row, fields, strict=True):
-        for converter in converters:
-            value = converter(value, field, db)
-        values.append(value)
+    values = direct_sql.converted(row, fields, db)
     return direct_sql.loaded(Connection, db, attnames=_poll_attnames(), values=values)
 
 
@@ -106,17 +100,14 @@ def _take_lease_statement(*, durable: bool) -> tuple[str, list]:
         return quote(meta.get_field(name).column)
 
     # In the model's order, as the ORM reads a partial load.
-    fields = [field for field in meta.concrete_fields if field.name in POLL_FIELDS]
+    fields = direct_sql.field_converters(Connection, POLL_FIELDS)
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {column('lease_holder')} = %s, {column('lease_until')} = %s "
         f"WHERE {column('id')} = %s AND ({column('lease_until')} IS NULL OR {column('lease_until')} <= %s "
         f"OR {column('lease_holder')} = %s){'' if durable else direct_sql.NOT_DURABLE} "
-        f"RETURNING {', '.join(quote(field.column) for field in fields)}"
+        f"RETURNING {', '.join(quote(field.column) for field, _ in fields)}"
     )
-    converters = [
-        (field, field.get_col(meta.db_table).get_db_converters(db_connection)) for field in fields
-    ]
-    return sql, converters
+    return sql, fields
 
 
 def connection_acquire_lease(*, connection_id: int, holder: str, now: datetime | None = None) -> bool:

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from syncs.apply import apply_diff, stored_blocks
+from syncs.apply import apply_diff
 from syncs.connection_state import failure_updates, success_times, success_updates
 from syncs.diff import (
     BlockDiff,
@@ -33,6 +33,7 @@ from syncs.diff import (
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
 from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
 from syncs.models import Connection, SyncRun
+from syncs.poll_reads import feed_settings, stored_blocks
 from syncs.scheduling import LEASE_RELEASED, connection_release_lease, connection_take_lease
 from syncs.unchanged_runs import unchanged_run_record
 
@@ -160,14 +161,16 @@ def _read_feed(connection: Connection) -> Outcome:
     # Read once, here, for the parser's memo and then for the diff. Under our lease no one else
     # writes this connection's blocks (the record checks the lease before using them), and a
     # memo entry stays right even if its block went: it is the reading of a text, not a state.
-    stored = stored_blocks(connection=connection)
-    _load_property_and_portal(connection)
+    stored = stored_blocks(connection_id=connection.pk)
+    reading = feed_settings(property_id=connection.property_id, portal_id=connection.portal_id)
+    if reading is None:
+        raise LeaseLost  # the property went while we fetched, and the connection with it
     try:
         feed = parse_feed(
             fetched.body,
-            timezone=connection.property.timezone,
-            labels=connection.portal.labels or None,
-            today=connection.property.local_today(),
+            timezone=reading.timezone,
+            labels=reading.labels or None,
+            today=reading.today(),
             horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
             horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
             own_uid_domain=settings.EXPORT_UID_DOMAIN,
@@ -177,22 +180,6 @@ def _read_feed(connection: Connection) -> Outcome:
         failure = Failure(exc.code, {}, exc.code in PERMANENT_PARSE_CODES)
         return Outcome(fetched=fetched, failure=failure)
     return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint, stored=stored)
-
-
-def _load_property_and_portal(connection: Connection) -> None:
-    """The parser needs the property's zone and the portal's labels: one query for both, where
-    loading each on first use cost a round trip of its own (the lease brings neither, because
-    an unchanged poll needs neither)."""
-    if Connection.property.is_cached(connection) and Connection.portal.is_cached(connection):
-        return
-    try:
-        related = (
-            Connection.objects.select_related("property", "portal").only("property", "portal")
-            .order_by().get(pk=connection.pk)
-        )
-    except Connection.DoesNotExist:
-        raise LeaseLost from None  # deleted while we fetched: its lease went with it
-    connection.property, connection.portal = related.property, related.portal
 
 
 def _https_variant_works(connection: Connection) -> bool | None:

@@ -14,10 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from syncs import apply as apply_module
-from syncs import ical
+from syncs import direct_sql, ical
 from syncs import sync as sync_module
 from syncs.ical import parse_feed
-from syncs.models import Block, BlockChange, Connection, PauseEpisode, SyncRun
+from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, SyncRun
 from syncs.sync import connection_accept_held_removals, connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, portal
@@ -163,20 +163,27 @@ def test_an_unchanged_poll_reads_nothing_more_than_its_lease_brings_and_gives_th
     assert connection.next_sync_at > connection.last_success_at
 
 
-def test_a_changed_poll_reads_its_property_and_portal_in_one_query(clock, airbnb_server, connection):
-    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+def test_a_changed_poll_reads_how_to_read_its_feed_in_one_statement(clock, airbnb_server, connection):
+    Portal.objects.filter(pk=connection.portal_id).update(labels={"tentative": ["Pending request"]})
+    answer(airbnb_server, feeds.vrbo(("a", d(3), d(6), "Reserved - Ana"), ("b", d(10), d(12), "Pending request")))
     sync(connection)
-    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS[1:]))
+    answer(airbnb_server, feeds.vrbo(("b", d(10), d(12), "Pending request"), ("c", d(20), d(22), "Pending request")))
 
-    with CaptureQueriesContext(db_connection) as queries:
+    with CaptureQueriesContext(db_connection) as queries, mock.patch.object(
+        direct_sql, "_execute", wraps=direct_sql._execute
+    ) as direct:
         run = sync(connection)
 
-    assert (run.outcome, run.events_removed) == ("ok_changed", 1)
-    selects = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
-    portal_reads = [sql for sql in selects if '"syncs_portal"' in sql]
-    assert len(portal_reads) == 1 and '"syncs_property"' in portal_reads[0]
+    assert (run.outcome, run.events_added, run.events_removed) == ("ok_changed", 1, 1)
+    # The portal's labels were read, and used: "Pending request" is this portal's word for a
+    # tentative stay (unknown words block).
+    assert Block.objects.get(uid="c", removed_at__isnull=True).kind == "tentative"
+    statements = [call.args[1] for call in direct.call_args_list] + [q["sql"] for q in queries]
+    settings_reads = [sql for sql in statements if sql.startswith("SELECT") and '"syncs_portal"' in sql]
+    assert len(settings_reads) == 1 and '"syncs_property"' in settings_reads[0]
     # The property otherwise comes only with the lock on the connection, not on its own.
-    assert not [sql for sql in selects if 'FROM "syncs_property"' in sql]
+    property_reads = [sql for sql in statements if sql.startswith("SELECT") and 'FROM "syncs_property"' in sql]
+    assert property_reads == settings_reads
 
 
 def test_a_connection_deleted_while_its_feed_is_fetched_ends_the_sync_quietly(clock, airbnb_server, connection):
