@@ -105,14 +105,13 @@ def _run(sql: str, params: list, *, every_row: bool):
 
 
 def field_converters(model, names) -> list[tuple]:
-    """The model's fields of these names, in the model's order, each with the converters that
-    turn a value as the database driver returns it into the field's Python value."""
+    """The model's fields of these names, in that order, each with the converters that turn a
+    value as the database driver returns it into the field's Python value."""
     meta = model._meta
-    wanted = set(names)
+    fields = [meta.get_field(name) for name in names]
     return [
         (field, field.get_col(meta.db_table).get_db_converters(connections[DEFAULT_DB_ALIAS]))
-        for field in meta.concrete_fields
-        if field.name in wanted or field.attname in wanted
+        for field in fields
     ]
 
 

@@ -68,8 +68,7 @@ def _feed_settings_statement() -> tuple[str, list]:
 def _stored_blocks_statement() -> tuple[str, list]:
     quote = db_connection.ops.quote_name
     meta = Block._meta
-    by_name = {field.name: (field, converters) for field, converters in direct_sql.field_converters(Block, STORED_BLOCK_FIELDS)}
-    fields = [by_name[name] for name in STORED_BLOCK_FIELDS]
+    fields = direct_sql.field_converters(Block, STORED_BLOCK_FIELDS)
     column = {name: quote(meta.get_field(name).column) for name in ("source", "removed_at")}
     return (
         f"SELECT {', '.join(quote(field.column) for field, _ in fields)} FROM {quote(meta.db_table)} "

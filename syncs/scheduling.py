@@ -99,7 +99,6 @@ def _take_lease_statement(*, durable: bool) -> tuple[str, list]:
     def column(name: str) -> str:
         return quote(meta.get_field(name).column)
 
-    # In the model's order, as the ORM reads a partial load.
     fields = direct_sql.field_converters(Connection, POLL_FIELDS)
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {column('lease_holder')} = %s, {column('lease_until')} = %s "
