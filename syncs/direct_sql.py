@@ -108,10 +108,12 @@ def field_converters(model, names) -> list[tuple]:
     """The model's fields of these names, in that order, each with the converters that turn a
     value as the database driver returns it into the field's Python value."""
     meta = model._meta
-    fields = [meta.get_field(name) for name in names]
+    db = connections[DEFAULT_DB_ALIAS]
+    columns = [meta.get_field(name).get_col(meta.db_table) for name in names]
+    # The backend's converters, then the field's: the ORM's compiler applies both, in this order
+    # (SQLite's make its naive date-times aware).
     return [
-        (field, field.get_col(meta.db_table).get_db_converters(connections[DEFAULT_DB_ALIAS]))
-        for field in fields
+        (column.target, db.ops.get_db_converters(column) + column.get_db_converters(db)) for column in columns
     ]
 
 

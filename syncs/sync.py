@@ -34,7 +34,12 @@ from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works
 from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
 from syncs.models import Connection, SyncRun
 from syncs.poll_reads import feed_settings, stored_blocks
-from syncs.scheduling import LEASE_RELEASED, connection_release_lease, connection_take_lease
+from syncs.scheduling import (
+    LEASE_RELEASED,
+    connection_lock_if_leased,
+    connection_release_lease,
+    connection_take_lease,
+)
 from syncs.unchanged_runs import unchanged_run_record
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,7 @@ class Outcome:
     fingerprint: str = ""
     https_works: bool | None = None
     stored: list[StoredBlock] | None = None  # the connection's blocks, read before parsing
+    today: date | None = None  # the property's day when the feed was read
 
 
 def _holder_names() -> tuple[str, itertools.count]:
@@ -165,12 +171,13 @@ def _read_feed(connection: Connection) -> Outcome:
     reading = feed_settings(property_id=connection.property_id, portal_id=connection.portal_id)
     if reading is None:
         raise LeaseLost  # the property went while we fetched, and the connection with it
+    today = reading.today()
     try:
         feed = parse_feed(
             fetched.body,
             timezone=reading.timezone,
             labels=reading.labels or None,
-            today=reading.today(),
+            today=today,
             horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
             horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
             own_uid_domain=settings.EXPORT_UID_DOMAIN,
@@ -179,7 +186,7 @@ def _read_feed(connection: Connection) -> Outcome:
     except FeedParseError as exc:
         failure = Failure(exc.code, {}, exc.code in PERMANENT_PARSE_CODES)
         return Outcome(fetched=fetched, failure=failure)
-    return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint, stored=stored)
+    return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint, stored=stored, today=today)
 
 
 def _https_variant_works(connection: Connection) -> bool | None:
@@ -230,15 +237,8 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
 
 
 def connection_lock_leased(*, connection_id: int, holder: str) -> Connection:
-    """Lock the connection's row for the run's transaction, if ``holder`` still has the lease.
-
-    Only that row: the default ordering joins the property and portal, and FOR UPDATE would
-    lock those too, making every sync of a portal wait for all the others.
-    """
-    locked = (
-        Connection.objects.select_for_update(of=("self",)).select_related("property")
-        .filter(pk=connection_id, lease_holder=holder).order_by().first()
-    )
+    """Lock the connection's row for the run's transaction, if ``holder`` still has the lease."""
+    locked = connection_lock_if_leased(connection_id=connection_id, holder=holder)
     if locked is None:
         raise LeaseLost
     return locked
@@ -278,7 +278,7 @@ def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult
 
 def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:
     feed = outcome.feed
-    today = connection.property.local_today()
+    today = outcome.today  # the day the parser read the feed on, in the property's zone
     # Stays that ended long ago are history, not availability.
     oldest_end = today - timedelta(days=settings.SYNC_HORIZON_BACK_DAYS)
     events = [e for e in feed.events if e.end > oldest_end]

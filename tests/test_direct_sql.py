@@ -3,14 +3,16 @@ Django's, and only a dead kept connection is retried."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db import connection as db
 from django.db.models.signals import post_init, pre_init
 
 from syncs.direct_sql import execute_one
 from syncs.models import Connection, SyncRun
-from syncs.scheduling import connection_take_lease
+from syncs.scheduling import connection_lock_if_leased, connection_take_lease
 from tests.factories import ConnectionFactory
 
 
@@ -71,3 +73,25 @@ def test_a_leased_connection_behaves_as_one_the_orm_loaded():
     leased.save(update_fields=["sync_interval_minutes"])
     assert Connection.objects.get(pk=made.pk).sync_interval_minutes == 45
     assert leased == Connection.objects.get(pk=made.pk)
+
+
+@pytest.mark.django_db
+def test_a_locked_connection_reads_as_the_orm_reads_it():
+    # connection_lock_if_leased builds its instance the same way, from the fields a record uses.
+    # Date-times come back as the ORM gives them: aware, also on SQLite, whose driver hands
+    # them over naive (the backend's converters run as well as the field's).
+    paused = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
+    made = ConnectionFactory(paused_at=paused, held_since=paused, held_answer="abc", consecutive_failures=2)
+    assert connection_lock_if_leased(connection_id=made.pk, holder="worker-1") is None  # not leased
+
+    connection_take_lease(connection_id=made.pk, holder="worker-1")
+    with transaction.atomic():
+        locked = connection_lock_if_leased(connection_id=made.pk, holder="worker-1")
+
+    assert (locked.paused_at, locked.held_since) == (paused, paused)
+    assert (locked.held_answer, locked.consecutive_failures, locked.sync_interval) == (
+        "abc", 2, made.sync_interval
+    )
+    assert locked.property_id == made.property_id and locked.portal_id == made.portal_id
+    assert "import_url" in locked.get_deferred_fields()
+    assert locked == Connection.objects.get(pk=made.pk)

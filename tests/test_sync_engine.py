@@ -181,9 +181,47 @@ def test_a_changed_poll_reads_how_to_read_its_feed_in_one_statement(clock, airbn
     statements = [call.args[1] for call in direct.call_args_list] + [q["sql"] for q in queries]
     settings_reads = [sql for sql in statements if sql.startswith("SELECT") and '"syncs_portal"' in sql]
     assert len(settings_reads) == 1 and '"syncs_property"' in settings_reads[0]
-    # The property otherwise comes only with the lock on the connection, not on its own.
-    property_reads = [sql for sql in statements if sql.startswith("SELECT") and 'FROM "syncs_property"' in sql]
+    # The property is read nowhere else: not on its own, not with the lock on the connection.
+    property_reads = [sql for sql in statements if sql.startswith("SELECT") and '"syncs_property"' in sql]
     assert property_reads == settings_reads
+
+
+def _reads_of_the_connection(run_sync) -> list[str]:
+    """The SELECTs of connection rows that one sync sends, past Django's cursor and through it."""
+    with CaptureQueriesContext(db_connection) as queries, mock.patch.object(
+        direct_sql, "_execute", wraps=direct_sql._execute
+    ) as direct:
+        run_sync()
+    statements = [call.args[1] for call in direct.call_args_list] + [q["sql"] for q in queries]
+    return [sql for sql in statements if sql.startswith("SELECT") and 'FROM "syncs_connection"' in sql]
+
+
+@pytest.mark.parametrize(
+    "second_answer",
+    [
+        pytest.param({"body": feeds.airbnb(("a", d(3), d(6)), ("b", d(20), d(24)))}, id="changed"),
+        pytest.param({"body": b"", "status": 500}, id="failed"),
+        pytest.param({"body": b"", "status": 404}, id="paused"),
+    ],
+)
+def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_once(
+    clock, airbnb_server, connection, second_answer
+):
+    # Lease, then lock: the record re-reads the connection under the row's lock (the operator
+    # may have paused it or accepted held removals meanwhile), and must find there all it uses;
+    # a field left out would cost one more query per sync, unseen but in this count.
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6)), ("b", d(10), d(12))))
+    sync(connection)
+    answer(airbnb_server, **second_answer)
+
+    reads = _reads_of_the_connection(lambda: connection_sync_leased(connection_id=connection.pk))
+
+    assert len(reads) == 1
+    assert " WHERE " in reads[0] and '"lease_holder"' in reads[0].split(" WHERE ")[1]
+    run = SyncRun.objects.latest("pk")
+    assert run.outcome == {200: "ok_changed", 500: "http_5xx", 404: "http_4xx"}[second_answer.get("status", 200)]
+    if second_answer.get("status") == 404:
+        assert PauseEpisode.objects.get(connection=connection).reason == "http_4xx"
 
 
 def test_a_connection_deleted_while_its_feed_is_fetched_ends_the_sync_quietly(clock, airbnb_server, connection):
