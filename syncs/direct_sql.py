@@ -1,7 +1,10 @@
-"""The few statements that run on every poll and every export request, sent past Django's cursor.
+"""The few statements that run on every poll, every changed sync and every export request, sent
+past Django's cursor.
 
-Django's cursor wrapper, its client-side parameter binding and its per-request health check
-cost more than these one-row statements take to run (bench/sync.py, bench/export_profile.py).
+Django's query building, its cursor wrapper, its client-side parameter binding and its
+per-request health check cost more than these one-row statements take to run (bench/sync.py,
+bench/export_profile.py). update_row() and insert() write rows as the ORM's update() and
+bulk_create() would, for the writes of a changed sync; everything else stays with the ORM.
 Here a statement runs on the DB-API connection under Django's own: on PostgreSQL with the
 parameters bound by the server and the statement prepared once per connection, so that it is
 planned once, not on every call. A connection kept from earlier that fails is closed and the
@@ -59,7 +62,10 @@ def _for_sqlite(sql: str) -> str:
     return sql.replace("%s", "?")
 
 
-def _execute(db, sql: str, params: list, *, every_row: bool = False) -> tuple | list[tuple] | None:
+ONE, ALL, NONE = "one", "all", "none"  # what a statement's caller takes of its rows
+
+
+def _execute(db, sql: str, params: list, *, rows: str = ONE) -> tuple | list[tuple] | None:
     with db.wrap_database_errors:  # psycopg's and sqlite3's errors become Django's DatabaseError
         db.ensure_connection()
         if db.vendor == "postgresql":
@@ -67,9 +73,14 @@ def _execute(db, sql: str, params: list, *, every_row: bool = False) -> tuple | 
             # ignore prepare=True.
             with psycopg.Cursor(db.connection) as cursor:
                 cursor.execute(sql, params, prepare=True)
-                return cursor.fetchall() if every_row else cursor.fetchone()
-        cursor = db.connection.execute(_for_sqlite(sql), params)
-        return cursor.fetchall() if every_row else cursor.fetchone()
+                return _taken(cursor, rows)
+        return _taken(db.connection.execute(_for_sqlite(sql), params), rows)
+
+
+def _taken(cursor, rows: str):
+    if rows == ONE:
+        return cursor.fetchone()
+    return cursor.fetchall() if rows == ALL else None
 
 
 def execute_one(sql: str, params: list) -> tuple | None:
@@ -83,25 +94,30 @@ def execute_one(sql: str, params: list) -> tuple | None:
     has already changed. Inside a transaction nothing is retried: the error reaches the caller,
     whose transaction rolls back.
     """
-    return _run(sql, params, every_row=False)
+    return _run(sql, params, rows=ONE)
 
 
 def execute_all(sql: str, params: list) -> list[tuple]:
     """Run one statement and return all its rows; errors and retries as for execute_one."""
-    return _run(sql, params, every_row=True)
+    return _run(sql, params, rows=ALL)
 
 
-def _run(sql: str, params: list, *, every_row: bool):
+def execute(sql: str, params: list) -> None:
+    """Run one statement that returns no rows; errors and retries as for execute_one."""
+    _run(sql, params, rows=NONE)
+
+
+def _run(sql: str, params: list, *, rows: str):
     db = database()
     kept = db.connection is not None and not db.in_atomic_block
     try:
-        return _execute(db, sql, params, every_row=every_row)
+        return _execute(db, sql, params, rows=rows)
     except DatabaseError:
         # is_usable() costs a round trip, paid only here, on the way to an error.
         if not kept or db.is_usable():
             raise
         db.close()
-        return _execute(db, sql, params, every_row=every_row)
+        return _execute(db, sql, params, rows=rows)
 
 
 def field_converters(model, names) -> list[tuple]:
@@ -126,3 +142,60 @@ def converted(row, fields: list[tuple], db) -> list:
             value = converter(value, field, db)
         values.append(value)
     return values
+
+
+# Rows per INSERT: within every database's limit on parameters, as bulk_create batches.
+INSERT_BATCH = 500
+
+
+def update_row(model, pk, values: dict) -> None:
+    """``model.objects.filter(pk=pk).update(**values)`` for plain values (no expressions), as
+    one prepared statement. Each value is prepared by its field, as the ORM prepares it; like
+    the ORM's update(), no auto_now field is touched and no signal is sent."""
+    db = database()
+    sql, fields = _update_statement(model, tuple(values))
+    execute(sql, [*(field.get_db_prep_save(value, db) for field, value in zip(fields, values.values(), strict=True)), pk])
+
+
+def insert(instances: list) -> None:
+    """Save new instances of one model, as ``bulk_create`` does (no save() signals), and give
+    each its primary key. Values come from each field's pre_save and get_db_prep_save, as the
+    ORM's; one prepared statement per batch."""
+    if not instances:
+        return
+    db = database()
+    model = type(instances[0])
+    fields = _insert_fields(model)
+    for first in range(0, len(instances), INSERT_BATCH):
+        batch = instances[first : first + INSERT_BATCH]
+        params = [field.get_db_prep_save(field.pre_save(obj, True), db) for obj in batch for field in fields]
+        pks = execute_all(_insert_statement(model, len(batch)), params)
+        for obj, (pk,) in zip(batch, pks, strict=True):
+            obj.pk = pk
+            obj._state.adding, obj._state.db = False, db.alias
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(model, names: tuple[str, ...]) -> tuple[str, list]:
+    meta = model._meta
+    quote = database().ops.quote_name
+    fields = [meta.get_field(name) for name in names]  # get_field knows attnames too
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s", fields
+
+
+@functools.cache
+def _insert_fields(model) -> list:
+    return [field for field in model._meta.concrete_fields if not field.primary_key]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(model, rows: int) -> str:
+    meta = model._meta
+    quote = database().ops.quote_name
+    fields = _insert_fields(model)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES {', '.join([row] * rows)} RETURNING {quote(meta.pk.column)}"
+    )

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from syncs import direct_sql
 from syncs.apply import apply_diff
 from syncs.connection_state import failure_updates, success_times, success_updates
 from syncs.diff import (
@@ -232,7 +233,7 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
             updates = _record_unchanged(locked, run, fetched, now)
         else:
             updates = _record_feed(locked, run, outcome, now)
-        Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
+        direct_sql.update_row(Connection, connection.pk, {**updates, **LEASE_RELEASED})
     return run
 
 
@@ -248,7 +249,7 @@ def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now:
     failure = outcome.failure
     run.outcome = run.error_code = failure.code
     run.error_params = failure.params
-    run.save()
+    direct_sql.insert([run])
     updates = failure_updates(
         connection=connection, code=failure.code, params=failure.params, permanent=failure.permanent,
         retry_after=failure.retry_after, now=now,
@@ -272,7 +273,7 @@ def _validators(fetched: FetchResult) -> dict:
 def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult, now: datetime) -> dict:
     """304, or the same body as last time: a successful run that touches no block."""
     run.outcome = OK_UNCHANGED
-    run.save()
+    direct_sql.insert([run])
     return _fetch_succeeded(connection, fetched, now)
 
 
@@ -297,7 +298,7 @@ def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: da
         run.outcome = OK_EMPTY
     else:
         run.outcome = OK_CHANGED if diff.changed else OK_UNCHANGED
-    run.save()
+    direct_sql.insert([run])
     apply_diff(connection=connection, run=run, diff=diff, hold_removals=hold, now=now)
 
     updates = _fetch_succeeded(connection, outcome.fetched, now)

@@ -3,17 +3,17 @@ Django's, and only a dead kept connection is retried."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db import connection as db
-from django.db.models.signals import post_init, pre_init
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
-from syncs.direct_sql import execute_one
-from syncs.models import Connection, SyncRun
+from syncs.direct_sql import execute_one, insert, update_row
+from syncs.models import Block, BlockChange, Connection, SyncRun
 from syncs.scheduling import connection_lock_if_leased, connection_take_lease
-from tests.factories import ConnectionFactory
+from tests.factories import BlockFactory, ConnectionFactory
 
 
 @pytest.mark.django_db
@@ -95,3 +95,42 @@ def test_a_locked_connection_reads_as_the_orm_reads_it():
     assert locked.property_id == made.property_id and locked.portal_id == made.portal_id
     assert "import_url" in locked.get_deferred_fields()
     assert locked == Connection.objects.get(pk=made.pk)
+
+
+@pytest.mark.django_db
+def test_rows_written_past_the_orm_read_back_as_the_orm_wrote_them():
+    # The changed sync's writes (syncs/apply.py, syncs/sync.py) go through direct_sql.insert and
+    # update_row: each value prepared by its field (JSON, aware date-times, dates, nulls).
+    # insert() sends no save() signals, as bulk_create sends none: only safe while nobody
+    # listens for these models' saves.
+    for model in (SyncRun, BlockChange):
+        assert not pre_save.has_listeners(model) and not post_save.has_listeners(model)
+    connection = ConnectionFactory()
+    started = datetime(2027, 1, 10, 12, 0, 30, 123456, tzinfo=UTC)
+    runs = [
+        SyncRun(connection=connection, started_at=started, outcome="http_5xx", error_params={"status": 503}),
+        SyncRun(connection=connection, started_at=started, finished_at=None, outcome="ok_changed", events_added=3),
+    ]
+
+    insert(runs)
+
+    assert all(run.pk and not run._state.adding for run in runs)
+    stored = SyncRun.objects.get(pk=runs[0].pk)
+    assert (stored.started_at, stored.error_params, stored.trigger) == (started, {"status": 503}, "scheduled")
+    assert SyncRun.objects.get(pk=runs[1].pk).events_added == 3
+
+    update_row(Connection, connection.pk, {
+        "last_error_params": {"status": 503, "url": "https://x"}, "paused_at": started, "held_since": None,
+        "consecutive_failures": 3, "property_id": connection.property_id,
+    })  # fmt: skip
+    updated = Connection.objects.get(pk=connection.pk)
+    assert (updated.last_error_params, updated.paused_at, updated.held_since, updated.consecutive_failures) == (
+        {"status": 503, "url": "https://x"}, started, None, 3
+    )
+
+    block = BlockFactory(property=connection.property, source=connection)
+    update_row(Block, block.pk, {"start_date": date(2027, 3, 1), "end_date": date(2027, 3, 4), "summary": "Reserved"})
+    change = BlockChange(block=block, run=runs[1], action="updated", old_start_date=block.start_date, new_start_date=date(2027, 3, 1))
+    insert([change])
+    assert Block.objects.filter(pk=block.pk, start_date=date(2027, 3, 1), end_date=date(2027, 3, 4)).exists()
+    assert BlockChange.objects.get(pk=change.pk).new_start_date == date(2027, 3, 1)

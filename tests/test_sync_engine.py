@@ -522,7 +522,7 @@ def test_a_failing_http_url_records_whether_https_works(clock, airbnb_server, co
 
 def test_a_crash_while_applying_leaves_no_partial_write(clock, airbnb_server, connection):
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
-    with mock.patch.object(apply_module.BlockChange.objects, "bulk_create", side_effect=RuntimeError("worker died")), pytest.raises(RuntimeError):
+    with mock.patch.object(apply_module, "property_calendar_changed", side_effect=RuntimeError("worker died")), pytest.raises(RuntimeError):
         connection_sync_leased(connection_id=connection.pk)
     assert not Block.objects.exists()
     assert not SyncRun.objects.exists()
