@@ -632,8 +632,10 @@ BREAKDOWN = {
         - t.get("diff_blocks", 0.0)
         - t.get("apply_diff", 0.0)
     ),
-    "lease, load connection, release, log": lambda t, total: (
+    "claim (the dispatcher's, per connection)": lambda t, total: t.get("claim", 0.0),
+    "load connection, release, log": lambda t, total: (
         total
+        - t.get("claim", 0.0)
         - t.get("fetch_feed", 0.0)
         - t.get("body_fingerprint", 0.0)
         - t.get("parse_feed", 0.0)
@@ -684,17 +686,47 @@ def kept_alive_get(url: str) -> None:
     response.raise_for_status()
 
 
-def sync_once(connection_id: int) -> tuple[float, str]:
-    from syncs.sync import connection_sync_leased
+def claim_for_polls(ids: list[int]) -> tuple[dict, float]:
+    """Make exactly these connections due and claim them as the dispatcher does (in batches of
+    its size, leased): the claims by connection id, and the claiming time per connection, which
+    each poll's figure includes (every scheduled poll is claimed before it runs)."""
+    from django.utils import timezone
+
+    from syncs.models import Connection
+    from syncs.scheduling import connections_claim_due
+
+    now = timezone.now()
+    Connection.objects.exclude(pk__in=ids).filter(next_sync_at__lte=now + timedelta(minutes=5)).update(
+        next_sync_at=far_future()
+    )
+    Connection.objects.filter(pk__in=ids).update(next_sync_at=now - timedelta(minutes=1))
+    limit, claims = dispatch_batch_size(), []
+    started = time.perf_counter()
+    while True:
+        batch = connections_claim_due(limit=limit)
+        claims += batch
+        if len(batch) < limit:
+            break
+    elapsed = time.perf_counter() - started
+    by_id = {claim.connection_id: claim for claim in claims}
+    if set(by_id) != set(ids):
+        raise RuntimeError(f"claimed {len(by_id)} connections, expected {len(ids)}")
+    return by_id, elapsed / len(ids)
+
+
+def sync_once(claim) -> tuple[float, str]:
+    """One scheduled poll, as a worker runs the dispatcher's task."""
+    from syncs.sync import connection_sync_claimed
 
     started = time.perf_counter()
-    run = connection_sync_leased(connection_id=connection_id)
+    run = connection_sync_claimed(claim)
     elapsed = time.perf_counter() - started
     return elapsed, f"{run.outcome}/{run.http_status}" if run else "skipped/None"
 
 
-def count_queries(connection_id: int) -> int:
-    """Statements of one sync: through Django's cursor, and past it (syncs/direct_sql.py)."""
+def count_queries(claim) -> int:
+    """Statements of one poll: through Django's cursor, and past it (syncs/direct_sql.py). The
+    claim's one statement per batch is not counted."""
     from unittest import mock
 
     from django.db import connection
@@ -705,7 +737,7 @@ def count_queries(connection_id: int) -> int:
     with CaptureQueriesContext(connection) as captured, mock.patch.object(
         direct_sql, "_execute", wraps=direct_sql._execute
     ) as direct:
-        sync_once(connection_id)
+        sync_once(claim)
     return len(captured.captured_queries) + direct.call_count
 
 
@@ -714,20 +746,24 @@ def run_scenario(
 ) -> Scenario:
     """Sync each connection once through the engine, each next to one baseline call.
 
-    ``ids`` holds (pk, url); the first WARMUP_SYNCS are untimed and the last one is used to
-    count queries. Engine and GET alternate in order, so that drift favours neither.
+    ``ids`` holds (pk, url); all are claimed first, as the dispatcher claims them, and each
+    poll's figure includes its share of that claim. The first WARMUP_SYNCS are untimed and the
+    last one is used to count queries. Engine and GET alternate in order, so that drift favours
+    neither.
     """
     engine_s, baseline_s, kept_s, outcomes = [], [], [], Counter()
     stage_s: dict[str, list[float]] = {stage: [] for stage in BREAKDOWN}
+    claims, claim_share = claim_for_polls([pk for pk, _ in ids])
     warmup, timed, counted = ids[:WARMUP_SYNCS], ids[WARMUP_SYNCS:-1], ids[-1]
     for pk, _ in warmup:
-        sync_once(pk)
+        sync_once(claims[pk])
     probe.take()
     for position, (pk, url) in enumerate(timed):
         if baseline == "GET" and position % 2:
             baseline_s.append(_timed_call(bare_get, url))
-        elapsed, outcome = sync_once(pk)
-        stages = probe.take()
+        elapsed, outcome = sync_once(claims[pk])
+        elapsed += claim_share
+        stages = {**probe.take(), "claim": claim_share}
         engine_s.append(elapsed)
         outcomes[outcome] += 1
         for stage, compute in BREAKDOWN.items():
@@ -738,7 +774,7 @@ def run_scenario(
             kept_s.append(_timed_call(kept_alive_get, url))
         elif baseline == "from_ical":
             baseline_s.append(_timed_call(icalendar.Calendar.from_ical, probe.last_body))
-    queries = count_queries(counted[0])
+    queries = count_queries(claims[counted[0]])
     probe.take()
     return Scenario(
         name=name,

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from syncs.models import Connection, PauseEpisode
-from syncs.scheduling import jittered
+from syncs.scheduling import LEASE_RELEASED, jittered
 
 # Transient failures in a row before the connection is paused.
 PAUSE_AFTER_FAILURES = 3
@@ -105,7 +105,8 @@ def connection_switch(
     now = now or timezone.now()
     with transaction.atomic():
         if not enabled:
-            Connection.objects.filter(pk=connection.pk).update(enabled=False)
+            # Taking the lease back drops the result of a sync already claimed or under way.
+            Connection.objects.filter(pk=connection.pk).update(enabled=False, **LEASE_RELEASED)
             return
         _end_episode(connection_id=connection.pk, now=now, ended_by=ended_by)
         Connection.objects.filter(pk=connection.pk).update(

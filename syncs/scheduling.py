@@ -1,19 +1,28 @@
 """When connections sync, and who syncs them.
 
-The dispatcher claims due connections and moves their next-due time forward in one
-transaction, so two dispatchers running at once never hand out the same connection twice.
-A lease on the row makes sure one worker at a time syncs a connection.
+The dispatcher claims due connections, moves their next-due time forward and leases them in one
+transaction, so two dispatchers running at once never hand out the same connection twice. A
+lease on the row makes sure one worker at a time syncs a connection: a scheduled poll gets it
+with its claim, a "Sync now" takes it when it runs (connection_take_lease). Whoever changes what
+a sync in flight would act on (a new link, switching it off) takes the lease back, and that
+sync's record, conditional on the lease, is dropped.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import os
 import random
+import secrets
+import socket
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from syncs import direct_sql
@@ -36,30 +45,126 @@ RECORD_FIELDS = (
 JITTER_FRACTION = 0.1
 
 
+def _holder_names() -> tuple[str, itertools.count]:
+    # Random rather than the pid: pids repeat across restarts and containers.
+    return f"{socket.gethostname()}:{secrets.token_hex(4)}", itertools.count(1)
+
+
+_holder_prefix, _holder_count = _holder_names()
+
+
+def _new_holder_names_after_fork() -> None:
+    # Each of Celery's pool processes is its own holder.
+    global _holder_prefix, _holder_count
+    _holder_prefix, _holder_count = _holder_names()
+
+
+os.register_at_fork(after_in_child=_new_holder_names_after_fork)
+
+
+def new_lease_holder() -> str:
+    """A name that no other sync holds at the same time: this host and process, and a count.
+    Drawn once per process, not per poll: a uuid4 per poll cost a system call for entropy."""
+    return f"{_holder_prefix}:{next(_holder_count)}"
+
+
 def jittered(interval: timedelta, *, rng: random.Random | None = None) -> timedelta:
     rng = rng or random
     return interval + timedelta(seconds=rng.uniform(0, interval.total_seconds() * JITTER_FRACTION))
 
 
-def connections_claim_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Claim up to ``limit`` due connections and return their ids, oldest due first.
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A due connection handed to a worker, leased to ``holder`` from the moment it was claimed,
+    with what its poll needs to know (``state``: POLL_FIELDS by attribute name, JSON-safe), so
+    that the worker's first statement is the poll's record."""
+
+    connection_id: int
+    holder: str
+    state: dict
+
+
+def connections_claim_due(*, now: datetime | None = None, limit: int = 500) -> list[Claim]:
+    """Claim up to ``limit`` due connections, oldest due first, and lease them to one holder.
 
     Claiming moves ``next_sync_at`` one interval (plus jitter) ahead, so a connection whose task
-    is lost is simply picked up again at its next turn. On PostgreSQL, rows another dispatcher
-    holds are skipped; SQLite serialises writers anyway (transaction mode IMMEDIATE).
+    is lost is simply picked up again at its next turn, and takes the lease a worker would
+    otherwise take first thing: every poll is one statement shorter (its record), and a
+    connection that someone else holds (a "Sync now" running) is not claimed until it is free.
+    On PostgreSQL, rows another dispatcher holds are skipped, and the claim is one statement;
+    SQLite serialises writers anyway (transaction mode IMMEDIATE).
     """
     now = now or timezone.now()
+    holder = new_lease_holder()
+    if db_connection.vendor == "postgresql":
+        return _claim_in_one_statement(now=now, limit=limit, holder=holder)
+    lease_until = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     with transaction.atomic():
-        due = Connection.objects.due(now).order_by("next_sync_at", "pk")
-        if db_connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        claimed = list(due.values_list("pk", "sync_interval_minutes")[:limit])
+        due = Connection.objects.due(now).filter(_free(now)).order_by("next_sync_at", "pk")
+        claimed = list(due.values_list("sync_interval_minutes", *_poll_attnames())[:limit])
         Connection.objects.bulk_update(
-            [Connection(pk=pk, next_sync_at=now + jittered(timedelta(minutes=minutes))) for pk, minutes in claimed],
-            ["next_sync_at"],
+            [
+                Connection(
+                    pk=state[0], next_sync_at=now + jittered(timedelta(minutes=minutes)), lease_holder=holder,
+                    lease_until=lease_until,
+                )
+                for minutes, *state in claimed
+            ],
+            ["next_sync_at", "lease_holder", "lease_until"],
             batch_size=500,
         )
-    return [pk for pk, _ in claimed]
+    return [Claim(state[0], holder, dict(zip(_poll_attnames(), state, strict=True))) for _, *state in claimed]
+
+
+def _free(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lte=now)
+
+
+def _claim_in_one_statement(*, now: datetime, limit: int, holder: str) -> list[Claim]:
+    db = direct_sql.database()
+    lease_until = Connection._meta.get_field("lease_until")
+    moment = lease_until.get_db_prep_save(now, db)
+    until = lease_until.get_db_prep_save(now + timedelta(seconds=settings.SYNC_LEASE_SECONDS), db)
+    sql, fields = _claim_statement()
+    rows = direct_sql.execute_all(sql, [moment, moment, limit, moment, JITTER_FRACTION, holder, until])
+    rows.sort(key=lambda row: (row[0] is None, row[0], row[1]))  # oldest due first, as the ORM orders
+    return [Claim(row[1], holder, dict(zip(_poll_attnames(), direct_sql.converted(row[1:], fields, db), strict=True))) for row in rows]
+
+
+@functools.cache
+def _claim_statement() -> tuple[str, list]:
+    """Due, free, oldest first, locked or skipped; then moved ahead and leased, in one statement.
+    The same conditions as Connection.objects.due(), written for PostgreSQL."""
+    quote = db_connection.ops.quote_name
+    meta = Connection._meta
+    table = quote(meta.db_table)
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    fields = direct_sql.field_converters(Connection, POLL_FIELDS)
+    export_only = Connection.Direction.EXPORT_ONLY.value
+    sql = (
+        f"WITH due AS (SELECT {column('id')}, {column('next_sync_at')} FROM {table} "
+        f"WHERE {column('enabled')} AND {column('paused_at')} IS NULL AND {column('direction')} <> '{export_only}' "
+        f"AND ({column('next_sync_at')} IS NULL OR {column('next_sync_at')} <= %s) "
+        f"AND ({column('lease_until')} IS NULL OR {column('lease_until')} <= %s) "
+        f"ORDER BY {column('next_sync_at')}, {column('id')} LIMIT %s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {table} c SET "
+        f"{column('next_sync_at')} = %s + make_interval(mins => c.{column('sync_interval_minutes')}) * (1 + random() * %s), "
+        f"{column('lease_holder')} = %s, {column('lease_until')} = %s "
+        f"FROM due WHERE c.{column('id')} = due.{column('id')} "
+        f"RETURNING due.{column('next_sync_at')}, {', '.join('c.' + quote(field.column) for field, _ in fields)}"
+    )
+    return sql, fields
+
+
+def connection_from_claim(claim: Claim) -> Connection:
+    """The claimed connection as a poll reads it: what the claim read, and what made it due (on
+    and not paused). Other fields load on first use."""
+    db = direct_sql.database()
+    values = {**claim.state, "enabled": True, "paused_at": None}
+    return direct_sql.loaded(Connection, db, attnames=tuple(values), values=list(values.values()))
 
 
 def connection_take_lease(*, connection_id: int, holder: str, now: datetime | None = None) -> Connection | None:

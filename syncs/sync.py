@@ -7,11 +7,7 @@ worker killed in the middle leaves nothing half-applied (the next run repairs).
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -37,9 +33,12 @@ from syncs.models import Connection, SyncRun
 from syncs.poll_reads import feed_settings, stored_blocks
 from syncs.scheduling import (
     LEASE_RELEASED,
+    Claim,
+    connection_from_claim,
     connection_lock_if_leased,
     connection_release_lease,
     connection_take_lease,
+    new_lease_holder,
 )
 from syncs.unchanged_runs import unchanged_run_record
 
@@ -77,39 +76,26 @@ class Outcome:
     today: date | None = None  # the property's day when the feed was read
 
 
-def _holder_names() -> tuple[str, itertools.count]:
-    # Random rather than the pid: pids repeat across restarts and containers.
-    return f"{socket.gethostname()}:{secrets.token_hex(4)}", itertools.count(1)
-
-
-_holder_prefix, _holder_count = _holder_names()
-
-
-def _new_holder_names_after_fork() -> None:
-    # Each of Celery's pool processes is its own holder.
-    global _holder_prefix, _holder_count
-    _holder_prefix, _holder_count = _holder_names()
-
-
-os.register_at_fork(after_in_child=_new_holder_names_after_fork)
-
-
-def new_lease_holder() -> str:
-    """A name that no other sync holds at the same time: this host and process, and a count.
-    Drawn once per process, not per poll: a uuid4 per poll cost a system call for entropy."""
-    return f"{_holder_prefix}:{next(_holder_count)}"
-
-
 def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> SyncRun | None:
-    """Sync a connection unless it is gone, switched off (for scheduled runs), or leased.
-
-    The entry point for the Celery task and the management command alike.
-    """
+    """Take the connection's lease and sync it, unless it is gone, switched off (for scheduled
+    runs), or leased: for "Sync now", the management command, and tasks from before claims
+    carried their lease."""
     holder = new_lease_holder()
     connection = connection_take_lease(connection_id=connection_id, holder=holder)
     if connection is None:
         log.info("sync skipped connection=%s reason=gone_or_leased", connection_id)
         return None
+    return _sync_holding(connection, trigger=trigger, holder=holder)
+
+
+def connection_sync_claimed(claim: Claim) -> SyncRun | None:
+    """Sync a connection the dispatcher claimed, leased and read for this poll (the Celery task
+    of every scheduled sync). If the operator changed its link or switched it off since, the
+    lease was taken back with the change, and the result is dropped (LeaseLost)."""
+    return _sync_holding(connection_from_claim(claim), trigger=SyncRun.Trigger.SCHEDULED, holder=claim.holder)
+
+
+def _sync_holding(connection: Connection, *, trigger: str, holder: str) -> SyncRun | None:
     run = None
     try:
         if not connection.imports:
@@ -119,15 +105,15 @@ def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger
         run = connection_sync(connection=connection, trigger=trigger, holder=holder)
         return run
     except LeaseLost:
-        log.warning("sync dropped connection=%s reason=lease_lost", connection_id)
+        log.warning("sync dropped connection=%s reason=lease_lost", connection.pk)
         return None
     finally:
         if trigger != SyncRun.Trigger.SCHEDULED:
             # The operator's "Sync now" has been served (or the connection is gone).
-            Connection.objects.filter(pk=connection_id, sync_requested_at__isnull=False).update(sync_requested_at=None)
+            Connection.objects.filter(pk=connection.pk, sync_requested_at__isnull=False).update(sync_requested_at=None)
         if run is None:
             # A recorded run gave the lease back in its own write.
-            connection_release_lease(connection_id=connection_id, holder=holder)
+            connection_release_lease(connection_id=connection.pk, holder=holder)
 
 
 def connection_sync(*, connection: Connection, trigger: str, holder: str, now: datetime | None = None) -> SyncRun:

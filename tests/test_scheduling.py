@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -10,10 +11,15 @@ from django.utils import timezone
 from syncs.models import Connection
 from syncs.scheduling import (
     connection_acquire_lease,
+    connection_from_claim,
     connection_release_lease,
     connections_claim_due,
 )
 from tests.factories import ConnectionFactory
+
+
+def claimed_ids(claims) -> list[int]:
+    return [claim.connection_id for claim in claims]
 
 
 @pytest.mark.django_db
@@ -26,7 +32,7 @@ def test_the_dispatcher_claims_only_switched_on_unpaused_importing_due_connectio
     ConnectionFactory(paused_at=now, next_sync_at=None)
     ConnectionFactory(direction=Connection.Direction.EXPORT_ONLY, import_url="", next_sync_at=None)
 
-    assert sorted(connections_claim_due(now=now)) == sorted([due.pk, never_scheduled.pk])
+    assert sorted(claimed_ids(connections_claim_due(now=now))) == sorted([due.pk, never_scheduled.pk])
 
 
 @pytest.mark.django_db
@@ -44,6 +50,47 @@ def test_a_second_dispatcher_run_claims_nothing_already_claimed():
     ConnectionFactory.create_batch(3, next_sync_at=None)
     assert len(connections_claim_due(now=now)) == 3
     assert connections_claim_due(now=now) == []
+
+
+@pytest.mark.django_db
+def test_a_claim_leases_the_connection_and_carries_what_its_poll_reads():
+    now = timezone.now()
+    connection = ConnectionFactory(next_sync_at=None, etag='"v3"', last_modified="Tue, 24 Nov 2026 10:00:00 GMT")
+
+    (claim,) = connections_claim_due(now=now)
+
+    connection.refresh_from_db()
+    assert connection.lease_holder == claim.holder and connection.lease_until > now
+    # A worker cannot take it meanwhile (a "Sync now", say) ...
+    assert not connection_acquire_lease(connection_id=connection.pk, holder="other", now=now)
+    # ... and the poll needs nothing more from the database than the claim brought.
+    assert json.loads(json.dumps(claim.state)) == claim.state  # fits in a task message
+    polled = connection_from_claim(claim)
+    assert (polled.pk, polled.import_url, polled.etag, polled.last_modified) == (
+        connection.pk, connection.import_url, '"v3"', "Tue, 24 Nov 2026 10:00:00 GMT"
+    )
+    assert (polled.property_id, polled.enabled, polled.paused_at, polled.sync_interval) == (
+        connection.property_id, True, None, connection.sync_interval
+    )
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_leaves_a_connection_that_someone_holds_until_it_is_free():
+    now = timezone.now()
+    connection = ConnectionFactory(next_sync_at=None)
+    assert connection_acquire_lease(connection_id=connection.pk, holder="sync-now", now=now)
+    assert connections_claim_due(now=now) == []
+    connection_release_lease(connection_id=connection.pk, holder="sync-now")
+    assert claimed_ids(connections_claim_due(now=now)) == [connection.pk]
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_hands_out_the_oldest_due_first():
+    now = timezone.now()
+    late = ConnectionFactory(next_sync_at=now - timedelta(minutes=1))
+    later = ConnectionFactory(next_sync_at=now - timedelta(seconds=1))
+    oldest = ConnectionFactory(next_sync_at=now - timedelta(hours=1))
+    assert claimed_ids(connections_claim_due(now=now)) == [oldest.pk, late.pk, later.pk]
 
 
 @pytest.mark.django_db
@@ -74,7 +121,7 @@ def test_two_dispatchers_at_once_never_claim_the_same_connection_on_postgresql(p
     def dispatch():
         barrier.wait()
         try:
-            results.append(connections_claim_due(now=now, limit=25))
+            results.append(claimed_ids(connections_claim_due(now=now, limit=25)))
         finally:
             db_connection.close()
 

@@ -7,11 +7,14 @@ from unittest import mock
 import pytest
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channelmgr.celery import close_old_database_connections
-from syncs import tasks
-from syncs.models import Block, SyncRun
+from syncs import direct_sql, tasks
+from syncs.connection_state import connection_switch
+from syncs.editing import connection_edit
+from syncs.models import Block, Connection, SyncRun
 from syncs.scheduling import connection_acquire_lease
 from tests import feeds
 from tests.factories import ConnectionFactory
@@ -32,9 +35,65 @@ def feed_url(httpserver, settings):
 def test_the_dispatcher_enqueues_one_task_per_due_connection():
     due = ConnectionFactory.create_batch(2, next_sync_at=None)
     ConnectionFactory(enabled=False)
-    with mock.patch.object(tasks.sync_connection, "delay") as delay:
+    with mock.patch.object(tasks.sync_connection, "apply_async") as send:
         assert tasks.dispatch_due_syncs() == 2
-    assert sorted(call.args[0] for call in delay.call_args_list) == sorted(c.pk for c in due)
+    assert sorted(call.args[0][0] for call in send.call_args_list) == sorted(c.pk for c in due)
+    # The message carries the feed's secret link; what monitoring shows of it does not.
+    assert all(connection.import_url not in call.kwargs["argsrepr"] for call in send.call_args_list for connection in due)
+
+
+def dispatched(connection) -> tuple:
+    """Make the connection due and let the dispatcher claim it: the task message it would send."""
+    Connection.objects.filter(pk=connection.pk).update(next_sync_at=timezone.now() - timedelta(minutes=1))
+    with mock.patch.object(tasks.sync_connection, "apply_async") as send:
+        tasks.dispatch_due_syncs()
+    (call,) = send.call_args_list
+    return call.args[0]
+
+
+def test_a_dispatched_sync_polls_with_what_its_claim_read_and_records_in_one_statement(httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    httpserver.expect_request("/feed.ics").respond_with_data(feeds.airbnb(), headers={"ETag": '"v1"'})
+    connection = ConnectionFactory(import_url=httpserver.url_for("/feed.ics"))
+    assert tasks.sync_connection(*dispatched(connection)) == "ok_empty"
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/feed.ics", headers={"If-None-Match": '"v1"'}).respond_with_data(b"", status=304)
+    message = dispatched(connection)
+
+    with CaptureQueriesContext(db) as queries, mock.patch.object(
+        direct_sql, "_execute", wraps=direct_sql._execute
+    ) as direct:
+        assert tasks.sync_connection(*message) == "ok_unchanged"
+
+    # The validators came with the claim: the poll reads nothing, and on PostgreSQL its only
+    # statement is its record (SQLite writes the same in a transaction of two statements).
+    statements = [call.args[1] for call in direct.call_args_list] + [q["sql"] for q in queries]
+    assert not [sql for sql in statements if sql.startswith("SELECT")]
+    if db.vendor == "postgresql":
+        assert len(statements) == 1
+    connection.refresh_from_db()
+    assert (connection.lease_holder, connection.lease_until, connection.etag) == ("", None, '"v1"')
+    assert SyncRun.objects.filter(connection=connection, outcome="ok_unchanged", http_status=304).count() == 1
+
+
+@pytest.mark.parametrize("change", ["link", "switch_off"])
+def test_a_claimed_sync_is_dropped_when_the_operator_changes_the_connection_before_it_runs(feed_url, change):
+    connection = ConnectionFactory(import_url=feed_url)
+    message = dispatched(connection)  # in the queue, not yet run
+    if change == "link":
+        connection_edit(
+            user=None, connection=connection, portal=connection.portal, direction=connection.direction,
+            import_url=feed_url + "?v=2", sync_interval_minutes=connection.sync_interval_minutes,
+            export_summary=connection.export_summary,
+        )
+    else:
+        connection_switch(connection=connection, enabled=False)
+
+    assert tasks.sync_connection(*message) is None
+
+    assert not SyncRun.objects.exists() and not Block.objects.exists()
+    connection.refresh_from_db()
+    assert connection.lease_holder == ""
 
 
 def test_a_sync_task_imports_the_feed_records_the_run_and_releases_its_lease(feed_url):
@@ -76,9 +135,9 @@ def test_only_a_lost_database_makes_the_task_retry_and_never_beyond_the_visibili
 
 def test_the_dispatcher_hands_out_every_due_connection_in_one_pass_however_many():
     ConnectionFactory.create_batch(1100, next_sync_at=None)
-    with mock.patch.object(tasks.sync_connection, "delay") as delay:
+    with mock.patch.object(tasks.sync_connection, "apply_async") as send:
         assert tasks.dispatch_due_syncs() == 1100
-    assert delay.call_count == 1100
+    assert send.call_count == 1100
 
 
 def task_signal_sender(*, eager: bool) -> SimpleNamespace:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
 from syncs.explain import describe
 from syncs.models import Connection, SyncRun
-from syncs.scheduling import connections_claim_due
-from syncs.sync import connection_sync_leased
+from syncs.scheduling import connection_release_lease, connections_claim_due
+from syncs.sync import connection_sync_claimed, connection_sync_leased
 
 
 class Command(BaseCommand):
@@ -28,17 +29,25 @@ class Command(BaseCommand):
         missing = set(connection) - set(Connection.objects.filter(pk__in=connection).values_list("pk", flat=True))
         if missing:
             raise CommandError(f"No connection with id {', '.join(map(str, sorted(missing)))}.")
-        jobs = [(pk, SyncRun.Trigger.MANUAL) for pk in connection]
+        jobs = [(pk, functools.partial(connection_sync_leased, connection_id=pk, trigger=SyncRun.Trigger.MANUAL)) for pk in connection]
         if due:
-            jobs += [(pk, SyncRun.Trigger.SCHEDULED) for pk in connections_claim_due() if pk not in connection]
-        for pk, trigger in jobs:
-            self._sync(pk, trigger)
+            claims = connections_claim_due()
+            for claim in claims:
+                if claim.connection_id in connection:  # synced above, as asked
+                    connection_release_lease(connection_id=claim.connection_id, holder=claim.holder)
+            jobs += [
+                (claim.connection_id, functools.partial(connection_sync_claimed, claim))
+                for claim in claims
+                if claim.connection_id not in connection
+            ]
+        for pk, sync in jobs:
+            self._sync(pk, sync)
         if not jobs:
             self.stdout.write("Nothing is due.")
 
-    def _sync(self, pk: int, trigger: str) -> None:
+    def _sync(self, pk: int, sync) -> None:
         started = time.monotonic()
-        run = connection_sync_leased(connection_id=pk, trigger=trigger)
+        run = sync()
         elapsed_ms = (time.monotonic() - started) * 1000
         name = str(Connection.objects.select_related("property", "portal").get(pk=pk))
         if run is None:
