@@ -30,7 +30,8 @@ from syncs.models import Connection
 
 # The fields that give a lease back, written with the run's last update.
 LEASE_RELEASED = {"lease_holder": "", "lease_until": None}
-# What a poll reads of its connection, loaded with the lease (see connection_take_lease).
+# What a poll reads of its connection: loaded with the dispatcher's claim, or with the lease a
+# "Sync now" takes (connection_take_lease).
 POLL_FIELDS = (
     "id", "property", "portal", "direction", "enabled", "paused_at", "import_url", "etag", "last_modified",
     "body_fingerprint", "held_answer", "https_works", "sync_interval_minutes", "consecutive_failures",
@@ -171,8 +172,9 @@ def connection_take_lease(*, connection_id: int, holder: str, now: datetime | No
     """Take the connection for ``holder`` unless another worker holds an unexpired lease, and
     return it as taken; None if it is gone or leased.
 
-    One statement (UPDATE ... RETURNING) instead of an update and a load: every poll starts
-    here, and on an unchanged feed the database work is most of a poll's cost (bench/sync.py).
+    For polls not claimed by the dispatcher ("Sync now", the management command, tasks queued
+    before claims carried their lease). One statement (UPDATE ... RETURNING) instead of an
+    update and a load.
     Only the fields a poll reads are loaded (POLL_FIELDS; others load on first use, one query
     each: tests count a poll's queries), and its property and portal only if the feed changed.
     Its commit does not wait for the disk (direct_sql.NOT_DURABLE): a lease forgotten in a
