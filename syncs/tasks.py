@@ -1,4 +1,5 @@
-"""Celery tasks: thin. They take ids, reload rows, and call the domain code."""
+"""Celery tasks: thin. They take ids (a scheduled poll also its claim: see syncs.scheduling.Claim),
+reload what they need, and call the domain code."""
 
 from __future__ import annotations
 
