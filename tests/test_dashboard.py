@@ -12,6 +12,7 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from channelmgr.celery import app
 from syncs import sync_requests, tasks
@@ -97,6 +98,9 @@ def test_possible_double_bookings_are_shown_on_top_loudly(operator_client, accou
     page = operator_client.get(reverse("home")).content.decode()
     assert 'id="conflicts"' in page
     assert "booked on Airbnb, Booking.com" in page
+    # Both ends written alike (English once read "November 26 to Dec. 3, 2026").
+    first, checkout = (date_format(day, "DATE_FORMAT") for day in (start, start + timedelta(days=5)))
+    assert f"{first} \N{EN DASH} {checkout}" in page
     assert page.index('id="conflicts"') < page.index("Needs your attention")
 
 
