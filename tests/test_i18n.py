@@ -467,7 +467,8 @@ def test_a_pause_email_to_a_spanish_speaking_member_comes_in_spanish(mailoutbox,
 
     english = by_reader[("ann@example.com",)]
     assert english.subject == "Paused: Airbnb sync of Casa Azul"
-    assert "We paused the Airbnb calendar sync of Casa Azul on Jan. 10, 2027 at 13:00" in english.body
+    # Each reader's clock, as their pages write it: 13:00 in Spanish and Portuguese, 1 p.m. here.
+    assert "We paused the Airbnb calendar sync of Casa Azul on Jan. 10, 2027 at 1 p.m." in english.body
 
 
 @pytest.mark.django_db

@@ -119,7 +119,7 @@ def test_a_sync_failing_50_times_sends_one_pause_email_to_every_member(
     text, html = parts(email)
     for body in (text, html):
         assert (
-            "We paused the Airbnb calendar sync of Casa Azul on Jan. 10, 2027 at 09:00 (America/Sao_Paulo time)."
+            "We paused the Airbnb calendar sync of Casa Azul on Jan. 10, 2027 at 9 a.m. (America/Sao_Paulo time)."
         ) in body
         assert "Airbnb had an error of its own (HTTP 500)." in body
         assert "New Airbnb bookings are not reaching us" in body
@@ -159,7 +159,7 @@ def test_a_reminder_comes_a_day_after_the_email_then_daily(clock, airbnb_server,
     assert reminder.subject == "Still paused: Airbnb sync of Casa Azul"
     text, html = parts(reminder)
     for body in (text, html):
-        assert "is still paused, since Jan. 10, 2027 at 09:00 (America/Sao_Paulo time): 1\xa0day now." in body
+        assert "is still paused, since Jan. 10, 2027 at 9 a.m. (America/Sao_Paulo time): 1\xa0day now." in body
         assert "Airbnb answered 404" in body
     assert send_pause_notifications() == 0
     clock.shift(timedelta(hours=23, minutes=58))
@@ -183,7 +183,7 @@ def test_a_reminder_says_when_the_background_check_finds_the_feed_working_again(
     assert send_pause_notifications() == 1
     text, html = parts(mailoutbox[1])
     for body in (text, html):
-        assert "Good news: our background check reads the Airbnb calendar again since Jan. 11, 2027 at 05:00." in body
+        assert "Good news: our background check reads the Airbnb calendar again since Jan. 11, 2027 at 5 a.m." in body
 
 
 def test_no_reminder_while_the_operator_keeps_the_sync_switched_off(
@@ -217,7 +217,7 @@ def test_a_sync_that_works_again_sends_one_restored_email(clock, airbnb_server, 
     text, html = parts(restored)
     for body in (text, html):
         assert (
-            "is running again since Jan. 10, 2027 at 11:00 (America/Sao_Paulo time), after 2\xa0hours paused."
+            "is running again since Jan. 10, 2027 at 11 a.m. (America/Sao_Paulo time), after 2\xa0hours paused."
         ) in body
         assert "A sync worked again" in body
         assert "check that every taken night is closed on both sides" in body
