@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -24,11 +24,14 @@ from syncs.export_tokens import export_token_ensure
 from syncs.fetch import fetch_feed, https_variant_works
 from syncs.ical import parse_feed
 from syncs.models import Account, Activity, Connection, Portal, Property
+from syncs.scheduling import LEASE_RELEASED
 
 # What a change of link or portal makes stale: the next sync must read the feed from scratch
 # (no 304 on the old feed's ETag, no "unchanged body" shortcut, labels of the new portal).
 FRESH_READ = {"etag": "", "last_modified": "", "body_fingerprint": "", "https_works": None}
 CONNECTION_FIELDS = ("portal", "direction", "import_url", "sync_interval_minutes", "export_summary")
+# The fields that change how a sync imports (the export's summary does not).
+IMPORT_SETTINGS = frozenset({"portal", "direction", "import_url", "sync_interval_minutes"})
 # A quick second look at the https:// variant of an http:// link must not keep the form waiting.
 HTTPS_PROBE_SECONDS = 10.0
 
@@ -164,9 +167,9 @@ def connection_edit(
     with transaction.atomic():
         _lock(connection.property)
         _refuse_same_link(candidate)
-        current = Connection.objects.select_for_update().get(pk=connection.pk)
+        Connection.objects.select_for_update().get(pk=connection.pk)  # one edit at a time
         updates = {field: values[field] for field in changed}
-        updates.update(_schedule_after_edit(current, candidate, changed))
+        updates.update(_schedule_after_edit(changed))
         Connection.objects.filter(pk=connection.pk).update(**updates, updated_at=now())
         if candidate.exports:
             # update() sends no post_save: a sync that starts exporting needs its URL here.
@@ -194,21 +197,18 @@ def _refuse_same_link(connection: Connection) -> None:
         raise ValidationError({"import_url": same_link_error(existing)})
 
 
-def _schedule_after_edit(current: Connection, candidate: Connection, changed: list[str]) -> dict:
+def _schedule_after_edit(changed: list[str]) -> dict:
     """Fields the sync engine owns that an edit must reset or move."""
     moment = now()
     updates: dict = {}
+    if set(changed) & IMPORT_SETTINGS:
+        # A sync may be under way, or claimed and waiting in the queue with the settings it was
+        # claimed with: taking its lease drops its result (LeaseLost) instead of letting it
+        # write what the old settings read (the old feed's nights and validators, the old
+        # interval) over the edit. The sync that replaces it comes at once, with the new ones.
+        updates.update(LEASE_RELEASED, next_sync_at=moment)
     if "import_url" in changed or "portal" in changed:
-        updates.update(FRESH_READ, next_sync_at=moment)
-        # A sync of the old link may be running: taking its lease drops its result (LeaseLost)
-        # instead of letting it write the old feed's nights and validators over our reset.
-        updates.update(lease_holder="", lease_until=None)
-    if "direction" in changed and not current.imports and candidate.imports:
-        updates["next_sync_at"] = moment
-    if "sync_interval_minutes" in changed and "next_sync_at" not in updates:
-        sooner = moment + timedelta(minutes=candidate.sync_interval_minutes)
-        if current.next_sync_at is not None and current.next_sync_at > sooner:
-            updates["next_sync_at"] = sooner
+        updates.update(FRESH_READ)
     return updates
 
 

@@ -76,16 +76,24 @@ def test_a_dispatched_sync_polls_with_what_its_claim_read_and_records_in_one_sta
     assert SyncRun.objects.filter(connection=connection, outcome="ok_unchanged", http_status=304).count() == 1
 
 
-@pytest.mark.parametrize("change", ["link", "switch_off"])
+def edit(connection, **changes) -> None:
+    settings_now = {
+        "portal": connection.portal, "direction": connection.direction, "import_url": connection.import_url,
+        "sync_interval_minutes": connection.sync_interval_minutes, "export_summary": connection.export_summary,
+    }
+    connection_edit(user=None, connection=connection, **{**settings_now, **changes})
+
+
+@pytest.mark.parametrize("change", ["link", "interval", "export_only", "switch_off"])
 def test_a_claimed_sync_is_dropped_when_the_operator_changes_the_connection_before_it_runs(feed_url, change):
     connection = ConnectionFactory(import_url=feed_url)
-    message = dispatched(connection)  # in the queue, not yet run
+    message = dispatched(connection)  # in the queue, not yet run, with the settings of its claim
     if change == "link":
-        connection_edit(
-            user=None, connection=connection, portal=connection.portal, direction=connection.direction,
-            import_url=feed_url + "?v=2", sync_interval_minutes=connection.sync_interval_minutes,
-            export_summary=connection.export_summary,
-        )
+        edit(connection, import_url=feed_url + "?v=2")
+    elif change == "interval":
+        edit(connection, sync_interval_minutes=60)
+    elif change == "export_only":
+        edit(connection, direction=Connection.Direction.EXPORT_ONLY)
     else:
         connection_switch(connection=connection, enabled=False)
 
@@ -94,6 +102,15 @@ def test_a_claimed_sync_is_dropped_when_the_operator_changes_the_connection_befo
     assert not SyncRun.objects.exists() and not Block.objects.exists()
     connection.refresh_from_db()
     assert connection.lease_holder == ""
+    if change != "switch_off":
+        assert connection.next_sync_at <= timezone.now()  # its replacement, with the new settings, at once
+
+
+def test_a_claimed_sync_goes_ahead_when_only_the_export_summary_changed(feed_url):
+    connection = ConnectionFactory(import_url=feed_url)
+    message = dispatched(connection)
+    edit(connection, export_summary="Closed")
+    assert tasks.sync_connection(*message) == "ok_changed"
 
 
 def test_a_sync_now_pressed_while_a_claimed_poll_holds_the_connection_is_served_after_it(feed_url):
