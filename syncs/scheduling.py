@@ -4,7 +4,7 @@ The dispatcher claims due connections, moves their next-due time forward and lea
 transaction, so two dispatchers running at once never hand out the same connection twice. A
 lease on the row makes sure one worker at a time syncs a connection: a scheduled poll gets it
 with its claim, a "Sync now" takes it when it runs (connection_take_lease). Whoever changes what
-a sync in flight would act on (a new link, switching it off) takes the lease back, and that
+a sync in flight would act on (how it imports, switching it off) takes the lease back, and that
 sync's record, conditional on the lease, is dropped.
 """
 
