@@ -12,6 +12,7 @@ from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.connection_state import connection_switch
 from syncs.export_tokens import export_token_ensure, export_token_rotate
 from syncs.models import Activity, Block, Connection, Property, SyncRun
+from syncs.scheduling import LEASE_RELEASED
 from syncs.sync import connection_accept_held_removals
 
 
@@ -64,6 +65,7 @@ def connection_use_https(*, connection: Connection, user) -> None:
         Connection.objects.filter(pk=connection.pk).update(
             import_url="https://" + connection.import_url[len("http://"):],
             etag="", last_modified="", body_fingerprint="", https_works=True, next_sync_at=timezone.now(),
+            **LEASE_RELEASED,  # a sync of the old link, under way or claimed, is dropped (as after an edit)
         )
         activity_record(user=user, action=Activity.Action.CONNECTION_EDITED, connection=connection,
                         params={"fields": ["import_url"]})

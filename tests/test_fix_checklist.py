@@ -135,9 +135,11 @@ def test_step_5_offers_https_when_it_works_and_switches_with_one_click(connectio
     with mock.patch("syncs.troubleshooting.https_variant_works", return_value=True):
         report = step(connection, "https", operator)
     assert (report.status, report.data.get("can_use_https")) == ("needs_you", True)
+    Connection.objects.filter(pk=connection.pk).update(lease_holder="claimed-before", lease_until=timezone.now() + timedelta(minutes=2))
     report = step(connection, "https", operator, action="use_https")
     connection.refresh_from_db()
     assert connection.import_url.startswith("https://127.0.0.1")
+    assert connection.lease_holder == ""  # a poll of the http:// link still in flight is dropped
     assert report.status == "passed"
 
 
