@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from syncs.editing import sync_state_after_edit
 from syncs.models import (
     Account,
     Activity,
@@ -78,6 +79,14 @@ class ConnectionAdmin(AccountScopedAdmin):
     list_select_related = ("property", "portal")
     search_fields = ("property__name",)
     readonly_fields = ("lease_holder", "lease_until", "etag", "last_modified", "body_fingerprint", "created_at", "updated_at")
+
+    def save_model(self, request, obj: Connection, form, change: bool) -> None:
+        # As the operator's edit form does: a new link reads the feed from scratch, and a sync in
+        # flight with the old settings is dropped.
+        if change:
+            for field, value in sync_state_after_edit(form.changed_data).items():
+                setattr(obj, field, value)
+        super().save_model(request, obj, form, change)
 
     @admin.display(description=_("status"))
     def status_label(self, obj: Connection) -> str:

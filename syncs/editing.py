@@ -169,7 +169,7 @@ def connection_edit(
         _refuse_same_link(candidate)
         Connection.objects.select_for_update().get(pk=connection.pk)  # one edit at a time
         updates = {field: values[field] for field in changed}
-        updates.update(_schedule_after_edit(changed))
+        updates.update(sync_state_after_edit(changed))
         Connection.objects.filter(pk=connection.pk).update(**updates, updated_at=now())
         if candidate.exports:
             # update() sends no post_save: a sync that starts exporting needs its URL here.
@@ -197,8 +197,9 @@ def _refuse_same_link(connection: Connection) -> None:
         raise ValidationError({"import_url": same_link_error(existing)})
 
 
-def _schedule_after_edit(changed: list[str]) -> dict:
-    """Fields the sync engine owns that an edit must reset or move."""
+def sync_state_after_edit(changed: list[str]) -> dict:
+    """Fields the sync engine owns that an edit of ``changed`` (CONNECTION_FIELDS) must reset or
+    move: from the forms, and from the admin."""
     moment = now()
     updates: dict = {}
     if set(changed) & IMPORT_SETTINGS:

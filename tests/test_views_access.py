@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from types import SimpleNamespace
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -238,3 +241,20 @@ def test_demo_feeds_exist_only_in_demo_mode(client, settings):
     assert response.content.startswith(b"BEGIN:VCALENDAR")
     missing = reverse("demo-portal-feed", kwargs={"portal": "vrbo", "key": "apartamento-sol-vrbo"})
     assert client.get(missing).status_code == 404
+
+
+def test_an_admin_edit_of_the_link_drops_a_sync_in_flight_and_reads_the_new_link_from_scratch(rf, admin_user):
+    from django.contrib.admin.sites import site
+
+    later = timezone.now() + timedelta(minutes=25)
+    connection = ConnectionFactory(etag='"v1"', body_fingerprint="f" * 64, lease_holder="claimed", lease_until=later, next_sync_at=later)
+    connection.import_url = "https://www.airbnb.com/calendar/ical/999.ics?s=abc"
+    request = rf.post("/admin/")
+    request.user = admin_user
+
+    site._registry[Connection].save_model(request, connection, SimpleNamespace(changed_data=["import_url"]), change=True)
+
+    connection.refresh_from_db()
+    assert connection.import_url.endswith("999.ics?s=abc")
+    assert (connection.lease_holder, connection.etag, connection.body_fingerprint) == ("", "", "")
+    assert connection.next_sync_at <= timezone.now()
