@@ -133,6 +133,17 @@ def field_converters(model, names) -> list[tuple]:
     ]
 
 
+def load_one(model, sql: str, fields: list[tuple], params: list):
+    """The instance of ``model`` that ``sql`` reads (its columns: ``fields``, as field_converters
+    gives them), loaded as the ORM would load those fields (see loaded); None if no row."""
+    row = execute_one(sql, params)
+    if row is None:
+        return None
+    db = database()
+    attnames = tuple(field.attname for field, _ in fields)
+    return loaded(model, db, attnames=attnames, values=converted(row, fields, db))
+
+
 def converted(row, fields: list[tuple], db) -> list:
     """A row's values through their fields' converters: what the ORM's raw() does, without its
     per-call setup (SQLite's dates and booleans, JSON)."""

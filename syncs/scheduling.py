@@ -191,11 +191,7 @@ def connection_take_lease(*, connection_id: int, holder: str, now: datetime | No
         holder,
     ]
     sql, fields = _take_lease_statement(durable=not direct_sql.may_skip_disk_wait(db))
-    row = direct_sql.execute_one(sql, params)
-    if row is None:
-        return None
-    values = direct_sql.converted(row, fields, db)
-    return direct_sql.loaded(Connection, db, attnames=_poll_attnames(), values=values)
+    return direct_sql.load_one(Connection, sql, fields, params)
 
 
 @functools.cache
@@ -231,18 +227,8 @@ def connection_lock_if_leased(*, connection_id: int, holder: str) -> Connection 
     tests count a record's queries). A prepared statement rather than the ORM's query: building
     that query and the instance cost about 1 ms of a 9 ms changed sync (bench/sync.py).
     """
-    db = direct_sql.database()
     sql, fields = _lock_statement()
-    row = direct_sql.execute_one(sql, [connection_id, holder])
-    if row is None:
-        return None
-    values = direct_sql.converted(row, fields, db)
-    return direct_sql.loaded(Connection, db, attnames=_record_attnames(), values=values)
-
-
-@functools.cache
-def _record_attnames() -> tuple[str, ...]:
-    return tuple(field.attname for field, _ in _lock_statement()[1])
+    return direct_sql.load_one(Connection, sql, fields, [connection_id, holder])
 
 
 @functools.cache
