@@ -90,8 +90,8 @@ def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger
 
 def connection_sync_claimed(claim: Claim) -> SyncRun | None:
     """Sync a connection the dispatcher claimed, leased and read for this poll (the Celery task
-    of every scheduled sync). If the operator changed its link or switched it off since, the
-    lease was taken back with the change, and the result is dropped (LeaseLost)."""
+    of every scheduled sync). If the operator changed how it imports or switched it off since,
+    the lease was taken back with the change, and the result is dropped (LeaseLost)."""
     return _sync_holding(connection_from_claim(claim), trigger=SyncRun.Trigger.SCHEDULED, holder=claim.holder)
 
 
