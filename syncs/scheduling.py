@@ -161,11 +161,10 @@ def _claim_statement() -> tuple[str, list]:
 
 
 def connection_from_claim(claim: Claim) -> Connection:
-    """The claimed connection as a poll reads it: what the claim read, and what made it due (on
-    and not paused). Other fields load on first use."""
-    db = direct_sql.database()
-    values = {**claim.state, "enabled": True, "paused_at": None}
-    return direct_sql.loaded(Connection, db, attnames=tuple(values), values=list(values.values()))
+    """The claimed connection as a poll reads it: what the claim read. Other fields load on
+    first use."""
+    state = claim.state
+    return direct_sql.loaded(Connection, direct_sql.database(), attnames=tuple(state), values=list(state.values()))
 
 
 def connection_take_lease(*, connection_id: int, holder: str, now: datetime | None = None) -> Connection | None:
