@@ -75,11 +75,15 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
 
 
 def until(moment: datetime, now: datetime | None = None) -> str:
-    """How long from ``now`` to ``moment``, as in "5 minutes" or "less than a minute"."""
+    """How long from ``now`` to ``moment``, as in "5 minutes" or "less than a minute".
+
+    Rounded to the nearest minute: a retry due in 4 minutes 59 seconds is "5 minutes" away
+    (Django's timeuntil would cut it to 4, which the next refresh then contradicts).
+    """
     now = now or timezone.now()
     if moment - now < timedelta(minutes=1):
         return _("less than a minute")
-    return timesince(now, moment)
+    return timesince(now, moment + timedelta(seconds=30))
 
 
 # A first sync more than this late says that syncs may not be running at all.

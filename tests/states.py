@@ -6,6 +6,7 @@ checked the same way, and every overview read checks that its tiles add up to th
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 
@@ -57,7 +58,7 @@ class Places:
     property_health: list[str]  # the states in its property's health cell, worst first
     property_row: str
     connection_heading: str
-    overview_page: str
+    overview_page: str  # the pages' text as read (HTML entities decoded)
     property_list_page: str
     connection_page: str
 
@@ -92,7 +93,7 @@ def places(client, connection: Connection) -> Places:
         property_health=health,
         property_row=_BADGE_STATE.search(row).group(1),
         connection_heading=_HEADING.search(connection_page).group(1),
-        overview_page=overview,
-        property_list_page=listing,
-        connection_page=connection_page,
+        overview_page=html.unescape(overview),
+        property_list_page=html.unescape(listing),
+        connection_page=html.unescape(connection_page),
     )
