@@ -21,7 +21,7 @@ from django.utils import timezone
 from syncs import notifications, sync_requests
 from syncs.connection_state import connection_switch
 from syncs.dashboard import dashboard_summary
-from syncs.models import Connection, ExportToken, PauseEpisode, SyncRun
+from syncs.models import Activity, Connection, ExportToken, PauseEpisode, SyncRun
 from syncs.notifications import send_pause_notifications
 from syncs.sync import connection_sync_leased
 from syncs.sync_state import STALE_INTERVALS, SyncState, classify
@@ -434,3 +434,105 @@ def test_after_saving_a_link_that_works_the_page_says_working_with_no_paused_box
     assert "The new link was read without error: the sync works again." in page
     assert 'id="state-box"' not in page
     assert re.search(r'<h1>Airbnb <span class="badge badge-working" data-state="working">Working</span></h1>', page)
+
+
+# --------------------------------------------------------------------------- the activity log
+
+
+def test_the_activity_log_lists_what_the_system_did_by_itself_with_no_user_and_says_automatically(
+    operator_client, sync, server, clock, members, mailoutbox
+):
+    answer(server, b"gone", status=404, content_type="text/plain")
+    run(sync)
+    send_pause_notifications()
+    clock.shift(timedelta(hours=24, minutes=1))
+    send_pause_notifications()  # the reminder
+    answer(server, feeds.airbnb(*stays()))
+    run(sync)
+    clock.shift(notifications.RESTORE_SETTLE)
+    send_pause_notifications()
+    rows = list(Activity.objects.filter(connection=sync).order_by("created_at", "pk").values_list("action", "user"))
+    assert rows == [
+        ("paused", None), ("pause_email_sent", None), ("reminder_sent", None), ("resumed", None),
+        ("restored_email_sent", None),
+    ]
+    page = operator_client.get(reverse("activity")).content.decode()
+    table = page.split('id="activity"')[1]
+    assert table.count("<td>automatically</td>") == 5
+    assert "Airbnb answered 404: the calendar link no longer exists." in table
+    assert "A sync worked again." in table
+    assert "to 2 people" in table  # the operator and Ana
+
+
+def test_every_operator_action_is_in_the_log_the_checklists_sync_now_and_test_blocks_included(
+    operator_client, operator, sync, server, clock
+):
+    answer(server, feeds.airbnb(*stays()))
+    fix_step = reverse("connection-fix-step", args=[sync.pk, "resync"])
+    operator_client.post(fix_step, {"action": "run"})
+    final = reverse("connection-fix-step", args=[sync.pk, "final_check"])
+    night = timezone.localdate() + timedelta(days=60)
+    operator_client.post(final, {"action": "add_test_block", "night": night.isoformat()})
+    operator_client.post(final, {"action": "finish"})
+    with mock.patch.object(sync_requests, "enqueue_in_background"):
+        operator_client.post(reverse("connection-sync-now", args=[sync.pk]))
+    rows = list(Activity.objects.filter(connection=sync).order_by("created_at", "pk").values_list("action", "user", "params"))
+    assert [(action, user) for action, user, _ in rows] == [
+        ("sync_requested", operator.pk), ("test_block_added", operator.pk), ("test_block_removed", operator.pk),
+        ("sync_requested", operator.pk),
+    ]
+    assert rows[0][2] == {"from": "checklist"}
+    assert rows[1][2] == {"start": night.isoformat(), "end": (night + timedelta(days=1)).isoformat()}
+    page = operator_client.get(reverse("activity")).content.decode()
+    assert "from the fix checklist" in page
+    assert "added a test block" in page and "removed the test block" in page
+
+
+def test_the_activity_log_reads_in_one_clock_the_readers_zone_strictly_newest_first(operator_client, operator, account):
+    lisbon = PropertyFactory(account=account, name="Casa Lisboa", timezone="Europe/Lisbon")
+    tokyo = PropertyFactory(account=account, name="Casa Tóquio", timezone="Asia/Tokyo")
+    PropertyFactory(account=account, name="Casa Porto", timezone="Europe/Lisbon")
+    base = datetime(2027, 3, 10, 20, 0, tzinfo=UTC)
+    for minutes, prop in ((0, lisbon), (5, tokyo), (10, lisbon)):
+        Activity.objects.create(account=account, user=operator, property=prop, action="property_edited",
+                                created_at=base + timedelta(minutes=minutes))
+    # The account's main zone: where most of its properties are.
+    page = operator_client.get(reverse("activity")).content.decode()
+    assert "Every time is in Europe/Lisbon." in page
+    times = re.findall(r'<time datetime="([^"]+)">([^<]+)</time>', page)
+    assert [moment for moment, _ in times] == sorted((moment for moment, _ in times), reverse=True)
+    assert [shown for _, shown in times] == ["March 10, 2027, 8:10 p.m.", "March 10, 2027, 8:05 p.m.", "March 10, 2027, 8 p.m."]
+    # The reader's own zone, chosen on the settings page.
+    operator_client.post(reverse("account-settings"), {"time_zone": "America/Sao_Paulo"})
+    operator.membership.refresh_from_db()
+    assert operator.membership.time_zone == "America/Sao_Paulo"
+    page = operator_client.get(reverse("activity")).content.decode()
+    assert "Every time is in America/Sao_Paulo." in page
+    assert [shown for _, shown in re.findall(r'<time datetime="([^"]+)">([^<]+)</time>', page)] == [
+        "March 10, 2027, 5:10 p.m.", "March 10, 2027, 5:05 p.m.", "March 10, 2027, 5 p.m.",
+    ]
+
+
+def test_a_zone_that_does_not_exist_is_refused_in_words_and_nothing_is_saved(operator_client, operator, account):
+    response = operator_client.post(reverse("account-settings"), {"time_zone": "Mars/Olympus", "auto_resume": "on"})
+    assert "is not a time zone name such as Europe/Lisbon" in response.content.decode()
+    account.refresh_from_db()
+    operator.membership.refresh_from_db()
+    assert (account.auto_resume, operator.membership.time_zone) == (False, "")
+
+
+def test_the_activity_log_filters_by_property_and_kind_and_pages(operator_client, operator, account):
+    one, two = PropertyFactory(account=account, name="Um"), PropertyFactory(account=account, name="Dois")
+    for index in range(60):
+        Activity.objects.create(account=account, user=operator, property=one if index % 2 else two,
+                                action="block_added" if index % 3 else "property_edited")
+    first = operator_client.get(reverse("activity")).content.decode()
+    assert first.count("<tr data-action=") == 50
+    assert "Page 1 of 2" in first
+    only = operator_client.get(reverse("activity"), {"property": one.pk, "kind": "block_added"}).content.decode()
+    expected = sum(1 for index in range(60) if index % 2 and index % 3)
+    assert only.count('<tr data-action="block_added">') == expected == only.count("<tr data-action=")
+    assert f'<option value="{one.pk}" selected>Um</option>' in only
+    nonsense = operator_client.get(reverse("activity"), {"property": "x", "kind": "<script>"})
+    assert nonsense.status_code == 200
+    assert nonsense.content.decode().count("<tr data-action=") == 50
