@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from syncs.explain import describe_state
-from syncs.models import Account, Block, BlockKind, Connection, Portal, Property
+from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Portal, Property
 from syncs.sync_state import (
     TILES,
     TONE,
@@ -104,7 +104,9 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
     account = Account.of_user(user)
     if account is None:
         return DashboardSummary(total=0, counts=state_counts([]), attention=[], attention_more=0, conflicts=[])
-    statuses = statuses_of(Connection.objects.for_account(account), now=now)
+    statuses = statuses_of(
+        Connection.objects.for_account(account), tokens=ExportToken.objects.for_account(account), now=now
+    )
     troubled = worst_first(status for status in statuses if status.needs_attention)
     attention = _attention(troubled[:limit], now)
     return DashboardSummary(
@@ -205,7 +207,8 @@ def properties_health(properties: list[Property], *, now: datetime | None = None
     now = now or timezone.now()
     ids = [p.pk for p in properties]
     by_property: dict[int, list[SyncStatus]] = defaultdict(list)
-    for status in statuses_of(Connection.objects.filter(property_id__in=ids), now=now):
+    connections = Connection.objects.filter(property_id__in=ids)
+    for status in statuses_of(connections, tokens=ExportToken.objects.filter(property_id__in=ids), now=now):
         by_property[status.connection.property_id].append(status)
     doubles = properties_with_conflicts(property_ids=ids, today=timezone.localdate()) if ids else set()
     return {pk: property_health(by_property[pk], double_booking=pk in doubles) for pk in ids}
