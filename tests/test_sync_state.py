@@ -536,3 +536,27 @@ def test_the_activity_log_filters_by_property_and_kind_and_pages(operator_client
     nonsense = operator_client.get(reverse("activity"), {"property": "x", "kind": "<script>"})
     assert nonsense.status_code == 200
     assert nonsense.content.decode().count("<tr data-action=") == 50
+
+
+def test_the_admin_list_shows_each_connections_state_as_the_pages_do(admin_client, account, flat):
+    failing = ConnectionFactory(property=flat, consecutive_failures=2, last_error_code="timeout")
+    paused = ConnectionFactory(property=flat, portal=portal("vrbo"), paused_at=timezone.now(), pause_reason="http_4xx")
+    with CaptureQueriesContext(db_connection) as few:
+        page = admin_client.get(reverse("admin:syncs_connection_changelist")).content.decode()
+    assert "Failing, retrying" in page and "Paused by errors" in page
+    ConnectionFactory.create_batch(10, property=flat, last_success_at=timezone.now())
+    with CaptureQueriesContext(db_connection) as many:
+        page = admin_client.get(reverse("admin:syncs_connection_changelist")).content.decode()
+    assert page.count("Working") >= 10
+    assert len(many) == len(few)  # the states of a page of connections in one read
+    assert sync_state_of(failing) == SyncState.FAILING and sync_state_of(paused) == SyncState.PAUSED
+
+
+def test_the_connection_page_lists_its_automatic_events_as_automatic(operator_client, sync, server, clock):
+    answer(server, b"gone", status=404, content_type="text/plain")
+    run(sync)
+    page = operator_client.get(reverse("connection-detail", args=[sync.pk])).content.decode()
+    entries = page.split("<h2>Activity</h2>")[1]
+    assert "automatically paused the sync" in entries
+    assert "Airbnb answered 404: the calendar link no longer exists." in entries
+    assert "someone" not in entries

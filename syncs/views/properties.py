@@ -111,7 +111,7 @@ def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
         "state": state,
         "runs": connection_recent_runs(connection=connection),
         "blocks": connection_blocks(connection=connection),
-        "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user")[:20],
+        "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user", "connection__portal")[:20],
     }
     if connection.exports:
         context.update(connection_export_panel(connection))
