@@ -76,7 +76,7 @@ def _episode_open(*, connection: Connection, code: str, params: dict, now: datet
     last = PauseEpisode.objects.filter(connection_id=connection.pk).order_by("-started_at", "-pk").values("pk")[:1]
     reopened = PauseEpisode.objects.filter(
         pk=Subquery(last), ended_at__isnull=False, notified_at__isnull=False, restored_notified_at__isnull=True
-    ).update(ended_at=None, ended_by="", reason=code, params=params)
+    ).update(ended_at=None, ended_by="", reason=code, params=params, resume_requested_by="", resume_failed_at=None)
     if not reopened:
         PauseEpisode.objects.create(connection_id=connection.pk, started_at=now, reason=code, params=params)
     activity_record_automatic(

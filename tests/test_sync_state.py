@@ -560,3 +560,22 @@ def test_the_connection_page_lists_its_automatic_events_as_automatic(operator_cl
     assert "automatically paused the sync" in entries
     assert "Airbnb answered 404: the calendar link no longer exists." in entries
     assert "someone" not in entries
+
+
+def test_a_reopened_episode_is_a_plain_pause_not_a_check_that_failed(operator_client, sync, server, clock, members, mailoutbox):
+    answer(server, b"gone", status=404, content_type="text/plain")
+    run(sync)
+    send_pause_notifications()
+    with mock.patch.object(sync_requests, "enqueue_in_background"):
+        connection_switch(connection=sync, enabled=True)
+    answer(server, feeds.airbnb(*stays()))
+    tasks_run_the_check(sync)  # works: ended by the operator's switch
+    answer(server, b"gone", status=404, content_type="text/plain")
+    run(sync)  # paused again before "Restored" went out: the same episode, reopened
+    episode = PauseEpisode.objects.get(connection=sync)
+    assert (episode.ended_at, episode.resume_requested_by, episode.resume_failed_at) == (None, "", None)
+    answer(server, feeds.airbnb(*stays()))
+    run(sync)  # a "Sync now" that works ends it: by the sync, not by a switch long ago
+    assert PauseEpisode.objects.get(connection=sync).ended_by == "sync"
+    assert [a for a in Activity.objects.filter(connection=sync, action="paused").values_list("params", flat=True)
+            if a.get("again")] == []
