@@ -89,9 +89,17 @@ def pause_notifications_send(*, now: datetime | None = None) -> int:
 # -- What each notice is owed: the same conditions select the episodes and guard the claims. --
 
 
+# The connection's part of a notice's condition is a subquery on the connection, never a join:
+# the claim's UPDATE then keeps its own conditions (the notice still owed) on the episode's row,
+# which PostgreSQL checks again after waiting for another claim's lock. With a join, Django
+# writes "id IN (SELECT ...)", evaluated before the wait, and both claims would win.
+def _connections(**conditions) -> Q:
+    return Q(connection__in=Connection.objects.filter(**conditions).values("pk"))
+
+
 # What the dashboard must show for a "paused" email to be true: paused, switched on, and not
 # being checked after the operator switched it back on (the check's result decides what to tell).
-_STILL_PAUSED = Q(connection__paused_at__isnull=False, connection__enabled=True, connection__checking_since__isnull=True)
+_STILL_PAUSED = _connections(paused_at__isnull=False, enabled=True, checking_since__isnull=True)
 
 
 def _pause_pending(now: datetime) -> Q:
@@ -112,8 +120,8 @@ def _restore_pending(now: datetime) -> Q:
     # have reopened the episode), and switched on.
     return Q(
         ended_at__isnull=False, ended_at__lte=now - RESTORE_SETTLE, notified_at__isnull=False,
-        restored_notified_at__isnull=True, connection__paused_at__isnull=True, connection__enabled=True,
-    )
+        restored_notified_at__isnull=True,
+    ) & _connections(paused_at__isnull=True, enabled=True)
 
 
 def _episodes(condition: Q) -> list[PauseEpisode]:
