@@ -30,7 +30,7 @@ run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(VENV)/.installed-run
 	$(BIN)/python manage.py compile_translations
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo --if-empty
+	$(BIN)/python manage.py seed_demo --if-empty --sync
 	@echo
 	@echo "  channelmgr is starting at $(SITE_URL)/"
 	@echo "  Log in as demo / demo. Ctrl-C stops web, worker and beat."

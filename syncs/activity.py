@@ -1,6 +1,9 @@
-"""The activity log: every operator action on a sync, recorded with who did it."""
+"""The activity log: every operator action on a sync, recorded with who did it, and what the
+system did by itself (automatic pauses and resumes, emails), recorded with no user."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from syncs.models import Account, Activity, Connection, Property
 
@@ -15,4 +18,16 @@ def activity_record(
     return Activity.objects.create(
         account=account, user=user if user and user.is_authenticated else None,
         property=property, connection=connection, action=action, params=params or {},
+    )
+
+
+def activity_record_automatic(
+    *, action: str, connection_id: int, property_id: int, params: dict | None = None, when: datetime | None = None
+) -> Activity:
+    """Record what the system did by itself to a connection (from ids: the engine holds no more)."""
+    account_id = Property.objects.filter(pk=property_id).values_list("account_id", flat=True).get()
+    values = {"created_at": when} if when is not None else {}
+    return Activity.objects.create(
+        account_id=account_id, user=None, property_id=property_id, connection_id=connection_id, action=action,
+        params=params or {}, **values,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.utils.translation import gettext_lazy as _
 
 from syncs.editing import sync_state_after_edit
@@ -18,6 +19,7 @@ from syncs.models import (
     Property,
     SyncRun,
 )
+from syncs.sync_state import connection_status, connection_statuses
 
 
 class AccountScopedAdmin(admin.ModelAdmin):
@@ -88,9 +90,24 @@ class ConnectionAdmin(AccountScopedAdmin):
                 setattr(obj, field, value)
         super().save_model(request, obj, form, change)
 
+    def get_changelist(self, request, **kwargs):
+        return _ConnectionChangeList
+
     @admin.display(description=_("status"))
     def status_label(self, obj: Connection) -> str:
-        return obj.get_status_display()
+        """The sync's state, as every page says it (syncs/sync_state.py)."""
+        status = getattr(obj, "sync_status", None) or connection_status(obj)
+        return status.label
+
+
+class _ConnectionChangeList(ChangeList):
+    """The page of connections, each with its state: read for the whole page at once."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        statuses = connection_statuses(self.result_list)
+        for connection in self.result_list:
+            connection.sync_status = statuses[connection.pk]
 
 
 @admin.register(Block)

@@ -1,6 +1,7 @@
 """How a connection's health changes: failures count up and back off, then pause it; a sync
-that works, or the operator switching it back on, resumes it. Each automatic pause is an
-episode, so that the operator is told once per episode.
+that works resumes it. Each automatic pause is an episode, so that the operator is told once per
+episode; switching a paused sync back on starts a check, and only a fetch that works ends the
+episode. The automatic pauses and resumes are written to the activity log, with no user.
 
 Writes go through ``filter(pk=...).update(...)`` on named fields only, so that a state change
 never overwrites the operator's switch flipped at the same moment.
@@ -12,9 +13,11 @@ import copy
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
-from syncs.models import Connection, PauseEpisode
+from syncs.activity import activity_record_automatic
+from syncs.models import Activity, Connection, PauseEpisode
 from syncs.scheduling import LEASE_RELEASED, jittered
 
 # Transient failures in a row before the connection is paused.
@@ -41,7 +44,7 @@ def failure_updates(
 ) -> dict:
     """The connection fields to write after a failed sync (called inside the run's transaction).
 
-    Pausing here also opens the pause episode.
+    Pausing here also opens the pause episode, or continues the one the operator was told of.
     """
     failures = connection.consecutive_failures + 1
     updates = {
@@ -51,15 +54,49 @@ def failure_updates(
         "last_error_params": params,
     }
     if connection.paused_at is not None:
-        return updates  # already paused: a failed manual retry does not start a new episode
+        # Already paused: a failed "Sync now", or the check after switching it back on. The same
+        # episode goes on (no new email), saying the newest reason; a check that failed pauses
+        # the sync again.
+        updates.update(pause_reason=code, pause_params=params, checking_since=None)
+        _episode_goes_on(connection=connection, code=code, params=params, now=now)
+        return updates
     if permanent or failures >= PAUSE_AFTER_FAILURES:
-        updates.update(paused_at=now, pause_reason=code, pause_params=params)
-        PauseEpisode.objects.create(connection=connection, started_at=now, reason=code, params=params)
+        updates.update(paused_at=now, pause_reason=code, pause_params=params, checking_since=None)
+        _episode_open(connection=connection, code=code, params=params, now=now)
     else:
         updates["next_sync_at"] = now + retry_delay(
             failures=failures, interval=connection.sync_interval, retry_after=retry_after
         )
     return updates
+
+
+def _episode_open(*, connection: Connection, code: str, params: dict, now: datetime) -> None:
+    """Start a pause episode, or reopen the last one if the operator was told of its pause and
+    not yet of its end: to them it never ended, and a "Restored" email now would be untrue."""
+    last = PauseEpisode.objects.filter(connection_id=connection.pk).order_by("-started_at", "-pk").values("pk")[:1]
+    reopened = PauseEpisode.objects.filter(
+        pk=Subquery(last), ended_at__isnull=False, notified_at__isnull=False, restored_notified_at__isnull=True
+    ).update(ended_at=None, ended_by="", reason=code, params=params, resume_requested_by="", resume_failed_at=None)
+    if not reopened:
+        PauseEpisode.objects.create(connection_id=connection.pk, started_at=now, reason=code, params=params)
+    activity_record_automatic(
+        action=Activity.Action.PAUSED, connection_id=connection.pk, property_id=connection.property_id,
+        params={"code": code, "params": params}, when=now,
+    )
+
+
+def _episode_goes_on(*, connection: Connection, code: str, params: dict, now: datetime) -> None:
+    episode = PauseEpisode.objects.open().filter(connection_id=connection.pk)
+    check_failed = episode.filter(resume_requested_by__gt="").update(
+        reason=code, params=params, resume_requested_by="", resume_failed_at=now
+    )
+    if check_failed:
+        activity_record_automatic(
+            action=Activity.Action.PAUSED, connection_id=connection.pk, property_id=connection.property_id,
+            params={"code": code, "params": params, "again": True}, when=now,
+        )
+    else:
+        episode.update(reason=code, params=params)
 
 
 # What a sync that works leaves on the connection, whatever it found: no failures, no pause,
@@ -72,6 +109,7 @@ HEALTHY = {
     "paused_at": None,
     "pause_reason": "",
     "pause_params": {},
+    "checking_since": None,
     **PROBE_CLEARED,
 }
 
@@ -84,33 +122,47 @@ def success_times(*, connection: Connection, now: datetime) -> dict:
 def success_updates(*, connection: Connection, now: datetime, ended_by: str = "sync") -> dict:
     """The connection fields to write after a sync that worked; it ends any pause."""
     if connection.paused_at is not None:
-        _end_episode(connection_id=connection.pk, now=now, ended_by=ended_by)
+        _episode_end(connection=connection, now=now, ended_by=ended_by)
     # A copy: HEALTHY's empty dicts must not be shared with whoever changes what it gets.
     return {**success_times(connection=connection, now=now), **copy.deepcopy(HEALTHY)}
 
 
-def _end_episode(*, connection_id: int, now: datetime, ended_by: str) -> None:
-    PauseEpisode.objects.filter(connection_id=connection_id, ended_at__isnull=True).update(
-        ended_at=now, ended_by=ended_by
+def _episode_end(*, connection: Connection, now: datetime, ended_by: str) -> None:
+    """End the open episode: a fetch worked. Whoever switched the sync back on (the operator, the
+    background check) is who ended it; otherwise the sync that worked did."""
+    episode = PauseEpisode.objects.open().filter(connection_id=connection.pk).values("pk", "resume_requested_by").first()
+    if episode is None:
+        return
+    ended_by = episode["resume_requested_by"] or ended_by
+    PauseEpisode.objects.filter(pk=episode["pk"]).update(ended_at=now, ended_by=ended_by)
+    activity_record_automatic(
+        action=Activity.Action.RESUMED, connection_id=connection.pk, property_id=connection.property_id,
+        params={"by": ended_by}, when=now,
     )
 
 
-def connection_switch(
-    *, connection: Connection, enabled: bool, now: datetime | None = None, ended_by: str = "operator"
-) -> None:
-    """The operator's on/off switch. Switching on clears an automatic pause and syncs soon.
+def connection_switch(*, connection: Connection, enabled: bool, now: datetime | None = None, by: str = "operator") -> bool:
+    """The on/off switch. Switching off takes the lease back; switching on syncs soon.
 
-    ``ended_by`` says who ended the pause episode: "operator", or "probe" for automatic resumes.
+    Switching on a sync paused by errors does not end its pause: the sync is "switched on,
+    checking" until its next fetch works (which ends the episode) or fails (which pauses it
+    again, in the same episode). ``by`` says who switched it on: "operator", or "probe" for the
+    background check's automatic resume. Returns whether such a check was started: the caller
+    asks for that fetch at once.
     """
     now = now or timezone.now()
     with transaction.atomic():
+        row = Connection.objects.filter(pk=connection.pk)
         if not enabled:
             # Taking the lease back drops the result of a sync already claimed or under way.
-            Connection.objects.filter(pk=connection.pk).update(enabled=False, **LEASE_RELEASED)
-            return
-        _end_episode(connection_id=connection.pk, now=now, ended_by=ended_by)
-        Connection.objects.filter(pk=connection.pk).update(
-            enabled=True, paused_at=None, pause_reason="", pause_params={}, consecutive_failures=0, next_sync_at=now,
-            **PROBE_CLEARED,
-        )
+            row.update(enabled=False, **LEASE_RELEASED)
+            checking = False
+        elif row.select_for_update().values_list("paused_at", flat=True).first() is not None:
+            row.update(enabled=True, checking_since=now, **PROBE_CLEARED)
+            PauseEpisode.objects.open().filter(connection_id=connection.pk).update(resume_requested_by=by)
+            checking = True
+        else:
+            row.update(enabled=True, next_sync_at=now)
+            checking = False
     connection.refresh_from_db()
+    return checking

@@ -1,7 +1,7 @@
 """Reads for the overview and the property pages: what needs the operator's attention first.
 
 Built for accounts with thousands of connections: a fixed number of queries whatever the
-number of rows (a few narrow ones, the classification done in Python), and full objects
+number of rows (a few narrow ones, the states decided by syncs.sync_state), and full objects
 fetched only for the handful of rows the page shows.
 """
 
@@ -15,24 +15,21 @@ from datetime import date, datetime, timedelta
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
-from syncs.explain import describe, describe_readers, since
+from syncs.explain import describe_state
 from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Portal, Property
-from syncs.readers import DEFAULT_PICKUP_MINUTES, STALE_FACTOR, ExportReaderFacts, export_facts
-
-# Order of the attention list: the worst first.
-SEVERITY = ("paused", "held", "not_reading", "stale", "never_synced")
-# A connection that has not synced for this many of its intervals is "stale".
-STALE_INTERVALS = 2
-
-
-@dataclass(frozen=True)
-class AttentionItem:
-    connection: Connection
-    kind: str
-    words: str
-    since: datetime | None
+from syncs.sync_state import (
+    TILES,
+    TONE,
+    PropertyHealth,
+    SyncState,
+    SyncStatus,
+    classify,
+    property_health,
+    state_counts,
+    statuses_of,
+    worst_first,
+)
 
 
 @dataclass
@@ -43,149 +40,99 @@ class Conflict:
     sources: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class AttentionItem:
+    """A sync that needs the operator, with its state's reason in words."""
+
+    status: SyncStatus  # of the loaded connection (with its property and portal)
+    words: str
+
+    @property
+    def connection(self) -> Connection:
+        return self.status.connection
+
+    @property
+    def kind(self) -> str:
+        return self.status.state.value
+
+    @property
+    def since(self) -> datetime | None:
+        return self.status.since
+
+    @property
+    def code(self) -> str:
+        """The error code, in small print for support: the pause's, or the last failure's."""
+        connection = self.connection
+        if self.status.state in (SyncState.PAUSED, SyncState.CHECKING):
+            code, params = connection.pause_reason, connection.pause_params
+        elif self.status.state == SyncState.FAILING:
+            code, params = connection.last_error_code, connection.last_error_params
+        else:
+            return ""
+        status = (params or {}).get("status")
+        return f"{code} {status}" if status else code
+
+
 @dataclass
 class DashboardSummary:
-    counts: dict[str, int]
+    total: int
+    counts: dict[str, int]  # syncs per state: they add up to ``total``
     attention: list[AttentionItem]
     attention_more: int
     conflicts: list[Conflict]
 
     @property
-    def all_good(self) -> bool:
-        return not self.attention and not self.conflicts
+    def tiles(self) -> list[tuple[SyncState, int, str]]:
+        """(state, number of syncs, tone when there are any): every state, in the tiles' order."""
+        return [(state, self.counts[state.value], TONE[state] if self.counts[state.value] else "") for state in TILES]
 
+    @property
+    def nothing_needs_attention(self) -> bool:
+        """True only when every sync that is switched on has worked and is fine, and no night is
+        double booked: the one time the overview may say that all is well."""
+        return self.total > 0 and not self.attention and not self.attention_more and not self.conflicts
 
-def _stale(connections: QuerySet[Connection], now: datetime) -> Q:
-    """Importing, running syncs whose last success is older than STALE_INTERVALS of their interval.
-
-    Intervals are per connection but few distinct values exist, so this is a short OR.
-    """
-    intervals = connections.order_by().values_list("sync_interval_minutes", flat=True).distinct()
-    late = Q(pk__in=[])
-    for minutes in intervals:
-        late |= Q(sync_interval_minutes=minutes, last_success_at__lt=now - timedelta(minutes=minutes * STALE_INTERVALS))
-    return late & Q(enabled=True, paused_at__isnull=True) & ~Q(direction=Connection.Direction.EXPORT_ONLY)
-
-
-def _never_synced(connections: QuerySet[Connection], now: datetime) -> Q:
-    """Syncs that have not worked once, long after they were created."""
-    intervals = connections.order_by().values_list("sync_interval_minutes", flat=True).distinct()
-    old = Q(pk__in=[])
-    for minutes in intervals:
-        old |= Q(sync_interval_minutes=minutes, created_at__lt=now - timedelta(minutes=minutes * STALE_INTERVALS))
-    return old & Q(enabled=True, paused_at__isnull=True, last_success_at__isnull=True) & ~Q(
-        direction=Connection.Direction.EXPORT_ONLY
-    )
-
-
-def _not_reading(account: Account, now: datetime) -> QuerySet[Connection]:
-    """Switched-on exporting connections whose portal never read, or stopped reading, our URL, or
-    still reads the old one after a rotation (readers.export_facts says the same per connection)."""
-    late = Q(pk__in=[])
-    for portal_id, pickup in Portal.objects.values_list("pk", "pickup_delay_max_minutes"):
-        expected = now - timedelta(minutes=(pickup or DEFAULT_PICKUP_MINUTES) * STALE_FACTOR)
-        late |= Q(connection__portal_id=portal_id) & (
-            Q(last_read_at__isnull=True, created_at__lt=expected) | Q(last_read_at__lt=expected)
-        )
-    current = ExportToken.objects.filter(property__account=account, connection__isnull=False, expires_at__isnull=True)
-    newer = current.filter(connection_id=OuterRef("connection_id"), created_at__lt=OuterRef("last_read_at"))
-    old_url_read = ExportToken.objects.serving(now).filter(
-        property__account=account, expires_at__isnull=False, last_read_at__isnull=False
-    ).filter(Exists(newer))
-    ids = current.filter(late).order_by().values("connection_id").union(old_url_read.order_by().values("connection_id"))
-    return Connection.objects.for_account(account).filter(enabled=True, pk__in=ids)
+    @property
+    def all_working(self) -> bool:
+        return self.nothing_needs_attention and self.counts[SyncState.WORKING.value] == self.total
 
 
 def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> DashboardSummary:
+    """The overview: every sync counted once by its state, and those that need attention, worst
+    first. A constant number of queries, whatever the number of syncs."""
     now = now or timezone.now()
     account = Account.of_user(user)
     if account is None:
-        empty = dict.fromkeys(("working", "paused", "switched_off", "never_synced", "held", "not_reading", "stale"), 0)
-        return DashboardSummary(counts=empty, attention=[], attention_more=0, conflicts=[])
-    connections = Connection.objects.for_account(account)
-    running = Q(enabled=True, paused_at__isnull=True)
-    problems = {
-        "paused": Q(enabled=True, paused_at__isnull=False),
-        "held": Q(enabled=True, held_removals__gt=0),
-        "not_reading": Q(pk__in=_not_reading(account, now).values("pk")),
-        "stale": _stale(connections, now),
-        "never_synced": _never_synced(connections, now),
-    }
-    counts = connections.aggregate(
-        total=Count("pk"),
-        switched_off=Count("pk", filter=Q(enabled=False)),
-        never_synced=Count("pk", filter=running & Q(last_success_at__isnull=True) & ~Q(direction=Connection.Direction.EXPORT_ONLY)),
-        troubled=Count("pk", filter=_any(problems.values())),
-        **{name: Count("pk", filter=problems[name]) for name in ("paused", "held", "not_reading", "stale")},
+        return DashboardSummary(total=0, counts=state_counts([]), attention=[], attention_more=0, conflicts=[])
+    statuses = statuses_of(
+        Connection.objects.for_account(account), tokens=ExportToken.objects.for_account(account), now=now
     )
-    counts["working"] = counts["total"] - counts["switched_off"] - counts["paused"] - counts["never_synced"]
-    attention = _attention(connections, problems, now, limit)
+    troubled = worst_first(status for status in statuses if status.needs_attention)
+    attention = _attention(troubled[:limit], now)
     return DashboardSummary(
-        counts=counts,
+        total=len(statuses),
+        counts=state_counts(statuses),
         attention=attention,
-        attention_more=max(counts["troubled"] - len(attention), 0),
+        attention_more=len(troubled) - len(attention),
         conflicts=account_conflicts(account=account, today=timezone.localdate()),
     )
 
 
-def _any(conditions) -> Q:
-    combined = Q(pk__in=[])
-    for condition in conditions:
-        combined |= condition
-    return combined
-
-
-def _attention(connections: QuerySet[Connection], problems: dict[str, Q], now: datetime, limit: int) -> list[AttentionItem]:
-    """The worst problems first, oldest first within a kind; each connection once, at its worst."""
-    since_field = {"paused": "paused_at", "held": "held_since", "stale": "last_success_at", "never_synced": "created_at"}
-    items: list[AttentionItem] = []
-    seen: set[int] = set()
-    for kind in SEVERITY:
-        if len(items) >= limit:
-            break
-        rows = connections.filter(problems[kind]).exclude(pk__in=seen).select_related("property", "portal")
-        rows = rows.order_by(since_field.get(kind, "pk"), "pk")[: limit - len(items)]
-        facts = _facts_for(rows, now)
-        for connection in rows:
-            seen.add(connection.pk)
-            moment = getattr(connection, since_field[kind]) if kind in since_field else facts[connection.pk].last_read_at
-            words = attention_words(connection, kind, facts.get(connection.pk))
-            items.append(AttentionItem(connection=connection, kind=kind, words=words, since=moment))
+def _attention(statuses: list[SyncStatus], now: datetime) -> list[AttentionItem]:
+    """The rows shown: their connections loaded in one query, and worded. Each row's state is
+    decided again on the loaded connection by the same rules, so that its words and its state
+    come from one read even if the sync changed since it was counted."""
+    loaded = Connection.objects.select_related("property", "portal").in_bulk([s.connection.id for s in statuses])
+    items = []
+    for counted in statuses:
+        connection = loaded.get(counted.connection.id)
+        if connection is None:  # deleted meanwhile
+            continue
+        status = SyncStatus(
+            connection=connection, state=classify(connection, readers=counted.readers, now=now), readers=counted.readers
+        )
+        items.append(AttentionItem(status=status, words=describe_state(status, now)))
     return items
-
-
-def _facts_for(connections, now: datetime) -> dict[int, ExportReaderFacts]:
-    tokens: dict[int, list[ExportToken]] = defaultdict(list)
-    for token in ExportToken.objects.serving(now).filter(connection__in=[c.pk for c in connections]):
-        tokens[token.connection_id].append(token)
-    facts = {}
-    for connection in connections:
-        found = export_facts(tokens=tokens[connection.pk], pickup_max_minutes=connection.portal.pickup_delay_max_minutes, now=now)
-        if found is not None:
-            facts[connection.pk] = found
-    return facts
-
-
-def attention_words(connection: Connection, kind: str, facts: ExportReaderFacts | None) -> str:
-    portal = connection.portal.name
-    if kind == "paused":
-        words = describe(connection.pause_reason, connection.pause_params, portal=portal)
-        if connection.ready_to_resume_at:
-            words += " " + _("Its calendar works again: ready to resume.")
-        return words
-    if kind == "held":
-        return ngettext(
-            "%(portal)s's calendar suddenly lost %(n)d future booking or block. It is kept until %(portal)s says the same again, or you accept the change.",
-            "%(portal)s's calendar suddenly lost %(n)d future bookings or blocks. They are kept until %(portal)s says the same again, or you accept the change.",
-            connection.held_removals,
-        ) % {"portal": portal, "n": connection.held_removals}
-    if kind == "not_reading":
-        return describe_readers(facts, portal=portal)
-    if kind == "stale":
-        return _("No successful sync for a while: the last one was %(ago)s ago.") % {
-            "ago": since(connection.last_success_at)
-        }
-    return _("This sync has never worked yet.")
 
 
 def booking_like() -> Q:
@@ -203,18 +150,29 @@ def account_conflicts(*, account: Account, today: date, limit: int = 20) -> list
     block, or one made here, over the same nights. Two blocks made here never clash (the
     operator's own doing).
     """
-    booked = Block.objects.current().filter(booking_like(), end_date__gt=today)
-    clashing = booked.filter(
-        property_id=OuterRef("property_id"), start_date__lt=OuterRef("end_date"), end_date__gt=OuterRef("start_date")
-    ).filter(Q(source__isnull=True) | ~Q(source_id=OuterRef("source_id")))
     rows = (
-        booked.filter(property__account=account, source__isnull=False)
-        .filter(Exists(clashing))
+        _clashing(today)
+        .filter(property__account=account)
         .select_related("property", "source__portal")
         .order_by("start_date", "property_id")[: limit * 2]
     )
     conflicts = _group_conflicts(rows)
     return conflicts[:limit]
+
+
+def _clashing(today: date) -> QuerySet[Block]:
+    """Imported blocks that may be a stay and share a night with another source's (or one made
+    here): each possible double booking, seen from its imported side."""
+    booked = Block.objects.current().filter(booking_like(), end_date__gt=today)
+    clashing = booked.filter(
+        property_id=OuterRef("property_id"), start_date__lt=OuterRef("end_date"), end_date__gt=OuterRef("start_date")
+    ).filter(Q(source__isnull=True) | ~Q(source_id=OuterRef("source_id")))
+    return booked.filter(source__isnull=False).filter(Exists(clashing))
+
+
+def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[int]:
+    """Which of these properties have a possible double booking (the overview's rule), in one query."""
+    return set(_clashing(today).filter(property_id__in=property_ids).values_list("property_id", flat=True).distinct())
 
 
 def _group_conflicts(blocks) -> list[Conflict]:
@@ -235,18 +193,25 @@ def _group_conflicts(blocks) -> list[Conflict]:
     return conflicts
 
 
-def property_list_with_health(*, user, search: str = "") -> QuerySet[Property]:
-    """The account's properties with their connections counted by state, in one query."""
+def property_list(*, user, search: str = "") -> QuerySet[Property]:
+    """The account's properties, searched by name, with their number of syncs."""
     properties = Property.objects.for_user(user)
     if search:
         properties = properties.filter(name__icontains=search.strip())
-    enabled = Q(connections__enabled=True)
-    return properties.annotate(
-        connection_count=Count("connections"),
-        paused_count=Count("connections", filter=enabled & Q(connections__paused_at__isnull=False)),
-        off_count=Count("connections", filter=Q(connections__enabled=False)),
-        held_count=Count("connections", filter=Q(connections__held_removals__gt=0)),
-    ).order_by("name", "pk")
+    return properties.annotate(connection_count=Count("connections")).order_by("name", "pk")
+
+
+def properties_health(properties: list[Property], *, now: datetime | None = None) -> dict[int, PropertyHealth]:
+    """The health of each of these properties (a page of the list): the states of their syncs,
+    worst first, and whether a night is double booked. Four queries whatever their number."""
+    now = now or timezone.now()
+    ids = [p.pk for p in properties]
+    by_property: dict[int, list[SyncStatus]] = defaultdict(list)
+    connections = Connection.objects.filter(property_id__in=ids)
+    for status in statuses_of(connections, tokens=ExportToken.objects.filter(property_id__in=ids), now=now):
+        by_property[status.connection.property_id].append(status)
+    doubles = properties_with_conflicts(property_ids=ids, today=timezone.localdate()) if ids else set()
+    return {pk: property_health(by_property[pk], double_booking=pk in doubles) for pk in ids}
 
 
 @dataclass

@@ -11,10 +11,11 @@ from datetime import date, datetime, timedelta
 from django.utils import formats, timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext
+from django.utils.translation import ngettext, pgettext
 
 from syncs.portals import BY_SLUG
 from syncs.readers import STALE_FACTOR, ExportReaderFacts
+from syncs.sync_state import SyncState, SyncStatus
 
 _HTTP_STATUS_WORDS = {
     401: lambda: _("the portal asked for a password: the calendar link is private or was revoked"),
@@ -73,6 +74,79 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
     return sentence() if sentence else _("Unexpected outcome (%(code)s).") % {"code": code}
 
 
+def until(moment: datetime, now: datetime | None = None) -> str:
+    """How long from ``now`` to ``moment``, as in "5 minutes" or "less than a minute".
+
+    Rounded to the nearest minute: a retry due in 4 minutes 59 seconds is "5 minutes" away
+    (Django's timeuntil would cut it to 4, which the next refresh then contradicts).
+    """
+    now = now or timezone.now()
+    if moment - now < timedelta(minutes=1):
+        return _("less than a minute")
+    return timesince(now, moment + timedelta(seconds=30))
+
+
+# A first sync more than this late says that syncs may not be running at all.
+LATE_FIRST_SYNC = timedelta(minutes=5)
+
+
+def describe_state(status: SyncStatus, now: datetime | None = None) -> str:
+    """Why a sync is in its state, in one or two sentences (empty for a sync that works).
+
+    ``status`` is the state of a loaded connection (with its portal).
+    Every page, the checklist and the emails word a state with this.
+    """
+    now = now or timezone.now()
+    connection, state = status.connection, status.state
+    portal = connection.portal.name
+    if state == SyncState.PAUSED:
+        words = describe(connection.pause_reason, connection.pause_params, portal=portal)
+        if connection.ready_to_resume_at:
+            words += " " + _("Its calendar works again: ready to resume.")
+        return words
+    if state == SyncState.CHECKING:
+        return _(
+            "Switched back on %(ago)s ago: the next sync checks that %(portal)s's calendar works again. "
+            "It was paused because: %(reason)s"
+        ) % {
+            "ago": since(connection.checking_since, now),
+            "portal": portal,
+            "reason": describe(connection.pause_reason, connection.pause_params, portal=portal),
+        }
+    if state == SyncState.FAILING:
+        words = describe(connection.last_error_code, connection.last_error_params, portal=portal)
+        retry = connection.next_sync_at
+        when = until(retry, now) if retry else _("less than a minute")
+        return words + " " + ngettext(
+            "It failed %(n)d time in a row; we try again in %(when)s.",
+            "It failed %(n)d times in a row; we try again in %(when)s.",
+            connection.consecutive_failures,
+        ) % {"n": connection.consecutive_failures, "when": when}
+    if state == SyncState.HELD:
+        return ngettext(
+            "%(portal)s's calendar suddenly lost %(n)d future booking or block. It is kept until %(portal)s says the same again, or you accept the change.",
+            "%(portal)s's calendar suddenly lost %(n)d future bookings or blocks. They are kept until %(portal)s says the same again, or you accept the change.",
+            connection.held_removals,
+        ) % {"portal": portal, "n": connection.held_removals}
+    if state == SyncState.NOT_READING:
+        return describe_readers(status.readers, portal=portal)
+    if state == SyncState.STALE:
+        return _("No successful sync for a while: the last one was %(ago)s ago.") % {
+            "ago": since(connection.last_success_at, now)
+        }
+    if state == SyncState.WAITING:
+        due = connection.next_sync_at
+        if due is not None and due > now:
+            return _("Waiting for its first sync, due in %(when)s.") % {"when": until(due, now)}
+        if due is not None and now - due > LATE_FIRST_SYNC:
+            return _("Waiting for its first sync, due %(ago)s ago: syncs may not be running.") % {
+                "ago": since(due, now)
+            }
+        return _("Waiting for its first sync, due within a minute.")
+    if state == SyncState.SWITCHED_OFF:
+        return _("Switched off: nothing is imported or checked until you switch it on.")
+    return ""
+
 
 def describe_readers(facts: ExportReaderFacts | None, *, portal: str) -> str:
     """Whether the portal reads our calendar, e.g. "Airbnb last read this calendar 47 minutes ago"."""
@@ -113,3 +187,34 @@ def reader_name(slug: str, *, portal: str) -> str:
     if slug in BY_SLUG and slug != "other":
         return BY_SLUG[slug].name
     return _("A calendar program") if slug else portal
+
+
+def describe_activity(entry) -> str:
+    """The details of an activity row (an Activity), e.g. why a sync was paused, which nights
+    were closed, to how many people an email went; empty when the action says it all."""
+    params = entry.params or {}
+    portal = entry.connection.portal.name if entry.connection_id else None
+    action = entry.action
+    if action == "paused":
+        words = describe(params.get("code", ""), params.get("params"), portal=portal)
+        if params.get("again"):
+            words = _("The check after switching it back on failed: %(reason)s") % {"reason": words}
+        return words
+    if action == "resumed":
+        return {
+            "operator": lambda: _("Its calendar was read without error after it was switched back on."),
+            "edit": lambda: _("Its new link was read without error."),
+            "probe": lambda: _("The background check found its calendar working, and your account resumes such syncs."),
+        }.get(params.get("by"), lambda: _("A sync worked again."))()
+    if action in ("block_added", "block_removed", "test_block_added", "test_block_removed") and params.get("start"):
+        start, end = date.fromisoformat(params["start"]), date.fromisoformat(params["end"])
+        return _("%(first)s to %(checkout)s (check-out)") % {"first": day(start), "checkout": day(end)}
+    if action in ("pause_email_sent", "reminder_sent", "restored_email_sent") and "recipients" in params:
+        return ngettext("to %(n)d person", "to %(n)d people", params["recipients"]) % {"n": params["recipients"]}
+    if action == "held_accepted" and "removals" in params:
+        return ngettext("%(n)d removal", "%(n)d removals", params["removals"]) % {"n": params["removals"]}
+    if action == "sync_requested" and params.get("from") == "checklist":
+        return _("from the fix checklist")
+    if action == "switched_on" and params.get("automatic"):
+        return _("The background check found its calendar working, and your account resumes such syncs.")
+    return ""

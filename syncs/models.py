@@ -64,6 +64,13 @@ class Account(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def main_time_zone(self) -> str:
+        """The zone most of the account's properties are in (the site's zone when it has none)."""
+        zones = (
+            self.properties.order_by().values("timezone").annotate(n=models.Count("pk")).order_by("-n", "timezone")
+        )
+        return next((row["timezone"] for row in zones[:1]), settings.TIME_ZONE)
+
     @staticmethod
     def of_user(user) -> Account | None:
         """The account a signed-in user belongs to (None for anonymous or unattached users)."""
@@ -85,6 +92,11 @@ class Membership(models.Model):
         _("language"), max_length=10, blank=True, choices=settings.LANGUAGES,
         help_text=_("Pages and emails in this language. Empty: pages follow the browser, emails the site's language."),
     )
+    # The zone in which the user reads times that belong to no one property (the activity log).
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, blank=True, validators=[validate_timezone_name],
+        help_text=_("Times on the activity page are shown in this zone. Empty: the zone most of the account's properties are in."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -93,6 +105,10 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.account}"
+
+    def reading_time_zone(self) -> str:
+        """The zone this user reads account-wide times in: their own choice, else the account's main one."""
+        return self.time_zone or self.account.main_time_zone()
 
 
 class BlockKind(models.TextChoices):
@@ -184,12 +200,6 @@ class Connection(models.Model):
         IMPORT_ONLY = "import_only", _("Import only")
         EXPORT_ONLY = "export_only", _("Export only")
 
-    class Status(models.TextChoices):
-        ACTIVE = "active", _("Working")
-        PAUSED = "paused", _("Paused by errors")
-        SWITCHED_OFF = "switched_off", _("Switched off")
-        NEVER_SYNCED = "never_synced", _("Not synced yet")
-
     property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="connections", verbose_name=_("property"))
     portal = models.ForeignKey(Portal, on_delete=models.PROTECT, related_name="connections", verbose_name=_("portal"))
     direction = models.CharField(_("direction"), max_length=20, choices=Direction, default=Direction.TWO_WAY)
@@ -200,6 +210,9 @@ class Connection(models.Model):
     paused_at = models.DateTimeField(_("paused at"), null=True, blank=True)
     pause_reason = models.CharField(_("pause reason"), max_length=40, blank=True)
     pause_params = models.JSONField(_("pause details"), default=dict, blank=True)
+    # Set when a paused sync is switched back on: its pause episode stays open, and the sync is
+    # "switched on, checking" until its next fetch ends the episode or pauses it again.
+    checking_since = models.DateTimeField(_("switched back on, checking since"), null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
     last_error_code = models.CharField(_("last error"), max_length=40, blank=True)
     last_error_params = models.JSONField(_("last error details"), default=dict, blank=True)
@@ -276,19 +289,6 @@ class Connection(models.Model):
     @builtins.property  # the field named `property` hides the builtin here
     def exports(self) -> bool:
         return self.direction != self.Direction.IMPORT_ONLY
-
-    @builtins.property  # the field named `property` hides the builtin here
-    def status(self) -> str:
-        if not self.enabled:
-            return self.Status.SWITCHED_OFF
-        if self.paused_at is not None:
-            return self.Status.PAUSED
-        if self.imports and self.last_success_at is None:
-            return self.Status.NEVER_SYNCED
-        return self.Status.ACTIVE
-
-    def get_status_display(self) -> str:
-        return self.Status(self.status).label
 
     @builtins.property  # the field named `property` hides the builtin here
     def sync_interval(self) -> timedelta:
@@ -408,6 +408,10 @@ class PauseEpisode(models.Model):
     notified_at = models.DateTimeField(_("operator told at"), null=True, blank=True)
     reminded_at = models.DateTimeField(_("last reminder at"), null=True, blank=True)
     restored_notified_at = models.DateTimeField(_("told of the restore at"), null=True, blank=True)
+    # Who switched the paused sync back on ("operator", "probe"); the episode ends only when a
+    # fetch after that works. A failed check records when, and the sync is paused again.
+    resume_requested_by = models.CharField(_("switched back on by"), max_length=20, blank=True)
+    resume_failed_at = models.DateTimeField(_("check after switching on failed at"), null=True, blank=True)
 
     objects = PauseEpisodeQuerySet.as_manager()
 
@@ -565,6 +569,19 @@ class Activity(models.Model):
         PROPERTY_EDITED = "property_edited", _("edited the property")
         BLOCK_ADDED = "block_added", _("closed nights")
         BLOCK_REMOVED = "block_removed", _("opened nights")
+        TEST_BLOCK_ADDED = "test_block_added", _("added a test block")
+        TEST_BLOCK_REMOVED = "test_block_removed", _("removed the test block")
+        # Written by the engine and the notifier, with no user: the log says "automatically".
+        PAUSED = "paused", _("paused the sync")
+        RESUMED = "resumed", _("resumed the sync")
+        PAUSE_EMAIL_SENT = "pause_email_sent", _("emailed that the sync is paused")
+        REMINDER_SENT = "reminder_sent", _("emailed a reminder that the sync is still paused")
+        RESTORED_EMAIL_SENT = "restored_email_sent", _("emailed that the sync works again")
+
+    # What the system does by itself: such rows have no user.
+    AUTOMATIC = frozenset({
+        Action.PAUSED, Action.RESUMED, Action.PAUSE_EMAIL_SENT, Action.REMINDER_SENT, Action.RESTORED_EMAIL_SENT,
+    })
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="activity", verbose_name=_("account"))
     user = models.ForeignKey(
@@ -590,6 +607,11 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.action} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @builtins.property  # the field named `property` hides the builtin here
+    def automatic(self) -> bool:
+        """Done by the system by itself (the background check switching a sync back on included)."""
+        return self.action in self.AUTOMATIC or bool(self.params.get("automatic"))
 
 
 class ChecklistStep(models.Model):

@@ -6,6 +6,14 @@ Exactly once per notice: each notice is claimed with a conditional UPDATE of its
 never both send it. A send that fails releases the claim, so the next pass (beat runs the task
 every minute) tries again; it never raises out of the task.
 
+Every email tells the state at the moment it is sent, not when it was owed: each notice's
+condition reads the connection too (a pause email only while the sync is paused and not being
+checked, a "Restored" only while it runs), the claim re-checks it in the same UPDATE, and the
+message is built from the episode and connection read after the claim. A "Restored" waits until
+the sync has run for RESTORE_SETTLE: a pause within that time reopens the episode
+(syncs/connection_state.py), so the operator gets neither a "Restored" nor a second "Paused",
+and the last email about a sync always says what the dashboard says.
+
 Emails carry no secret: never the import URL or an export URL, and no guest data. What went
 wrong is the plain sentence of ``syncs.explain.describe``, never the stored parameters.
 
@@ -34,13 +42,16 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from syncs.activity import activity_record_automatic
 from syncs.explain import describe, since
-from syncs.models import Connection, PauseEpisode
+from syncs.models import Activity, Connection, PauseEpisode
 
 log = logging.getLogger(__name__)
 
 # While a sync stays paused, the operator is reminded this long after the last email.
 REMIND_EVERY = timedelta(hours=24)
+# A sync that works again must keep working this long before the operator is told it is restored.
+RESTORE_SETTLE = timedelta(minutes=10)
 # A pass takes no new notice after this long: it stays well inside the task's soft time limit
 # (60 s) even when the mail server times out on every message; the rest waits a minute.
 PASS_SECONDS = 40
@@ -78,21 +89,39 @@ def pause_notifications_send(*, now: datetime | None = None) -> int:
 # -- What each notice is owed: the same conditions select the episodes and guard the claims. --
 
 
+# The connection's part of a notice's condition is a subquery on the connection, never a join:
+# the claim's UPDATE then keeps its own conditions (the notice still owed) on the episode's row,
+# which PostgreSQL checks again after waiting for another claim's lock. With a join, Django
+# writes "id IN (SELECT ...)", evaluated before the wait, and both claims would win.
+def _connections(**conditions) -> Q:
+    return Q(connection__in=Connection.objects.filter(**conditions).values("pk"))
+
+
+# What the dashboard must show for a "paused" email to be true: paused, switched on, and not
+# being checked after the operator switched it back on (the check's result decides what to tell).
+_STILL_PAUSED = _connections(paused_at__isnull=False, enabled=True, checking_since__isnull=True)
+
+
 def _pause_pending(now: datetime) -> Q:
-    return Q(ended_at__isnull=True, notified_at__isnull=True)
+    return Q(ended_at__isnull=True, notified_at__isnull=True) & _STILL_PAUSED
 
 
 def _reminder_due(now: datetime) -> Q:
     # A connection the operator switched off is their decision: it stays paused, but reminding
     # them every day of what they chose would only teach them to ignore these emails.
     last_email_before = now - REMIND_EVERY
-    return Q(ended_at__isnull=True, notified_at__isnull=False, connection__enabled=True) & (
+    return Q(ended_at__isnull=True, notified_at__isnull=False) & _STILL_PAUSED & (
         Q(reminded_at__isnull=True, notified_at__lte=last_email_before) | Q(reminded_at__lte=last_email_before)
     )
 
 
 def _restore_pending(now: datetime) -> Q:
-    return Q(ended_at__isnull=False, notified_at__isnull=False, restored_notified_at__isnull=True)
+    # Running since the episode ended, for RESTORE_SETTLE at least: not paused again (that would
+    # have reopened the episode), and switched on.
+    return Q(
+        ended_at__isnull=False, ended_at__lte=now - RESTORE_SETTLE, notified_at__isnull=False,
+        restored_notified_at__isnull=True,
+    ) & _connections(paused_at__isnull=True, enabled=True)
 
 
 def _episodes(condition: Q) -> list[PauseEpisode]:
@@ -101,6 +130,11 @@ def _episodes(condition: Q) -> list[PauseEpisode]:
         .select_related("connection__property__account", "connection__portal")
         .order_by("started_at", "pk")
     )
+
+
+def _episode_fresh(pk: int) -> PauseEpisode:
+    """The episode and its connection as they are now: what the message says is read after the claim."""
+    return PauseEpisode.objects.select_related("connection__property__account", "connection__portal").get(pk=pk)
 
 
 def pause_episodes_silence_unnotified(*, now: datetime) -> int:
@@ -125,8 +159,9 @@ def pause_episode_notify(*, episode: PauseEpisode, now: datetime) -> int:
     """The pause email: what stopped, why in plain words, since when, and the fix checklist."""
     return _notice_send(
         episode=episode, field="notified_at", pending=_pause_pending(now), now=now,
-        message=lambda recipients, language: pause_email(
-            episode=episode, recipients=recipients, now=now, language=language
+        action=Activity.Action.PAUSE_EMAIL_SENT,
+        message=lambda fresh, recipients, language: pause_email(
+            episode=fresh, recipients=recipients, now=now, language=language
         ),
     )
 
@@ -135,8 +170,9 @@ def pause_episode_remind(*, episode: PauseEpisode, now: datetime) -> int:
     """The daily reminder while the sync stays paused: the pause email, saying "still"."""
     return _notice_send(
         episode=episode, field="reminded_at", pending=_reminder_due(now), now=now,
-        message=lambda recipients, language: pause_email(
-            episode=episode, recipients=recipients, now=now, reminder=True, language=language
+        action=Activity.Action.REMINDER_SENT,
+        message=lambda fresh, recipients, language: pause_email(
+            episode=fresh, recipients=recipients, now=now, reminder=True, language=language
         ),
     )
 
@@ -145,19 +181,22 @@ def pause_episode_notify_restored(*, episode: PauseEpisode, now: datetime) -> in
     """The short email when a pause the operator was told about ends."""
     return _notice_send(
         episode=episode, field="restored_notified_at", pending=_restore_pending(now), now=now,
-        message=lambda recipients, language: restored_email(episode=episode, recipients=recipients, language=language),
+        action=Activity.Action.RESTORED_EMAIL_SENT,
+        message=lambda fresh, recipients, language: restored_email(episode=fresh, recipients=recipients, language=language),
     )
 
 
 def _notice_send(
-    *, episode: PauseEpisode, field: str, pending: Q, now: datetime,
-    message: Callable[[list[str], str], EmailMultiAlternatives],
+    *, episode: PauseEpisode, field: str, pending: Q, now: datetime, action: str,
+    message: Callable[[PauseEpisode, list[str], str], EmailMultiAlternatives],
 ) -> int:
     previous = getattr(episode, field)
     by_language = pause_episode_recipients_by_language(episode=episode)
-    # The claim: only one worker's UPDATE finds the notice still owed.
+    # The claim: only one worker's UPDATE finds the notice still owed, and it checks again, at
+    # this moment, that the sync is in the state the notice tells (see the conditions above).
     if PauseEpisode.objects.filter(pending, pk=episode.pk).update(**{field: now}) != 1:
         return 0
+    episode = _episode_fresh(episode.pk)
     if not by_language:
         # Nobody to tell: the claim stays, so the notice is not retried every minute forever;
         # the operator still sees the pause on the dashboard.
@@ -165,7 +204,7 @@ def _notice_send(
         return 0
     sent: list[str] = []
     try:
-        messages = [(language, message(recipients, language)) for language, recipients in by_language.items()]
+        messages = [(language, message(episode, recipients, language)) for language, recipients in by_language.items()]
         with get_connection() as mail:  # one connection to the mail server for the whole notice
             for language, email in messages:
                 email.connection = mail
@@ -187,6 +226,7 @@ def _notice_send(
                 episode.pk, field, ",".join(sent), ",".join(sorted(set(by_language) - set(sent))),
                 type(exc).__name__,
             )
+            _activity_record_sent(episode=episode, action=action, recipients=by_language, sent=sent, now=now)
         if isinstance(exc, SoftTimeLimitExceeded):
             raise
         return len(sent)
@@ -194,7 +234,19 @@ def _notice_send(
         "pause email sent episode=%s notice=%s recipients=%d languages=%s",
         episode.pk, field, sum(len(r) for r in by_language.values()), ",".join(sent),
     )
+    _activity_record_sent(episode=episode, action=action, recipients=by_language, sent=sent, now=now)
     return len(sent)
+
+
+def _activity_record_sent(
+    *, episode: PauseEpisode, action: str, recipients: dict[str, list[str]], sent: list[str], now: datetime
+) -> None:
+    """The activity log says which email went out, and to how many people (never their addresses)."""
+    connection = episode.connection
+    activity_record_automatic(
+        action=action, connection_id=connection.pk, property_id=connection.property_id,
+        params={"recipients": sum(len(recipients[language]) for language in sent)}, when=now,
+    )
 
 
 def pause_episode_recipients_by_language(*, episode: PauseEpisode) -> dict[str, list[str]]:

@@ -12,14 +12,32 @@ from syncs.connection_state import connection_switch
 from syncs.editing import sync_state_after_edit
 from syncs.export_tokens import export_token_ensure, export_token_rotate
 from syncs.models import Activity, Block, Connection, Property, SyncRun
-from syncs.sync import connection_accept_held_removals
+from syncs.sync import connection_accept_held_removals, connection_sync_leased
+from syncs.sync_requests import connection_request_sync
 
 
-def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> None:
+def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> bool:
+    """The operator's switch. Returns whether it started the check of a paused sync: its feed is
+    read at once, and the pause ends only if that read works (syncs/connection_state.py)."""
     with transaction.atomic():
-        connection_switch(connection=connection, enabled=enabled)
+        checking = connection_switch(connection=connection, enabled=enabled)
         action = Activity.Action.SWITCHED_ON if enabled else Activity.Action.SWITCHED_OFF
         activity_record(user=user, action=action, connection=connection)
+        if checking:
+            connection_request_sync(connection=connection, user=user, pressed=False)
+    return checking
+
+
+def connection_read_new_link(*, connection: Connection, user) -> None:
+    """After a new link was saved for a sync paused by errors (usually its fix): switch it back on
+    and read the link now, in this request, so that what the operator reads next (the message
+    and the page) says whether it works. The pause ends only if it does."""
+    if not connection_switch(connection=connection, enabled=True, by="edit"):
+        return
+    run = connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)
+    if run is None:  # another sync holds the connection: a worker reads the link after it
+        connection_request_sync(connection=connection, user=user, pressed=False)
+    connection.refresh_from_db()
 
 
 def connection_accept_held(*, connection: Connection, user) -> SyncRun | None:

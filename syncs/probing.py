@@ -1,6 +1,8 @@
 """A quiet background check of paused feeds: while a connection is paused by errors, read its
 feed now and then (backing off), write nothing but the check's own fields, and say when it works
-again ("ready to resume"). Resuming stays the operator's call unless the account asks otherwise.
+again ("ready to resume"). Resuming stays the operator's call unless the account asks otherwise;
+then the sync is switched back on as the operator would do it: "checking" until a real sync has
+read the feed (syncs/connection_state.py), and only that sync ends the pause.
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from syncs.activity import activity_record_automatic
 from syncs.connection_state import connection_switch
 from syncs.fetch import FetchError, fetch_feed
 from syncs.ical import FeedParseError, parse_feed
-from syncs.models import Connection
+from syncs.models import Activity, Connection
+from syncs.sync_requests import connection_request_sync
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,8 @@ def probe_delay(failures: int) -> timedelta:
 
 def connections_to_probe(*, now: datetime) -> list[Connection]:
     return list(
-        Connection.objects.filter(enabled=True, paused_at__isnull=False)
+        # A sync switched back on is being checked by a real sync already.
+        Connection.objects.filter(enabled=True, paused_at__isnull=False, checking_since__isnull=True)
         .exclude(direction=Connection.Direction.EXPORT_ONLY)
         .filter(Q(probe_next_at__isnull=True) | Q(probe_next_at__lte=now))
         .select_related("property__account", "portal")[:200]
@@ -60,8 +66,19 @@ def connection_probe(*, connection: Connection, now: datetime | None = None) -> 
     Connection.objects.filter(pk=connection.pk, paused_at__isnull=False).update(**updates)
     if works and connection.property.account.auto_resume:
         log.info("auto-resume connection=%s", connection.pk)
-        connection_switch(connection=connection, enabled=True, now=now, ended_by="probe")
+        connection_resume_automatically(connection=connection, now=now)
     return works
+
+
+def connection_resume_automatically(*, connection: Connection, now: datetime) -> None:
+    """Switch a paused sync back on for an account that asks for it, and sync it at once."""
+    with transaction.atomic():
+        if connection_switch(connection=connection, enabled=True, now=now, by="probe"):
+            activity_record_automatic(
+                action=Activity.Action.SWITCHED_ON, connection_id=connection.pk, property_id=connection.property_id,
+                params={"automatic": True}, when=now,
+            )
+            connection_request_sync(connection=connection, user=None, pressed=False, now=now)
 
 
 def probe_paused_connections(*, now: datetime | None = None) -> int:

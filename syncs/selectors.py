@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from syncs.explain import describe, describe_readers
+from syncs.explain import describe_readers, describe_state
 from syncs.export_tokens import export_url
 from syncs.models import Block, Connection, ExportToken, Property, SyncRun
-from syncs.readers import export_facts
+from syncs.sync_state import SyncState, SyncStatus, connection_status, status_from_tokens
 
 
 def property_get(*, user, property_id: int) -> Property:
@@ -43,7 +43,8 @@ class ConnectionRow:
     """What a connection's row on the property page shows."""
 
     connection: Connection
-    problem: str  # the reason in words when paused or failing, else ""
+    status: SyncStatus  # its state: the one every page shows
+    problem: str  # the state's reason in words ("" for a sync that works)
     readers: str  # whether the portal reads our calendar, in words
     export_url: str
 
@@ -62,15 +63,39 @@ def connection_rows(*, property: Property, only: Connection | None = None) -> li
     for connection in connections:
         own = tokens.get(connection.pk, [])
         current = next((t for t in own if t.expires_at is None), None)
-        facts = export_facts(tokens=own, pickup_max_minutes=connection.portal.pickup_delay_max_minutes, now=now)
-        code = connection.pause_reason or connection.last_error_code
-        params = connection.pause_params if connection.pause_reason else connection.last_error_params
+        status = status_from_tokens(connection, tokens=own, now=now)
         rows.append(
             ConnectionRow(
                 connection=connection,
-                problem=describe(code, params, portal=connection.portal.name) if code else "",
-                readers=describe_readers(facts, portal=connection.portal.name) if connection.exports else "",
+                status=status,
+                problem=describe_state(status, now),
+                readers=describe_readers(status.readers, portal=connection.portal.name) if connection.exports else "",
                 export_url=export_url(current) if current else "",
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """A connection's state with its reason in words, from one read: what its page, its
+    checklist and the messages after an action say."""
+
+    connection: Connection
+    status: SyncStatus
+    words: str
+
+    @property
+    def state(self) -> SyncState:
+        return self.status.state
+
+
+def connection_state_get(*, user, connection_id: int) -> ConnectionState:
+    """One of the account's connections read now, with its state and the words for it (or 404)."""
+    return connection_state_of(connection_get(user=user, connection_id=connection_id))
+
+
+def connection_state_of(connection: Connection) -> ConnectionState:
+    now = timezone.now()
+    status = connection_status(connection, now=now)
+    return ConnectionState(connection=connection, status=status, words=describe_state(status, now))

@@ -18,13 +18,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.dashboard import account_conflicts
-from syncs.explain import day, describe, describe_readers, since
+from syncs.explain import day, describe, describe_readers, describe_state, since
 from syncs.export_tokens import export_token_ensure, export_url, is_our_export
 from syncs.fetch import FetchError, fetch_feed, https_variant_works, validate_url
 from syncs.ical import FeedParseError, parse_feed
 from syncs.models import (
+    Activity,
     Block,
     BlockChange,
     ChecklistStep,
@@ -37,6 +39,7 @@ from syncs.operator_actions import connection_set_enabled, connection_use_https
 from syncs.portals import portal_for_host
 from syncs.readers import connection_export_facts
 from syncs.sync import connection_sync_leased
+from syncs.sync_state import SyncState, connection_status
 
 Status = ChecklistStep.Status
 
@@ -115,21 +118,46 @@ def checklist_progress(*, connection: Connection) -> dict[str, ChecklistStep]:
 
 
 def check_switched_on(connection: Connection, *, user, action: str, **_ignored) -> StepReport:
+    """Step 1 says the sync's state (syncs/sync_state.py), as every page does: after "Switch it
+    back on", that it is being checked until its next fetch has worked or failed, then which."""
     if action == "switch_on":
         connection_set_enabled(connection=connection, enabled=True, user=user)
-        connection.refresh_from_db()
-    if not connection.enabled:
+    connection.refresh_from_db()
+    status = connection_status(connection)
+    words = describe_state(status)
+    state = status.state
+    if state == SyncState.SWITCHED_OFF:
         return StepReport("switched_on", Status.NEEDS_YOU, _("The sync is switched off: nothing is imported or checked."),
                           advice=_("Switch it on when you are ready."), data={"can_switch_on": True})
-    if connection.paused_at:
+    if state == SyncState.CHECKING:
+        return StepReport("switched_on", Status.WAITING, _("Switched back on: checking its calendar now…"),
+                          [Finding(None, words)], data={"checking": True})
+    episode = PauseEpisode.objects.filter(connection=connection).order_by("-started_at", "-pk").first()
+    if state == SyncState.PAUSED:
         reason = describe(connection.pause_reason, connection.pause_params, portal=connection.portal.name)
+        if episode is not None and episode.resume_failed_at:
+            summary = _("Switched back on, but the check failed %(ago)s ago: %(reason)s It is paused again.") % {
+                "ago": since(episode.resume_failed_at), "reason": reason,
+            }
+        else:
+            summary = _("Paused since %(ago)s ago: %(reason)s") % {"ago": since(connection.paused_at), "reason": reason}
         return StepReport(
-            "switched_on", Status.FAILED,
-            _("Paused since %(ago)s ago: %(reason)s") % {"ago": since(connection.paused_at), "reason": reason},
+            "switched_on", Status.FAILED, summary,
             advice=_("Fix the cause with the next steps; a sync that works again resumes it. Or switch it back on now."),
             data={"can_switch_on": True},
         )
-    return StepReport("switched_on", Status.PASSED, _("The sync is switched on and running."))
+    if state == SyncState.FAILING:
+        return StepReport("switched_on", Status.FAILED, _("The sync is switched on, but it is failing: %(words)s") % {"words": words},
+                          advice=_("Fix the cause with the next steps; after three failures in a row it pauses."))
+    if state == SyncState.WAITING:
+        return StepReport("switched_on", Status.WAITING, _("The sync is switched on. %(words)s") % {"words": words})
+    findings = []
+    if episode is not None and episode.ended_at and episode.ended_by in ("operator", "probe"):
+        findings.append(Finding(True, _("Switched back on, and its calendar was read without error %(ago)s ago.") % {
+            "ago": since(episode.ended_at)}))
+    if words:
+        findings.append(Finding(None, words))
+    return StepReport("switched_on", Status.PASSED, _("The sync is switched on and running."), findings)
 
 
 # --------------------------------------------------------------------------- 2. the link
@@ -248,8 +276,10 @@ def check_export_pasted(connection: Connection, **_ignored) -> StepReport:
 # --------------------------------------------------------------------------- 4. sync again
 
 
-def check_resync(connection: Connection, *, action: str, **_ignored) -> StepReport:
+def check_resync(connection: Connection, *, user, action: str, **_ignored) -> StepReport:
     if action == "run":
+        activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection,
+                        params={"from": "checklist"})
         run = connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.WIZARD)
         if run is None:
             return StepReport("resync", Status.WAITING, _("Another sync of this calendar is running: try again in a moment."))
@@ -304,18 +334,22 @@ def check_final(connection: Connection, *, user, action: str, form: dict, stored
     if action == "add_test_block":
         night = _date(form.get("night")) or suggested_test_night(connection)
         block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=str(TEST_BLOCK_SUMMARY))
+        activity_record(user=user, action=Activity.Action.TEST_BLOCK_ADDED, connection=connection,
+                        params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()})
         data.update(test_block_id=block.pk, test_night=night.isoformat(), added_at=now.isoformat(), read_at=None)
     elif action == "portal_night":
         night = _date(form.get("night"))
         if night:
+            activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection,
+                            params={"from": "checklist"})
             data.update(portal_night=night.isoformat(), asked_at=now.isoformat(), seen_at=None)
     elif action == "finish":
-        _remove_test_block(data)
+        _remove_test_block(data, connection=connection, user=user)
         data = {}
     findings = [_ours_to_portal(connection, data), _portal_to_ours(connection, data, resync=action in ("portal_night", "recheck"))]
     data["suggested_night"] = suggested_test_night(connection).isoformat()
     if all(f.ok for f in findings):
-        _remove_test_block(data)
+        _remove_test_block(data, connection=connection, user=user)
         return StepReport("final_check", Status.PASSED, _("Both ways work: the test block is removed."), findings, data=data)
     status = Status.WAITING if data.get("added_at") or data.get("portal_night") else Status.NEEDS_YOU
     return StepReport("final_check", status, _("Make a test on each side and wait for the portal."), findings, data=data)
@@ -360,10 +394,12 @@ def _portal_to_ours(connection: Connection, data: dict, *, resync: bool) -> Find
     return Finding(None, _("Not here yet: we sync again every minute while this step is open. %(portal)s may take a while to publish it.") % {"portal": portal.name})
 
 
-def _remove_test_block(data: dict) -> None:
+def _remove_test_block(data: dict, *, connection: Connection, user) -> None:
     block = Block.objects.filter(pk=data.get("test_block_id"), removed_at__isnull=True, source__isnull=True).first()
     if block is not None:
         block_remove_manual(block=block)
+        activity_record(user=user, action=Activity.Action.TEST_BLOCK_REMOVED, connection=connection,
+                        params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()})
 
 
 def _date(value) -> date | None:

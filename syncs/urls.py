@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from syncs.views import account, actions, demo, export, fix, health, home, properties
+from syncs.views import account, actions, activity, demo, export, fix, health, home, properties
 
 urlpatterns = [
     path("", home.home, name="home"),
     path("overview/status/", home.overview_status, name="overview-status"),
     path("healthz", health.healthz, name="healthz"),
-    path("activity/", properties.activity_list, name="activity"),
+    path("activity/", activity.activity_list, name="activity"),
     path("settings/", account.account_settings, name="account-settings"),
     path("properties/", properties.property_list, name="property-list"),
     path("properties/<int:property_id>/", properties.property_detail, name="property-detail"),

@@ -17,8 +17,10 @@ from django.utils.formats import date_format
 from channelmgr.celery import app
 from syncs import sync_requests, tasks
 from syncs.models import Activity, Block, Connection
+from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.states import overview_tiles, sync_state_of
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -85,7 +87,10 @@ def test_the_overview_counts_connections_by_state(operator_client, account):
     from syncs.dashboard import dashboard_summary
 
     counts = dashboard_summary(user=account.memberships.get().user).counts
-    assert (counts["working"], counts["paused"], counts["switched_off"], counts["held"], counts["stale"]) == (4, 1, 1, 1, 1)
+    # Each sync in exactly one state: held and stale syncs are not also counted as working.
+    assert (counts["working"], counts["paused"], counts["switched_off"], counts["held"], counts["stale"]) == (2, 1, 1, 1, 1)
+    assert sum(counts.values()) == 6
+    assert overview_tiles(operator_client) == {**dict.fromkeys(counts, 0), **{k: v for k, v in counts.items() if v}}
 
 
 def test_possible_double_bookings_are_shown_on_top_loudly(operator_client, account):
@@ -146,12 +151,13 @@ def test_switching_works_without_javascript_too(operator_client, account):
     assert "sync switched off" in response.content.decode()
 
 
-def test_switching_a_paused_sync_back_on_resumes_it(operator_client, account):
+def test_switching_a_paused_sync_back_on_checks_it_at_once(operator_client, account, no_broker):
     connection = ConnectionFactory(property=PropertyFactory(account=account), paused_at=timezone.now(), pause_reason="http_4xx")
-    operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "1"}, **HTMX)
-    connection.refresh_from_db()
-    assert connection.status == Connection.Status.NEVER_SYNCED
-    assert Connection.objects.due().filter(pk=connection.pk).exists()
+    with operator_client_on_commit():
+        fragment = operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "1"}, **HTMX)
+    assert "checking its calendar now" in fragment.content.decode()
+    assert sync_state_of(connection) == SyncState.CHECKING
+    no_broker.assert_called_once_with(connection.pk)  # the check is a sync run at once, not at the next turn
 
 
 def test_sync_now_shows_progress_until_the_run_is_done(operator_client, account, no_broker, httpserver, settings):

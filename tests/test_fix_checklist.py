@@ -45,16 +45,38 @@ def days(n: int):
     return timezone.localdate() + timedelta(days=n)
 
 
-def test_step_1_says_a_paused_sync_is_paused_and_why_and_switches_it_back_on(connection, operator):
-    Connection.objects.filter(pk=connection.pk).update(paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404})
-    connection.refresh_from_db()
+def test_step_1_says_a_paused_sync_is_checked_after_switching_it_back_on_then_whether_the_check_worked(
+    connection, operator, portal_server
+):
+    answer(portal_server, b"gone", 404, "text/plain")
+    connection_sync_leased(connection_id=connection.pk)  # paused at once: the link is gone
     report = step(connection, "switched_on", operator)
     assert report.status == "failed"
     assert "Airbnb answered 404" in report.summary
-    report = step(connection, "switched_on", operator, action="switch_on")
+    assert report.data["can_switch_on"]
+
+    # Switched back on: not "running" yet, but being checked, and the step asks again until it knows.
+    with mock.patch("syncs.sync_requests.enqueue_in_background"):
+        report = step(connection, "switched_on", operator, action="switch_on")
+    assert report.status == "waiting"
+    assert report.summary == "Switched back on: checking its calendar now…"
+    assert report.data["checking"]
+    assert Connection.objects.get(pk=connection.pk).sync_requested_at is not None
+
+    connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the check: still 404
+    report = step(connection, "switched_on", operator)
+    assert report.status == "failed"
+    assert report.summary.startswith("Switched back on, but the check failed less than a minute ago: Airbnb answered 404")
+    assert report.summary.endswith("It is paused again.")
+
+    answer(portal_server, feeds.airbnb())
+    with mock.patch("syncs.sync_requests.enqueue_in_background"):
+        step(connection, "switched_on", operator, action="switch_on")
+    connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the check: it works
+    report = step(connection, "switched_on", operator)
     assert report.status == "passed"
-    connection.refresh_from_db()
-    assert connection.paused_at is None
+    assert report.summary == "The sync is switched on and running."
+    assert report.findings[0].text == "Switched back on, and its calendar was read without error less than a minute ago."
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,10 @@ from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs import editing, sync_requests, tasks
+from syncs import editing, sync_requests
 from syncs.explain import describe
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
-from syncs.models import Activity, Block, Connection, ExportToken, PauseEpisode, Property, SyncRun
+from syncs.models import Activity, Block, Connection, ExportToken, PauseEpisode, Property
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, portal
 
@@ -475,23 +475,23 @@ def test_a_new_link_for_a_paused_sync_is_read_at_once_and_resumes_it_when_it_wor
 
     with (
         mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
-        TestCase.captureOnCommitCallbacks(execute=True),  # the commit that hands the task over
+        TestCase.captureOnCommitCallbacks(execute=True),
     ):
         response = edit_sync(operator_client, connection, import_url=portal_server.url_for(FEED_PATH))
 
+    # Read within the request, so that the message and the page after it say the same: it works.
     assert response.status_code == 302
-    assert "This sync was paused: the new link is being read now, and the sync resumes if it works." in said(response)[0]
-    enqueue.assert_called_once_with(connection.pk)
-    connection.refresh_from_db()
-    assert connection.sync_requested_at is not None
-    # The activity says what the operator did: edited the sync, not pressed "Sync now".
-    assert list(Activity.objects.values_list("action", flat=True)) == [Activity.Action.CONNECTION_EDITED]
-    # The worker runs the task it was handed: the new link works, so the sync runs again.
-    tasks.sync_connection(connection.pk, SyncRun.Trigger.MANUAL)
+    assert "The new link was read without error: the sync works again." in said(response)[0]
+    enqueue.assert_not_called()
     connection.refresh_from_db()
     assert (connection.paused_at, connection.sync_requested_at) == (None, None)
-    assert PauseEpisode.objects.get(connection=connection).ended_at is not None
+    assert PauseEpisode.objects.get(connection=connection).ended_by == "edit"
     assert Block.objects.get(source=connection).uid == "new-stay@airbnb.com"
+    # The activity says what the operator did (edited the sync, not pressed "Sync now"), and
+    # that the sync resumed by itself.
+    assert list(Activity.objects.values_list("action", "user")) == [
+        (Activity.Action.RESUMED, None), (Activity.Action.CONNECTION_EDITED, connection.property.account.memberships.get().user_id),
+    ]
 
 
 def test_a_new_link_for_a_switched_off_sync_waits_for_the_operator_to_switch_it_on(operator_client, flat, portal_server):

@@ -37,21 +37,6 @@ def test_a_property_accepts_an_iana_time_zone():
     prop.full_clean()
 
 
-@pytest.mark.parametrize(
-    ("changes", "status"),
-    [
-        ({}, Connection.Status.NEVER_SYNCED),
-        ({"last_success_at": timezone.now()}, Connection.Status.ACTIVE),
-        ({"last_success_at": timezone.now(), "paused_at": timezone.now()}, Connection.Status.PAUSED),
-        ({"paused_at": timezone.now(), "enabled": False}, Connection.Status.SWITCHED_OFF),
-        ({"direction": Connection.Direction.EXPORT_ONLY, "import_url": ""}, Connection.Status.ACTIVE),
-    ],
-)
-def test_a_connection_status_follows_its_state(changes, status):
-    connection = ConnectionFactory(**changes)
-    assert connection.status == status
-
-
 def test_an_importing_connection_needs_an_import_url():
     connection = ConnectionFactory.build(property=PropertyFactory(), import_url="")
     with pytest.raises(ValidationError) as excinfo:

@@ -206,6 +206,8 @@ def test_a_sync_that_works_again_sends_one_restored_email(clock, airbnb_server, 
     today = timezone.localdate()
     answer(airbnb_server, feeds.airbnb(("a", today + timedelta(days=3), today + timedelta(days=6))))
     assert sync_now(connection).outcome == "ok_changed"
+    assert send_pause_notifications() == 0  # not before it has kept working a while
+    clock.shift(notifications.RESTORE_SETTLE)
     assert send_pause_notifications() == 1
     assert send_pause_notifications() == 0
     clock.shift(timedelta(days=2))
@@ -228,17 +230,23 @@ def test_a_sync_that_works_again_sends_one_restored_email(clock, airbnb_server, 
         assert guest_detail not in text + html
 
 
-def test_switching_a_paused_sync_back_on_sends_a_restored_email_saying_so(
+def test_switching_a_paused_sync_back_on_sends_a_restored_email_only_once_a_sync_worked(
     clock, airbnb_server, connection, members, mailoutbox
 ):
     answer(airbnb_server, b"Not Found", status=404, content_type="text/plain")
     sync_now(connection)
     send_pause_notifications()
     connection_switch(connection=connection, enabled=True)
+    clock.shift(timedelta(hours=1))
+    assert send_pause_notifications() == 0  # switched on, not yet checked: nothing is restored
+    answer(airbnb_server, feeds.airbnb())
+    sync_now(connection)  # the check the switch asked for
+    clock.shift(notifications.RESTORE_SETTLE)
     assert send_pause_notifications() == 1
+    assert [m.subject.split(":")[0] for m in mailoutbox] == ["Paused", "Restored"]
     text, html = parts(mailoutbox[1])
     for body in (text, html):
-        assert "It was switched back on and syncs within a minute." in body
+        assert "It was switched back on, and the sync that followed read Airbnb's calendar without error." in body
         assert "A sync worked again" not in body
 
 
@@ -329,6 +337,9 @@ def test_a_restored_email_that_fails_is_retried(clock, airbnb_server, connection
     sync_now(connection)
     send_pause_notifications()
     connection_switch(connection=connection, enabled=True)
+    answer(airbnb_server, feeds.airbnb())
+    sync_now(connection)
+    clock.shift(notifications.RESTORE_SETTLE)
     failing_backend[0] = 1
     assert send_pause_notifications() == 0
     assert episode_of(connection).restored_notified_at is None
@@ -410,5 +421,11 @@ def test_an_automatic_resume_says_the_background_check_did_it(settings, httpserv
     httpserver.expect_request("/c.ics").respond_with_data(feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=4))))
     probe_paused_connections()
     send_pause_notifications()
+    assert [m.subject.split(":")[0] for m in mailoutbox] == ["Paused"]  # switched on, checking: not yet
+    connection.refresh_from_db()
+    assert connection.checking_since is not None and connection.sync_requested_at is not None
+    connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the worker runs the check
+    with time_machine.travel(timezone.now() + notifications.RESTORE_SETTLE, tick=False):
+        send_pause_notifications()
     assert [m.subject.split(":")[0] for m in mailoutbox] == ["Paused", "Restored"]
     assert "Our background check read Airbnb's calendar again" in mailoutbox[1].body

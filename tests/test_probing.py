@@ -6,11 +6,13 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.models import Block, Connection
+from syncs.models import Activity, Block, PauseEpisode
 from syncs.probing import probe_paused_connections
 from syncs.sync import connection_sync_leased
+from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory
+from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +61,13 @@ def test_an_account_that_asks_for_it_resumes_by_itself(paused, httpserver):
     httpserver.expect_request("/c.ics").respond_with_data(feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=4))))
     probe_paused_connections()
     paused.refresh_from_db()
-    assert paused.paused_at is None
-    assert paused.ready_to_resume_at is None
-    assert Connection.objects.due().filter(pk=paused.pk).exists()
+    # Switched back on as the operator would: checked at once by a real sync, which ends the pause.
+    assert sync_state_of(paused) == SyncState.CHECKING
+    assert paused.sync_requested_at is not None and paused.ready_to_resume_at is None
+    connection_sync_leased(connection_id=paused.pk, trigger="manual")
+    paused.refresh_from_db()
+    assert sync_state_of(paused) == SyncState.WORKING
+    assert PauseEpisode.objects.get(connection=paused).ended_by == "probe"
+    assert Block.objects.filter(source=paused).count() == 1
+    actions = list(Activity.objects.filter(connection=paused).order_by("created_at", "pk").values_list("action", "user"))
+    assert actions == [("paused", None), ("switched_on", None), ("resumed", None)]

@@ -47,3 +47,40 @@ def test_the_demo_is_refused_outside_demo_mode(settings):
     settings.DEMO_MODE = False
     with pytest.raises(CommandError, match="DEMO_MODE"):
         call_command("seed_demo")
+
+
+def test_the_demo_is_imported_by_the_real_engine_before_anything_else_starts(settings, free_port, mailoutbox):
+    """What `make run` does: the web app that serves the demo feeds is not running yet, so the
+    command serves them itself; the first overview already shows synced syncs, the paused one
+    and its email."""
+    from syncs.dashboard import dashboard_summary
+    from syncs.models import Block, PauseEpisode
+
+    settings.DEMO_MODE = True
+    settings.FETCH_ALLOW_LOOPBACK = True
+    settings.DEMO_PORTAL_BASE_URL = f"http://127.0.0.1:{free_port}"
+    call_command("seed_demo", "--sync")
+    user = Account.objects.get().memberships.get().user
+    summary = dashboard_summary(user=user)
+    assert summary.counts["working"] == 8
+    assert summary.counts["paused"] == 1
+    assert sum(summary.counts.values()) == 9
+    paused = Connection.objects.get(paused_at__isnull=False)
+    assert (paused.property.name, paused.portal.slug) == ("Apartamento Sol", "vrbo")
+    assert Block.objects.filter(source__isnull=False).count() > 20
+    assert [email.subject for email in mailoutbox] == ["Paused: Vrbo sync of Apartamento Sol"]
+    assert PauseEpisode.objects.get().notified_at is not None
+    assert summary.conflicts  # the demo's deliberate double booking
+
+
+def test_a_busy_demo_address_leaves_the_import_to_the_worker(settings, capsys):
+    import socket
+
+    settings.DEMO_MODE = True
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings.DEMO_PORTAL_BASE_URL = f"http://127.0.0.1:{busy.getsockname()[1]}"
+        call_command("seed_demo", "--sync")
+    assert "the worker will" in capsys.readouterr().out
+    assert not Connection.objects.filter(last_attempt_at__isnull=False).exists()

@@ -19,8 +19,10 @@ from syncs import sync as sync_module
 from syncs.ical import parse_feed
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, SyncRun
 from syncs.sync import connection_accept_held_removals, connection_sync_leased
+from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, portal
+from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +81,7 @@ def test_a_new_airbnb_feed_becomes_blocked_nights(clock, airbnb_server, connecti
     assert run.outcome == "ok_changed"
     assert (run.events_seen, run.events_added) == (2, 2)
     assert current_nights(connection) == [(d(3), d(6), "reserved"), (d(30), d(60), "blocked")]
-    assert connection.status == Connection.Status.ACTIVE
+    assert sync_state_of(connection) == SyncState.WORKING
     assert connection.last_success_at is not None
     # Guest details never reach our database.
     assert not Block.objects.filter(summary__contains="0882").exists()
@@ -419,7 +421,7 @@ def test_a_permanent_failure_pauses_at_once_and_keeps_every_block(
     answer(airbnb_server, body, status=status, content_type=content_type)
     run = sync(connection)
     assert run.outcome == code
-    assert connection.status == Connection.Status.PAUSED
+    assert sync_state_of(connection) == SyncState.PAUSED
     assert connection.pause_reason == code
     assert len(current_nights(connection)) == 4
     episode = PauseEpisode.objects.get(connection=connection)
@@ -436,11 +438,12 @@ def test_transient_failures_back_off_then_pause_after_three_in_a_row(clock, airb
     for _ in range(2):
         run = sync(connection)
         assert run.outcome == "http_5xx"
-        assert connection.status == Connection.Status.ACTIVE
+        # Failing before the pause is a state of its own, not "working".
+        assert sync_state_of(connection) == SyncState.FAILING
         delays.append(round((connection.next_sync_at - run.finished_at).total_seconds() / 60))
     assert delays == [5, 10]
     sync(connection)
-    assert connection.status == Connection.Status.PAUSED
+    assert sync_state_of(connection) == SyncState.PAUSED
     assert connection.consecutive_failures == 3
     assert PauseEpisode.objects.filter(connection=connection).count() == 1
     assert len(current_nights(connection)) == 4
@@ -460,7 +463,7 @@ def test_a_manual_sync_that_works_ends_the_pause_episode(clock, airbnb_server, c
     answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))))
     run = sync(connection, trigger=SyncRun.Trigger.MANUAL)
     assert run.outcome == "ok_changed"
-    assert connection.status == Connection.Status.ACTIVE
+    assert sync_state_of(connection) == SyncState.WORKING
     episode = PauseEpisode.objects.get(connection=connection)
     assert episode.ended_at is not None
     assert episode.ended_by == "sync"
@@ -490,7 +493,7 @@ def test_a_redirect_to_a_private_address_is_refused_and_pauses(clock, airbnb_ser
     )
     run = sync(connection)
     assert run.outcome == "blocked_address"
-    assert connection.status == Connection.Status.PAUSED
+    assert sync_state_of(connection) == SyncState.PAUSED
 
 
 def test_our_own_blocks_coming_back_through_a_portal_are_dropped(clock, airbnb_server, connection, settings):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import template
 
-from syncs.explain import describe
+from syncs.explain import describe, describe_activity
 from syncs.explain import since as time_since
 from syncs.fetch import mask_url
 
@@ -16,11 +16,9 @@ def run_words(run) -> str:
 
 
 @register.simple_tag
-def pause_words(connection) -> str:
-    """Why a connection is paused (or last failed), in plain words."""
-    code = connection.pause_reason or connection.last_error_code
-    params = connection.pause_params if connection.pause_reason else connection.last_error_params
-    return describe(code, params, portal=connection.portal.name) if code else ""
+def activity_words(entry) -> str:
+    """The details of an activity row, in plain words."""
+    return describe_activity(entry)
 
 
 @register.filter

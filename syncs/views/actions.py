@@ -53,8 +53,14 @@ def _panel_response(request: HttpRequest, connection, panel: str) -> HttpRespons
 def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     enabled = request.POST.get("enabled") == "1"
-    connection_set_enabled(connection=connection, enabled=enabled, user=request.user)
-    if enabled:
+    checking = connection_set_enabled(connection=connection, enabled=enabled, user=request.user)
+    if checking:
+        messages.info(
+            request,
+            _("%(portal)s sync switched back on: checking its calendar now. It works again only if this check works.")
+            % {"portal": connection.portal.name},
+        )
+    elif enabled:
         messages.success(request, _("%(portal)s sync switched on: it syncs within a minute.") % {"portal": connection.portal.name})
     else:
         messages.info(request, _("%(portal)s sync switched off.") % {"portal": connection.portal.name})

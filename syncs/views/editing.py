@@ -14,14 +14,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods
 
-from syncs import editing
+from syncs import editing, operator_actions
 from syncs.editing import FeedCheck
 from syncs.explain import day
 from syncs.forms import ConnectionForm, PropertyForm, ServiceErrorsMixin, timezone_names
 from syncs.models import Account
 from syncs.portals import BY_SLUG
-from syncs.selectors import connection_get, property_get
-from syncs.sync_requests import connection_request_sync
+from syncs.selectors import connection_get, connection_state_of, property_get
+from syncs.sync_state import SyncState
 
 T = TypeVar("T")
 
@@ -134,11 +134,12 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
             form, lambda: editing.connection_edit(user=request.user, connection=connection, **form.connection_values())
         )
         if changed is not None:
-            if _new_link(changed) and _paused_by_errors(connection):
-                # A new link is usually the fix for a paused sync: read it now. A manual sync
-                # that works resumes the sync; one that fails leaves it paused, with the new reason.
-                connection_request_sync(connection=connection, user=request.user, pressed=False)
-            _report_saved(request, form, _connection_saved_words(connection, changed))
+            paused = _paused_by_errors(connection)
+            if _new_link(changed) and paused:
+                # A new link is usually the fix for a paused sync: it is read now. A read that
+                # works resumes the sync; one that fails leaves it paused, with the new reason.
+                operator_actions.connection_read_new_link(connection=connection, user=request.user)
+            _report_saved(request, form, _connection_saved_words(connection, changed, was_paused=paused))
             return redirect("connection-detail", connection_id=connection.pk)
     return _connection_page(request, form, connection=connection)
 
@@ -152,18 +153,29 @@ def _paused_by_errors(connection) -> bool:
     return connection.enabled and connection.paused_at is not None
 
 
-def _connection_saved_words(connection, changed: list[str]) -> str:
+def _connection_saved_words(connection, changed: list[str], *, was_paused: bool = False) -> str:
     if not changed:
         return _("Nothing to save: the %(portal)s sync was already like this.") % {"portal": connection.portal.name}
     words = _("Saved the %(portal)s sync.") % {"portal": connection.portal.name}
     if _new_link(changed):
         if not connection.enabled:
             words += " " + _("This sync is switched off: switch it on to read the new link.")
-        elif _paused_by_errors(connection):
-            words += " " + _("This sync was paused: the new link is being read now, and the sync resumes if it works.")
+        elif was_paused:
+            words += " " + _paused_link_words(connection)
         else:
             words += " " + _("The next sync reads the new link from scratch, in the next minutes.")
     return words
+
+
+def _paused_link_words(connection) -> str:
+    """What reading the new link of a paused sync did, from the state read after it: the page the
+    operator lands on reads the same state, so its message and its state box agree."""
+    state = connection_state_of(connection)
+    if state.state == SyncState.CHECKING:
+        return _("This sync was paused: the new link is being read now, and the sync resumes if it works.")
+    if state.state == SyncState.PAUSED:
+        return _("The new link was read, and it fails too: %(reason)s The sync stays paused.") % {"reason": state.words}
+    return _("The new link was read without error: the sync works again.")
 
 
 def _report_saved(request: HttpRequest, form: ConnectionForm, words: str) -> None:

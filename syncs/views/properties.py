@@ -9,7 +9,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 from django_htmx.http import HttpResponseClientRefresh
 
-from syncs.dashboard import property_list_with_health, property_month
+from syncs.dashboard import properties_health, property_month
+from syncs.dashboard import property_list as property_list_read
 from syncs.explain import describe_readers
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.models import Account, Activity, BlockKind
@@ -19,9 +20,11 @@ from syncs.selectors import (
     connection_get,
     connection_recent_runs,
     connection_rows,
+    connection_state_get,
     property_get,
     property_manual_blocks,
 )
+from syncs.sync_state import SyncState
 
 PROPERTIES_PER_PAGE = 25
 
@@ -30,9 +33,13 @@ PROPERTIES_PER_PAGE = 25
 @login_required
 def property_list(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("q", "")
-    page = Paginator(property_list_with_health(user=request.user, search=search), PROPERTIES_PER_PAGE).get_page(
+    page = Paginator(property_list_read(user=request.user, search=search), PROPERTIES_PER_PAGE).get_page(
         request.GET.get("page")
     )
+    page.object_list = list(page.object_list)
+    health = properties_health(page.object_list)
+    for prop in page.object_list:
+        prop.health = health[prop.pk]
     return render(
         request, "syncs/property_list.html", {"account": Account.of_user(request.user), "page": page, "q": search}
     )
@@ -83,10 +90,11 @@ def connection_row(request: HttpRequest, connection_id: int) -> HttpResponse:
 @require_safe
 @login_required
 def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpResponse:
-    """Polled by htmx on the connection page while a "Sync now" runs: nothing while it runs,
-    then a reload of the whole page, whose every panel (status, errors, runs, blocks) it changed."""
-    connection = connection_get(user=request.user, connection_id=connection_id)
-    if connection.sync_requested_at:
+    """Polled by htmx on the connection page while a "Sync now" runs or a sync switched back on
+    is being checked: nothing meanwhile, then a reload of the whole page, whose every panel
+    (state, errors, runs, blocks) it changed."""
+    state = connection_state_get(user=request.user, connection_id=connection_id)
+    if state.connection.sync_requested_at or state.state == SyncState.CHECKING:
         return HttpResponse(status=204)  # htmx leaves the page as it is
     return HttpResponseClientRefresh()
 
@@ -94,25 +102,20 @@ def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpRespo
 @require_safe
 @login_required
 def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
-    connection = connection_get(user=request.user, connection_id=connection_id)
+    state = connection_state_get(user=request.user, connection_id=connection_id)
+    connection = state.connection
     context = {
         "account": Account.of_user(request.user),
         "connection": connection,
+        # The heading's badge and the state box: one read, the one the messages were made from.
+        "state": state,
         "runs": connection_recent_runs(connection=connection),
         "blocks": connection_blocks(connection=connection),
-        "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user")[:20],
+        "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user", "connection__portal")[:20],
     }
     if connection.exports:
         context.update(connection_export_panel(connection))
     return render(request, "syncs/connection_detail.html", context)
-
-
-@require_safe
-@login_required
-def activity_list(request: HttpRequest) -> HttpResponse:
-    entries = Activity.objects.for_user(request.user).select_related("user", "property", "connection__portal")
-    page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    return render(request, "syncs/activity.html", {"account": Account.of_user(request.user), "page": page})
 
 
 def connection_export_panel(connection) -> dict:
