@@ -18,7 +18,16 @@ from django.utils import timezone
 from syncs import editing, sync_requests, tasks
 from syncs.explain import describe
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
-from syncs.models import Activity, Block, Connection, ExportToken, PauseEpisode, Property, SyncRun
+from syncs.models import (
+    Account,
+    Activity,
+    Block,
+    Connection,
+    ExportToken,
+    PauseEpisode,
+    Property,
+    SyncRun,
+)
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, portal
 
@@ -32,7 +41,7 @@ BOOKING_LINK = "https://admin.booking.com/hotel/hoteladmin/ical.html?t=9f8e7d6c-
 
 @pytest.fixture
 def account(operator):
-    return operator.membership.account
+    return Account.of_user(operator)
 
 
 @pytest.fixture

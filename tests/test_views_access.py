@@ -9,7 +9,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from syncs.models import Activity, Block, Connection, ExportToken, Property, SyncRun
+from syncs.models import Account, Activity, Block, Connection, ExportToken, Property, SyncRun
 from tests.factories import (
     BlockFactory,
     ConnectionFactory,
@@ -103,7 +103,7 @@ def test_logging_out_is_a_post_and_ends_the_session(operator_client):
 
 
 def test_the_property_page_lists_each_connection_with_its_state(operator_client, operator):
-    prop = PropertyFactory(account=operator.membership.account, name="Casa Azul")
+    prop = PropertyFactory(account=Account.of_user(operator), name="Casa Azul")
     ConnectionFactory(property=prop, enabled=False)
     page = operator_client.get(reverse("property-detail", args=[prop.pk])).content.decode()
     assert "Casa Azul" in page
@@ -111,7 +111,7 @@ def test_the_property_page_lists_each_connection_with_its_state(operator_client,
 
 
 def test_an_operator_opens_their_property_and_connection_pages(operator_client, operator):
-    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account, name="Casa Azul"))
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator), name="Casa Azul"))
     SyncRunFactory(connection=connection, outcome="ok_changed")
     page = operator_client.get(reverse("property-detail", args=[connection.property.pk])).content.decode()
     assert "Casa Azul" in page
@@ -125,7 +125,7 @@ def test_a_paused_connection_says_why_in_plain_words(operator_client, operator):
     from django.utils import timezone
 
     connection = ConnectionFactory(
-        property=PropertyFactory(account=operator.membership.account),
+        property=PropertyFactory(account=Account.of_user(operator)),
         paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404},
     )
     SyncRunFactory(connection=connection, outcome="http_4xx", error_code="http_4xx", error_params={"status": 404})
@@ -147,7 +147,7 @@ def test_no_list_ever_shows_another_accounts_properties(client, two_accounts):
 def test_pages_make_the_same_number_of_queries_for_few_or_many_rows(
     operator_client, operator, django_assert_max_num_queries, page
 ):
-    account = operator.membership.account
+    account = Account.of_user(operator)
     first = PropertyFactory(account=account)
     ConnectionFactory(property=first, paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404})
     url = reverse(page, args=[first.pk] if page == "property-detail" else [])
@@ -206,7 +206,7 @@ def test_no_route_shows_or_changes_another_accounts_objects_by_id(client, two_ac
 
 
 def test_state_changes_are_refused_by_get(operator_client, operator):
-    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account))
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)))
     for name in ("connection-switch", "connection-sync-now", "connection-accept-held", "connection-export-rotate"):
         assert operator_client.get(reverse(name, args=[connection.pk])).status_code == 405
     connection.refresh_from_db()
@@ -221,7 +221,7 @@ def test_staff_who_are_not_superusers_see_only_their_account_in_the_admin(client
     me.is_staff = True
     me.save()
     me.user_permissions.add(*Permission.objects.filter(content_type__app_label="syncs"))
-    mine = ConnectionFactory(property=PropertyFactory(account=me.membership.account, name="My Flat"))
+    mine = ConnectionFactory(property=PropertyFactory(account=Account.of_user(me), name="My Flat"))
     client.force_login(me)
     listing = client.get(reverse("admin:syncs_connection_changelist")).content.decode()
     assert "My Flat" in listing
