@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext as _
 
+from syncs.auth_middleware import user_has_two_factor
 from syncs.models import Membership
 
 Role = Membership.Role
@@ -67,8 +68,9 @@ def can_see_secrets(request: HttpRequest) -> bool:
 
 
 def membership_context(request: HttpRequest) -> dict:
-    """Template context: ``membership`` (the current one, or None) and ``other_memberships``
-    (the person's other accounts, for the switcher; read only when there are some)."""
+    """Template context: ``signed_in`` (past the password and, where needed, the second factor),
+    ``membership`` (the current one, or None before that) and ``other_memberships`` (the
+    person's other accounts, for the switcher; read only when there are some)."""
     if not hasattr(request, "user"):
         return {}
 
@@ -78,4 +80,16 @@ def membership_context(request: HttpRequest) -> dict:
             return []
         return list(Membership.objects.filter(user_id=current.user_id).exclude(pk=current.pk).select_related("account"))
 
-    return {"membership": SimpleLazyObject(lambda: membership_of(request)), "other_memberships": SimpleLazyObject(others)}
+    def signed_in() -> bool:
+        # Past the second factor too, where the person has one (syncs.auth_middleware).
+        user = request.user
+        if not user.is_authenticated:
+            return False
+        is_verified = getattr(user, "is_verified", None)
+        return bool(is_verified and is_verified()) or not user_has_two_factor(user)
+
+    return {
+        "membership": SimpleLazyObject(lambda: membership_of(request) if signed_in() else None),
+        "other_memberships": SimpleLazyObject(others),
+        "signed_in": SimpleLazyObject(signed_in),
+    }

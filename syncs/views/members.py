@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -83,7 +83,11 @@ def _say_sent(request: HttpRequest, invitation: Invitation, sent: bool) -> None:
     if sent:
         messages.success(
             request,
-            _("Invitation sent to %(email)s. The link works once, for %(days)s days.")
+            ngettext(
+                "Invitation sent to %(email)s. The link works once, for %(days)s day.",
+                "Invitation sent to %(email)s. The link works once, for %(days)s days.",
+                settings.INVITATION_DAYS,
+            )
             % {"email": invitation.email, "days": settings.INVITATION_DAYS},
         )
     else:
