@@ -17,7 +17,13 @@ from django.utils import timezone
 
 from syncs.models import Account, Activity, Invitation, Membership, PauseEpisode
 from syncs.notifications import send_pause_notifications
-from tests.factories import AccountFactory, ConnectionFactory, MembershipFactory, PropertyFactory, UserFactory
+from tests.factories import (
+    AccountFactory,
+    ConnectionFactory,
+    MembershipFactory,
+    PropertyFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
