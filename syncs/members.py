@@ -244,7 +244,8 @@ def invitation_create(*, account: Account, email: str, role: str, language: str,
         raise ValidationError(_("%(email)s is a member of %(account)s already.") % {"email": email, "account": account.name})
     now = timezone.now()
     with transaction.atomic():
-        invitation = Invitation.objects.select_for_update().pending().filter(account=account, email=email).first()
+        _lock_account(account)  # two owners inviting one address at once make one invitation
+        invitation = Invitation.objects.pending().filter(account=account, email=email).first()
         resent = invitation is not None
         if invitation is None:
             invitation = Invitation(account=account, email=email, invited_by=by, created_at=now)

@@ -112,7 +112,6 @@ class Membership(models.Model):
     class Meta:
         verbose_name = _("membership")
         verbose_name_plural = _("memberships")
-        ordering = ["account__name", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["user", "account"], name="one_membership_per_user_and_account"),
             models.UniqueConstraint(fields=["user"], condition=Q(is_current=True), name="one_current_membership_per_user"),

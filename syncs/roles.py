@@ -78,7 +78,8 @@ def membership_context(request: HttpRequest) -> dict:
         current = membership_of(request)
         if current is None or (current.accounts_count or 0) < 2:
             return []
-        return list(Membership.objects.filter(user_id=current.user_id).exclude(pk=current.pk).select_related("account"))
+        others = Membership.objects.filter(user_id=current.user_id).exclude(pk=current.pk)
+        return list(others.select_related("account").order_by("account__name", "pk"))
 
     def signed_in() -> bool:
         # Past the second factor too, where the person has one (syncs.auth_middleware).

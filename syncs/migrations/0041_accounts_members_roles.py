@@ -43,10 +43,6 @@ class Migration(migrations.Migration):
                 'ordering': ['-sent_at', '-pk'],
             },
         ),
-        migrations.AlterModelOptions(
-            name='membership',
-            options={'ordering': ['account__name', 'pk'], 'verbose_name': 'membership', 'verbose_name_plural': 'memberships'},
-        ),
         migrations.AddField(
             model_name='account',
             name='require_two_factor',

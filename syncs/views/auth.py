@@ -137,7 +137,9 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     """Your sign-in: password, two-factor sign-in, the accounts you belong to and their emails."""
-    memberships = list(Membership.objects.filter(user_id=request.user.pk).select_related("account"))
+    memberships = list(
+        Membership.objects.filter(user_id=request.user.pk).select_related("account").order_by("account__name", "pk")
+    )
     if request.method == "POST":
         # One box per account: "email me about paused syncs".
         wanted = {int(pk) for pk in request.POST.getlist("email_paused") if pk.isdigit()}
