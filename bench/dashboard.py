@@ -55,7 +55,7 @@ def build_account(properties: int, per_property: int):
     today = timezone.localdate()
     account = Account.objects.create(name="Big Rentals")
     user = get_user_model().objects.create_user("bench", password="bench-password-123")
-    Membership.objects.create(user=user, account=account)
+    Membership.objects.create(user=user, account=account, role=Membership.Role.OWNER)
     portals = list(Portal.objects.filter(slug__in=["airbnb", "booking", "vrbo", "expedia", "google"]))
     props = Property.objects.bulk_create(
         [Property(account=account, name=f"Flat {i:04d}", timezone="Europe/Lisbon") for i in range(properties)]

@@ -51,6 +51,10 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
+    # Two-factor sign-in: authenticator apps (TOTP) and one-time recovery codes (static).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "syncs",
 ]
 
@@ -62,9 +66,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Whether this session passed the second factor (request.user.is_verified()).
+    "django_otp.middleware.OTPMiddleware",
     # The language a signed-in user chose, over the browser's (after authentication, which it reads).
     "syncs.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Ends a session whose membership was removed; then asks for the second factor where needed
+    # (after messages, which they use to say why).
+    "syncs.auth_middleware.MembershipSessionMiddleware",
+    "syncs.auth_middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -87,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "syncs.context_processors.site",
+                "syncs.roles.membership_context",
             ],
         },
     }
@@ -147,6 +158,14 @@ AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0, minimum=0) or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# Members and sign-in (syncs.members, syncs.views.auth). A password-reset link works once, for
+# this long; the first-run link of `create_account` and an invitation's link last longer, since
+# they wait for someone who has not used the service yet.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_HOURS", 2, minimum=1) * 3600
+FIRST_PASSWORD_LINK_HOURS = env_int("FIRST_PASSWORD_LINK_HOURS", 72, minimum=1)
+INVITATION_DAYS = env_int("INVITATION_DAYS", 7, minimum=1)
+# The name authenticator apps show next to the codes.
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "channelmgr")
 
 # --- Languages and time -----------------------------------------------------------------------
 LANGUAGE_CODE = "en"

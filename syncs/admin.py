@@ -52,7 +52,8 @@ class AccountAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ("user", "account", "language", "created_at")
+    list_display = ("user", "account", "role", "language", "created_at")
+    list_filter = ("role",)
     list_select_related = ("user", "account")
     search_fields = ("user__username", "account__name")
 

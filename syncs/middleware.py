@@ -3,7 +3,8 @@
 LocaleMiddleware picks the language from the language cookie or the browser; for a signed-in
 user who chose one in the top bar, that choice wins, on every device and in every new session.
 Choosing is Django's ``set_language`` view (it sets the cookie); this middleware also stores
-the choice on the user's ``Membership.language`` once the view has accepted it.
+the choice on every one of the user's memberships (``Membership.language``: the same in each
+account they belong to) once the view has accepted it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def user_language(user) -> str:
     """The language the user chose ("" when none, or when it is no longer offered)."""
     if user is None or not user.is_authenticated:
         return ""
-    membership = getattr(user, "membership", None)
+    membership = Membership.current_of(user)
     language = membership.language if membership else ""
     return language if language in dict(settings.LANGUAGES) else ""
 

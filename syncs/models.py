@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.timezone import now
 from django.utils.translation import gettext_lazy as _
@@ -54,6 +54,10 @@ class Account(models.Model):
         _("resume paused syncs by themselves"), default=False,
         help_text=_("When the background check finds a paused sync's feed working again, switch it back on."),
     )
+    require_two_factor = models.BooleanField(
+        _("require two-factor sign-in"), default=False,
+        help_text=_("Every member signs in with a code from an authenticator app too; members without one set it up at their next sign-in."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -73,20 +77,38 @@ class Account(models.Model):
 
     @staticmethod
     def of_user(user) -> Account | None:
-        """The account a signed-in user belongs to (None for anonymous or unattached users)."""
-        if user is None or not user.is_authenticated:
-            return None
-        membership = getattr(user, "membership", None)
+        """The account a signed-in user works in now: their current membership's (None for
+        anonymous users and users who belong to no account)."""
+        membership = Membership.current_of(user)
         return membership.account if membership else None
 
 
-class Membership(models.Model):
-    """A user's place in an account. One account per user is enough for now."""
+# Cached on the user object for the rest of its life (a request's user lives for one request).
+_CURRENT_MEMBERSHIP = "_current_membership"
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership", verbose_name=_("user")
+
+class Membership(models.Model):
+    """A person's place in one account, with their role there. A person may belong to several
+    accounts; one of them is their current one (``is_current``), where every page works."""
+
+    class Role(models.TextChoices):
+        # Ranked: each role may do everything the ones below it may (syncs.roles).
+        OWNER = "owner", _("Owner")
+        MANAGER = "manager", _("Manager")
+        VIEWER = "viewer", _("Viewer")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
     )
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("account"))
+    # Least privilege by default: a membership made without saying the role can change nothing.
+    role = models.CharField(_("role"), max_length=10, choices=Role, default=Role.VIEWER)
+    # The account the person works in, whatever the device or session; none set means the oldest.
+    is_current = models.BooleanField(_("current account"), default=False)
+    email_paused = models.BooleanField(
+        _("email me about paused syncs"), default=True,
+        help_text=_("Emails when a sync of this account pauses, a daily reminder while it stays paused, and one when it works again."),
+    )
     # Set when the user picks a language in the top bar (syncs.middleware); blank: not chosen.
     language = models.CharField(
         _("language"), max_length=10, blank=True, choices=settings.LANGUAGES,
@@ -102,13 +124,131 @@ class Membership(models.Model):
     class Meta:
         verbose_name = _("membership")
         verbose_name_plural = _("memberships")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "account"], name="one_membership_per_user_and_account"),
+            models.UniqueConstraint(fields=["user"], condition=Q(is_current=True), name="one_current_membership_per_user"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.account}"
+        return f"{self.user} @ {self.account} ({self.role})"
+
+    @staticmethod
+    def current_of(user) -> Membership | None:
+        """The membership a signed-in user works in now (replaces the one-account ``user.membership``).
+
+        With its account, and two facts the pages and the sign-in need on every request, read in
+        the same query: ``two_factor`` (the person has a confirmed authenticator app) and
+        ``accounts_count`` (how many accounts they belong to). Cached on the user object;
+        ``forget_current`` drops the cache after a change.
+        """
+        if user is None or not user.is_authenticated:
+            return None
+        cached = getattr(user, _CURRENT_MEMBERSHIP, False)
+        if cached is not False:
+            return cached
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        count = (
+            Membership.objects.filter(user_id=OuterRef("user_id")).order_by().values("user_id")
+            .annotate(n=models.Count("pk")).values("n")[:1]
+        )
+        membership = (
+            Membership.objects.filter(user_id=user.pk)
+            .select_related("account")
+            .annotate(
+                two_factor=Exists(TOTPDevice.objects.filter(user_id=OuterRef("user_id"), confirmed=True)),
+                accounts_count=Subquery(count),
+            )
+            .order_by("-is_current", "created_at", "pk")
+            .first()
+        )
+        setattr(user, _CURRENT_MEMBERSHIP, membership)
+        return membership
+
+    @staticmethod
+    def forget_current(user) -> None:
+        """Drop the cached current membership, so the next ``current_of`` reads it again."""
+        if user is not None and hasattr(user, _CURRENT_MEMBERSHIP):
+            delattr(user, _CURRENT_MEMBERSHIP)
+
+    @staticmethod
+    def defaults_for(role: str) -> dict:
+        """What a new membership of this role starts with: owners and managers are emailed about
+        paused syncs, viewers only if they opt in."""
+        return {"email_paused": role != Membership.Role.VIEWER}
+
+    def allows(self, role: str) -> bool:
+        """Whether this membership's role may do what ``role`` may."""
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    @property
+    def can_manage(self) -> bool:
+        return self.allows(self.Role.MANAGER)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.allows(self.Role.OWNER)
 
     def reading_time_zone(self) -> str:
         """The zone this user reads account-wide times in: their own choice, else the account's main one."""
         return self.time_zone or self.account.main_time_zone()
+
+
+ROLE_RANK = {Membership.Role.VIEWER: 0, Membership.Role.MANAGER: 1, Membership.Role.OWNER: 2}
+
+
+class InvitationQuerySet(AccountScopedQuerySet):
+    account_path = "account"
+
+    def pending(self) -> InvitationQuerySet:
+        """Neither accepted nor revoked (an expired one is still pending: it can be sent again)."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+
+
+class Invitation(models.Model):
+    """An owner's invitation of a person, by email, into an account with a role.
+
+    The link in the email carries a random token; only its SHA-256 is stored. It works once,
+    until ``expires_at``; sending it again makes a new token (the old link stops working).
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("account"))
+    email = models.EmailField(_("email"))
+    role = models.CharField(_("role"), max_length=10, choices=Membership.Role, default=Membership.Role.VIEWER)
+    language = models.CharField(_("language of the email"), max_length=10, blank=True, choices=settings.LANGUAGES)
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("invited by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("link works until"))
+    accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("accepted by"),
+    )
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        ordering = ["-sent_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "email"], condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="one_pending_invitation_per_account_and_email",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.account} ({self.role})"
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at <= (now or timezone.now())
 
 
 class BlockKind(models.TextChoices):
@@ -578,6 +718,23 @@ class Activity(models.Model):
         REMINDER_SENT = "reminder_sent", _("emailed a reminder that the sync is still paused")
         RESTORED_EMAIL_SENT = "restored_email_sent", _("emailed that the sync works again")
 
+        # Members and sign-in (syncs.members, syncs.views.auth): ``params`` names the member.
+        MEMBER_INVITED = "member_invited", _("invited a member")
+        INVITATION_RESENT = "invitation_resent", _("sent an invitation again")
+        INVITATION_REVOKED = "invitation_revoked", _("revoked an invitation")
+        MEMBER_JOINED = "member_joined", _("joined the account")
+        ROLE_CHANGED = "role_changed", _("changed a member's role")
+        MEMBER_REMOVED = "member_removed", _("removed a member")
+        PASSWORD_SET = "password_set", _("set their first password")
+        PASSWORD_RESET = "password_reset", _("reset their password by email")
+        PASSWORD_CHANGED = "password_changed", _("changed their password")
+        TWO_FACTOR_ENABLED = "two_factor_enabled", _("turned on two-factor sign-in")
+        TWO_FACTOR_DISABLED = "two_factor_disabled", _("turned off two-factor sign-in")
+        RECOVERY_CODES_RENEWED = "recovery_codes_renewed", _("made new recovery codes")
+        RECOVERY_CODE_USED = "recovery_code_used", _("signed in with a recovery code")
+        TWO_FACTOR_REQUIRED = "two_factor_required", _("required two-factor sign-in for every member")
+        TWO_FACTOR_OPTIONAL = "two_factor_optional", _("made two-factor sign-in optional")
+
     # What the system does by itself: such rows have no user.
     AUTOMATIC = frozenset({
         Action.PAUSED, Action.RESUMED, Action.PAUSE_EMAIL_SENT, Action.REMINDER_SENT, Action.RESTORED_EMAIL_SENT,
@@ -612,6 +769,19 @@ class Activity(models.Model):
     def automatic(self) -> bool:
         """Done by the system by itself (the background check switching a sync back on included)."""
         return self.action in self.AUTOMATIC or bool(self.params.get("automatic"))
+
+    @builtins.property  # the field named `property` hides the builtin here
+    def member_words(self) -> str:
+        """Whom a members or sign-in entry is about, with the role: "ana (Viewer)",
+        "ana: Manager → Viewer"; "" for the other entries."""
+        member = self.params.get("member", "")
+        if not member:
+            return ""
+        labels = dict(Membership.Role.choices)
+        role, old_role = self.params.get("role", ""), self.params.get("old_role", "")
+        if role and old_role:
+            return f"{member}: {labels.get(old_role, old_role)} → {labels.get(role, role)}"
+        return f"{member} ({labels.get(role, role)})" if role else member
 
 
 class ChecklistStep(models.Model):

@@ -34,7 +34,6 @@ from datetime import datetime, timedelta
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db.models import Q
 from django.template.loader import render_to_string
@@ -44,7 +43,7 @@ from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record_automatic
 from syncs.explain import describe, since
-from syncs.models import Activity, Connection, PauseEpisode
+from syncs.models import Activity, Connection, Membership, PauseEpisode
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +249,17 @@ def _activity_record_sent(
 
 
 def pause_episode_recipients_by_language(*, episode: PauseEpisode) -> dict[str, list[str]]:
-    """The email addresses of the active members of the episode's account, each once, grouped by
-    the language each member reads (their chosen one, or the site's), the site's language first."""
+    """The email addresses of the active members of the episode's account who want these emails
+    (``Membership.email_paused``), each once, grouped by the language each member reads (their
+    chosen one, or the site's), the site's language first."""
     offered = dict(settings.LANGUAGES)
     rows = (
-        get_user_model()
-        .objects.filter(membership__account_id=episode.connection.property.account_id, is_active=True)
-        .exclude(email="")
-        .order_by("pk")
-        .values_list("email", "membership__language")
+        Membership.objects.filter(
+            account_id=episode.connection.property.account_id, email_paused=True, user__is_active=True
+        )
+        .exclude(user__email="")
+        .order_by("user_id")
+        .values_list("user__email", "language")
     )
     by_language: dict[str, list[str]] = {}
     seen: set[str] = set()

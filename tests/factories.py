@@ -32,6 +32,9 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 
     user = factory.SubFactory(UserFactory)
     account = factory.SubFactory(AccountFactory)
+    # Owners unless a test says otherwise: the operator of the tests written before roles.
+    role = Membership.Role.OWNER
+    email_paused = factory.LazyAttribute(lambda m: Membership.defaults_for(m.role)["email_paused"])
 
 
 class PropertyFactory(factory.django.DjangoModelFactory):

@@ -16,7 +16,7 @@ from django.utils.formats import date_format
 
 from channelmgr.celery import app
 from syncs import sync_requests, tasks
-from syncs.models import Activity, Block, Connection
+from syncs.models import Account, Activity, Block, Connection
 from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
@@ -28,7 +28,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def account(operator):
-    return operator.membership.account
+    return Account.of_user(operator)
 
 
 @pytest.fixture

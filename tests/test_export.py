@@ -25,7 +25,7 @@ from syncs.export_tokens import (
     token_from_nonce,
 )
 from syncs.ical import parse_feed
-from syncs.models import Block, Connection, ExportReadDay, ExportToken, Property
+from syncs.models import Account, Block, Connection, ExportReadDay, ExportToken, Property
 from syncs.readers import connection_export_facts
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 
@@ -416,7 +416,7 @@ def test_import_only_connections_have_no_export(flat):
 
 
 def test_the_operator_downloads_the_export_as_a_named_file(operator_client, operator):
-    prop = PropertyFactory(account=operator.membership.account, name="Casa Azul")
+    prop = PropertyFactory(account=Account.of_user(operator), name="Casa Azul")
     connection = ConnectionFactory(property=prop, portal=portal("vrbo"))
     response = operator_client.get(reverse("connection-export-download", args=[connection.pk]))
     assert response["Content-Disposition"] == 'attachment; filename="casa-azul-vrbo.ics"'
@@ -426,7 +426,7 @@ def test_the_operator_downloads_the_export_as_a_named_file(operator_client, oper
 
 
 def test_the_operator_rotates_the_url_from_the_connection_page(operator_client, operator):
-    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account))
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)))
     page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
     old_url = re.search(r'value="(http[^"]+/ical/[^"]+)"', page).group(1)
     response = operator_client.post(reverse("connection-export-rotate", args=[connection.pk]), follow=True)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
-from syncs.models import Block, ChecklistStep, Connection
+from syncs.models import Account, Block, ChecklistStep, Connection
 from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from tests import feeds
@@ -33,7 +33,7 @@ def answer(server, body=b"", status=200, content_type="text/calendar"):
 
 @pytest.fixture
 def connection(operator, portal_server):
-    prop = PropertyFactory(account=operator.membership.account, name="Casa Azul")
+    prop = PropertyFactory(account=Account.of_user(operator), name="Casa Azul")
     return ConnectionFactory(property=prop, portal=portal("airbnb"), import_url=portal_server.url_for("/cal.ics"))
 
 
@@ -117,7 +117,7 @@ def test_step_2_catches_our_own_export_pasted_back(connection, operator):
 
 
 def test_step_2_catches_a_link_from_another_portal(operator):
-    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account), portal=portal("booking"),
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)), portal=portal("booking"),
                                    import_url="https://www.airbnb.com/calendar/ical/1.ics?s=x")
     report = step(connection, "link", operator)
     assert report.status == "failed"

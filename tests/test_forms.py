@@ -18,7 +18,15 @@ from django.utils import timezone
 from syncs import editing, sync_requests
 from syncs.explain import describe
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
-from syncs.models import Activity, Block, Connection, ExportToken, PauseEpisode, Property
+from syncs.models import (
+    Account,
+    Activity,
+    Block,
+    Connection,
+    ExportToken,
+    PauseEpisode,
+    Property,
+)
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, portal
 
@@ -32,7 +40,7 @@ BOOKING_LINK = "https://admin.booking.com/hotel/hoteladmin/ical.html?t=9f8e7d6c-
 
 @pytest.fixture
 def account(operator):
-    return operator.membership.account
+    return Account.of_user(operator)
 
 
 @pytest.fixture

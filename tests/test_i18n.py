@@ -31,7 +31,7 @@ from django.utils.translation import trans_real
 
 from syncs.explain import describe
 from syncs.management.commands.compile_translations import catalogues, compile_catalogue
-from syncs.models import ExportToken, Membership, PauseEpisode
+from syncs.models import Account, ExportToken, Membership, PauseEpisode
 from syncs.notifications import send_pause_notifications
 from tests.factories import (
     AccountFactory,
@@ -332,7 +332,7 @@ def _switch(client: Client, language: str, next_url: str):
 
 @pytest.mark.django_db
 def test_switching_language_on_a_page_changes_its_words(operator_client, operator):
-    prop = PropertyFactory(account=operator.membership.account, name="Casa do Mar")
+    prop = PropertyFactory(account=Account.of_user(operator), name="Casa do Mar")
     page = reverse("property-detail", args=[prop.pk])
     english = operator_client.get(page).content.decode()
     assert "Close nights here" in english and 'lang="en"' in english
@@ -393,7 +393,7 @@ def test_the_anonymous_choice_is_a_cookie_only(client):
 
 @pytest.mark.django_db
 def test_sync_times_are_shown_in_the_property_zone_and_the_zone_is_named(operator_client, operator):
-    prop = PropertyFactory(account=operator.membership.account, timezone="America/Sao_Paulo")
+    prop = PropertyFactory(account=Account.of_user(operator), timezone="America/Sao_Paulo")
     connection = ConnectionFactory(property=prop)
     SyncRunFactory(connection=connection, started_at=datetime(2027, 1, 10, 12, 0, tzinfo=UTC))
     _switch(operator_client, "pt", "/")

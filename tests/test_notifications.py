@@ -18,7 +18,7 @@ from django.utils import timezone
 from syncs import notifications
 from syncs.connection_state import connection_switch
 from syncs.export_tokens import export_token_ensure, token_from_nonce
-from syncs.models import Connection, PauseEpisode, SyncRun
+from syncs.models import Account, Connection, PauseEpisode, SyncRun
 from syncs.notifications import send_pause_notifications
 from syncs.probing import connection_probe
 from syncs.sync import connection_sync_leased
@@ -409,7 +409,7 @@ def test_an_automatic_resume_says_the_background_check_did_it(settings, httpserv
     from tests.factories import ConnectionFactory, PropertyFactory
 
     settings.FETCH_ALLOW_LOOPBACK = True
-    account = operator.membership.account
+    account = Account.of_user(operator)
     account.auto_resume = True
     account.save()
     httpserver.expect_request("/c.ics").respond_with_data(b"gone", status=404)

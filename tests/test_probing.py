@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.models import Activity, Block, PauseEpisode
+from syncs.models import Account, Activity, Block, PauseEpisode
 from syncs.probing import probe_paused_connections
 from syncs.sync import connection_sync_leased
 from syncs.sync_state import SyncState
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 def paused(httpserver, settings, operator):
     settings.FETCH_ALLOW_LOOPBACK = True
     httpserver.expect_request("/c.ics").respond_with_data(b"gone", status=404)
-    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account),
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)),
                                    import_url=httpserver.url_for("/c.ics"))
     connection_sync_leased(connection_id=connection.pk)
     connection.refresh_from_db()

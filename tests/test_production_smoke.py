@@ -106,7 +106,7 @@ def test_production_syncs_on_schedule_and_survives_a_broker_outage(tmp_path, smo
     run([python, "manage.py", "shell", "-c",
          "from django.contrib.auth import get_user_model; from syncs.models import Account, Membership; "
          "u = get_user_model().objects.create_user('ana', 'ana@example.com', 'a-long-pass-phrase'); "
-         "Membership.objects.create(user=u, account=Account.objects.create(name='Smoke Rentals'))"], env)
+         "Membership.objects.create(user=u, account=Account.objects.create(name='Smoke Rentals'), role='owner')"], env)
     logs = {name: tmp_path / f"{name}.log" for name in ("web", "worker", "beat")}
     processes = [
         start(["gunicorn", "channelmgr.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2"], env, logs["web"]),

@@ -1,15 +1,30 @@
-"""Login, the landing page, and account isolation on every route that exists."""
+"""Login, the landing page, and on every route that exists: account isolation, and what each
+role (viewer, manager, owner) may see and do."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from syncs.models import Activity, Block, Connection, ExportToken, Property, SyncRun
+from syncs.export_tokens import export_token_ensure, export_url
+from syncs.models import (
+    Account,
+    Activity,
+    Block,
+    ChecklistStep,
+    Connection,
+    ExportToken,
+    Invitation,
+    Membership,
+    Property,
+    SyncRun,
+)
 from tests.factories import (
     BlockFactory,
     ConnectionFactory,
@@ -28,11 +43,53 @@ PUBLIC_ROUTES = {
     "healthz": "service health for load balancers (no secrets)",
     "export-feed": "portals read export URLs without a login: the 256-bit token is the key",
     "set_language": "the language selector, on the log-in page too (sets a cookie; stored for a signed-in user)",
+    "password_reset": "asks for a reset email (the same answer for every address)",
+    "password_reset_done": "says that the email is on its way",
+    "password_reset_confirm": "the emailed reset link: its token is the key",
+    "password_reset_complete": "says that the password changed",
+    "first-password": "the link create_account prints: its token is the key",
+    "invitation-accept": "an invitation's link: its token is the key",
 }
-# For routes that take an object's id: which object of the *other* account to aim at.
-OBJECT_KWARGS = {"property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block"}
+# Routes for any signed-in person, whatever their role: their own sign-in, not an account's data.
+PERSONAL_ROUTES = {
+    "profile", "password_change", "two-factor-setup", "recovery-codes", "two-factor-disable", "two-factor-verify",
+    "account-switch",
+}
+Role = Membership.Role
+# The least role each account route needs (syncs/roles.py): the rule the views are checked against.
+ROUTE_ROLES = {
+    **dict.fromkeys(
+        ["home", "overview-status", "activity", "property-list", "property-detail", "connection-detail",
+         "connection-row", "connection-sync-state"],
+        Role.VIEWER,
+    ),
+    **dict.fromkeys(
+        ["property-create", "property-edit", "connection-create", "connection-edit", "connection-switch",
+         "connection-sync-now", "connection-accept-held", "connection-export-rotate", "connection-export-download",
+         "property-export-download", "property-block-add", "block-remove", "connection-fix", "connection-fix-step"],
+        Role.MANAGER,
+    ),
+    **dict.fromkeys(
+        ["account-settings", "members", "member-invite", "member-role", "member-remove", "invitation-resend",
+         "invitation-revoke"],
+        Role.OWNER,
+    ),
+}
+RANK = {Role.VIEWER: 0, Role.MANAGER: 1, Role.OWNER: 2}
+# For routes that take an object's id: which object of the account to aim at.
+OBJECT_KWARGS = {
+    "property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block",
+    "membership_id": "membership", "invitation_id": "invitation",
+}
 # Other route parameters, with a value that exists.
 PLAIN_KWARGS = {"step": "link"}
+# What every POST sends: enough for each form to do something if it is let through.
+FORM = {
+    "enabled": "0", "start": "2030-01-01", "end": "2030-01-03", "kind": "blocked", "name": "Mine now", "timezone": "UTC",
+    "import_url": "https://www.airbnb.com/calendar/ical/1.ics", "role": "owner", "email": "new@example.com",
+    "language": "en", "auto_resume": "on", "portal": "1", "direction": "two_way", "sync_interval_minutes": "30",
+    "export_summary": "Not available",
+}
 
 
 def project_routes(resolvers=None, prefix=""):
@@ -46,14 +103,25 @@ def project_routes(resolvers=None, prefix=""):
             yield entry.name, prefix + str(entry.pattern)
 
 
+def account_objects(account, property_name: str) -> dict:
+    """One of each kind of object a route can name, in ``account``."""
+    connection = ConnectionFactory(property=PropertyFactory(account=account, name=property_name))
+    export_token_ensure(property=connection.property, connection=connection)
+    return {
+        "property": connection.property, "connection": connection, "run": SyncRunFactory(connection=connection),
+        "block": BlockFactory(property=connection.property, source=None),
+        "membership": MembershipFactory(account=account, role=Role.MANAGER),
+        "invitation": Invitation.objects.create(
+            account=account, email="invited@example.com", token_hash=uuid.uuid4().hex,
+            expires_at=timezone.now() + timedelta(days=7),
+        ),
+    }
+
+
 @pytest.fixture
 def two_accounts():
     mine, theirs = MembershipFactory(), MembershipFactory()
-    their_connection = ConnectionFactory(property=PropertyFactory(account=theirs.account, name="Their Villa"))
-    run = SyncRunFactory(connection=their_connection)
-    block = BlockFactory(property=their_connection.property, source=None)
-    objects = {"property": their_connection.property, "connection": their_connection, "run": run, "block": block}
-    return mine.user, objects
+    return mine.user, account_objects(theirs.account, "Their Villa")
 
 
 def test_the_login_page_is_served_to_anonymous_visitors(client):
@@ -103,7 +171,7 @@ def test_logging_out_is_a_post_and_ends_the_session(operator_client):
 
 
 def test_the_property_page_lists_each_connection_with_its_state(operator_client, operator):
-    prop = PropertyFactory(account=operator.membership.account, name="Casa Azul")
+    prop = PropertyFactory(account=Account.of_user(operator), name="Casa Azul")
     ConnectionFactory(property=prop, enabled=False)
     page = operator_client.get(reverse("property-detail", args=[prop.pk])).content.decode()
     assert "Casa Azul" in page
@@ -111,7 +179,7 @@ def test_the_property_page_lists_each_connection_with_its_state(operator_client,
 
 
 def test_an_operator_opens_their_property_and_connection_pages(operator_client, operator):
-    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account, name="Casa Azul"))
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator), name="Casa Azul"))
     SyncRunFactory(connection=connection, outcome="ok_changed")
     page = operator_client.get(reverse("property-detail", args=[connection.property.pk])).content.decode()
     assert "Casa Azul" in page
@@ -125,7 +193,7 @@ def test_a_paused_connection_says_why_in_plain_words(operator_client, operator):
     from django.utils import timezone
 
     connection = ConnectionFactory(
-        property=PropertyFactory(account=operator.membership.account),
+        property=PropertyFactory(account=Account.of_user(operator)),
         paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404},
     )
     SyncRunFactory(connection=connection, outcome="http_4xx", error_code="http_4xx", error_params={"status": 404})
@@ -147,7 +215,7 @@ def test_no_list_ever_shows_another_accounts_properties(client, two_accounts):
 def test_pages_make_the_same_number_of_queries_for_few_or_many_rows(
     operator_client, operator, django_assert_max_num_queries, page
 ):
-    account = operator.membership.account
+    account = Account.of_user(operator)
     first = PropertyFactory(account=account)
     ConnectionFactory(property=first, paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404})
     url = reverse(page, args=[first.pk] if page == "property-detail" else [])
@@ -161,8 +229,16 @@ def test_pages_make_the_same_number_of_queries_for_few_or_many_rows(
         operator_client.get(url)
 
 
+def test_every_route_is_classified_as_public_personal_or_needing_a_role():
+    """A new route must be classified here, with the least role it needs; the tests below check it."""
+    names = [name for name, _route in project_routes()]
+    unclassified = [n for n in names if n not in PUBLIC_ROUTES and n not in PERSONAL_ROUTES and n not in ROUTE_ROLES]
+    assert unclassified == []
+    assert set(ROUTE_ROLES) | PERSONAL_ROUTES | set(PUBLIC_ROUTES) == set(names)
+
+
 def test_every_route_is_either_public_or_behind_the_login(client, two_accounts):
-    """A new route must be classified here; its objects are tested by the next test."""
+    """Its objects, and the roles, are tested by the next tests."""
     for name, route in project_routes():
         if name in PUBLIC_ROUTES:
             continue
@@ -189,24 +265,103 @@ def their_state(objects) -> tuple:
     )
 
 
-def test_no_route_shows_or_changes_another_accounts_objects_by_id(client, two_accounts):
+def account_state(objects) -> tuple:
+    """Everything a route could change in the objects' account."""
+    prop = objects["property"]
+    account = prop.account
+    return (
+        their_state(objects),
+        list(Property.objects.filter(account=account).values()),
+        Account.objects.values().get(pk=account.pk),
+        list(Membership.objects.filter(account=account).values()),
+        list(Invitation.objects.filter(account=account).values()),
+        list(ChecklistStep.objects.filter(connection__property__account=account).values()),
+    )
+
+
+def route_kwargs(route: str, objects: dict) -> dict:
+    kwargs = {k: objects[obj].pk for k, obj in OBJECT_KWARGS.items() if f"<int:{k}>" in route}
+    return kwargs | {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.MANAGER, Role.OWNER])
+def test_no_route_shows_or_changes_another_accounts_objects_by_id(client, two_accounts, role):
     me, theirs = two_accounts
+    Membership.objects.filter(user=me).update(role=role)
     client.force_login(me)
-    before = their_state(theirs)
-    form = {"enabled": "0", "start": "2030-01-01", "end": "2030-01-03", "kind": "blocked", "name": "Mine now",
-            "timezone": "UTC", "import_url": "https://www.airbnb.com/calendar/ical/1.ics"}
+    before = account_state(theirs)
     object_routes = [(name, route) for name, route in project_routes() if any(f"<int:{k}>" in route for k in OBJECT_KWARGS)]
     for name, route in object_routes:
-        kwargs = {k: theirs[obj].pk for k, obj in OBJECT_KWARGS.items() if f"<int:{k}>" in route}
-        kwargs |= {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
-        for response in (client.get(reverse(name, kwargs=kwargs)), client.post(reverse(name, kwargs=kwargs), form)):
-            assert response.status_code in (404, 405), f"{name} answered {response.status_code}"
-    assert their_state(theirs) == before
-    assert len(object_routes) >= 10
+        url = reverse(name, kwargs=route_kwargs(route, theirs))
+        for response in (client.get(url), client.post(url, FORM)):
+            # 403 only where the role alone refuses, before anything is looked up.
+            allowed = (404, 405) if RANK[role] >= RANK[ROUTE_ROLES[name]] else (403, 405)
+            assert response.status_code in allowed, f"{name} answered {response.status_code} to a {role}"
+    assert account_state(theirs) == before
+    assert len(object_routes) >= 14
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.MANAGER, Role.OWNER])
+def test_each_role_reaches_exactly_the_routes_it_may_in_its_own_account(client, role):
+    me = MembershipFactory(role=role)
+    mine = account_objects(me.account, "My Villa")
+    client.force_login(me.user)
+    routes = [(name, route) for name, route in project_routes() if name in ROUTE_ROLES]
+
+    # First every request the role may not make: all refused (403), and nothing changed.
+    before = account_state(mine)
+    refused = set()
+    for name, route in routes:
+        if RANK[role] >= RANK[ROUTE_ROLES[name]]:
+            continue
+        url = reverse(name, kwargs=route_kwargs(route, mine))
+        for method in (client.get, client.post):
+            response = method(url, FORM) if method == client.post else method(url)
+            assert response.status_code in (403, 405), f"{role} got {response.status_code} from {name}"
+            if response.status_code == 403:
+                refused.add(name)
+    assert account_state(mine) == before
+    assert refused == {name for name, _route in routes if RANK[role] < RANK[ROUTE_ROLES[name]]}
+
+    # Then every request it may make: none refused.
+    for name, route in routes:
+        if RANK[role] < RANK[ROUTE_ROLES[name]]:
+            continue
+        url = reverse(name, kwargs=route_kwargs(route, mine))
+        for response in (client.get(url), client.post(url, FORM)):
+            assert response.status_code != 403, f"{role} was refused {name}"
+
+
+def test_a_viewer_never_gets_a_secret_link_in_any_page(client):
+    viewer = MembershipFactory(role=Role.VIEWER)
+    mine = account_objects(viewer.account, "My Villa")
+    connection = mine["connection"]
+    connection.held_removals = 2
+    connection.paused_at = timezone.now()
+    connection.pause_reason = "timeout"
+    connection.save()
+    secrets = [connection.import_url, *(export_url(t) for t in ExportToken.objects.filter(property=connection.property))]
+    export_token_ensure(property=connection.property)  # the property-wide one too
+    secrets.append(export_url(ExportToken.objects.get(property=connection.property, connection=None)))
+    pages = [reverse(name, kwargs=route_kwargs(route, mine)) for name, route in project_routes()
+             if ROUTE_ROLES.get(name) == Role.VIEWER] + [reverse("profile")]
+
+    def shown(page_client) -> str:
+        return "".join(page_client.get(url).content.decode() for url in pages)
+
+    client.force_login(viewer.user)
+    seen = shown(client)
+    assert "My Villa" in seen and "Airbnb" in seen
+    assert [s for s in secrets if s in seen] == []
+    assert "/ical/" not in seen
+    # A manager of the same account sees them on the same pages (the test can tell).
+    manager = Client()
+    manager.force_login(mine["membership"].user)
+    assert all(s in shown(manager) for s in secrets)
 
 
 def test_state_changes_are_refused_by_get(operator_client, operator):
-    connection = ConnectionFactory(property=PropertyFactory(account=operator.membership.account))
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)))
     for name in ("connection-switch", "connection-sync-now", "connection-accept-held", "connection-export-rotate"):
         assert operator_client.get(reverse(name, args=[connection.pk])).status_code == 405
     connection.refresh_from_db()
@@ -221,7 +376,7 @@ def test_staff_who_are_not_superusers_see_only_their_account_in_the_admin(client
     me.is_staff = True
     me.save()
     me.user_permissions.add(*Permission.objects.filter(content_type__app_label="syncs"))
-    mine = ConnectionFactory(property=PropertyFactory(account=me.membership.account, name="My Flat"))
+    mine = ConnectionFactory(property=PropertyFactory(account=Account.of_user(me), name="My Flat"))
     client.force_login(me)
     listing = client.get(reverse("admin:syncs_connection_changelist")).content.decode()
     assert "My Flat" in listing

@@ -4,57 +4,53 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from syncs.forms import timezone_names
-from syncs.models import Account, Membership
+from syncs.auth_middleware import user_has_two_factor
+from syncs.members import account_settings_record
+from syncs.models import Account
+from syncs.roles import Role, role_required
 
 
 class AccountSettingsForm(forms.ModelForm):
     class Meta:
         model = Account
-        fields = ["auto_resume"]
+        fields = ["auto_resume", "require_two_factor"]
 
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
 
-class MembershipSettingsForm(forms.ModelForm):
-    """The user's own settings: the zone they read account-wide times in (the activity log)."""
-
-    class Meta:
-        model = Membership
-        fields = ["time_zone"]
-        widgets = {"time_zone": forms.TextInput(attrs={"list": "timezone-names", "autocomplete": "off"})}
-
-    def clean_time_zone(self) -> str:
-        return self.cleaned_data["time_zone"].strip()
+    def clean_require_two_factor(self) -> bool:
+        required = self.cleaned_data["require_two_factor"]
+        # The owner who requires it goes first: they would otherwise lock themselves out of this
+        # page until they set it up, in the middle of changing a setting.
+        if required and not self.instance.require_two_factor and not user_has_two_factor(self.user):
+            raise forms.ValidationError(_("Set up two-factor sign-in for yourself first (on your sign-in page)."))
+        return required
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@role_required(Role.OWNER)
 def account_settings(request: HttpRequest) -> HttpResponse:
-    """The account's settings (whether paused syncs resume by themselves) and the user's own (the
-    time zone of the activity log)."""
+    """The account's settings: whether paused syncs resume by themselves, whether every member
+    must sign in with two-factor sign-in (owners only)."""
     account = Account.of_user(request.user)
     if account is None:
         raise PermissionDenied
-    data = request.POST if request.method == "POST" else None
     # Bound on every POST: unticking the only box sends an empty (falsy) POST.
-    form = AccountSettingsForm(data, instance=account)
-    own = MembershipSettingsForm(data, instance=request.user.membership)
-    if request.method == "POST" and form.is_valid() and own.is_valid():
-        with transaction.atomic():  # both or neither
-            form.save()
-            own.save()
+    form = AccountSettingsForm(request.POST if request.method == "POST" else None, instance=account, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        account_settings_record(account=account, user=request.user, changed=form.changed_data)
         messages.success(request, _("Settings saved."))
         return redirect("account-settings")
     return render(
         request,
         "syncs/account_settings.html",
-        {
-            "account": account, "form": form, "own": own, "timezone_names": timezone_names(),
-            "main_zone": account.main_time_zone(),
-        },
+        {"account": account, "form": form},
     )

@@ -24,6 +24,7 @@ from syncs.operator_actions import (
     property_block_add,
     property_block_remove,
 )
+from syncs.roles import Role, role_required
 from syncs.selectors import connection_get, connection_rows, property_get
 from syncs.sync_requests import connection_request_sync
 from syncs.views.htmx import back, partial_with_toasts
@@ -50,6 +51,7 @@ def _panel_response(request: HttpRequest, connection, panel: str) -> HttpRespons
 
 @require_POST
 @login_required
+@role_required(Role.MANAGER)
 def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     enabled = request.POST.get("enabled") == "1"
@@ -69,6 +71,7 @@ def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
+@role_required(Role.MANAGER)
 def connection_sync_now(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     connection_request_sync(connection=connection, user=request.user)
@@ -78,6 +81,7 @@ def connection_sync_now(request: HttpRequest, connection_id: int) -> HttpRespons
 
 @require_POST
 @login_required
+@role_required(Role.MANAGER)
 def connection_accept_held_view(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     run = connection_accept_held(connection=connection, user=request.user)
@@ -94,6 +98,7 @@ def connection_accept_held_view(request: HttpRequest, connection_id: int) -> Htt
 
 @require_POST
 @login_required
+@role_required(Role.MANAGER)
 def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpResponse:
     """Issue a new export URL; the old one keeps working through the grace period."""
     connection = connection_get(user=request.user, connection_id=connection_id)
@@ -116,6 +121,7 @@ def _date(value: str) -> date | None:
 
 @require_POST
 @login_required
+@role_required(Role.MANAGER)
 def property_block_add_view(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
     start, end = _date(request.POST.get("start", "")), _date(request.POST.get("end", ""))
@@ -135,6 +141,7 @@ def property_block_add_view(request: HttpRequest, property_id: int) -> HttpRespo
 
 @require_POST
 @login_required
+@role_required(Role.MANAGER)
 def property_block_remove_view(request: HttpRequest, block_id: int) -> HttpResponse:
     block = get_object_or_404(Block.objects.for_user(request.user).filter(source__isnull=True), pk=block_id)
     property_block_remove(block=block, user=request.user)

@@ -8,19 +8,21 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from syncs.models import Account, Activity, Property
+from syncs.models import Account, Activity, Membership, Property
+from syncs.roles import Role, role_required
 
 ENTRIES_PER_PAGE = 50
 
 
 def reading_time_zone(user) -> str:
     """The zone a user reads account-wide times in (Membership.reading_time_zone)."""
-    membership = getattr(user, "membership", None)
+    membership = Membership.current_of(user)
     return membership.reading_time_zone() if membership else "UTC"
 
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def activity_list(request: HttpRequest) -> HttpResponse:
     properties = list(Property.objects.for_user(request.user).order_by("name", "pk").values_list("pk", "name"))
     entries = Activity.objects.for_user(request.user).select_related("user", "property", "connection__portal")

@@ -20,6 +20,7 @@ from syncs.explain import day
 from syncs.forms import ConnectionForm, PropertyForm, ServiceErrorsMixin, timezone_names
 from syncs.models import Account
 from syncs.portals import BY_SLUG
+from syncs.roles import Role, role_required
 from syncs.selectors import connection_get, connection_state_of, property_get
 from syncs.sync_state import SyncState
 
@@ -58,6 +59,7 @@ def _property_page(request: HttpRequest, form: PropertyForm, **context) -> HttpR
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@role_required(Role.MANAGER)
 def property_create(request: HttpRequest) -> HttpResponse:
     _account(request)
     form = PropertyForm(_form_data(request), user=request.user)
@@ -73,6 +75,7 @@ def property_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@role_required(Role.MANAGER)
 def property_edit(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
     form = PropertyForm(_form_data(request), user=request.user, instance=prop)
@@ -107,6 +110,7 @@ def _connection_page(request: HttpRequest, form: ConnectionForm, **context) -> H
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@role_required(Role.MANAGER)
 def connection_create(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
     form = ConnectionForm(_form_data(request), user=request.user, property=prop)
@@ -126,6 +130,7 @@ def connection_create(request: HttpRequest, property_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@role_required(Role.MANAGER)
 def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     form = ConnectionForm(_form_data(request), user=request.user, property=connection.property, instance=connection)

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_safe
 from syncs.export import ExportedCalendar, calendar_export
 from syncs.export_tokens import ServingToken, export_token_ensure, export_token_find
 from syncs.readers import export_read_record
+from syncs.roles import Role, role_required
 from syncs.selectors import connection_get, property_get
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def _download(exported: ExportedCalendar, filename: str) -> HttpResponse:
 
 @require_safe
 @login_required
+@role_required(Role.MANAGER)
 def connection_export_download(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     if not connection.exports:
@@ -84,6 +86,7 @@ def connection_export_download(request: HttpRequest, connection_id: int) -> Http
 
 @require_safe
 @login_required
+@role_required(Role.MANAGER)
 def property_export_download(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
     token = export_token_ensure(property=prop)

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from syncs.models import Account, ChecklistStep
+from syncs.roles import Role, role_required
 from syncs.selectors import connection_get
 from syncs.troubleshooting import (
     STEP_NAMES,
@@ -21,6 +22,7 @@ from syncs.troubleshooting import (
 
 @require_safe
 @login_required
+@role_required(Role.MANAGER)
 def connection_fix(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     progress = checklist_progress(connection=connection)
@@ -39,6 +41,7 @@ def connection_fix(request: HttpRequest, connection_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@role_required(Role.MANAGER)
 def connection_fix_step(request: HttpRequest, connection_id: int, step: str) -> HttpResponse:
     """GET runs the step's check; POST runs its action (switch on, sync, test block...) first."""
     connection = connection_get(user=request.user, connection_id=connection_id)

@@ -7,10 +7,12 @@ from django.views.decorators.http import require_safe
 
 from syncs.dashboard import dashboard_summary
 from syncs.models import Account
+from syncs.roles import Role, role_required
 
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def home(request: HttpRequest) -> HttpResponse:
     """The overview: is anything broken, and what do I do?"""
     return render(
@@ -22,6 +24,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def overview_status(request: HttpRequest) -> HttpResponse:
     """The overview's counts and attention list, refreshed every 30 seconds by htmx."""
     return render(request, "syncs/overview.html#status", {"summary": dashboard_summary(user=request.user)})

@@ -15,6 +15,7 @@ from syncs.explain import describe_readers
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.models import Account, Activity, BlockKind
 from syncs.readers import connection_export_facts
+from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
     connection_blocks,
     connection_get,
@@ -31,6 +32,7 @@ PROPERTIES_PER_PAGE = 25
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def property_list(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("q", "")
     page = Paginator(property_list_read(user=request.user, search=search), PROPERTIES_PER_PAGE).get_page(
@@ -54,6 +56,7 @@ def _month(request: HttpRequest, default: date) -> date:
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
     month = _month(request, prop.local_today())
@@ -65,7 +68,7 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
             "account": Account.of_user(request.user),
             "property": prop,
             "rows": connection_rows(property=prop),
-            "export_url": export_url(export_token_ensure(property=prop)),
+            "export_url": export_url(export_token_ensure(property=prop)) if can_see_secrets(request) else "",
             "month": month,
             "previous_month": (month.replace(day=1) - date.resolution).replace(day=1),
             "next_month": (month.replace(day=28) + 4 * date.resolution).replace(day=1),
@@ -80,6 +83,7 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def connection_row(request: HttpRequest, connection_id: int) -> HttpResponse:
     """One connection's row, polled by htmx while a "Sync now" runs."""
     connection = connection_get(user=request.user, connection_id=connection_id)
@@ -89,6 +93,7 @@ def connection_row(request: HttpRequest, connection_id: int) -> HttpResponse:
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpResponse:
     """Polled by htmx on the connection page while a "Sync now" runs or a sync switched back on
     is being checked: nothing meanwhile, then a reload of the whole page, whose every panel
@@ -101,6 +106,7 @@ def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpRespo
 
 @require_safe
 @login_required
+@role_required(Role.VIEWER)
 def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
     state = connection_state_get(user=request.user, connection_id=connection_id)
     connection = state.connection
@@ -113,7 +119,7 @@ def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
         "blocks": connection_blocks(connection=connection),
         "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user", "connection__portal")[:20],
     }
-    if connection.exports:
+    if connection.exports and can_see_secrets(request):
         context.update(connection_export_panel(connection))
     return render(request, "syncs/connection_detail.html", context)
 

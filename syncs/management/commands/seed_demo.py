@@ -97,7 +97,9 @@ class Command(BaseCommand):
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save()
-        Membership.objects.update_or_create(user=user, defaults={"account": account})
+        Membership.objects.update_or_create(
+            user=user, account=account, defaults={"role": Membership.Role.OWNER, "is_current": True}
+        )
         portals = {portal.slug: portal for portal in Portal.objects.filter(slug__in=DEMO_PORTALS)}
         base = settings.DEMO_PORTAL_BASE_URL
         for name, zone, key in DEMO_PROPERTIES:

@@ -1,0 +1,323 @@
+"""Signing in and the person's own sign-in: passwords (Django's views and forms, our templates),
+the first owner's password, two-factor sign-in, email alerts and the account switcher.
+
+Everything here is about the person, not an account's data: it needs a sign-in, not a role.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+from django_otp import login as otp_login
+
+from syncs import two_factor
+from syncs.auth_middleware import user_has_two_factor
+from syncs.forms import timezone_names
+from syncs.members import first_password_tokens, membership_switch, user_activity_record
+from syncs.middleware import user_language
+from syncs.models import Activity, Membership, validate_timezone_name
+
+RECOVERY_CODES_SESSION = "syncs_recovery_codes"
+# At most one reset email per person this often: the form must not become a way to flood an inbox.
+RESET_EMAIL_EVERY_SECONDS = 120
+
+
+def _next_url(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+class MemberPasswordResetForm(PasswordResetForm):
+    """Django's reset form; the email goes out in the member's language, with the site's own
+    address (never the Host header's), at most once per RESET_EMAIL_EVERY_SECONDS per person."""
+
+    def get_users(self, email):
+        for user in super().get_users(email):
+            if cache.add(f"syncs:password-reset:{user.pk}", 1, RESET_EMAIL_EVERY_SECONDS):
+                yield user
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
+                  html_email_template_name=None):
+        with translation.override(user_language(context["user"]) or settings.LANGUAGE_CODE):
+            super().send_mail(
+                subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name
+            )
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = MemberPasswordResetForm
+    template_name = "registration/password_reset_form.html"
+    email_template_name = "emails/password_reset.txt"
+    html_email_template_name = "emails/password_reset.html"
+    subject_template_name = "emails/password_reset_subject.txt"
+
+    @property
+    def extra_email_context(self) -> dict:  # read when the form is sent: settings as they are then
+        return {"site_url": settings.SITE_URL, "hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "password_reset_hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "registration/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "registration/password_reset_confirm.html"
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        user_activity_record(user=form.user, action=Activity.Action.PASSWORD_RESET)
+        return response
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "registration/password_reset_complete.html"
+
+
+class FirstPasswordView(auth_views.PasswordResetConfirmView):
+    """Where a new account's first owner sets a password (the link `create_account` prints)."""
+
+    token_generator = first_password_tokens
+    template_name = "registration/first_password.html"
+    success_url = reverse_lazy("login")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        if self.user is not None:
+            context["accounts"] = [m.account.name for m in self.user.memberships.select_related("account")]
+            context["username"] = self.user.get_username()
+        return context
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        user_activity_record(user=form.user, action=Activity.Action.PASSWORD_SET)
+        messages.success(self.request, _("Your password is set. Log in with it now."))
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "registration/password_change_form.html"
+    success_url = reverse_lazy("profile")
+
+    def form_valid(self, form):
+        # Django keeps this session signed in and ends the person's other sessions.
+        response = super().form_valid(form)
+        user_activity_record(user=form.user, action=Activity.Action.PASSWORD_CHANGED)
+        messages.success(self.request, _("Password changed. Your other sessions were signed out."))
+        return response
+
+
+# --------------------------------------------------------------------------- the person's page
+
+
+class TimeZoneForm(forms.Form):
+    """The zone a person reads times in that belong to no one property (the activity log)."""
+
+    time_zone = forms.CharField(
+        label=gettext_lazy("Your time zone"), max_length=64, required=False, validators=[validate_timezone_name],
+        widget=forms.TextInput(attrs={"list": "timezone-names", "autocomplete": "off"}),
+        help_text=gettext_lazy("Times on the activity page are shown in this zone. Empty: the zone most of the account's properties are in."),
+    )
+
+    def clean_time_zone(self) -> str:
+        return self.cleaned_data["time_zone"].strip()
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    """Your sign-in: password, two-factor sign-in, your time zone, the accounts you belong to and
+    their emails."""
+    memberships = list(
+        Membership.objects.filter(user_id=request.user.pk).select_related("account").order_by("account__name", "pk")
+    )
+    current = Membership.current_of(request.user)
+    zone_form = TimeZoneForm(initial={"time_zone": current.time_zone if current else ""})
+    if request.method == "POST" and request.POST.get("form") == "time_zone":
+        zone_form = TimeZoneForm(request.POST)
+        if zone_form.is_valid():
+            # A person's zone, whichever account they work in.
+            Membership.objects.filter(user_id=request.user.pk).update(time_zone=zone_form.cleaned_data["time_zone"])
+            messages.success(request, _("Time zone saved."))
+            return redirect("profile")
+    elif request.method == "POST":
+        # One box per account: "email me about paused syncs".
+        wanted = {int(pk) for pk in request.POST.getlist("email_paused") if pk.isdigit()}
+        for membership in memberships:
+            if membership.email_paused != (membership.pk in wanted):
+                Membership.objects.filter(pk=membership.pk).update(email_paused=membership.pk in wanted)
+        messages.success(request, _("Email settings saved."))
+        return redirect("profile")
+    app = two_factor.app_of(request.user)
+    return render(
+        request,
+        "syncs/profile.html",
+        {
+            "memberships": memberships,
+            "app": app,
+            "codes_left": two_factor.recovery_codes_left(request.user) if app else 0,
+            "requiring": two_factor.accounts_requiring(request.user),
+            "zone_form": zone_form,
+            "main_zone": current.account.main_time_zone() if current else "",
+            "timezone_names": timezone_names(),
+        },
+    )
+
+
+@require_POST
+@login_required
+def account_switch(request: HttpRequest) -> HttpResponse:
+    """Work in another of the person's accounts, on every device (404 for any other account)."""
+    try:
+        membership = membership_switch(user=request.user, account_id=int(request.POST.get("account", "")))
+    except (ValueError, Membership.DoesNotExist) as exc:
+        raise Http404 from exc
+    messages.info(request, _("You are working in %(account)s now.") % {"account": membership.account.name})
+    # Home, not back: the page the person was on belongs to the other account.
+    return redirect("home")
+
+
+# --------------------------------------------------------------------------- two-factor sign-in
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label=gettext_lazy("Code"), max_length=20, strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+    )
+
+
+class PasswordConfirmForm(forms.Form):
+    password = forms.CharField(label=gettext_lazy("Your password"), strip=False, widget=forms.PasswordInput)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise ValidationError(_("That is not your password."))
+        return password
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def two_factor_setup(request: HttpRequest) -> HttpResponse:
+    """Set up an authenticator app: scan the code (or type the key), then type a code it shows."""
+    if user_has_two_factor(request.user):
+        messages.info(request, _("Two-factor sign-in is on. To use another phone, turn it off and set it up again."))
+        return redirect("profile")
+    device = two_factor.app_pending(request.user)
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            codes = two_factor.app_confirm(user=request.user, device=device, code=form.cleaned_data["code"])
+        except ValidationError as error:
+            form.add_error("code", error)
+        else:
+            device.refresh_from_db()
+            otp_login(request, device)  # this session passed the second factor
+            request.session[RECOVERY_CODES_SESSION] = codes
+            messages.success(request, _("Two-factor sign-in is on."))
+            return redirect(reverse("recovery-codes") + "?" + _next_query(request))
+    return render(
+        request,
+        "syncs/two_factor_setup.html",
+        {
+            "form": form, "secret": two_factor.app_secret(device), "qr_code": two_factor.app_qr_code(device),
+            "next": _next_url(request, ""),
+        },
+    )
+
+
+def _next_query(request: HttpRequest) -> str:
+    nxt = _next_url(request, "")
+    return urlencode({"next": nxt}) if nxt else ""
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def recovery_codes(request: HttpRequest) -> HttpResponse:
+    """The recovery codes, shown once: after the set-up, or when the person asks for new ones."""
+    if request.method == "POST":
+        if not user_has_two_factor(request.user):
+            return redirect("profile")
+        codes = two_factor.recovery_codes_renew(user=request.user)
+        messages.success(request, _("New recovery codes made: the old ones no longer work."))
+    else:
+        codes = request.session.pop(RECOVERY_CODES_SESSION, None)
+        if not codes:
+            return redirect("profile")
+    return render(request, "syncs/recovery_codes.html", {"codes": codes, "next": _next_url(request, reverse("profile"))})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def two_factor_disable(request: HttpRequest) -> HttpResponse:
+    """Turn two-factor sign-in off, after typing the password again."""
+    form = PasswordConfirmForm(request.POST or None, user=request.user)
+    requiring = two_factor.accounts_requiring(request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            two_factor.two_factor_disable(user=request.user)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, _("Two-factor sign-in is off."))
+        return redirect("profile")
+    return render(request, "syncs/two_factor_disable.html", {"form": form, "requiring": requiring})
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def two_factor_verify(request: HttpRequest) -> HttpResponse:
+    """The second step of signing in: a code from the app, or a recovery code."""
+    target = _next_url(request, reverse(settings.LOGIN_REDIRECT_URL))
+    if request.user.is_verified() or not user_has_two_factor(request.user):
+        return redirect(target)
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        result = two_factor.code_verify(user=request.user, code=form.cleaned_data["code"])
+        if result.device is not None:
+            otp_login(request, result.device)
+            if result.recovery_code:
+                left = two_factor.recovery_codes_left(request.user)
+                messages.warning(
+                    request,
+                    _("You signed in with a recovery code; %(left)s left. Make new ones on your sign-in page if few are left.")
+                    % {"left": left},
+                )
+            return redirect(target)
+        form.add_error(
+            "code",
+            two_factor.wait_words(result.wait_until) if result.wait_until else _("That code did not match. Try the code your app shows now."),
+        )
+    return render(request, "registration/two_factor_verify.html", {"form": form, "next": target})
