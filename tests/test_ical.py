@@ -1071,3 +1071,113 @@ def test_it_refuses_a_real_feed_cut_anywhere_before_its_end(name, fraction):
 
     if cut.strip() and not cut.rstrip().endswith(b"END:VCALENDAR"):
         assert isinstance(result, FeedParseError)
+
+
+# -- hostile input: encodings, control characters, bounded work (tests/test_hostile_feeds.py has the corpus) --
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda text: b"\xff\xfe" + text.encode("utf-16-le"), id="UTF-16 LE with BOM"),
+        pytest.param(lambda text: b"\xfe\xff" + text.encode("utf-16-be"), id="UTF-16 BE with BOM"),
+        pytest.param(lambda text: text.encode("utf-16-le"), id="UTF-16 LE without BOM"),
+        pytest.param(lambda text: b"\xef\xbb\xbf\xef\xbb\xbf" + text.encode(), id="two UTF-8 BOMs"),
+        pytest.param(lambda text: b"\xef\xbb\xbf" + text.encode(), id="one UTF-8 BOM"),
+    ],
+)
+def test_it_reads_utf16_and_doubled_boms_as_the_calendar_they_are(encode):
+    text = calendar("UID:é\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Réservée - Zoë").decode()
+
+    result = parse_feed(encode(text), today=TODAY)
+
+    assert [(e.uid, e.summary) for e in result.events] == [("é", "Réservée - Zoë")]
+    assert result.notices == []
+
+
+def test_it_reads_text_that_is_not_utf8_as_windows_1252_and_says_so():
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Réservé « Zoë » 50€").decode().encode("windows-1252")
+
+    result = parse_feed(body, today=TODAY)
+
+    assert result.events[0].summary == "Réservé « Zoë » 50€"
+    assert result.notices == [ical.Notice("decoded_as_windows_1252")]
+
+
+def test_a_fold_in_the_middle_of_a_utf8_character_is_not_taken_for_windows_1252():
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Réservé").replace(b"R\xc3\xa9", b"R\xc3\r\n \xa9")
+
+    result = parse_feed(body, today=TODAY)
+
+    assert result.events[0].summary == "Réservé" and result.notices == []
+
+
+def test_it_removes_nul_and_other_control_characters_from_what_it_reads():
+    body = calendar("UID:a\x00b\x1b\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Re\x00ser\x7fved\x9b")
+
+    result = parse_feed(body, today=TODAY, labels={RESERVED: ["Reserved"]})
+
+    (event,) = result.events
+    assert (event.uid, event.summary, event.kind) == ("ab", "Reserved", RESERVED)
+    assert result.notices == [ical.Notice("control_characters", {"count": 5})]
+
+
+def test_a_rule_with_interval_zero_is_skipped_at_once_as_invalid():
+    body = calendar(
+        "UID:zero\nDTSTART;VALUE=DATE:20270301\nRRULE:FREQ=DAILY;INTERVAL=0\nSUMMARY:Loop",
+        "UID:fine\nDTSTART;VALUE=DATE:20270310",
+    )
+
+    started = time.monotonic()
+    result = parse_feed(body, today=TODAY)
+
+    assert time.monotonic() - started < 1
+    assert [e.uid for e in result.events] == ["fine"]
+    assert reasons(result) == ["invalid_rule"]
+    assert "invalid_rule" in ical.INVALID_REASONS
+
+
+def test_a_feed_not_read_within_its_deadline_fails_as_too_slow():
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(feed("google_1_public_holidays.ics"), today=date(2021, 1, 1), deadline=0)
+    assert caught.value.code == "too_slow"
+
+
+@pytest.mark.parametrize("signal", [MemoryError, ical.SoftTimeLimitExceeded])
+@pytest.mark.parametrize("where", ["series", "event", "calendar"])
+def test_a_soft_time_limit_or_memory_error_is_never_taken_for_a_broken_feed(monkeypatch, signal, where):
+    def fail(*args, **kwargs):
+        raise signal()
+
+    target = {"series": (ical.recurring_ical_events, "of"), "event": (ical, "_nights"),
+              "calendar": (ical.icalendar.Calendar, "from_ical")}[where]
+    monkeypatch.setattr(*target, fail)
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\nRRULE:FREQ=DAILY;COUNT=2", "UID:b\nDTSTART;VALUE=DATE:20270305")
+
+    with pytest.raises(signal):
+        parse_feed(body, today=TODAY)
+
+
+def test_the_event_cap_counts_the_events_icalendar_built(monkeypatch):
+    monkeypatch.setattr(ical, "_check_size", lambda text, max_events: None)  # as if the text count missed them
+    body = calendar(*[f"UID:{n}\nDTSTART;VALUE=DATE:20270301" for n in range(4)])
+
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(body, today=TODAY, max_events=3)
+    assert caught.value.code == "too_large"
+
+
+def test_a_folded_begin_line_counts_toward_the_event_cap():
+    body = calendar(*[f"UID:{n}\nDTSTART;VALUE=DATE:20270301" for n in range(4)]).replace(b"BEGIN:VEVENT", b"BEGIN:VEV\r\n ENT")
+
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(body, today=TODAY, max_events=3)
+    assert caught.value.code == "too_large"
+
+
+def test_components_nested_deeper_than_a_calendar_are_refused():
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\n" + "BEGIN:X-A\n" * 20 + "END:X-A\n" * 20)
+
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(body, today=TODAY)
+    assert caught.value.code == "too_complex"
