@@ -196,16 +196,16 @@ def parse_feed(
     max_occurrences: int = 1000,
     own_uid_domain: str | None = None,
     known: Mapping[str, ParsedEvent] | None = None,
-    deadline: float = PARSE_SECONDS,
+    deadline: float | None = None,
 ) -> ParsedFeed:
     """Read a feed body into nights; raise FeedParseError when it is not a usable calendar.
 
     ``known`` maps text digests to the events read from those texts before (``text_digest`` of
     earlier results): such events are taken as they are instead of being parsed again. The
-    result is the same with or without it. ``deadline``: seconds the reading may take, after
-    which it fails as "too_slow" (never as an empty calendar).
+    result is the same with or without it. ``deadline``: seconds the reading may take, at most
+    PARSE_SECONDS, after which it fails as "too_slow" (never as an empty calendar).
     """
-    budget = _Budget(deadline)
+    budget = _Budget(PARSE_SECONDS if deadline is None else min(deadline, PARSE_SECONDS))
     if len(body) > MAX_BODY_BYTES:
         raise FeedParseError(
             "too_large",
@@ -219,7 +219,8 @@ def parse_feed(
     if kind != feed_decoding.CALENDAR:
         raise _not_ical(kind)
     warnings: list[str] = []
-    notices = _decoding_notices(decoded := feed_decoding.decode_feed(body), warnings)
+    decoded = feed_decoding.decode_feed(body)
+    notices = _decoding_notices(decoded, warnings)
     text = _clean_lines(decoded.text, warnings)
     _check_size(text, max_events)
     budget.check()

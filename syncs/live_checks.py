@@ -51,9 +51,10 @@ class CheckBusy(Exception):
         self.message = message
 
 
-def live_check_run(*, user, work: Callable[[float], T], seconds: float = LIVE_CHECK_SECONDS) -> T:
+def live_check_run(*, user, work: Callable[[float], T], seconds: float | None = None) -> T:
     """``work(seconds)``'s result, or its exception; FetchError("timeout") when it takes longer
-    than ``seconds``; CheckBusy when it cannot start now."""
+    than ``seconds`` (default LIVE_CHECK_SECONDS); CheckBusy when it cannot start now."""
+    seconds = LIVE_CHECK_SECONDS if seconds is None else seconds
     claim = _claim(user, seconds)
     try:
         if not _slots.acquire(blocking=False):
