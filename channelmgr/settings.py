@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before any view or form reads them: query strings and posts without control characters.
+    "syncs.middleware.ControlCharactersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Whether this session passed the second factor (request.user.is_verified()).
@@ -156,8 +158,10 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
-AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0, minimum=0) or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# Reverse proxies in front of gunicorn (README, "Behind a reverse proxy"): none by default, and
+# then X-Forwarded-For is never read. With N, the client is the N-th address from its right end.
+PROXY_COUNT = env_int("PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "channelmgr.client_ip.client_ip"
 # Members and sign-in (syncs.members, syncs.views.auth). A password-reset link works once, for
 # this long; the first-run link of `create_account` and an invitation's link last longer, since
 # they wait for someone who has not used the service yet.
@@ -311,7 +315,9 @@ if FETCH_ALLOW_LOOPBACK and not (DEBUG or DEMO_MODE):
     raise ImproperlyConfigured("FETCH_ALLOW_LOOPBACK is for tests and demo mode only (DEBUG or DEMO_MODE).")
 
 # --- Security headers -------------------------------------------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", not DEBUG) else None
+# Trusted only when set: any client can send X-Forwarded-Proto, and a request that says "https"
+# is then treated as secure. Set it behind a proxy that terminates TLS and sets the header.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)

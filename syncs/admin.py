@@ -1,9 +1,19 @@
-"""Django admin for every model. Staff who are not superusers see only their own account."""
+"""Django admin for every model.
+
+Superusers see everything. Other staff see their own account only, on every page: lists, forms,
+the choices of every foreign key (raw-id look-ups and autocompletes go through the same
+querysets), filters, and saves, where an id of another account is refused like any invalid
+choice. Accounts, memberships and portals are for superusers only: a membership is the key to
+an account, and portals are shared by every account. Staff who are not superusers also need the
+manager or owner role in their current account (syncs.roles): a viewer's role forbids changes and
+secret links, and the admin shows both.
+"""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
 from syncs.editing import sync_state_after_edit
@@ -22,47 +32,113 @@ from syncs.models import (
 from syncs.sync_state import connection_status, connection_statuses
 
 
+def scoped(model, user, queryset=None):
+    """The rows of ``model`` (of ``queryset``) a staff user may see or pick: their account's."""
+    queryset = model._default_manager.all() if queryset is None else queryset
+    if user.is_superuser:
+        return queryset
+    account = Account.of_user(user)
+    if hasattr(queryset, "for_account"):
+        return queryset.for_account(account)
+    if account is None:
+        return queryset.none()
+    if model is Account:
+        return queryset.filter(pk=account.pk)
+    if model is BlockChange:
+        return queryset.filter(block__property__account=account)
+    if model is Portal:
+        return queryset  # shared by every account, read-only to staff
+    if model is get_user_model():
+        return queryset.filter(memberships__account=account)
+    return queryset.none()  # a model nobody scoped: nothing, rather than everything
+
+
+class SuperuserOnlyAdmin(admin.ModelAdmin):
+    """Pages only superusers may open, whatever permissions a staff user was given."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+
+def _manages_current_account(request) -> bool:
+    """Superusers, and staff whose role in their current account is manager or owner."""
+    if request.user.is_superuser:
+        return True
+    membership = Membership.current_of(request.user)
+    return membership is not None and membership.can_manage
+
+
 class AccountScopedAdmin(admin.ModelAdmin):
-    """Scopes the list, the detail pages and the foreign-key choices to the staff member's account."""
+    """Scopes the list, the detail pages, the foreign-key choices and the related filters to the
+    staff member's account, for staff who manage it."""
+
+    def has_module_permission(self, request):
+        return _manages_current_account(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return _manages_current_account(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return _manages_current_account(request) and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return _manages_current_account(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return _manages_current_account(request) and super().has_delete_permission(request, obj)
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.for_user(request.user)
+        return scoped(self.model, request.user, super().get_queryset(request))
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        related = db_field.related_model
-        if not request.user.is_superuser and hasattr(related.objects, "for_user"):
-            kwargs["queryset"] = related.objects.for_user(request.user)
+        kwargs["queryset"] = scoped(db_field.related_model, request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        kwargs["queryset"] = scoped(db_field.related_model, request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_list_filter(self, request):
+        # A related filter lists every row of the related model (every account's names):
+        # offer only the values found in the rows this user sees.
+        return [
+            (name, admin.RelatedOnlyFieldListFilter) if isinstance(name, str) and self._is_relation(name) else name
+            for name in super().get_list_filter(request)
+        ]
+
+    def _is_relation(self, name: str) -> bool:
+        field = self.model._meta.get_field(name) if "__" not in name else None
+        return field is not None and field.is_relation
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(SuperuserOnlyAdmin):
     list_display = ("name", "created_at")
     search_fields = ("name",)
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(memberships__user=request.user)
-
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(SuperuserOnlyAdmin):
     list_display = ("user", "account", "role", "language", "created_at")
     list_filter = ("role",)
     list_select_related = ("user", "account")
     search_fields = ("user__username", "account__name")
 
-    def has_module_permission(self, request):
-        return request.user.is_superuser
-
 
 @admin.register(Portal)
-class PortalAdmin(admin.ModelAdmin):
+class PortalAdmin(SuperuserOnlyAdmin):
     list_display = ("name", "slug", "pickup_delay_min_minutes", "pickup_delay_max_minutes", "position")
     ordering = ("position",)
 
@@ -137,17 +213,11 @@ class PauseEpisodeAdmin(AccountScopedAdmin):
 
 
 @admin.register(BlockChange)
-class BlockChangeAdmin(admin.ModelAdmin):
+class BlockChangeAdmin(AccountScopedAdmin):
     list_display = ("block", "run", "action", "old_start_date", "old_end_date", "new_start_date", "new_end_date")
     list_filter = ("action",)
     list_select_related = ("block__property", "run")
     raw_id_fields = ("block", "run")
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(block__in=Block.objects.for_user(request.user))
 
 
 @admin.register(Activity)

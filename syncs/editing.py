@@ -10,6 +10,7 @@ stale copies of them back.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from datetime import date
 
@@ -21,8 +22,8 @@ from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record
 from syncs.export_tokens import export_token_ensure
-from syncs.fetch import fetch_feed, https_variant_works
-from syncs.ical import parse_feed
+from syncs.fetch import FetchError, fetch_feed, https_variant_works, link_identity
+from syncs.ical import INVALID_REASONS, FeedParseError, parse_feed
 from syncs.models import Account, Activity, Connection, Portal, Property
 from syncs.scheduling import LEASE_RELEASED
 
@@ -32,7 +33,8 @@ FRESH_READ = {"etag": "", "last_modified": "", "body_fingerprint": "", "https_wo
 CONNECTION_FIELDS = ("portal", "direction", "import_url", "sync_interval_minutes", "export_summary")
 # The fields that change how a sync imports (the export's summary does not).
 IMPORT_SETTINGS = frozenset({"portal", "direction", "import_url", "sync_interval_minutes"})
-# A quick second look at the https:// variant of an http:// link must not keep the form waiting.
+# A live check of a link (the form's, the checklist's) in all, the https:// variant of an
+# http:// link included: the operator waits for it (syncs.live_checks).
 HTTPS_PROBE_SECONDS = 10.0
 
 
@@ -95,17 +97,16 @@ def property_edit(*, user, property: Property, name: str, timezone: str) -> list
 def connection_same_link(
     *, property: Property, import_url: str, exclude: Connection | None = None
 ) -> Connection | None:
-    """The property's connection that already imports this link (http and https count as one)."""
+    """The property's connection that already imports this link, however it is spelt
+    (``fetch.link_identity``: http and https as one, the host's case, a trailing dot, the
+    default port, a #fragment). A property has a handful of syncs: they are compared here."""
     if not import_url:
         return None
-    scheme, sep, rest = import_url.partition("://")
-    variants = {import_url}
-    if sep and scheme.lower() in ("http", "https"):
-        variants |= {f"http://{rest}", f"https://{rest}"}
-    same = Connection.objects.filter(property=property, import_url__in=variants).select_related("portal")
+    identity = link_identity(import_url)
+    others = Connection.objects.filter(property=property).exclude(import_url="").select_related("portal")
     if exclude is not None:
-        same = same.exclude(pk=exclude.pk)
-    return same.order_by("pk").first()
+        others = others.exclude(pk=exclude.pk)
+    return next((other for other in others.order_by("pk") if link_identity(other.import_url) == identity), None)
 
 
 def same_link_error(existing: Connection) -> ValidationError:
@@ -224,38 +225,62 @@ class FeedCheck:
     first_night: date | None
     last_checkout: date | None
     portal_slug: str | None  # recognised from the feed's PRODID
-    skipped: int
+    skipped: int  # events that could not be read (broken ones, not those outside our dates)
     https_works: bool | None  # for an http:// link: whether its https:// variant answers too
 
 
-def feed_check(*, url: str, timezone: str, portal: Portal | None) -> FeedCheck:
-    """Fetch and read a feed as the next sync would, writing nothing.
+class LinkCheckFailed(Exception):
+    """The link did not give a readable calendar: ``error`` (a FetchError or a FeedParseError,
+    whose codes ``syncs.explain.describe`` words) and, for an http:// link, whether its https://
+    variant works (None: not known)."""
 
-    Raises ``FetchError`` or ``FeedParseError``, whose codes ``syncs.explain.describe`` words.
-    """
-    fetched = fetch_feed(
-        url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT
-    )
-    feed = parse_feed(
-        fetched.body,
-        timezone=timezone,
-        labels=(portal.labels if portal else None) or None,
-        horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
-        horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
-        own_uid_domain=settings.EXPORT_UID_DOMAIN,
-    )
+    def __init__(self, error: FetchError | FeedParseError, *, https_works: bool | None):
+        super().__init__(error.code)
+        self.error = error
+        self.https_works = https_works
+
+
+def feed_check(*, url: str, timezone: str, portal: Portal | None, seconds: float = HTTPS_PROBE_SECONDS) -> FeedCheck:
+    """Fetch and read a feed as the next sync would, writing nothing, within ``seconds`` in all
+    (the https:// probe of an http:// link included). Raises LinkCheckFailed.
+
+    Touches neither the database nor translations: it runs in a live check's own thread
+    (``syncs.live_checks``)."""
+    expires = time.monotonic() + seconds
+    try:
+        fetched = fetch_feed(
+            url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT, deadline=seconds
+        )
+    except FetchError as error:
+        raise LinkCheckFailed(error, https_works=_https_works_within(url, expires)) from None
+    try:
+        feed = parse_feed(
+            fetched.body,
+            timezone=timezone,
+            labels=(portal.labels if portal else None) or None,
+            horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
+            horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
+            own_uid_domain=settings.EXPORT_UID_DOMAIN,
+            deadline=max(expires - time.monotonic(), 0.1),
+        )
+    except FeedParseError as error:
+        raise LinkCheckFailed(error, https_works=None) from None
     return FeedCheck(
         events=len(feed.events),
         first_night=min((event.start for event in feed.events), default=None),
         last_checkout=max((event.end for event in feed.events), default=None),
         portal_slug=feed.portal,
-        skipped=len(feed.skipped),
-        https_works=link_https_variant_works(url) if url.startswith("http://") else None,
+        skipped=sum(1 for skipped in feed.skipped if skipped.reason in INVALID_REASONS),
+        https_works=_https_works_within(url, expires),
     )
 
 
-def link_https_variant_works(url: str) -> bool:
+def _https_works_within(url: str, expires: float) -> bool | None:
+    """For an http:// link, whether its https:// variant answers a calendar, if there is time left
+    to ask (None: not an http:// link, or not known)."""
+    left = min(expires - time.monotonic(), HTTPS_PROBE_SECONDS)
+    if not url.startswith("http://") or left < 1:
+        return None
     return https_variant_works(
-        url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT,
-        deadline=HTTPS_PROBE_SECONDS,
+        url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT, deadline=left
     )

@@ -68,6 +68,13 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
             "The link returned a web page, not a calendar: often a login page. Copy the export link again."
         ),
         "parse_error": lambda: _("The calendar could not be read: it is damaged or cut short."),
+        "too_slow": lambda: _(
+            "The calendar took too long to read: it is far more complicated than a portal's feed. "
+            "We will try again."
+        ),
+        "too_complex": lambda: _(
+            "The calendar holds far more lines, values or nested parts than a portal's feed: it was not read."
+        ),
         "not_implemented": lambda: _("Recorded before the import engine existed."),
     }
     sentence = sentences.get(code)
@@ -146,6 +153,31 @@ def describe_state(status: SyncStatus, now: datetime | None = None) -> str:
     if state == SyncState.SWITCHED_OFF:
         return _("Switched off: nothing is imported or checked until you switch it on.")
     return ""
+
+
+def describe_notice(code: str, params: dict | None = None) -> str:
+    """What the operator should know about a feed that was read all the same (``ical.Notice``)."""
+    params = params or {}
+    if code == "duplicate_uids":
+        count = params.get("events", 0)
+        return ngettext(
+            "%(count)s event shared its booking number (UID) with an event on other nights: each kept its own nights.",
+            "%(count)s events shared booking numbers (UIDs) with events on other nights: each kept its own nights.",
+            count,
+        ) % {"count": count}
+    if code == "decoded_as_windows_1252":
+        return _("The calendar is not in UTF-8: it was read as Windows-1252 (Western European). Check the accents in its titles.")
+    if code == "control_characters":
+        return _("Invisible control characters were removed from the calendar's text.")
+    if code == "far_end_cut":
+        count = params.get("count", 0)
+        when = date.fromisoformat(params["day"]) if params.get("day") else None
+        return ngettext(
+            "%(count)s event ran past %(day)s: its nights were kept up to that day.",
+            "%(count)s events ran past %(day)s: their nights were kept up to that day.",
+            count,
+        ) % {"count": count, "day": day(when) if when else "?"}
+    return _("Note (%(code)s).") % {"code": code}
 
 
 def describe_readers(facts: ExportReaderFacts | None, *, portal: str) -> str:

@@ -30,9 +30,11 @@ import ipaddress
 import itertools
 import math
 import os
+import re
 import socket
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -43,6 +45,8 @@ from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES, InvalidIPAddress
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from urllib3.exceptions import ReadTimeoutError
+
+from syncs import feed_decoding
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -68,7 +72,7 @@ _LOCALHOST_NAMES = frozenset(
 # Ranges not caught by ``not is_global`` plus requests-hardened's list on every CPython patch level:
 # site-local fec0::/10 is still "global" on 3.11.7, and Teredo tunnels to an embedded IPv4 address.
 _MORE_BLOCKED_RANGES = (ipaddress.ip_network("fec0::/10"), ipaddress.ip_network("2001::/32"))
-_UTF8_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,33 @@ def validate_url(url: str, *, allow_loopback: bool = False, allow_any_port: bool
     if blocked:
         raise FetchError("blocked_address", params={"host": host}, permanent=True)
     return url
+
+
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+
+
+def link_identity(url: str) -> str:
+    """What makes two links the same feed, for refusing a duplicate: http, https and webcal as
+    one; the host in lower case, IDNA-encoded, without a trailing dot; the default port dropped;
+    the #fragment dropped (it is never sent); the path and query kept as they are, their tokens
+    being case-sensitive (only the hex digits of %-escapes are put in upper case)."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text
+    if parts.scheme not in _SCHEMES or not parts.hostname:
+        return text
+    host = parts.hostname.rstrip(".")
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port not in WEB_PORTS:
+        netloc += f":{port}"
+    escapes = partial(_PERCENT_ESCAPE.sub, lambda match: match.group(0).upper())
+    query = escapes(parts.query)
+    return netloc + escapes(parts.path or "/") + (f"?{query}" if query else "")
 
 
 def mask_url(url: str) -> str:
@@ -588,7 +619,7 @@ def _result(
         )
     if not 200 <= status < 300:
         raise _status_error(response)
-    body = _read_body(response, budget=budget, max_bytes=max_bytes, host=urlsplit(url).hostname)
+    body = _unpacked(_read_body(response, budget=budget, max_bytes=max_bytes, host=urlsplit(url).hostname), max_bytes)
     _check_is_calendar(body, content_type)
     return FetchResult(
         outcome="ok",
@@ -630,22 +661,38 @@ def _read_body(
     return bytes(body)
 
 
+def _unpacked(body: bytes, max_bytes: int) -> bytes:
+    """A gzip file served as the body itself, without ``Content-Encoding`` (some servers send a
+    stored ``.ics.gz`` that way), unpacked within the same cap as any body: a bomb stops at it.
+
+    A body cut off inside the gzip data gives what it held; the parser then finds the calendar
+    incomplete, which is what it is."""
+    if not body.startswith(_GZIP_MAGIC):
+        return body
+    unpacked = bytearray()
+    rest = body
+    while rest.startswith(_GZIP_MAGIC):  # a gzip file may hold several members, one after another
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            unpacked += member.decompress(rest, max_bytes + 1 - len(unpacked))
+        except zlib.error:
+            return body if not unpacked else bytes(unpacked)  # not gzip after all: judged as it is
+        if len(unpacked) > max_bytes or member.unconsumed_tail:
+            raise FetchError("too_large", params={"limit": max_bytes})
+        rest = member.unused_data
+    return bytes(unpacked)
+
+
 def _check_is_calendar(body: bytes, content_type: str | None) -> None:
-    """Lenient on the Content-Type header, strict on the body. An empty body is an empty calendar
-    (Booking.com serves 0 bytes); anything else must start with BEGIN:VCALENDAR."""
-    text = body.removeprefix(_UTF8_BOM).lstrip()
-    if not text or text[:15].upper() == b"BEGIN:VCALENDAR":
+    """Lenient on the Content-Type header, strict on the body (``feed_decoding.sniff`` reads it in
+    any encoding a feed comes in). An empty body is an empty calendar (Booking.com serves 0
+    bytes); anything else must start with BEGIN:VCALENDAR."""
+    kind = feed_decoding.sniff(body)
+    if kind in (feed_decoding.CALENDAR, feed_decoding.EMPTY):
         return
-    head = text[:1024].lower()
-    if head.startswith(b"<!doctype html") or b"<html" in head:
-        looks_like = "html"
-    elif head.startswith((b"{", b"[")):
-        looks_like = "json"
-    else:
-        looks_like = "other"
     raise FetchError(
         "not_ical",
-        params={"content_type": (content_type or "")[:100], "looks_like": looks_like},
+        params={"content_type": (content_type or "")[:100], "looks_like": kind},
         permanent=True,
     )
 

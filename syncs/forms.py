@@ -19,16 +19,16 @@ from django.utils.translation import gettext_lazy
 
 from syncs.editing import (
     FeedCheck,
+    LinkCheckFailed,
     connection_same_link,
     feed_check,
-    link_https_variant_works,
     property_name_taken_error,
     same_link_error,
 )
 from syncs.explain import describe
 from syncs.export_tokens import is_our_export
 from syncs.fetch import FetchError, validate_url
-from syncs.ical import FeedParseError
+from syncs.live_checks import CheckBusy, live_check_run
 from syncs.models import Connection, Portal, Property
 from syncs.portals import portal_for_host
 
@@ -300,20 +300,26 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
             )
 
     def _check_link(self, url: str, portal: Portal) -> None:
-        """Read the feed live; a failure is a form error, so nothing gets saved."""
+        """Read the feed live, within a live check's limits; a failure is a form error, so
+        nothing gets saved."""
         try:
-            self.feed_check = feed_check(url=url, timezone=self.property.timezone, portal=portal)
-        except FetchError as exc:
-            error = link_error(exc, portal=portal.name)
-            if url.startswith("http://") and link_https_variant_works(url):
-                error = ValidationError(
-                    f"{error.message} "
-                    + _("Its https:// version works: add an “s” after http and save again."),
-                    code=exc.code,
-                )
-            self.add_error("import_url", error)
-        except FeedParseError as exc:
-            self.add_error("import_url", ValidationError(describe(exc.code, portal=portal.name), code=exc.code))
+            self.feed_check = live_check_run(
+                user=self.user,
+                work=lambda seconds: feed_check(url=url, timezone=self.property.timezone, portal=portal, seconds=seconds),
+            )
+        except CheckBusy as busy:
+            self.add_error("import_url", ValidationError(busy.message, code="busy"))
+        except FetchError as exc:  # the check as a whole ran out of time
+            self.add_error("import_url", link_error(exc, portal=portal.name))
+        except LinkCheckFailed as failed:
+            error = failed.error
+            if isinstance(error, FetchError):
+                words = link_error(error, portal=portal.name).message
+            else:
+                words = describe(error.code, portal=portal.name)
+            if failed.https_works:
+                words += " " + _("Its https:// version works: add an “s” after http and save again.")
+            self.add_error("import_url", ValidationError(words, code=error.code))
 
     # ----- for the views
 

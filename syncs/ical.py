@@ -22,10 +22,24 @@ from datetime import date, datetime, time, timedelta, tzinfo
 import icalendar
 import recurring_ical_events
 import x_wr_timezone
+from billiard.exceptions import SoftTimeLimitExceeded
 
-from syncs import event_texts, portals
+from syncs import event_texts, feed_decoding, horizon, portals
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+# The work of reading a feed is bounded before icalendar sees it: its cost grows with the
+# content lines, with the values and parameters in them (each comma or semicolon may start one:
+# a line of two million CATEGORIES took 15 s) and with the components. Real feeds stay far
+# below: 5,000 Airbnb events are about 50,000 lines and 20,000 separators.
+MAX_LINES = 200_000
+MAX_SEPARATORS = 300_000
+MAX_COMPONENTS_PER_EVENT = 4  # a VEVENT with its alarms, and the zones around them
+MAX_DEPTH = 8  # VCALENDAR > VEVENT > VALARM is three: deeper nesting is not a calendar
+# What a whole reading may take (the parse, zones, rules); checked between events and series,
+# whose own work is bounded by the limits here. Well inside the worker's soft time limit.
+PARSE_SECONDS = 15.0
+# A series listing more dates than this is not expanded (it would only be cut to the budget).
+MAX_RDATES = 5000
 ONE_DAY = timedelta(days=1)
 SUMMARY_MAX_CHARS = 255  # what a block keeps (Block.summary)
 UID_MAX_CHARS = 500  # and Block.uid
@@ -55,7 +69,6 @@ TIME_PARTS_SECONDS = (("BYHOUR", 3600), ("BYMINUTE", 60), ("BYSECOND", 1))
 # Which code reads events, as loaded now: part of every event text's digest (event_texts).
 READER_VERSION = event_texts.reader_version(__file__, portals.__file__)
 
-_BOM = b"\xef\xbb\xbf"
 _TEXT_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # A DTSTAMP line and its folded continuations, each line after an LF (see body_fingerprint).
 _DTSTAMP_LINES = re.compile(rb"\nDTSTAMP[;:][^\n]*(?:\n[ \t][^\n]*)*", re.IGNORECASE)
@@ -86,6 +99,23 @@ class SkippedEvent:
     reason: str
 
 
+# Skip reasons that mean the portal sent a broken event (counted as invalid on the run); the
+# others (cancelled, outside the dates we read, our own export) are the feed's normal content.
+INVALID_REASONS = frozenset({"end_before_start", "invalid_component", "missing_start", "invalid_rule"})
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the operator should know about a feed that was read all the same, as a code
+    and parameters (``syncs.explain.describe_notice`` words it): kept on the sync run."""
+
+    code: str  # "duplicate_uids" | "decoded_as_windows_1252" | "control_characters" | "far_end_cut"
+    params: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"code": self.code, "params": self.params}
+
+
 @dataclass
 class ParsedFeed:
     prodid: str | None
@@ -95,20 +125,49 @@ class ParsedFeed:
     warnings: list[str] = field(default_factory=list)
     # Events taken from ``known`` rather than parsed again.
     events_reused: int = 0
+    notices: list[Notice] = field(default_factory=list)
 
 
 class FeedParseError(Exception):
-    """The only exception that leaves the parser."""
+    """The only exception that leaves the parser for a problem of the feed.
+
+    A Celery soft time limit and MemoryError are not the feed's problem to classify: they pass
+    through every handler here untouched.
+    """
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
-        self.code = code  # "not_ical" | "parse_error" | "too_large"
+        # "not_ical" | "parse_error" | "too_large" | "too_complex" | "too_slow"
+        self.code = code
         self.message = message
+
+    def __reduce__(self):
+        return FeedParseError, (self.code, self.message)
+
+
+# Never turned into a skipped event or a parse error: our own verdict on the feed, and the
+# signals of a process that must stop (a broad ``except Exception`` once recorded a soft time
+# limit as a successful empty sync).
+_PASS_THROUGH = (FeedParseError, MemoryError, SoftTimeLimitExceeded)
+
+
+class _Budget:
+    """The time a reading may take, checked between pieces of bounded work."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expires = clock.monotonic() + seconds
+
+    def check(self) -> None:
+        if clock.monotonic() > self.expires:
+            raise FeedParseError(
+                "too_slow", f"The calendar could not be read within {self.seconds:g} seconds."
+            )
 
 
 def looks_like_ical(body: bytes) -> bool:
-    """Whether the body starts like a calendar (after an optional BOM and blank lines)."""
-    return body.removeprefix(_BOM).lstrip()[:15].upper() == b"BEGIN:VCALENDAR"
+    """Whether the body starts like a calendar (after BOMs and blank lines, in any encoding)."""
+    return feed_decoding.sniff(body) == feed_decoding.CALENDAR
 
 
 def body_fingerprint(body: bytes) -> str:
@@ -137,27 +196,34 @@ def parse_feed(
     max_occurrences: int = 1000,
     own_uid_domain: str | None = None,
     known: Mapping[str, ParsedEvent] | None = None,
+    deadline: float | None = None,
 ) -> ParsedFeed:
     """Read a feed body into nights; raise FeedParseError when it is not a usable calendar.
 
     ``known`` maps text digests to the events read from those texts before (``text_digest`` of
     earlier results): such events are taken as they are instead of being parsed again. The
-    result is the same with or without it.
+    result is the same with or without it. ``deadline``: seconds the reading may take, at most
+    PARSE_SECONDS, after which it fails as "too_slow" (never as an empty calendar).
     """
+    budget = _Budget(PARSE_SECONDS if deadline is None else min(deadline, PARSE_SECONDS))
     if len(body) > MAX_BODY_BYTES:
         raise FeedParseError(
             "too_large",
             f"The calendar is too large ({len(body) / 1024 / 1024:.1f} MiB; the limit is "
             f"{MAX_BODY_BYTES // 1024 // 1024} MiB).",
         )
-    if not body.removeprefix(_BOM).strip():
+    kind = feed_decoding.sniff(body)
+    if kind == feed_decoding.EMPTY:
         # Booking.com answers an empty calendar with a 0-byte body: that is news, not an error.
         return ParsedFeed(prodid=None, portal=None)
-    if not looks_like_ical(body):
-        raise _not_ical(body)
+    if kind != feed_decoding.CALENDAR:
+        raise _not_ical(kind)
     warnings: list[str] = []
-    text = _clean_lines(body.decode("utf-8", errors="replace").removeprefix("\ufeff"), warnings)
-    _check_event_count(text, max_events)
+    decoded = feed_decoding.decode_feed(body)
+    notices = _decoding_notices(decoded, warnings)
+    text = _clean_lines(decoded.text, warnings)
+    _check_size(text, max_events)
+    budget.check()
     try:
         zone = _property_zone(timezone, warnings)
         today = today or datetime.now(zone).date()
@@ -168,29 +234,32 @@ def parse_feed(
                 today - timedelta(days=horizon_back_days),
                 today + timedelta(days=horizon_ahead_days),
             ),
+            nights=(horizon.earliest_night(today), horizon.latest_checkout(today)),
+            max_events=max_events,
             max_occurrences=max_occurrences,
             own_uid_domain=own_uid_domain,
             warnings=warnings,
+            notices=notices,
+            budget=budget,
         )
         reading = (READER_VERSION, timezone, labels, own_uid_domain)
         return reader.read_text(text, reading=reading, known=known or {})
-    except FeedParseError:
+    except _PASS_THROUGH:
         raise
     except Exception as exc:
         # icalendar, x-wr-timezone and recurring-ical-events raise an open set of types on
-        # hostile input (ValueError, TypeError, OverflowError, KeyError...): the contract is that
-        # callers only ever see FeedParseError.
+        # hostile input (ValueError, TypeError, OverflowError, KeyError, RecursionError...): the
+        # contract is that callers only ever see FeedParseError.
         raise FeedParseError("parse_error", "The calendar could not be read.") from exc
 
 
-def _not_ical(body: bytes) -> FeedParseError:
-    head = body.removeprefix(_BOM).lstrip()[:2048].decode("utf-8", errors="replace").lower()
-    if head.startswith("<") and ("<html" in head or "<!doctype html" in head):
+def _not_ical(kind: str) -> FeedParseError:
+    if kind == feed_decoding.HTML:
         message = (
             "The address returned a web page (HTML), not a calendar — often a login page: "
             "the link was copied wrong."
         )
-    elif head.startswith(("{", "[")):
+    elif kind == feed_decoding.JSON:
         message = (
             "The address returned JSON data, not a calendar: it is probably not the "
             "calendar export link."
@@ -200,12 +269,26 @@ def _not_ical(body: bytes) -> FeedParseError:
     return FeedParseError("not_ical", message)
 
 
+def _decoding_notices(decoded: feed_decoding.DecodedFeed, warnings: list[str]) -> list[Notice]:
+    notices = []
+    if decoded.fallback:
+        notices.append(Notice("decoded_as_windows_1252"))
+        warnings.append("The calendar is not valid UTF-8: it was read as Windows-1252.")
+    if decoded.control_characters:
+        notices.append(Notice("control_characters", {"count": decoded.control_characters}))
+        warnings.append(f"Removed {decoded.control_characters} control character(s) from the calendar.")
+    return notices
+
+
 def _clean_lines(text: str, warnings: list[str]) -> str:
     """Drop blank lines, repair doubled parameter semicolons, and refuse a cut-off feed."""
-    lines = [_repair_parameters(line) for line in _TEXT_LINE_BREAK.split(text) if line.strip()]
-    ends = [i for i, line in enumerate(lines) if line.strip().upper() == "END:VCALENDAR"]
-    trailing = lines[ends[-1] + 1 :] if ends else []
-    if not ends or any(line.lstrip().upper().startswith("BEGIN:") for line in trailing):
+    lines = [line for line in _TEXT_LINE_BREAK.split(text) if line.strip()]
+    if ";;" in text or ";:" in text:  # else no line has an empty parameter (most feeds)
+        lines = [_repair_parameters(line) for line in lines]
+    # The last END:VCALENDAR, searched from the end: it is the last line of most feeds.
+    end = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].strip().upper() == "END:VCALENDAR"), None)
+    trailing = lines[end + 1 :] if end is not None else []
+    if end is None or any(line.lstrip().upper().startswith("BEGIN:") for line in trailing):
         # A feed cut off mid-way would read as a wave of cancellations: never accept it.
         raise FeedParseError(
             "parse_error",
@@ -215,7 +298,7 @@ def _clean_lines(text: str, warnings: list[str]) -> str:
     if trailing:
         # Caches and proxies sometimes append a comment after the calendar: the calendar is whole.
         warnings.append(f"Ignored {len(trailing)} line(s) after the end of the calendar.")
-    return "\r\n".join(lines[: ends[-1] + 1]) + "\r\n"
+    return "\r\n".join(lines[: end + 1]) + "\r\n"
 
 
 def _repair_parameters(line: str) -> str:
@@ -228,17 +311,45 @@ def _repair_parameters(line: str) -> str:
     return ";".join(part for part in name_and_parameters.split(";") if part) + colon + value
 
 
-def _check_event_count(text: str, max_events: int) -> None:
-    count = sum(1 for line in text.split("\r\n") if line.strip().upper() == "BEGIN:VEVENT")
+def _check_size(text: str, max_events: int) -> None:
+    """Refuse, before icalendar parses it, a calendar whose reading would cost more than any
+    real feed's. Lines are unfolded by now, so a folded BEGIN line counts like any other; the
+    count of events made from what icalendar parsed (_check_components) is the final word."""
+    upper = text.upper()
+    count = upper.count("\nBEGIN:VEVENT")
     if count > max_events:
+        raise FeedParseError("too_large", f"The calendar has {count} events; the limit is {max_events}.")
+    lines = text.count("\n")
+    separators = text.count(",") + text.count(";")
+    components = upper.count("\nBEGIN:")
+    if lines > MAX_LINES or separators > MAX_SEPARATORS or components > (max_events + 1) * MAX_COMPONENTS_PER_EVENT:
         raise FeedParseError(
-            "too_large", f"The calendar has {count} events; the limit is {max_events}."
+            "too_complex",
+            f"The calendar holds more than a feed can ({lines} lines, {separators} values, "
+            f"{components} components).",
         )
+
+
+def _check_components(calendar: icalendar.Calendar, max_events: int) -> None:
+    """The event cap on what icalendar actually built, and no nesting deeper than a calendar's
+    (walked without recursion: libraries that recurse would fail on it)."""
+    events = 0
+    pending = [(calendar, 1)]
+    while pending:
+        component, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise FeedParseError("too_complex", f"The calendar nests components more than {MAX_DEPTH} deep.")
+        events += component.name == "VEVENT"
+        pending.extend((child, depth + 1) for child in component.subcomponents)
+    if events > max_events:
+        raise FeedParseError("too_large", f"The calendar has {events} events; the limit is {max_events}.")
 
 
 def _parse_calendar(text: str) -> icalendar.Calendar:
     try:
         return icalendar.Calendar.from_ical(text)
+    except _PASS_THROUGH:
+        raise
     except Exception as exc:
         raise FeedParseError(
             "parse_error", "The calendar could not be read: it is not valid iCalendar."
@@ -291,19 +402,29 @@ class _FeedReader:
         zone: tzinfo,
         labels: dict[str, list[str]] | None,
         window: tuple[date, date],
+        nights: tuple[date, date],
+        max_events: int,
         max_occurrences: int,
         own_uid_domain: str | None,
         warnings: list[str],
+        notices: list[Notice],
+        budget: _Budget,
     ):
         self.zone = zone
         self.labels = labels
         self.window_start, self.window_end = window
+        # Nights read at all: the first night and the last check-out day (syncs.horizon).
+        self.earliest_night, self.latest_checkout = nights
+        self.max_events = max_events
+        self.notices = notices
+        self.budget = budget
         self.max_occurrences = max_occurrences
         self.occurrences_left = max_occurrences
         self.own_suffix = f"@{own_uid_domain}".lower() if own_uid_domain else None
         self.warnings = warnings
         self.skipped: list[tuple[int | None, SkippedEvent]] = []  # with the event's text index
-        self.found: list[tuple[tuple, ParsedEvent, int | None]] = []
+        # (key, event, text index, whether it is an occurrence of a series)
+        self.found: list[tuple[tuple, ParsedEvent, int | None, bool]] = []
         self.unknown_zones: list[str] = []
         self.unreadable_lines = 0
         self.expansion_seconds = 0.0
@@ -346,17 +467,21 @@ class _FeedReader:
         return self.read(calendar)
 
     def read(self, calendar: icalendar.Calendar) -> ParsedFeed:
+        self.budget.check()
+        _check_components(calendar, self.max_events - len(self.reused))
         prodid = _text(calendar.get("PRODID")) or None
         portal = portals.portal_for_prodid(prodid)
         if self.labels is None:
             self.labels = portal.labels if portal else {}
         # Only top-level events count: a VEVENT nested in another component is not in the feed.
         events = [c for c in calendar.subcomponents if c.name == "VEVENT" and self._screen(c)]
+        self.budget.check()
         standard = self._to_standard(calendar, events)
         for before, after in zip(events, standard, strict=True):  # x-wr-timezone copies some
             if after is not before and id(before) in self.text_indexes:
                 self.text_indexes[id(after)] = self.text_indexes[id(before)]
         for group in _group_by_uid(standard):
+            self.budget.check()
             if _is_series(group):
                 self._read_series(group)
             else:
@@ -366,9 +491,10 @@ class _FeedReader:
         if self.reused:
             # In feed order, as a full reading finds them, so that the same duplicate wins.
             found = sorted(
-                [*found, *(((e.uid, None), e, index) for index, e in self.reused.items())],
+                [*found, *(((e.uid, None), e, index, False) for index, e in self.reused.items())],
                 key=lambda entry: entry[2],
             )
+        events = self._deduplicate(self._within_dates(found))
         warnings = self.warnings + [
             f"Unknown time zone '{name}': used {self.zone}" for name in self.unknown_zones
         ]
@@ -377,11 +503,66 @@ class _FeedReader:
         return ParsedFeed(
             prodid=prodid,
             portal=portal.slug if portal else None,
-            events=_deduplicate(found),
+            events=events,
             skipped=self._skipped_in_order(),
             warnings=list(dict.fromkeys(warnings)),
             events_reused=len(self.reused),
+            notices=self.notices,
         )
+
+    def _within_dates(self, found: list) -> list:
+        """The events within the nights we read: those that ended before yesterday or start
+        past the last check-out day we keep are skipped (occurrences of a series quietly: the
+        series is one event of the feed), and those running past it are cut there.
+
+        Done on every event, read or taken from ``known``, because it depends on the day."""
+        kept, cut = [], 0
+        for key, event, index, expanded in found:
+            if event.end <= self.earliest_night or event.start >= self.latest_checkout:
+                if not expanded:
+                    reason = "in_the_past" if event.end <= self.earliest_night else "too_far_ahead"
+                    self.skipped.append((index, SkippedEvent(event.uid, reason)))
+                continue
+            if event.end > self.latest_checkout:
+                # No digest: the cut depends on the day, not on the event's text alone.
+                event = dataclasses.replace(event, end=self.latest_checkout, text_digest="")
+                cut += 1
+            kept.append((key, event, index, expanded))
+        if cut:
+            self.notices.append(Notice("far_end_cut", {"count": cut, "day": self.latest_checkout.isoformat()}))
+            self.warnings.append(
+                f"{cut} event(s) ran past {self.latest_checkout.isoformat()}: their nights were kept up to that day."
+            )
+        return kept
+
+    def _deduplicate(self, found: list) -> list[ParsedEvent]:
+        """One event per key, the first in feed order; then sorted by date for stable output.
+
+        Events that share a UID (without RECURRENCE-ID) but not their nights are different stays
+        that a portal numbered badly: each keeps its nights, under the UID plus its own dates,
+        which is the same at every fetch of the same feed. Their reading depends on the other
+        events, so none of them is taken from ``known`` next time (no digest)."""
+        unique: dict[tuple, ParsedEvent] = {}
+        for key, event, _index, _expanded in found:
+            if key[1] is None and key in unique and (unique[key].start, unique[key].end) != (event.start, event.end):
+                key = (event.uid, None, event.start, event.end)  # another stay under the same UID
+            unique.setdefault(key, event)
+        shared = {key[0] for key in unique if len(key) == 4}
+        if shared:
+            stays = 0
+            for key, event in list(unique.items()):
+                if key[1] is None and event.uid in shared:
+                    unique[key] = dataclasses.replace(
+                        event,
+                        uid=_kept_uid(f"{event.uid}#{event.start:%Y%m%d}-{event.end:%Y%m%d}"),
+                        text_digest="",
+                    )
+                    stays += 1
+            self.notices.append(Notice("duplicate_uids", {"uids": len(shared), "events": stays}))
+            self.warnings.append(
+                f"{stays} events shared {len(shared)} UID(s) with other nights: each kept its own nights."
+            )
+        return sorted(unique.values(), key=lambda e: (e.start, e.end, e.uid, e.recurrence_id or ""))
 
     def _text_index(self, component) -> int | None:
         """Which event text (``event_texts``) the component was read from, if the calendar was cut."""
@@ -456,6 +637,8 @@ class _FeedReader:
             return SkippedEvent(uid, "cancelled")
         try:
             nights = _nights(*_bounds(component), self.zone)
+        except _PASS_THROUGH:
+            raise
         except Exception:
             # Values icalendar accepted but calendar arithmetic cannot use (year 1 minus an
             # offset, a period where a date belongs...): lose the event, not the feed.
@@ -473,7 +656,7 @@ class _FeedReader:
             recurrence_id=first.isoformat() if in_series else None,
         )
 
-    def _take(self, component, in_series: bool) -> None:
+    def _take(self, component, in_series: bool, *, expanded: bool = False) -> None:
         result = self._read_component(component, in_series)
         if isinstance(result, SkippedEvent):
             self.skipped.append((self._text_index(component), result))
@@ -488,7 +671,7 @@ class _FeedReader:
                 result = dataclasses.replace(result, text_digest=self.digests[index])
         else:
             key = (result.start, result.end, result.kind)
-        self.found.append((key, result, index))
+        self.found.append((key, result, index, expanded))
 
     # Repeating events: expanded inside the horizon only, within a feed-wide budget.
 
@@ -502,6 +685,8 @@ class _FeedReader:
             self.skipped.append((None, SkippedEvent(uid, skip.reason)))
             self.warnings.extend(filter(None, [skip.warning]))
             return
+        except _PASS_THROUGH:
+            raise
         except Exception:
             # A rule dateutil or recurring-ical-events cannot follow: lose this series only.
             self.skipped.append((None, SkippedEvent(uid, "invalid_component")))
@@ -514,7 +699,7 @@ class _FeedReader:
         elif not occurrences:
             self.skipped.append((None, SkippedEvent(uid, "outside_horizon")))
         for occurrence in occurrences:
-            self._take(occurrence, True)
+            self._take(occurrence, True, expanded=True)
 
     def _expand(self, group: list, masters: list) -> tuple[list, bool]:
         """The occurrences inside the horizon, at most what is left of the feed's budget."""
@@ -540,6 +725,20 @@ class _FeedReader:
     def _check_series(self, masters: list) -> None:
         if any(_is_cancelled(master) for master in masters):
             raise _SeriesSkipped("cancelled")  # a cancelled master cancels every occurrence
+        if any(_interval(rule) < 1 for master in masters for rule in _rules(master)):
+            # dateutil repeats DTSTART forever on INTERVAL=0: an invalid rule, whose nights
+            # nobody can tell.
+            raise _SeriesSkipped(
+                "invalid_rule",
+                f"The repeating event '{_clean_summary(masters[0].get('SUMMARY'))}' has an invalid "
+                "rule (INTERVAL below 1): it was ignored.",
+            )
+        if sum(_date_count(master) for master in masters) > MAX_RDATES:
+            raise _SeriesSkipped(
+                "too_many_occurrences",
+                f"The repeating event '{_clean_summary(masters[0].get('SUMMARY'))}' lists more than "
+                f"{MAX_RDATES} dates: it was ignored.",
+            )
         if any(_nights(*_bounds(master), self.zone) is None for master in masters):
             raise _SeriesSkipped("end_before_start")
         if self.occurrences_left <= 0:
@@ -708,9 +907,21 @@ def _frequency_seconds(rule) -> int:
     return FREQUENCY_SECONDS[frequency]
 
 
+def _interval(rule) -> int:
+    interval = _first(rule.get("INTERVAL"))
+    return 1 if interval is None else int(interval)
+
+
+def _date_count(master) -> int:
+    """How many dates the master's RDATE lines list."""
+    rdates = master.get("RDATE")
+    if rdates is None:
+        return 0
+    return sum(len(getattr(value, "dts", ())) for value in (rdates if isinstance(rdates, list) else [rdates]))
+
+
 def _period_seconds(rule) -> int:
-    interval = _first(rule.get("INTERVAL")) or 1
-    return _frequency_seconds(rule) * max(int(interval), 1)
+    return _frequency_seconds(rule) * max(_interval(rule), 1)
 
 
 def _starts_per_period(rule) -> int:
@@ -806,11 +1017,3 @@ def _days_only(component) -> bool:
     start = getattr(_first(component.get("DTSTART")), "dt", None)
     end = getattr(_first(component.get("DTEND")), "dt", None) if "DTEND" in component else start
     return all(isinstance(value, date) and not isinstance(value, datetime) for value in (start, end))
-
-
-def _deduplicate(found: list[tuple[tuple, ParsedEvent, int | None]]) -> list[ParsedEvent]:
-    """One event per key, the first in feed order, then sorted by date for stable output."""
-    unique: dict[tuple, ParsedEvent] = {}
-    for key, event, _index in found:
-        unique.setdefault(key, event)
-    return sorted(unique.values(), key=lambda e: (e.start, e.end, e.uid, e.recurrence_id or ""))

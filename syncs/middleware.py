@@ -1,4 +1,6 @@
-"""The language a signed-in user chose, remembered on their membership.
+"""Request middleware: the language a signed-in user chose, and text without control characters.
+
+The language a signed-in user chose is remembered on their membership.
 
 LocaleMiddleware picks the language from the language cookie or the browser; for a signed-in
 user who chose one in the top bar, that choice wins, on every device and in every new session.
@@ -12,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils import translation
 from django.views.i18n import LANGUAGE_QUERY_PARAMETER  # "language", the field set_language reads
 
+from syncs.clean_text import clean, has_control_characters
 from syncs.models import Membership
 
 
@@ -54,3 +57,36 @@ class UserLanguageMiddleware:
         chosen = request.POST.get(LANGUAGE_QUERY_PARAMETER, "")
         if chosen in dict(settings.LANGUAGES):
             Membership.objects.filter(user=request.user).exclude(language=chosen).update(language=chosen)
+
+
+class ControlCharactersMiddleware:
+    """Removes control characters from query strings and form posts before any view, form or
+    admin page reads them (``syncs.clean_text``): a NUL in ``?q=`` or in a note is not an error
+    page (PostgreSQL refuses a NUL in text), and nothing else they could carry is kept."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Only query strings with escapes or raw controls are parsed here: most requests, the
+        # export's among them, have none, and Django parses lazily.
+        query = request.META.get("QUERY_STRING", "")
+        if "%" in query or has_control_characters(query):
+            request.GET = _cleaned(request.GET)
+        if request.method == "POST" and request.content_type in _FORM_TYPES:
+            request.POST = _cleaned(request.POST)
+        return self.get_response(request)
+
+
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _cleaned(data: QueryDict) -> QueryDict:
+    """``data`` itself when it holds no control character, else a cleaned copy."""
+    if not any(has_control_characters(key) or any(map(has_control_characters, values)) for key, values in data.lists()):
+        return data
+    cleaned = QueryDict(mutable=True, encoding=data.encoding)
+    for key, values in data.lists():
+        cleaned.setlist(clean(key), [clean(value) for value in values])
+    cleaned._mutable = False
+    return cleaned

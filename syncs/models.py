@@ -120,6 +120,8 @@ class Membership(models.Model):
         help_text=_("Times on the activity page are shown in this zone. Empty: the zone most of the account's properties are in."),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # While one of the user's live link checks runs (syncs.live_checks): one at a time per user.
+    live_check_until = models.DateTimeField(_("link check running until"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("membership")
@@ -601,6 +603,10 @@ class SyncRun(models.Model):
     error_params = models.JSONField(_("error details"), default=dict, blank=True)
     removals_held = models.BooleanField(_("removals held"), default=False)
     events_held = models.PositiveIntegerField(_("removals held back"), default=0)
+    # What the operator should know about a feed read all the same (events sharing a UID, text
+    # not in UTF-8...): the parser's ``ParsedFeed.notices`` as [{"code": ..., "params": {...}}].
+    # A database default too: workers of the previous version insert runs without it.
+    notices = models.JSONField(_("notices"), default=list, db_default=[], blank=True)
 
     objects = SyncRunQuerySet.as_manager()
 

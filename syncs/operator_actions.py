@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
+from syncs.clean_text import clean
 from syncs.connection_state import connection_switch
+from syncs.date_inputs import nights_error
 from syncs.editing import sync_state_after_edit
 from syncs.export_tokens import export_token_ensure, export_token_rotate
 from syncs.models import Activity, Block, Connection, Property, SyncRun
@@ -56,6 +59,11 @@ def connection_rotate_export(*, connection: Connection, user) -> None:
 
 
 def property_block_add(*, property: Property, start: date, end: date, kind: str, summary: str, user) -> Block:
+    """Close nights here; refused (ValidationError) outside the dates the service keeps."""
+    refused = nights_error(start, end, today=property.local_today())
+    if refused:
+        raise ValidationError(refused)
+    summary = " ".join(clean(summary).split())
     with transaction.atomic():
         block = block_create_manual(property=property, start=start, end=end, kind=kind, summary=summary)
         activity_record(

@@ -7,8 +7,7 @@ operator can leave and come back and a colleague can see where things stand.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
@@ -21,10 +20,13 @@ from django.utils.translation import gettext_lazy, ngettext
 from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.dashboard import account_conflicts
-from syncs.explain import day, describe, describe_readers, describe_state, since
+from syncs.date_inputs import night_error, parse_day
+from syncs.explain import day, describe, describe_notice, describe_readers, describe_state, since
 from syncs.export_tokens import export_token_ensure, export_url, is_our_export
-from syncs.fetch import FetchError, fetch_feed, https_variant_works, validate_url
-from syncs.ical import FeedParseError, parse_feed
+from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, validate_url
+from syncs.horizon import latest_checkout
+from syncs.ical import FeedParseError, ParsedFeed, parse_feed
+from syncs.live_checks import CheckBusy, live_check_run
 from syncs.models import (
     Activity,
     Block,
@@ -33,12 +35,11 @@ from syncs.models import (
     Connection,
     ExportToken,
     PauseEpisode,
-    SyncRun,
 )
 from syncs.operator_actions import connection_set_enabled, connection_use_https
 from syncs.portals import portal_for_host
 from syncs.readers import connection_export_facts
-from syncs.sync import connection_sync_leased
+from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import SyncState, connection_status
 
 Status = ChecklistStep.Status
@@ -163,8 +164,12 @@ def check_switched_on(connection: Connection, *, user, action: str, **_ignored) 
 # --------------------------------------------------------------------------- 2. the link
 
 
-def check_link(connection: Connection, **_ignored) -> StepReport:
-    """Walk the link the way a fetch does, saying at each stage what we found."""
+def check_link(connection: Connection, *, user, **_ignored) -> StepReport:
+    """Walk the link the way a fetch does, saying at each stage what we found.
+
+    Nothing is said about the name before the fetch has answered: a link to a private address
+    gets the same refusal whatever its name resolves to, and "the name is found" would tell a
+    user which internal names exist."""
     url = connection.import_url
     portal = connection.portal
     copy_again = str(COPY_LINK.get(portal.slug, _("Copy the calendar link again from %(portal)s.") % {"portal": portal.name}))
@@ -173,10 +178,19 @@ def check_link(connection: Connection, **_ignored) -> StepReport:
     findings = _shape_findings(url, connection)
     if any(f.ok is False for f in findings):
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
-    failure = _reach(url, findings)
-    if failure is not None:
-        return StepReport("link", Status.FAILED, failure, findings, advice=copy_again)
-    return _content_findings(connection, findings, copy_again)
+    try:
+        validate_url(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, allow_any_port=settings.FETCH_ALLOW_LOOPBACK)
+        reading = live_check_run(
+            user=user,
+            work=lambda seconds: _read_link(
+                url, timezone=connection.property.timezone, labels=portal.labels or None, seconds=seconds
+            ),
+        )
+    except CheckBusy as busy:
+        return StepReport("link", Status.WAITING, busy.message, findings)
+    except FetchError as error:
+        reading = _LinkReading(fetch_error=error)
+    return _content_findings(connection, reading, findings, copy_again)
 
 
 def _shape_findings(url: str, connection: Connection) -> list[Finding]:
@@ -194,47 +208,48 @@ def _shape_findings(url: str, connection: Connection) -> list[Finding]:
     return [finding]
 
 
-def _reach(url: str, findings: list[Finding]) -> str | None:
-    """Resolve, connect and read; returns the failure in words, or None."""
-    host = urlsplit(url).hostname or ""
+@dataclass(frozen=True)
+class _LinkReading:
+    """What a live read of the link gave: the answer or why there was none, and the calendar or
+    why it could not be read."""
+
+    fetched: FetchResult | None = None
+    fetch_error: FetchError | None = None
+    feed: ParsedFeed | None = None
+    parse_error: FeedParseError | None = None
+
+
+def _read_link(url: str, *, timezone: str, labels: dict | None, seconds: float) -> _LinkReading:
+    """Fetch and parse within ``seconds`` in all. Runs in a live check's thread: no database,
+    no translations here."""
+    expires = time.monotonic() + seconds
     try:
-        validate_url(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, allow_any_port=settings.FETCH_ALLOW_LOOPBACK)
-        if not _is_ip(host):
-            socket.getaddrinfo(host, None)
-        findings.append(Finding(True, _("The name %(host)s is found.") % {"host": host}))
+        fetched = fetch_feed(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT,
+                             deadline=seconds)
     except FetchError as error:
-        findings.append(Finding(False, describe(error.code, error.params)))
-        return findings[-1].text
-    except OSError:
-        findings.append(Finding(False, describe("dns")))
-        return findings[-1].text
-    return None
-
-
-def _is_ip(host: str) -> bool:
+        return _LinkReading(fetch_error=error)
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+        feed = parse_feed(fetched.body, timezone=timezone, labels=labels, own_uid_domain=settings.EXPORT_UID_DOMAIN,
+                          deadline=max(expires - time.monotonic(), 0.1))
+    except FeedParseError as error:
+        return _LinkReading(fetched=fetched, parse_error=error)
+    return _LinkReading(fetched=fetched, feed=feed)
 
 
-def _content_findings(connection: Connection, findings: list[Finding], copy_again: str) -> StepReport:
+def _content_findings(connection: Connection, reading: _LinkReading, findings: list[Finding], copy_again: str) -> StepReport:
     portal = connection.portal
     url = connection.import_url
-    try:
-        fetched = fetch_feed(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT)
-    except FetchError as error:
+    if reading.fetch_error is not None:
+        error = reading.fetch_error
         findings.append(Finding(False, describe(error.code, error.params, portal=portal.name)))
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
+    fetched = reading.fetched
     secure = _("over an encrypted connection") if url.startswith("https://") else _("over plain http (not encrypted)")
     findings.append(Finding(True, _("%(portal)s answered (HTTP %(status)s) %(secure)s.") % {"portal": portal.name, "status": fetched.status, "secure": secure}))
-    try:
-        feed = parse_feed(fetched.body, timezone=connection.property.timezone, labels=portal.labels or None,
-                          own_uid_domain=settings.EXPORT_UID_DOMAIN)
-    except FeedParseError as error:
-        findings.append(Finding(False, describe(error.code, portal=portal.name)))
+    if reading.parse_error is not None:
+        findings.append(Finding(False, describe(reading.parse_error.code, portal=portal.name)))
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
+    feed = reading.feed
     findings.append(Finding(True, _("The content is a calendar.")))
     if feed.prodid:
         findings.append(Finding(None, _("Made by: %(prodid)s") % {"prodid": feed.prodid}))
@@ -251,6 +266,7 @@ def _content_findings(connection: Connection, findings: list[Finding], copy_agai
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
     else:
         findings.append(Finding(None, _("The calendar is empty: no bookings or blocks right now.")))
+    findings += [Finding(None, describe_notice(notice.code, notice.params)) for notice in feed.notices]
     return StepReport("link", Status.PASSED, _("The link works and gives a calendar."), findings)
 
 
@@ -276,17 +292,23 @@ def check_export_pasted(connection: Connection, **_ignored) -> StepReport:
 # --------------------------------------------------------------------------- 4. sync again
 
 
-def check_resync(connection: Connection, *, user, action: str, **_ignored) -> StepReport:
+def check_resync(connection: Connection, *, user, action: str, stored: dict, **_ignored) -> StepReport:
+    """Run the sync again: handed to a worker, as "Sync now" is, and followed until it is done
+    (the step polls itself while it waits): the page never waits on the portal."""
+    data = {}
     if action == "run":
-        activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection,
-                        params={"from": "checklist"})
-        run = connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.WIZARD)
-        if run is None:
-            return StepReport("resync", Status.WAITING, _("Another sync of this calendar is running: try again in a moment."))
-    else:
-        run = connection.runs.order_by("-started_at").first()
-        if run is None:
-            return StepReport("resync", Status.NEEDS_YOU, _("Not synced yet: run it now."))
+        connection_request_sync(connection=connection, user=user)
+        data["requested_at"] = connection.sync_requested_at.isoformat()
+    elif stored.get("requested_at"):
+        data["requested_at"] = stored["requested_at"]
+    requested = datetime.fromisoformat(data["requested_at"]) if data.get("requested_at") else None
+    if requested is not None and Connection.objects.filter(pk=connection.pk, sync_requested_at__isnull=False).exists():
+        return StepReport("resync", Status.WAITING, _("Syncing %(portal)s now: the result appears here.") % {"portal": connection.portal.name}, data=data)
+    run = connection.runs.order_by("-started_at", "-pk").first()
+    if requested is not None and (run is None or run.started_at < requested):
+        return StepReport("resync", Status.WAITING, _("Another sync of this calendar was running: try again in a moment."))
+    if run is None:
+        return StepReport("resync", Status.NEEDS_YOU, _("Not synced yet: run it now."))
     words = describe(run.outcome, run.error_params, portal=connection.portal.name)
     when = _("%(ago)s ago") % {"ago": since(run.started_at)}
     if run.error_code:
@@ -306,7 +328,17 @@ def check_https(connection: Connection, *, user, action: str, **_ignored) -> Ste
     url = connection.import_url
     if not connection.imports or url.startswith("https://"):
         return StepReport("https", Status.PASSED, _("The link already uses https."))
-    works = https_variant_works(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT)
+    try:
+        works = live_check_run(
+            user=user,
+            work=lambda seconds: https_variant_works(
+                url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT, deadline=seconds
+            ),
+        )
+    except CheckBusy as busy:
+        return StepReport("https", Status.WAITING, busy.message)
+    except FetchError:  # no answer within the check's time
+        works = False
     if works:
         return StepReport("https", Status.NEEDS_YOU, _("The https version of this link works: switch to it (an “s” added after http)."),
                           data={"can_use_https": True})
@@ -316,43 +348,56 @@ def check_https(connection: Connection, *, user, action: str, **_ignored) -> Ste
 # --------------------------------------------------------------------------- 6. final check, both ways
 
 
-def suggested_test_night(connection: Connection) -> date:
-    """The first free night at least two weeks ahead: far enough that no guest will want it."""
+def suggested_test_night(connection: Connection) -> date | None:
+    """The first free night at least two weeks ahead: far enough that no guest will want it.
+    None when every night up to the last day we keep is taken."""
     night = connection.property.local_today() + timedelta(days=14)
-    taken = Block.objects.current().filter(property=connection.property, end_date__gt=night).values_list("start_date", "end_date")
-    ranges = sorted(taken)
-    for start, end in ranges:
+    last = latest_checkout(connection.property.local_today()) - timedelta(days=1)
+    taken = Block.objects.current().filter(property=connection.property, end_date__gt=night, start_date__lte=last)
+    for start, end in sorted(taken.values_list("start_date", "end_date")):
         if start <= night < end:
             night = end
-    return night
+    return night if night <= last else None
 
 
 def check_final(connection: Connection, *, user, action: str, form: dict, stored: dict) -> StepReport:
     """(a) a test block made here reaches the portal; (b) a night blocked on the portal reaches us."""
     data = dict(stored)
     now = timezone.now()
+    refused = ""
     if action == "add_test_block":
-        night = _date(form.get("night")) or suggested_test_night(connection)
-        block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=str(TEST_BLOCK_SUMMARY))
-        activity_record(user=user, action=Activity.Action.TEST_BLOCK_ADDED, connection=connection,
-                        params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()})
-        data.update(test_block_id=block.pk, test_night=night.isoformat(), added_at=now.isoformat(), read_at=None)
+        night = parse_day(form.get("night")) or suggested_test_night(connection)
+        refused = _night_error(connection, night)
+        if not refused:
+            block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=str(TEST_BLOCK_SUMMARY))
+            activity_record(user=user, action=Activity.Action.TEST_BLOCK_ADDED, connection=connection,
+                            params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()})
+            data.update(test_block_id=block.pk, test_night=night.isoformat(), added_at=now.isoformat(), read_at=None)
     elif action == "portal_night":
-        night = _date(form.get("night"))
-        if night:
-            activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection,
-                            params={"from": "checklist"})
+        night = parse_day(form.get("night"))
+        refused = _night_error(connection, night) if night else ""
+        if night and not refused:
             data.update(portal_night=night.isoformat(), asked_at=now.isoformat(), seen_at=None)
     elif action == "finish":
         _remove_test_block(data, connection=connection, user=user)
         data = {}
-    findings = [_ours_to_portal(connection, data), _portal_to_ours(connection, data, resync=action in ("portal_night", "recheck"))]
-    data["suggested_night"] = suggested_test_night(connection).isoformat()
+    findings = [_ours_to_portal(connection, data), _portal_to_ours(connection, data, user=user, resync=action in ("portal_night", "recheck"))]
+    suggested = suggested_test_night(connection)
+    data["suggested_night"] = suggested.isoformat() if suggested else None
+    if refused:
+        findings.insert(0, Finding(False, refused))
     if all(f.ok for f in findings):
         _remove_test_block(data, connection=connection, user=user)
         return StepReport("final_check", Status.PASSED, _("Both ways work: the test block is removed."), findings, data=data)
     status = Status.WAITING if data.get("added_at") or data.get("portal_night") else Status.NEEDS_YOU
-    return StepReport("final_check", status, _("Make a test on each side and wait for the portal."), findings, data=data)
+    return StepReport("final_check", status, refused or _("Make a test on each side and wait for the portal."), findings, data=data)
+
+
+def _night_error(connection: Connection, night: date | None) -> str:
+    """Why this night cannot be used for a test, or ""."""
+    if night is None:
+        return _("Every night up to the last day we keep is taken: choose a night yourself.")
+    return night_error(night, today=connection.property.local_today())
 
 
 def _ours_to_portal(connection: Connection, data: dict) -> Finding:
@@ -374,7 +419,7 @@ def _ours_to_portal(connection: Connection, data: dict) -> Finding:
         "portal": portal.name, "ago": since(added), "usual": usual})
 
 
-def _portal_to_ours(connection: Connection, data: dict, *, resync: bool) -> Finding:
+def _portal_to_ours(connection: Connection, data: dict, *, user, resync: bool) -> Finding:
     portal = connection.portal
     if not connection.imports:
         return Finding(True, _("This sync only exports: nothing comes from %(portal)s.") % {"portal": portal.name})
@@ -383,8 +428,9 @@ def _portal_to_ours(connection: Connection, data: dict, *, resync: bool) -> Find
     night = date.fromisoformat(data["portal_night"])
     asked = datetime.fromisoformat(data["asked_at"])
     if not data.get("seen_at"):
-        if resync or not connection.sync_requested_at:
-            connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.WIZARD)
+        if resync and not connection.sync_requested_at:
+            # A worker syncs it; the step looks again at its next check.
+            connection_request_sync(connection=connection, user=user, pressed=False)
         if Block.objects.current().filter(source=connection, start_date__lte=night, end_date__gt=night).exists():
             data["seen_at"] = timezone.now().isoformat()
     if data.get("seen_at"):
@@ -400,13 +446,6 @@ def _remove_test_block(data: dict, *, connection: Connection, user) -> None:
         block_remove_manual(block=block)
         activity_record(user=user, action=Activity.Action.TEST_BLOCK_REMOVED, connection=connection,
                         params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()})
-
-
-def _date(value) -> date | None:
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        return None
 
 
 # --------------------------------------------------------------------------- 7. changes while paused

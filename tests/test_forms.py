@@ -422,7 +422,7 @@ def test_a_link_that_returns_a_login_page_is_not_saved(operator_client, flat, po
 def test_a_failing_http_link_whose_https_version_works_says_add_an_s(operator_client, flat, portal_server):
     portal_server.expect_request(FEED_PATH).respond_with_data("Gone", status=410)
 
-    with mock.patch("syncs.forms.link_https_variant_works", return_value=True) as probe:
+    with mock.patch("syncs.editing.https_variant_works", return_value=True) as probe:
         response = add_sync(operator_client, flat, import_url=portal_server.url_for(FEED_PATH),
                             portal=portal("vrbo").pk, check_now="on")
 
@@ -430,7 +430,10 @@ def test_a_failing_http_link_whose_https_version_works_says_add_an_s(operator_cl
         "Vrbo answered 410: the calendar link was deleted. "
         "Its https:// version works: add an “s” after http and save again."
     ]
-    probe.assert_called_once_with(portal_server.url_for(FEED_PATH))
+    probe.assert_called_once()
+    # Within what is left of the check's ten seconds.
+    assert probe.call_args.args == (portal_server.url_for(FEED_PATH),)
+    assert 0 < probe.call_args.kwargs["deadline"] <= 10
     assert not Connection.objects.exists()
 
 

@@ -35,6 +35,30 @@ def feed(name: str) -> bytes:
     return (FEEDS / name).read_bytes()
 
 
+# A day when each real feed was current: nights before yesterday or years ahead are not read.
+FETCHED_ON = {
+    "airbnb_1.ics": date(2022, 8, 1),
+    "airbnb_5_2026_excerpt.ics": date(2026, 8, 1),
+    "booking_1.ics": date(2025, 4, 1),
+    "vrbo_abritel_1.ics": date(2019, 12, 1),
+    "homeaway_2015_excerpt.ics": date(2015, 9, 1),
+    "wimdu_2015_excerpt.ics": date(2015, 12, 1),
+    "wubook_2015_excerpt.ics": date(2015, 10, 1),
+    "google_1_public_holidays.ics": date(2021, 1, 1),
+    "quirk_x_wr_timezone_floating_manual.ics": date(2021, 9, 1),
+    "outlook_1_o365_windows_tzid_no_vtimezone.ics": date(2024, 4, 1),
+    "outlook_2_o365_undefined_custom_tzid.ics": date(2024, 4, 1),
+    "quirk_double_semicolon_param.ics": date(2014, 4, 1),
+    "quirk_zero_size_event.ics": date(2019, 3, 1),
+    "calendarlabs_1_dtend_equals_dtstart.ics": date(2025, 12, 1),
+}
+
+
+def read_real(name: str, **options) -> ParsedFeed:
+    """A real feed read as on a day it was current."""
+    return parse_feed(feed(name), **{"today": FETCHED_ON[name], **options})
+
+
 def calendar(*events: str, header: str = "PRODID:-//Test//Test//EN") -> bytes:
     """A CRLF calendar around event bodies given as LF text (one property per line)."""
     parts = ["BEGIN:VCALENDAR", "VERSION:2.0", header]
@@ -61,7 +85,7 @@ def reasons(result: ParsedFeed) -> list[str]:
 
 
 def test_it_reads_airbnb_reservations_as_reserved_and_host_blocks_as_blocked():
-    result = parse_feed(feed("airbnb_1.ics"))
+    result = read_real("airbnb_1.ics")
 
     assert result.portal == "airbnb"
     assert result.prodid == "-//Airbnb Inc//Hosting Calendar 0.8.8//EN"
@@ -84,7 +108,7 @@ def test_it_reads_airbnb_reservations_as_reserved_and_host_blocks_as_blocked():
 
 
 def test_it_reads_the_2025_airbnb_format_with_dtstamp():
-    result = parse_feed(feed("airbnb_5_2026_excerpt.ics"))
+    result = read_real("airbnb_5_2026_excerpt.ics")
 
     (stay,) = result.events
     assert (stay.start, stay.end, stay.kind) == (date(2026, 8, 24), date(2026, 8, 30), RESERVED)
@@ -93,14 +117,14 @@ def test_it_reads_the_2025_airbnb_format_with_dtstamp():
 
 def test_it_never_keeps_the_reservation_link_or_phone_digits_of_airbnb_descriptions():
     for name in ("airbnb_1.ics", "airbnb_5_2026_excerpt.ics"):
-        for event in parse_feed(feed(name)).events:
+        for event in read_real(name).events:
             text = repr(event)
             assert "HM" not in text and "airbnb.com/hosting" not in text
             assert not any(digits in text for digits in ("2656", "4367", "0882"))
 
 
 def test_it_reads_booking_closures_as_blocked_with_the_unescaped_prodid():
-    result = parse_feed(feed("booking_1.ics"))
+    result = read_real("booking_1.ics")
 
     assert result.prodid == "-//admin.booking.com, b.v.//NONSGML v1.0//EN"
     assert result.portal == "booking"
@@ -142,7 +166,7 @@ def test_it_refuses_a_booking_excerpt_that_lacks_end_vcalendar():
 
 
 def test_it_reads_vrbo_reservations_blocks_and_tentative_holds_in_french():
-    result = parse_feed(feed("vrbo_abritel_1.ics"))
+    result = read_real("vrbo_abritel_1.ics")
 
     assert result.portal == "vrbo"
     stay = by_uid(result, "6f49cda7-479e-454b-a6a3-39fa7feee5ed")
@@ -171,7 +195,7 @@ def test_it_reads_vrbo_reserved_with_a_guest_name_from_an_lf_only_feed():
 
 
 def test_it_reads_old_homeaway_eight_digit_dates_without_value_date():
-    result = parse_feed(feed("homeaway_2015_excerpt.ics"))
+    result = read_real("homeaway_2015_excerpt.ics")
 
     (event,) = result.events
     assert (event.start, event.end, event.kind) == (date(2015, 9, 24), date(2015, 9, 29), BLOCKED)
@@ -180,7 +204,7 @@ def test_it_reads_old_homeaway_eight_digit_dates_without_value_date():
 
 
 def test_it_reads_a_wimdu_event_without_uid_and_with_dtend_equal_to_dtstart_as_one_night():
-    result = parse_feed(feed("wimdu_2015_excerpt.ics"))
+    result = read_real("wimdu_2015_excerpt.ics")
 
     (event,) = result.events
     assert (event.start, event.end) == (date(2015, 12, 3), date(2015, 12, 4))
@@ -188,14 +212,14 @@ def test_it_reads_a_wimdu_event_without_uid_and_with_dtend_equal_to_dtstart_as_o
 
 
 def test_it_reads_wubook_floating_midnights_as_one_night_without_the_room_number():
-    (event,) = parse_feed(feed("wubook_2015_excerpt.ics"), timezone="Europe/Rome").events
+    (event,) = read_real("wubook_2015_excerpt.ics", timezone="Europe/Rome").events
 
     assert (event.start, event.end) == (date(2015, 10, 28), date(2015, 10, 29))
     assert "128535" not in event.summary
 
 
 def test_it_blocks_google_all_day_events_marked_transparent():
-    result = parse_feed(feed("google_1_public_holidays.ics"))
+    result = read_real("google_1_public_holidays.ics")
 
     assert result.portal == "google"
     holiday = by_uid(result, "20231110_rhv0a9kca8mmmdo4ei84ubu46s@google.com")
@@ -211,8 +235,8 @@ def test_it_converts_google_utc_times_to_the_property_zone():
     body = feed("google_5_x_wr_timezone_testcase.ics")
     evening = "14n7h56i35m32ukcq76s46d45p@google.com"  # 02:00Z on 23 Dec = 21:00 on 22 Dec in NY
 
-    in_new_york = by_uid(parse_feed(body, timezone="America/New_York"), evening)
-    in_utc = by_uid(parse_feed(body, timezone="UTC"), evening)
+    in_new_york = by_uid(parse_feed(body, timezone="America/New_York", today=date(2021, 12, 1)), evening)
+    in_utc = by_uid(parse_feed(body, timezone="UTC", today=date(2021, 12, 1)), evening)
 
     assert (in_new_york.start, in_new_york.end) == (date(2021, 12, 22), date(2021, 12, 23))
     assert (in_utc.start, in_utc.end) == (date(2021, 12, 23), date(2021, 12, 24))
@@ -222,7 +246,7 @@ def test_it_reads_floating_times_in_the_x_wr_timezone_of_the_calendar():
     # 21:00 floating in Europe/Brussels is 04:00 the next day in Tokyo.
     body = feed("quirk_x_wr_timezone_floating_manual.ics")
 
-    (event,) = parse_feed(body, timezone="Asia/Tokyo").events
+    (event,) = parse_feed(body, timezone="Asia/Tokyo", today=date(2021, 9, 1)).events
 
     assert (event.start, event.end) == (date(2021, 9, 17), date(2021, 9, 18))
 
@@ -231,14 +255,14 @@ def test_it_resolves_the_windows_zone_of_an_outlook_feed_without_vtimezone():
     # 14:00 "W. Europe Standard Time" (Berlin, summer) is midnight in Auckland.
     body = feed("outlook_1_o365_windows_tzid_no_vtimezone.ics")
 
-    (event,) = parse_feed(body, timezone="Pacific/Auckland").events
+    (event,) = parse_feed(body, timezone="Pacific/Auckland", today=date(2024, 4, 1)).events
 
     assert (event.start, event.end) == (date(2024, 4, 27), date(2024, 4, 28))
     assert event.uid.startswith("040000008200E00074C5B7101A82E008") and event.uid.endswith("2F2B")
 
 
 def test_it_falls_back_to_the_property_zone_for_an_undefined_outlook_zone_and_says_so():
-    result = parse_feed(feed("outlook_2_o365_undefined_custom_tzid.ics"), timezone="Europe/Lisbon")
+    result = read_real("outlook_2_o365_undefined_custom_tzid.ics", timezone="Europe/Lisbon")
 
     assert nights(result) == [(date(2024, 4, 26), date(2024, 4, 27))]
     assert result.warnings == ["Unknown time zone 'Customized Time Zone': used Europe/Lisbon"]
@@ -246,7 +270,7 @@ def test_it_falls_back_to_the_property_zone_for_an_undefined_outlook_zone_and_sa
 
 def test_it_reads_an_outlook_feed_with_blank_lines_between_components():
     result = parse_feed(
-        feed("outlook_3_o365_blank_lines.ics"), timezone="Pacific/Auckland", today=date(2026, 1, 1)
+        feed("outlook_3_o365_blank_lines.ics"), timezone="Pacific/Auckland", today=date(2025, 10, 1)
     )
 
     assert (date(2025, 10, 8), date(2025, 10, 9)) in nights(result)
@@ -269,7 +293,7 @@ def test_it_reads_a_calendar_without_events_as_empty(name):
 
 
 def test_it_repairs_doubled_parameter_semicolons():
-    (event,) = parse_feed(feed("quirk_double_semicolon_param.ics")).events
+    (event,) = read_real("quirk_double_semicolon_param.ics").events
 
     assert (event.uid, event.start, event.end) == ("abc", date(2014, 4, 9), date(2014, 4, 10))
 
@@ -282,13 +306,13 @@ def test_it_counts_an_event_ending_before_it_starts():
 
 
 def test_it_gives_a_timed_event_without_end_its_night():
-    (event,) = parse_feed(feed("quirk_zero_size_event.ics"), timezone="Europe/Berlin").events
+    (event,) = read_real("quirk_zero_size_event.ics", timezone="Europe/Berlin").events
 
     assert (event.start, event.end) == (date(2019, 3, 4), date(2019, 3, 5))
 
 
 def test_it_gives_an_all_day_event_ending_on_its_start_day_one_night():
-    (event,) = parse_feed(feed("calendarlabs_1_dtend_equals_dtstart.ics")).events
+    (event,) = read_real("calendarlabs_1_dtend_equals_dtstart.ics").events
 
     assert (event.start, event.end) == (date(2025, 12, 8), date(2025, 12, 9))
 
@@ -433,7 +457,7 @@ def test_it_blocks_an_event_marked_transparent():
 def test_it_reads_crlf_and_lf_line_endings_alike():
     crlf = feed("airbnb_1.ics").replace(b"\n", b"\r\n")
 
-    assert parse_feed(crlf) == parse_feed(feed("airbnb_1.ics"))
+    assert parse_feed(crlf, today=FETCHED_ON["airbnb_1.ics"]) == read_real("airbnb_1.ics")
 
 
 def test_it_tolerates_a_bom_blank_lines_anywhere_and_folding_in_the_middle_of_a_word():
@@ -666,13 +690,38 @@ def test_it_fingerprints_a_changed_event_differently():
 # -- keys and duplicates --
 
 
-def test_it_keeps_the_first_of_two_events_with_the_same_uid():
+def test_events_sharing_a_uid_on_other_nights_each_keep_their_nights_under_a_stable_key():
     body = calendar(
-        "UID:same\nDTSTART;VALUE=DATE:20270301\nSUMMARY:first",
-        "UID:same\nDTSTART;VALUE=DATE:20270310\nSUMMARY:second",
+        "UID:same\nDTSTART;VALUE=DATE:20270310\nDTEND;VALUE=DATE:20270312\nSUMMARY:second",
+        "UID:same\nDTSTART;VALUE=DATE:20270301\nDTEND;VALUE=DATE:20270304\nSUMMARY:first",
     )
 
-    assert [e.summary for e in parse_feed(body).events] == ["first"]
+    result = parse_feed(body, today=TODAY)
+
+    assert [(e.uid, e.start, e.end, e.summary) for e in result.events] == [
+        ("same#20270301-20270304", date(2027, 3, 1), date(2027, 3, 4), "first"),
+        ("same#20270310-20270312", date(2027, 3, 10), date(2027, 3, 12), "second"),
+    ]
+    assert result.notices == [ical.Notice("duplicate_uids", {"uids": 1, "events": 2})]
+    assert all(e.text_digest == "" for e in result.events), "their reading depends on each other"
+    # The same feed in another order says the same: the next sync changes nothing.
+    swapped = calendar(
+        "UID:same\nDTSTART;VALUE=DATE:20270301\nDTEND;VALUE=DATE:20270304\nSUMMARY:first",
+        "UID:same\nDTSTART;VALUE=DATE:20270310\nDTEND;VALUE=DATE:20270312\nSUMMARY:second",
+    )
+    assert parse_feed(swapped, today=TODAY).events == result.events
+
+
+def test_exact_duplicates_of_an_event_collapse_to_the_first():
+    body = calendar(
+        "UID:same\nDTSTART;VALUE=DATE:20270301\nSUMMARY:first",
+        "UID:same\nDTSTART;VALUE=DATE:20270301\nSUMMARY:again",
+    )
+
+    result = parse_feed(body, today=TODAY)
+
+    assert [(e.uid, e.summary) for e in result.events] == [("same", "first")]
+    assert result.notices == []
 
 
 def test_it_collapses_events_without_uid_that_take_the_same_nights():
@@ -684,7 +733,7 @@ def test_it_collapses_events_without_uid_that_take_the_same_nights():
         "DTSTART;VALUE=DATE:20151204\nSUMMARY:Not available",
     )
 
-    assert nights(parse_feed(body)) == [
+    assert nights(parse_feed(body, today=date(2015, 12, 1))) == [
         (date(2015, 12, 3), date(2015, 12, 4)),
         (date(2015, 12, 4), date(2015, 12, 5)),
     ]
@@ -757,10 +806,31 @@ def test_it_skips_a_repeating_event_ending_before_it_starts_once():
     assert result.events == [] and reasons(result) == ["end_before_start"]
 
 
-def test_it_returns_single_events_whatever_their_dates():
-    result = parse_feed(feed("airbnb_1.ics"), today=date(2035, 1, 1))
+def test_it_skips_single_events_before_yesterday_or_years_ahead_and_says_why():
+    body = calendar(
+        "UID:ended\nDTSTART;VALUE=DATE:20270220\nDTEND;VALUE=DATE:20270228",
+        "UID:last-night-yesterday\nDTSTART;VALUE=DATE:20270225\nDTEND;VALUE=DATE:20270301",
+        "UID:far\nDTSTART;VALUE=DATE:20300401\nDTEND;VALUE=DATE:20300405",
+        "UID:year-9999\nDTSTART;VALUE=DATE:99991230\nDTEND;VALUE=DATE:99991231",
+    )
 
-    assert len(result.events) == 4
+    result = parse_feed(body, today=TODAY)
+
+    assert [e.uid for e in result.events] == ["last-night-yesterday"]
+    assert reasons(result) == ["in_the_past", "too_far_ahead", "too_far_ahead"]
+
+
+def test_it_cuts_an_event_running_past_the_last_day_it_keeps_there():
+    body = calendar("UID:forever\nDTSTART;VALUE=DATE:20270401\nDTEND;VALUE=DATE:99991231")
+
+    result = parse_feed(body, today=TODAY)
+
+    (event,) = result.events
+    # About three years ahead, on the first of a month: it moves monthly, not daily.
+    assert (event.start, event.end) == (date(2027, 4, 1), date(2030, 4, 1))
+    assert event.text_digest == ""
+    assert result.notices == [ical.Notice("far_end_cut", {"count": 1, "day": "2030-04-01"})]
+    assert parse_feed(body, today=date(2027, 3, 31)).events == result.events
 
 
 def test_it_finishes_an_unbounded_secondly_rule_quickly_and_caps_it():
@@ -1001,3 +1071,113 @@ def test_it_refuses_a_real_feed_cut_anywhere_before_its_end(name, fraction):
 
     if cut.strip() and not cut.rstrip().endswith(b"END:VCALENDAR"):
         assert isinstance(result, FeedParseError)
+
+
+# -- hostile input: encodings, control characters, bounded work (tests/test_hostile_feeds.py has the corpus) --
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda text: b"\xff\xfe" + text.encode("utf-16-le"), id="UTF-16 LE with BOM"),
+        pytest.param(lambda text: b"\xfe\xff" + text.encode("utf-16-be"), id="UTF-16 BE with BOM"),
+        pytest.param(lambda text: text.encode("utf-16-le"), id="UTF-16 LE without BOM"),
+        pytest.param(lambda text: b"\xef\xbb\xbf\xef\xbb\xbf" + text.encode(), id="two UTF-8 BOMs"),
+        pytest.param(lambda text: b"\xef\xbb\xbf" + text.encode(), id="one UTF-8 BOM"),
+    ],
+)
+def test_it_reads_utf16_and_doubled_boms_as_the_calendar_they_are(encode):
+    text = calendar("UID:é\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Réservée - Zoë").decode()
+
+    result = parse_feed(encode(text), today=TODAY)
+
+    assert [(e.uid, e.summary) for e in result.events] == [("é", "Réservée - Zoë")]
+    assert result.notices == []
+
+
+def test_it_reads_text_that_is_not_utf8_as_windows_1252_and_says_so():
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Réservé « Zoë » 50€").decode().encode("windows-1252")
+
+    result = parse_feed(body, today=TODAY)
+
+    assert result.events[0].summary == "Réservé « Zoë » 50€"
+    assert result.notices == [ical.Notice("decoded_as_windows_1252")]
+
+
+def test_a_fold_in_the_middle_of_a_utf8_character_is_not_taken_for_windows_1252():
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Réservé").replace(b"R\xc3\xa9", b"R\xc3\r\n \xa9")
+
+    result = parse_feed(body, today=TODAY)
+
+    assert result.events[0].summary == "Réservé" and result.notices == []
+
+
+def test_it_removes_nul_and_other_control_characters_from_what_it_reads():
+    body = calendar("UID:a\x00b\x1b\nDTSTART;VALUE=DATE:20270301\nSUMMARY:Re\x00ser\x7fved\x9b")
+
+    result = parse_feed(body, today=TODAY, labels={RESERVED: ["Reserved"]})
+
+    (event,) = result.events
+    assert (event.uid, event.summary, event.kind) == ("ab", "Reserved", RESERVED)
+    assert result.notices == [ical.Notice("control_characters", {"count": 5})]
+
+
+def test_a_rule_with_interval_zero_is_skipped_at_once_as_invalid():
+    body = calendar(
+        "UID:zero\nDTSTART;VALUE=DATE:20270301\nRRULE:FREQ=DAILY;INTERVAL=0\nSUMMARY:Loop",
+        "UID:fine\nDTSTART;VALUE=DATE:20270310",
+    )
+
+    started = time.monotonic()
+    result = parse_feed(body, today=TODAY)
+
+    assert time.monotonic() - started < 1
+    assert [e.uid for e in result.events] == ["fine"]
+    assert reasons(result) == ["invalid_rule"]
+    assert "invalid_rule" in ical.INVALID_REASONS
+
+
+def test_a_feed_not_read_within_its_deadline_fails_as_too_slow():
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(feed("google_1_public_holidays.ics"), today=date(2021, 1, 1), deadline=0)
+    assert caught.value.code == "too_slow"
+
+
+@pytest.mark.parametrize("signal", [MemoryError, ical.SoftTimeLimitExceeded])
+@pytest.mark.parametrize("where", ["series", "event", "calendar"])
+def test_a_soft_time_limit_or_memory_error_is_never_taken_for_a_broken_feed(monkeypatch, signal, where):
+    def fail(*args, **kwargs):
+        raise signal()
+
+    target = {"series": (ical.recurring_ical_events, "of"), "event": (ical, "_nights"),
+              "calendar": (ical.icalendar.Calendar, "from_ical")}[where]
+    monkeypatch.setattr(*target, fail)
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\nRRULE:FREQ=DAILY;COUNT=2", "UID:b\nDTSTART;VALUE=DATE:20270305")
+
+    with pytest.raises(signal):
+        parse_feed(body, today=TODAY)
+
+
+def test_the_event_cap_counts_the_events_icalendar_built(monkeypatch):
+    monkeypatch.setattr(ical, "_check_size", lambda text, max_events: None)  # as if the text count missed them
+    body = calendar(*[f"UID:{n}\nDTSTART;VALUE=DATE:20270301" for n in range(4)])
+
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(body, today=TODAY, max_events=3)
+    assert caught.value.code == "too_large"
+
+
+def test_a_folded_begin_line_counts_toward_the_event_cap():
+    body = calendar(*[f"UID:{n}\nDTSTART;VALUE=DATE:20270301" for n in range(4)]).replace(b"BEGIN:VEVENT", b"BEGIN:VEV\r\n ENT")
+
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(body, today=TODAY, max_events=3)
+    assert caught.value.code == "too_large"
+
+
+def test_components_nested_deeper_than_a_calendar_are_refused():
+    body = calendar("UID:a\nDTSTART;VALUE=DATE:20270301\n" + "BEGIN:X-A\n" * 20 + "END:X-A\n" * 20)
+
+    with pytest.raises(FeedParseError) as caught:
+        parse_feed(body, today=TODAY)
+    assert caught.value.code == "too_complex"

@@ -99,6 +99,7 @@ def test_production_syncs_on_schedule_and_survives_a_broker_outage(tmp_path, smo
         DEBUG="0", SECRET_KEY="smoke-" + uuid.uuid4().hex * 2, SITE_URL=base.replace("http://", "https://"),
         DATABASE_URL=smoke_database, REDIS_URL=redis_url, VAR_DIR=str(tmp_path / "var"), STATIC_ROOT=str(tmp_path / "static"),
         DEMO_MODE="1", DISPATCH_INTERVAL_SECONDS="5", CELERY_QUEUE=f"smoke-{uuid.uuid4().hex[:6]}", WEB_BIND=f"127.0.0.1:{port}",
+        BEHIND_HTTPS_PROXY="1",  # the requests below come as through the TLS proxy of a deployment
     )
     python = str(ROOT / ".venv" / "bin" / "python")
     run([python, "manage.py", "migrate", "--noinput"], env)

@@ -123,9 +123,10 @@ def test_a_cancellation_soft_deletes_the_block_with_the_run_that_removed_it(cloc
 
 
 def test_a_stay_that_ended_and_left_the_feed_is_not_a_cancellation(clock, airbnb_server, connection):
-    answer(airbnb_server, feeds.airbnb(("past", d(-5), d(-1)), ("a", d(3), d(6))))
+    answer(airbnb_server, feeds.airbnb(("past", d(1), d(5)), ("a", d(9), d(12))))
     sync(connection)
-    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6))))
+    clock.shift(timedelta(days=7))  # the stay ended; the portal drops it from its feed
+    answer(airbnb_server, feeds.airbnb(("a", d(9), d(12))))
     run = sync(connection)
     assert run.events_removed == 0
     assert Block.objects.get(uid="past@airbnb.com").removed_at is None

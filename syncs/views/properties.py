@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -11,8 +12,10 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from syncs.dashboard import properties_health, property_month
 from syncs.dashboard import property_list as property_list_read
+from syncs.date_inputs import month_bounds, month_from_query
 from syncs.explain import describe_readers
 from syncs.export_tokens import export_token_ensure, export_url
+from syncs.horizon import latest_checkout
 from syncs.models import Account, Activity, BlockKind
 from syncs.readers import connection_export_facts
 from syncs.roles import Role, can_see_secrets, role_required
@@ -47,19 +50,16 @@ def property_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _month(request: HttpRequest, default: date) -> date:
-    try:
-        return date.fromisoformat(request.GET.get("month", "") + "-01")
-    except ValueError:
-        return default.replace(day=1)
-
-
 @require_safe
 @login_required
 @role_required(Role.VIEWER)
 def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     prop = property_get(user=request.user, property_id=property_id)
-    month = _month(request, prop.local_today())
+    today = prop.local_today()
+    month, refused = month_from_query(request.GET.get("month", ""), today=today)
+    if refused:
+        messages.warning(request, refused)
+    first, last = month_bounds(today)
     weeks, legend = property_month(property=prop, month=month)
     return render(
         request,
@@ -70,13 +70,14 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
             "rows": connection_rows(property=prop),
             "export_url": export_url(export_token_ensure(property=prop)) if can_see_secrets(request) else "",
             "month": month,
-            "previous_month": (month.replace(day=1) - date.resolution).replace(day=1),
-            "next_month": (month.replace(day=28) + 4 * date.resolution).replace(day=1),
+            "previous_month": (month - date.resolution).replace(day=1) if month > first else None,
+            "next_month": (month.replace(day=28) + 4 * date.resolution).replace(day=1) if month < last else None,
             "weeks": weeks,
             "legend": sorted(legend.items()),
             "manual_blocks": property_manual_blocks(property=prop),
             "kinds": BlockKind.choices,
-            "today": prop.local_today(),
+            "today": today,
+            "last_checkout": latest_checkout(today),
         },
     )
 
