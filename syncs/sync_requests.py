@@ -22,15 +22,17 @@ UNSERVED_AFTER = timedelta(seconds=30)
 
 
 def connection_request_sync(
-    *, connection: Connection, user, now: datetime | None = None, pressed: bool = True
+    *, connection: Connection, user, now: datetime | None = None, pressed: bool = True, origin: str = ""
 ) -> None:
-    """``pressed``: the operator pressed "Sync now" (recorded in the activity); False when the
-    request follows another action already recorded, such as saving a new link."""
+    """``pressed``: the operator pressed "Sync now" (recorded in the activity, with the page it
+    was pressed on as ``origin``, e.g. "checklist"); False when the request follows another
+    action already recorded, such as saving a new link."""
     now = now or timezone.now()
     with transaction.atomic():
         Connection.objects.filter(pk=connection.pk).update(sync_requested_at=now)
         if pressed:
-            activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection)
+            activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection,
+                            params={"from": origin} if origin else None)
         transaction.on_commit(lambda: enqueue_in_background(connection.pk))
     connection.sync_requested_at = now
 

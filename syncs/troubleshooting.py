@@ -297,7 +297,7 @@ def check_resync(connection: Connection, *, user, action: str, stored: dict, **_
     (the step polls itself while it waits): the page never waits on the portal."""
     data = {}
     if action == "run":
-        connection_request_sync(connection=connection, user=user)
+        connection_request_sync(connection=connection, user=user, origin="checklist")
         data["requested_at"] = connection.sync_requested_at.isoformat()
     elif stored.get("requested_at"):
         data["requested_at"] = stored["requested_at"]

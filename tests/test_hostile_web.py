@@ -19,7 +19,7 @@ from syncs import live_checks
 from syncs.explain import describe
 from syncs.fetch import FetchError, fetch_feed, link_identity
 from syncs.horizon import latest_checkout
-from syncs.models import Block, Connection, Membership, SyncRun
+from syncs.models import Account, Block, Connection, Membership, SyncRun
 from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from tests import feeds
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def flat(operator):
-    return PropertyFactory(account=operator.membership.account, name="Casa Azul", timezone="Europe/Lisbon")
+    return PropertyFactory(account=Account.of_user(operator), name="Casa Azul", timezone="Europe/Lisbon")
 
 
 @pytest.fixture
