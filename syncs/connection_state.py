@@ -15,7 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from syncs.models import Connection, PauseEpisode
-from syncs.scheduling import LEASE_RELEASED, jittered
+from syncs.scheduling import jittered
+from syncs.sync_settings import connection_settings_update
 
 # Transient failures in a row before the connection is paused.
 PAUSE_AFTER_FAILURES = 3
@@ -63,8 +64,7 @@ def failure_updates(
 
 
 # What a sync that works leaves on the connection, whatever it found: no failures, no pause,
-# no probe. The same on every such sync, so the record of an unchanged poll writes it as
-# constants (syncs/unchanged_runs.py).
+# no probe.
 HEALTHY = {
     "consecutive_failures": 0,
     "last_error_code": "",
@@ -105,12 +105,16 @@ def connection_switch(
     now = now or timezone.now()
     with transaction.atomic():
         if not enabled:
-            # Taking the lease back drops the result of a sync already claimed or under way.
-            Connection.objects.filter(pk=connection.pk).update(enabled=False, **LEASE_RELEASED)
+            # Through the one settings service: a sync already claimed or under way is dropped.
+            connection_settings_update(connection_id=connection.pk, values={"enabled": False}, now=now)
             return
         _end_episode(connection_id=connection.pk, now=now, ended_by=ended_by)
-        Connection.objects.filter(pk=connection.pk).update(
-            enabled=True, paused_at=None, pause_reason="", pause_params={}, consecutive_failures=0, next_sync_at=now,
-            **PROBE_CLEARED,
+        connection_settings_update(
+            connection_id=connection.pk,
+            values={
+                "enabled": True, "paused_at": None, "pause_reason": "", "pause_params": {}, "consecutive_failures": 0,
+                "next_sync_at": now, **PROBE_CLEARED,
+            },
+            now=now,
         )
     connection.refresh_from_db()

@@ -9,10 +9,10 @@ from django.db import transaction
 from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.connection_state import connection_switch
-from syncs.editing import sync_state_after_edit
 from syncs.export_tokens import export_token_ensure, export_token_rotate
 from syncs.models import Activity, Block, Connection, Property, SyncRun
 from syncs.sync import connection_accept_held_removals
+from syncs.sync_settings import connection_settings_update
 
 
 def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> None:
@@ -61,11 +61,11 @@ def connection_use_https(*, connection: Connection, user) -> None:
     if not connection.import_url.startswith("http://"):
         return
     with transaction.atomic():
-        # What an edit of the link does (read from scratch, a sync of the old link dropped), and
-        # the https:// variant is known to work.
-        Connection.objects.filter(pk=connection.pk).update(
-            import_url="https://" + connection.import_url[len("http://"):],
-            **{**sync_state_after_edit(["import_url"]), "https_works": True},
+        # An edit of the link (read from scratch, a sync of the old link dropped), and the
+        # https:// variant is known to work.
+        connection_settings_update(
+            connection_id=connection.pk,
+            values={"import_url": "https://" + connection.import_url[len("http://"):], "https_works": True},
         )
         activity_record(user=user, action=Activity.Action.CONNECTION_EDITED, connection=connection,
                         params={"fields": ["import_url"]})

@@ -1,5 +1,9 @@
-"""Celery tasks: thin. They take ids (a scheduled poll also its claim: see syncs.scheduling.Claim),
-reload what they need, and call the domain code."""
+"""Celery tasks: thin. They take ids (a scheduled poll: its connection's and its claim's), reload
+what they need, and call the domain code.
+
+Beat's tasks (the dispatcher, notifications, probes, pruning) go to their own queue
+(settings.CELERY_BEAT_QUEUE), which the worker serves before the syncs' queue: no backlog of syncs
+can delay or expire them."""
 
 from __future__ import annotations
 
@@ -14,9 +18,8 @@ from syncs.models import SyncRun
 from syncs.notifications import send_pause_notifications  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
 from syncs.retention import prune
-from syncs.scheduling import Claim, connections_claim_due
-from syncs.sync import connection_sync_claimed, connection_sync_leased
-from syncs.sync_requests import unserved_requests
+from syncs.scheduling import connections_claim_due, unserved_requests
+from syncs.sync import connection_sync_leased
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,7 @@ def dispatch_due_syncs() -> int:
     while time.monotonic() - started < DISPATCH_BUDGET_SECONDS:
         batch = connections_claim_due(limit=DISPATCH_BATCH)
         for claim in batch:
-            sync_connection.apply_async(
-                (claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder, claim.state),
-                # The state holds the feed's secret link: monitoring tools show this instead.
-                argsrepr=f"({claim.connection_id}, {SyncRun.Trigger.SCHEDULED.value!r}, {claim.holder!r}, <state>)",
-            )
+            sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder))
         ids += [claim.connection_id for claim in batch]
         if len(batch) < DISPATCH_BATCH:
             break
@@ -51,9 +50,10 @@ def dispatch_due_syncs() -> int:
     return len(ids) + len(requested)
 
 
-# Only crashes of the task itself are retried (the database went away); feed failures are the
-# sync's business and never raise. Retry delays stay far below the broker's visibility timeout
-# (600 s), so a retried message is never delivered twice.
+# Only what stops the task itself is retried: the database could not even record a failed
+# run. Feed failures, and anything else that goes wrong inside a sync, are recorded runs and never
+# raise. A retry keeps the claim (``holder``), so it takes the lease again; its delays stay far
+# below the broker's visibility timeout, so a retried message is never delivered twice.
 @shared_task(
     ignore_result=True,
     acks_late=True,
@@ -64,14 +64,12 @@ def dispatch_due_syncs() -> int:
     max_retries=3,
 )
 def sync_connection(
-    connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None, state: dict | None = None
+    connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None, *_legacy
 ) -> str | None:
-    """Sync one connection: as claimed by the dispatcher (``holder`` and ``state``, see
-    syncs.scheduling.Claim), or taking its lease first ("Sync now")."""
-    if holder is not None and state is not None:
-        run = connection_sync_claimed(Claim(connection_id, holder, state))
-    else:
-        run = connection_sync_leased(connection_id=connection_id, trigger=trigger)
+    """Sync one connection: as claimed by the dispatcher (``holder``: the claim's lease holder),
+    or taking its lease first ("Sync now"). ``_legacy``: what messages queued by an older
+    version carried after the holder; the connection is read afresh instead."""
+    run = connection_sync_leased(connection_id=connection_id, trigger=trigger, holder=holder)
     return run.outcome if run else None
 
 
