@@ -68,6 +68,10 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
         ),
         "parse_error": lambda: _("The calendar could not be read: it is damaged or cut short."),
         "not_implemented": lambda: _("Recorded before the import engine existed."),
+        "database_error": lambda: _(
+            "Our database could not save this sync; nothing was changed, and it will be tried again."
+        ),
+        "sync_failed": lambda: _("This sync stopped on an unexpected error; nothing was changed, and it will be tried again."),
     }
     sentence = sentences.get(code)
     return sentence() if sentence else _("Unexpected outcome (%(code)s).") % {"code": code}
