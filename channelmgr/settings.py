@@ -138,15 +138,14 @@ else:
     )
     if PROCESS_ROLE == "worker":
         # Worker threads share a bounded pool of connections (Django's psycopg pool): a sync
-        # takes one to read and one to record, and holds none while it waits on a portal. A
-        # pooled connection is checked before it is handed out.
-        from psycopg_pool import ConnectionPool
-
+        # takes one to read and one to record, and holds none while it waits on a portal.
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": 2, "max_size": env_int("DATABASE_POOL_SIZE", 16, minimum=2),
-            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1), "check": ConnectionPool.check_connection,
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
         }
     else:
+        # A kept connection is checked before a request uses it. Pooled connections are not:
+        # one that broke while idle fails its statement, which a sync records or retries.
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Keep connections between requests: opening one (and, on SQLite, its PRAGMAs) costs more than
 # an export request. Pooled connections (workers) go back to their pool after each use instead.
@@ -388,7 +387,12 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # urllib3 logs each request's full path and query at DEBUG: feed URLs are secrets.
-    "loggers": {"urllib3": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL}},
+    "loggers": {
+        "urllib3": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL},
+        # Celery's two lines per task ("received", "succeeded"): each sync logs its own line.
+        "celery.worker.strategy": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
+        "celery.app.trace": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
+    },
 }
 
 # --- Demo -------------------------------------------------------------------------------------

@@ -50,6 +50,13 @@ PERMANENT_PARSE_CODES = frozenset({"not_ical"})
 # Whatever else stops a sync between its fetch and its commit, recorded as a transient failure:
 # the database failed us, or something we did not foresee (a soft time limit included).
 DATABASE_ERROR, SYNC_FAILED = "database_error", "sync_failed"
+# What a sync reads of its connection, property and portal (other fields would load on first use,
+# one query each: tests count a poll's queries).
+POLL_FIELDS = (
+    "property__timezone", "portal__labels", "direction", "enabled", "paused_at", "import_url", "etag", "last_modified",
+    "body_fingerprint", "held_answer", "https_works", "sync_interval_minutes", "consecutive_failures",
+    "settings_version",
+)
 # In StoredBlock's order.
 STORED_BLOCK_FIELDS = ("id", "uid", "recurrence_id", "start_date", "end_date", "kind", "summary", "text_digest")
 
@@ -86,12 +93,10 @@ def connection_lease_and_read(*, connection_id: int, holder: str) -> Connection 
     with its property and portal, as it is now; None if it is gone or someone else holds it."""
     if not connection_acquire_lease(connection_id=connection_id, holder=holder):
         return None
-    return (
-        Connection.objects.select_related("property", "portal")
-        .filter(pk=connection_id, lease_holder=holder)
-        .order_by()
-        .first()
+    rows = Connection.objects.select_related("property", "portal").only(*POLL_FIELDS).filter(
+        pk=connection_id, lease_holder=holder
     )
+    return next(iter(rows.order_by()[:1]), None)
 
 
 def connection_sync_leased(
