@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def feed(events: int) -> bytes:
-    first = date.today() + timedelta(days=2)
+    first = datetime.now(UTC).date() + timedelta(days=2)
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Airbnb Inc//Hosting Calendar 1.0//EN"]
     for i in range(events):
         start = first + timedelta(days=4 * i)
