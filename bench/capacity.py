@@ -167,6 +167,11 @@ def start(command: str, env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
+def shipped_processes() -> int:
+    match = re.search(r"^WORKER_PROCESSES \?= (\d+)", (ROOT / "Makefile").read_text(), re.M)
+    return int(match.group(1)) if match else 1
+
+
 def procfile(name: str) -> str:
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
@@ -184,6 +189,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
     parser.add_argument("--pool", help="override the shipped worker pool (threads, gevent, prefork)")
     parser.add_argument("--concurrency", type=int, help="override the shipped worker concurrency")
+    parser.add_argument("--processes", type=int, default=shipped_processes(), help="worker processes (as make run starts)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for every sync")
     args = parser.parse_args()
 
@@ -204,7 +210,7 @@ def main() -> None:
         worker_command += f" --pool {args.pool}"
     if args.concurrency:
         worker_command += f" --concurrency {args.concurrency}"
-    worker = start(worker_command, env, folder / "worker.log")
+    workers = [start(worker_command + f" -n w{i}@%h", env, folder / f"worker{i}.log") for i in range(args.processes)]
     beat = start(procfile("beat"), env, folder / "beat.log")
     samples = []
     try:
@@ -214,19 +220,19 @@ def main() -> None:
 
         dispatch_due_syncs.delay()  # what beat sends every minute, once now
         started = time.monotonic()
-        cpu0, _ = cpu_and_rss(tree(worker.pid))
+        cpu0, _ = cpu_and_rss([pid for worker in workers for pid in tree(worker.pid)])
         working = SyncRun.objects.exclude(connection__import_url__contains="/hang/")
         while time.monotonic() - started < args.timeout:
             time.sleep(2)
             done = working.count()
-            cpu, rss = cpu_and_rss(tree(worker.pid))
+            cpu, rss = cpu_and_rss([pid for worker in workers for pid in tree(worker.pid)])
             samples.append((time.monotonic() - started, done, cpu - cpu0, rss, pg_connections(queue)))
             if working.values("connection").distinct().count() >= args.connections - hanging:
                 break
     finally:
-        for process in (beat, worker, portal):
+        for process in (beat, *workers, portal):
             process.terminate()
-        for process in (beat, worker, portal):
+        for process in (beat, *workers, portal):
             process.wait(timeout=60)
     report(args, samples, hanging, folder)
 
@@ -237,11 +243,12 @@ def report(args, samples, hanging: int, folder: Path) -> None:
     # The rate between 10% and 90% of the syncs: neither the start nor the tail of the queue.
     low, high = (next(s for s in samples if s[1] >= done * share) for share in (0.1, 0.9))
     rate = (high[1] - low[1]) / max(high[0] - low[0], 1e-9)
-    log = (folder / "worker.log").read_text(errors="replace")
-    dispatches = re.findall(r"(\d\d:\d\d:\d\d),\d+\D[^\n]*Task syncs\.tasks\.dispatch_due_syncs\[\S+\] received", log)
+    log = "".join(path.read_text(errors="replace") for path in sorted(folder.glob("worker*.log")))
+    dispatches = sorted(re.findall(r"(\d\d:\d\d:\d\d),\d+ INFO syncs\.tasks dispatched", log))
     rows = [
         ("connections (hanging)", f"{args.connections} ({hanging})"),
         ("portal latency", f"{args.latency_ms} ms"),
+        ("worker processes", str(args.processes)),
         ("worker", procfile("worker") + (f" --pool {args.pool}" if args.pool else "") + (f" --concurrency {args.concurrency}" if args.concurrency else "")),
         ("syncs/s (10%-90%, working portals)", f"{rate:.1f}"),
         ("syncs done, seconds", f"{done} in {elapsed:.0f} s"),

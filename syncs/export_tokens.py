@@ -8,16 +8,17 @@ server's key, which the database does not hold.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -90,11 +91,28 @@ class ServingToken:
         )
 
 
-# What serving a token's calendar reads, in ServingToken's order, in one indexed query.
+# What serving a token's calendar reads, in ServingToken's order, then when the token expires.
 _SERVING_FIELDS = (
     "pk", "nonce", "property_id", "connection_id", "property__name", "property__timezone",
-    "property__calendar_version", "property__calendar_changed_at", "connection__export_summary",
+    "property__calendar_version", "property__calendar_changed_at", "connection__export_summary", "expires_at",
 )
+
+
+@functools.cache
+def _serving_statement(vendor: str) -> str:
+    """The ORM's own statement for the look-up by hash, compiled once per process and database:
+    building it costs more than the rest of an export request. It runs through Django's cursor,
+    seen like any other query."""
+    statement, params = (
+        ExportToken.objects.filter(token_hash="").order_by().values_list(*_SERVING_FIELDS).query.sql_with_params()
+    )
+    assert params == ("",)  # one parameter: the hash
+    return statement
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite's driver hands back the naive UTC that Django stored (USE_TZ); PostgreSQL's is aware.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def export_token_find(token: str, *, now: datetime | None = None) -> ServingToken | None:
@@ -103,10 +121,16 @@ def export_token_find(token: str, *, now: datetime | None = None) -> ServingToke
     Every token, well-formed or not, costs the same: one hash and one indexed query, which also
     reads the calendar's version, so that the next request after a change sees it.
     """
-    rows = list(
-        ExportToken.objects.serving(now).filter(token_hash=token_hash(token)).order_by().values_list(*_SERVING_FIELDS)
-    )
-    return ServingToken(*rows[0]) if rows else None
+    with connection.cursor() as cursor:
+        cursor.execute(_serving_statement(connection.vendor), [token_hash(token)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # The same rule as ExportToken.serving(): a rotated URL answers until its grace ends.
+    expires_at = _aware(row[9])
+    if expires_at is not None and expires_at <= (now or timezone.now()):
+        return None
+    return ServingToken(*row[:7], calendar_changed_at=_aware(row[7]), export_summary=row[8])
 
 
 _EXPORT_PATH = re.compile(r"/ical/([^/]+)\.ics$")

@@ -45,8 +45,7 @@ def dispatch_due_syncs() -> int:
     requested = unserved_requests()
     for connection_id in requested:
         sync_connection.delay(connection_id, SyncRun.Trigger.MANUAL)
-    if ids or requested:
-        log.info("dispatched count=%d requested=%d", len(ids), len(requested))
+    log.info("dispatched count=%d requested=%d", len(ids), len(requested))
     return len(ids) + len(requested)
 
 
