@@ -66,6 +66,10 @@ class LeaseLost(Exception):
     syncs.sync_settings): our result is dropped."""
 
 
+class HostBusy(Exception):
+    """The portal host may not be asked now (syncs.politeness): the sync was put off, unmade."""
+
+
 @dataclass
 class Failure:
     code: str
@@ -115,30 +119,28 @@ def connection_sync_leased(
 
 def _sync_holding(connection: Connection, *, trigger: str, holder: str) -> SyncRun | None:
     run = None
-    served = True
+    served = True  # a "Sync now" put off by a busy host stays requested
     try:
         if not connection.imports:
             return None
         if trigger == SyncRun.Trigger.SCHEDULED and (not connection.enabled or connection.paused_at):
             return None
         run = connection_sync(connection=connection, trigger=trigger, holder=holder)
-        served = run is not None or not _deferred(connection)
         return run
+    except HostBusy:
+        served = False
+        return None
     except LeaseLost:
         log.warning("sync dropped connection=%s reason=lease_lost_or_settings_changed", connection.pk)
         return None
     finally:
         if trigger != SyncRun.Trigger.SCHEDULED and served:
-            # The operator's "Sync now" has been served (or the connection is gone). A deferred
-            # one stays requested: the dispatcher hands it out again.
+            # The operator's "Sync now" has been served (or the connection is gone); one put off
+            # stays requested, and the dispatcher hands it out again.
             Connection.objects.filter(pk=connection.pk, sync_requested_at__isnull=False).update(sync_requested_at=None)
         if run is None:
             # A recorded run gave the lease back in its own write.
             connection_release_lease(connection_id=connection.pk, holder=holder)
-
-
-def _deferred(connection: Connection) -> bool:
-    return getattr(connection, "_deferred_until", None) is not None
 
 
 def _database_idle() -> None:
@@ -157,12 +159,12 @@ def _after_error() -> None:
         db.close_if_unusable_or_obsolete()
 
 
-def connection_sync(*, connection: Connection, trigger: str, holder: str, now: datetime | None = None) -> SyncRun | None:
+def connection_sync(*, connection: Connection, trigger: str, holder: str, now: datetime | None = None) -> SyncRun:
     """Run one sync of ``connection`` as read when its lease was taken by ``holder``.
 
-    Returns None, writing nothing but the connection's next turn, when its portal host may not
-    be asked now (syncs.politeness). Anything that goes wrong after the fetch is recorded as a
-    failed run, in a transaction of its own: nothing of the feed is half-applied.
+    Raises HostBusy, having written nothing but the connection's next turn, when its portal host
+    may not be asked now (syncs.politeness). Anything that goes wrong after the fetch is recorded
+    as a failed run, in a transaction of its own: nothing of the feed is half-applied.
     """
     started = now or timezone.now()
     clock = time.monotonic()
@@ -170,10 +172,9 @@ def connection_sync(*, connection: Connection, trigger: str, holder: str, now: d
     wait = politeness.SLOTS.take(host)
     if wait is not None:
         until = timezone.now() + timedelta(seconds=defer_seconds(wait))
-        connection._deferred_until = until
         connection_defer(connection_id=connection.pk, holder=holder, until=until)
-        log.info("sync deferred connection=%s reason=portal_host_busy seconds=%d", connection.pk, (until - started).total_seconds())
-        return None
+        log.info("sync put off connection=%s reason=portal_host_busy seconds=%d", connection.pk, (until - started).total_seconds())
+        raise HostBusy
     _database_idle()
     try:
         outcome = _parse(connection, _fetch(connection, host))

@@ -37,8 +37,10 @@ def dispatch_due_syncs() -> int:
     # restart, a new account) are handed out in one pass, within a time budget.
     while time.monotonic() - started < DISPATCH_BUDGET_SECONDS:
         batch = connections_claim_due(limit=DISPATCH_BATCH)
-        for claim in batch:
-            sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder))
+        # One broker connection for the whole batch, not one taken from the pool per task.
+        with sync_connection.app.producer_or_acquire() as producer:
+            for claim in batch:
+                sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder), producer=producer)
         ids += [claim.connection_id for claim in batch]
         if len(batch) < DISPATCH_BATCH:
             break
