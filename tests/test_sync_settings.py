@@ -177,3 +177,28 @@ def test_the_admin_form_leaves_the_engine_fields_out(admin_client):
     assert "import_url" in form_fields and "enabled" in form_fields
     prop_page = admin_client.get(f"/admin/syncs/property/{connection.property_id}/change/")
     assert "calendar_version" not in set(prop_page.context["adminform"].form.fields)
+
+
+SETTINGS_NAMES = {"import_url", "portal", "portal_id", "direction", "sync_interval_minutes", "enabled", "timezone", "labels"}
+
+
+def test_no_module_writes_what_a_sync_reads_but_the_settings_service():
+    """An update() of a field a sync reads, anywhere but syncs/sync_settings.py, would let a poll
+    in flight write its old reading over the change."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "syncs"
+    found = []
+    for path in root.rglob("*.py"):
+        if "migrations" in path.parts or path.name == "sync_settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "update"
+                and ".objects" in ast.unparse(node.func.value)  # a queryset's update(), not a dict's
+            ):
+                written = {keyword.arg for keyword in node.keywords} & SETTINGS_NAMES
+                if written:
+                    found.append(f"{path.name}:{node.lineno} {sorted(written)}")
+    assert found == []
