@@ -1,9 +1,11 @@
 """Being a polite client of each portal host, within this process.
 
-At most ``FETCH_PER_HOST_LIMIT`` fetches are in flight to one host at a time. A host that asked
-us to wait (429, or a ``Retry-After`` on any answer) is not asked again before that time. A
-host whose last fetch ran to its deadline is given one fetch at a time until one answers, so
-that a hanging portal holds one worker slot, not a slot per connection it serves.
+At most ``FETCH_PER_HOST_LIMIT`` fetches are in flight to one host at a time, and fewer to a
+host we know little of: a host starts with two, and may have one more for every fetch it has
+answered in a row, up to the limit. A host whose last fetch ran to its deadline is given one
+fetch at a time until one answers. So a portal that hangs holds one or two worker slots, not a
+slot per connection it serves. A host that asked us to wait (429, or a ``Retry-After`` on any
+answer) is not asked again before that time.
 
 A sync that may not ask its host now is not made to wait: it gives its lease back and comes
 again when the host is free (``syncs.scheduling.connection_defer``), with a little jitter so
@@ -37,15 +39,24 @@ def host_of(url: str) -> str:
         return ""
 
 
+# A host we know nothing of may have this many fetches in flight.
+FIRST_SLOTS = 2
+
+
 @dataclass
 class _Host:
     in_flight: int = 0
+    answered: int = 0  # fetches answered in a row (capped at the limit)
     not_before: float = 0.0  # time.monotonic()
     hanging: bool = False
 
+    def slots(self, limit: int) -> int:
+        return 1 if self.hanging else min(limit, FIRST_SLOTS + self.answered)
+
 
 class HostSlots:
-    """The fetches in flight per host, and when each host may be asked again."""
+    """The fetches in flight per host, and when each host may be asked again. One small entry
+    per host this process has asked."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -60,7 +71,7 @@ class HostSlots:
             state = self._hosts.setdefault(host, _Host())
             if state.not_before > now:
                 return state.not_before - now
-            if state.in_flight >= (1 if state.hanging else limit):
+            if state.in_flight >= state.slots(limit):
                 return 0.0
             state.in_flight += 1
             return None
@@ -72,10 +83,9 @@ class HostSlots:
             state = self._hosts.setdefault(host, _Host())
             state.in_flight = max(state.in_flight - 1, 0)
             state.hanging = error_code in HANGING
+            state.answered = 0 if state.hanging else min(state.answered + 1, settings.FETCH_PER_HOST_LIMIT)
             if retry_after or error_code == "rate_limited":
                 state.not_before = max(state.not_before, now + (retry_after or DEFAULT_BACKOFF_SECONDS))
-            if not state.in_flight and not state.hanging and state.not_before <= now:
-                del self._hosts[host]  # nothing to remember: the table stays as small as the hosts in use
 
     def in_flight(self, host: str) -> int:
         with self._lock:

@@ -294,10 +294,9 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
                 run.save(force_insert=True)
                 return run
         # Paused meanwhile, or anything else: read what the record depends on under the lock.
-        # Only this row: locking the property or portal too would queue every sync of a portal.
-        locked = ours.select_for_update().order_by().first()
-        if locked is None:
-            raise LeaseLost
+        locked = connection_lock_leased(
+            connection_id=connection.pk, holder=holder, settings_version=connection.settings_version
+        )
         if outcome.failure:
             updates = _record_failure(locked, run, outcome, now)
         elif outcome.feed is None:
@@ -306,6 +305,22 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
             updates = _record_feed(locked, run, outcome, now)
         Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
     return run
+
+
+def connection_lock_leased(*, connection_id: int, holder: str, settings_version: int) -> Connection:
+    """Lock the connection's row for the caller's transaction and return it as it is now, if
+    ``holder`` still has the lease and the settings are still ``settings_version``; else raise
+    LeaseLost. Only that row: locking its property or portal too would queue every sync of a
+    portal behind the others."""
+    locked = (
+        Connection.objects.select_for_update()
+        .filter(pk=connection_id, lease_holder=holder, settings_version=settings_version)
+        .order_by()
+        .first()
+    )
+    if locked is None:
+        raise LeaseLost
+    return locked
 
 
 def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:

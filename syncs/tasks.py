@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
 from django.conf import settings
@@ -25,6 +26,15 @@ log = logging.getLogger(__name__)
 
 DISPATCH_BATCH = 500
 DISPATCH_BUDGET_SECONDS = 30
+PUBLISHERS = 4
+
+
+def _publish(claims: list) -> None:
+    if not claims:
+        return
+    with sync_connection.app.producer_or_acquire() as producer:
+        for claim in claims:
+            sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder), producer=producer)
 
 
 @shared_task(ignore_result=True)
@@ -37,10 +47,10 @@ def dispatch_due_syncs() -> int:
     # restart, a new account) are handed out in one pass, within a time budget.
     while time.monotonic() - started < DISPATCH_BUDGET_SECONDS:
         batch = connections_claim_due(limit=DISPATCH_BATCH)
-        # One broker connection for the whole batch, not one taken from the pool per task.
-        with sync_connection.app.producer_or_acquire() as producer:
-            for claim in batch:
-                sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder), producer=producer)
+        # A few publishers at once, each on one broker connection for its share: a publish is
+        # mostly a wait on the broker, and the claimed connections' syncs wait for it.
+        with ThreadPoolExecutor(PUBLISHERS) as publishers:
+            list(publishers.map(_publish, [batch[i::PUBLISHERS] for i in range(PUBLISHERS)]))
         ids += [claim.connection_id for claim in batch]
         if len(batch) < DISPATCH_BATCH:
             break

@@ -73,25 +73,40 @@ def test_a_database_that_cannot_even_record_the_failure_makes_the_task_retry(fee
     assert not Block.objects.exists() and not SyncRun.objects.exists()
 
 
+def answered(slots: politeness.HostSlots, host: str, times: int) -> None:
+    for _ in range(times):
+        assert slots.take(host) is None
+        slots.give_back(host)
+
+
 def test_at_most_the_limit_of_fetches_is_in_flight_to_one_host(settings):
-    settings.FETCH_PER_HOST_LIMIT = 2
+    settings.FETCH_PER_HOST_LIMIT = 3
     slots = politeness.HostSlots()
-    assert slots.take("a.example") is None and slots.take("a.example") is None
-    assert slots.take("a.example") == 0.0  # full: come back later
+    answered(slots, "a.example", 5)  # a host that answers is given the whole limit
+    assert [slots.take("a.example") for _ in range(4)] == [None, None, None, 0.0]  # full: come back later
     assert slots.take("b.example") is None  # another host is not affected
     slots.give_back("a.example")
     assert slots.take("a.example") is None
 
 
+def test_a_host_we_know_nothing_of_gets_two_fetches_and_one_more_for_each_answer(settings):
+    settings.FETCH_PER_HOST_LIMIT = 8
+    slots = politeness.HostSlots()
+    assert [slots.take("new.example") for _ in range(3)] == [None, None, 0.0]
+    slots.give_back("new.example")
+    assert [slots.take("new.example") for _ in range(3)] == [None, None, 0.0]
+
+
 def test_a_host_that_hangs_gets_one_fetch_at_a_time_until_it_answers(settings):
     settings.FETCH_PER_HOST_LIMIT = 8
     slots = politeness.HostSlots()
+    answered(slots, "slow.example", 8)
     assert slots.take("slow.example") is None
     slots.give_back("slow.example", error_code="timeout")
     assert slots.take("slow.example") is None
     assert slots.take("slow.example") == 0.0
-    slots.give_back("slow.example")  # it answered
-    assert [slots.take("slow.example") for _ in range(7)] == [None] * 7
+    slots.give_back("slow.example")  # it answered: back to two, and growing
+    assert [slots.take("slow.example") for _ in range(4)] == [None, None, None, 0.0]
 
 
 def test_a_host_that_asks_us_to_wait_is_not_asked_by_any_sync_before_then(httpserver, settings):
