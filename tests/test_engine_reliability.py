@@ -219,3 +219,33 @@ def test_the_export_answers_503_soon_when_its_database_stalls(postgres, client):
         db.close()
         db.settings_dict["PORT"] = real_port
         proxy.close()
+
+
+SHOW_TIMEOUTS = """
+import django; django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    values = []
+    for name in ("statement_timeout", "lock_timeout"):
+        cursor.execute("SHOW " + name)
+        values.append(cursor.fetchone()[0])
+# The client's side of the socket: libpq's own connection options.
+client = connection.connection.info.get_parameters()
+values += [client.get("tcp_user_timeout"), client.get("keepalives_idle"), client.get("connect_timeout")]
+print(" ".join(map(str, values)), bool(connection.settings_dict["OPTIONS"].get("pool")))
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [("worker", "30s 10s 15000 30 3 True"), ("web", "10s 0 15000 30 3 False")]
+)
+def test_each_process_role_bounds_its_waits_on_postgresql(postgres, role, expected):
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_worker import database_url
+
+    env = {**os.environ, "PROCESS_ROLE": role, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "channelmgr.settings"}
+    shown = subprocess.run([sys.executable, "-c", SHOW_TIMEOUTS], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.stdout.split("\n")[0] == expected, shown.stderr[-2000:]
