@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,17 @@ BIN = Path(sys.executable).parent
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-# --------------------------------------------------------------------------- the portal
+def feed(events: int) -> bytes:
+    first = datetime.now(UTC).date() + timedelta(days=2)
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Airbnb Inc//Hosting Calendar 1.0//EN"]
+    for i in range(events):
+        start = first + timedelta(days=4 * i)
+        lines += ["BEGIN:VEVENT", f"UID:stay-{i}@airbnb.com", "DTSTAMP:20270101T000000Z", "SUMMARY:Reserved",
+                  f"DTSTART;VALUE=DATE:{start:%Y%m%d}", f"DTEND;VALUE=DATE:{start + timedelta(days=3):%Y%m%d}", "END:VEVENT"]
+    return ("\r\n".join([*lines, "END:VCALENDAR"]) + "\r\n").encode()
+
+
+FEED = feed(50)  # what the portal answers with a 200
 
 
 async def _serve(port: int, latency: float, hang_every: float) -> None:
@@ -52,9 +63,8 @@ async def _serve(port: int, latency: float, hang_every: float) -> None:
                 if b'if-none-match: "v1"' in head.lower():
                     writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
                 else:
-                    body = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//EN\r\nEND:VCALENDAR\r\n"
                     writer.write(b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nContent-Type: text/calendar\r\nContent-Length: '
-                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+                                 + str(len(FEED)).encode() + b"\r\n\r\n" + FEED)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -68,9 +78,6 @@ async def _serve(port: int, latency: float, hang_every: float) -> None:
 
 def portal_main(port: int, latency: float) -> None:
     asyncio.run(_serve(port, latency, hang_every=5.0))
-
-
-# --------------------------------------------------------------------------- the database
 
 
 def setup(database_url: str, redis_url: str, queue: str) -> None:
@@ -101,20 +108,15 @@ def seed(n: int, hosts: int, hang_rate: float, port: int) -> int:
     account = Account.objects.create(name="bench")
     portal = Portal.objects.get(slug="airbnb")
     props = Property.objects.bulk_create([Property(account=account, name=f"p{i}") for i in range((n + 4) // 5)])
-    hanging_hosts = round(hosts * hang_rate)
-    rows = []
-    for i in range(n):
-        host = i % hosts
-        path = "hang" if host < hanging_hosts else "feed"
-        rows.append(Connection(
-            property=props[i // 5], portal=portal, import_url=f"http://127.0.{host // 250}.{host % 250 + 1}:{port}/{path}/{i}.ics",
-            etag='"v1"', next_sync_at=None,
+    hanging_hosts = round(hosts * hang_rate)  # the first ones
+    rows = [
+        Connection(property=props[i // 5], portal=portal, etag='"v1"', next_sync_at=None, import_url=(
+            f"http://127.0.{i % hosts // 250}.{i % hosts % 250 + 1}:{port}/{'hang' if i % hosts < hanging_hosts else 'feed'}/{i}.ics"
         ))
+        for i in range(n)
+    ]
     Connection.objects.bulk_create(rows, batch_size=2000)
     return sum(1 for c in rows if "/hang/" in c.import_url)
-
-
-# --------------------------------------------------------------------------- measuring
 
 
 def tree(pid: int) -> list[int]:
@@ -167,11 +169,6 @@ def start(command: str, env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def shipped_processes() -> int:
-    match = re.search(r"^WORKER_PROCESSES \?= (\d+)", (ROOT / "Makefile").read_text(), re.M)
-    return int(match.group(1)) if match else 1
-
-
 def procfile(name: str) -> str:
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
@@ -189,7 +186,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
     parser.add_argument("--pool", help="override the shipped worker pool (threads, gevent, prefork)")
     parser.add_argument("--concurrency", type=int, help="override the shipped worker concurrency")
-    parser.add_argument("--processes", type=int, default=shipped_processes(), help="worker processes (as make run starts)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (the Procfile starts one)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for every sync")
     args = parser.parse_args()
 
@@ -234,6 +231,10 @@ def main() -> None:
             process.terminate()
         for process in (beat, *workers, portal):
             process.wait(timeout=60)
+        import redis  # leave nothing queued in the shared Redis
+
+        broker = redis.Redis.from_url(args.redis_url)
+        broker.delete(queue, f"{queue}.beat", *broker.keys(f"_kombu.binding*{queue}*"))
     report(args, samples, hanging, folder)
 
 
@@ -270,8 +271,7 @@ def report(args, samples, hanging: int, folder: Path) -> None:
 def free_port() -> int:
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+    with socket.create_server(("127.0.0.1", 0)) as sock:
         return sock.getsockname()[1]
 
 

@@ -13,55 +13,15 @@ folder unless --database-url names a PostgreSQL database whose name contains "be
 from __future__ import annotations
 
 import argparse
-import http.server
-import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def feed(events: int) -> bytes:
-    first = datetime.now(UTC).date() + timedelta(days=2)
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Airbnb Inc//Hosting Calendar 1.0//EN"]
-    for i in range(events):
-        start = first + timedelta(days=4 * i)
-        lines += ["BEGIN:VEVENT", f"UID:stay-{i}@airbnb.com", "DTSTAMP:20270101T000000Z",
-                  f"DTSTART;VALUE=DATE:{start:%Y%m%d}", f"DTEND;VALUE=DATE:{start + timedelta(days=3):%Y%m%d}",
-                  "SUMMARY:Reserved", "END:VEVENT"]
-    return ("\r\n".join([*lines, "END:VCALENDAR"]) + "\r\n").encode()
-
-
-BODY = feed(50)
-
-
-class Portal(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        if self.headers.get("If-None-Match") == '"v1"':
-            self.send_response(304)
-            self.send_header("ETag", '"v1"')
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("ETag", '"v1"')
-        self.send_header("Content-Type", "text/calendar")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, *args):
-        pass
-
-
-def serve(port: int) -> None:
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), Portal).serve_forever()
 
 
 def cpu_per_call(call, n: int) -> float:
@@ -69,7 +29,7 @@ def cpu_per_call(call, n: int) -> float:
     started = time.process_time()
     for _ in range(n):
         call()
-    return (time.process_time() - started) / n * 1000
+    return (time.process_time() - started) / n * 1000  # ms
 
 
 def main() -> None:
@@ -93,14 +53,14 @@ def main() -> None:
     import requests
     from django.core.management import call_command
 
-    from bench.capacity import free_port
+    from bench.capacity import FEED, free_port
     from syncs.models import Account, Connection, Portal, Property
     from syncs.sync import connection_sync_leased
 
     call_command("migrate", verbosity=0)
     port = free_port()
-    multiprocessing.Process(target=serve, args=(port,), daemon=True).start()
-    time.sleep(0.5)
+    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "capacity.py"), "--portal", str(port), "0"])
+    time.sleep(1)
     url = f"http://127.0.0.1:{port}/feed.ics"
     prop = Property.objects.create(account=Account.objects.create(name="bench"), name="bench", timezone="Europe/Lisbon")
     portal = Portal.objects.get(slug="airbnb")
@@ -115,12 +75,12 @@ def main() -> None:
         ("unchanged poll (304)", cpu_per_call(lambda: connection_sync_leased(connection_id=polled.pk), args.polls),
          "requests.get, kept alive", cpu_per_call(lambda: session.get(url, headers={"If-None-Match": '"v1"'}), args.polls)),
         ("first import, 50 events", cpu_per_call(lambda: connection_sync_leased(connection_id=new_connection().pk), args.polls // 10),
-         "icalendar from_ical", cpu_per_call(lambda: icalendar.Calendar.from_ical(BODY), args.polls // 10)),
+         "icalendar from_ical", cpu_per_call(lambda: icalendar.Calendar.from_ical(FEED), args.polls // 10)),
     ]
-    print("| measurement | ours (CPU ms) | baseline | baseline (CPU ms) | ratio |")
-    print("|---|---|---|---|---|")
+    print("| measurement | ours (CPU ms) | baseline | baseline (CPU ms) | ratio |\n|---|---|---|---|---|")
     for name, ours, baseline_name, baseline in rows:
         print(f"| {name} | {ours:.2f} | {baseline_name} | {baseline:.2f} | {ours / baseline:.2f}x |")
+    server.terminate()
 
 
 if __name__ == "__main__":
