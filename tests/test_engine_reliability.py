@@ -219,6 +219,12 @@ def test_the_export_answers_503_soon_when_its_database_stalls(postgres, client):
         db.close()
         db.settings_dict["PORT"] = real_port
         proxy.close()
+        # The sessions that came through the proxy are ours, and must not outlive the test.
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 SHOW_TIMEOUTS = """
