@@ -18,9 +18,10 @@ app.autodiscover_tasks()
 @task_prerun.connect
 @task_postrun.connect
 def close_old_database_connections(sender=None, **_) -> None:
-    """Around each task, what Django does around each request: close a connection that had an
-    error or is older than CONN_MAX_AGE, and keep the others (settings.CELERY_DB_REUSE_MAX).
-    Not for eager tasks: they run inside the caller's request or transaction."""
+    """Around each task, what Django does around each request: a pooled connection goes back to
+    its pool, a kept one is closed if it had an error or is older than CONN_MAX_AGE (see
+    settings.CELERY_DB_REUSE_MAX). Not for eager tasks: they run inside the caller's request or
+    transaction."""
     if getattr(sender.request, "is_eager", False):
         return
     close_old_connections()

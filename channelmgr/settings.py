@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Exchange, Queue
 
 from channelmgr.env import env_bool, env_int, env_list, env_str, env_timezone, env_url
 
@@ -21,6 +22,17 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", True)
+
+
+def _started_as_celery_worker() -> bool:
+    return "worker" in sys.argv[1:] and any(Path(arg).name.startswith("celery") for arg in sys.argv[:2])
+
+
+# What this process is: "web" (gunicorn, management commands, tests) or "worker" (celery
+# worker). Database connections are configured for each (see Database).
+PROCESS_ROLE = env_str("PROCESS_ROLE", "worker" if _started_as_celery_worker() else "web")
+if PROCESS_ROLE not in {"web", "worker"}:
+    raise ImproperlyConfigured(f"PROCESS_ROLE must be web or worker; got {PROCESS_ROLE!r}")
 DEMO_MODE = env_bool("DEMO_MODE", False)
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
@@ -121,20 +133,38 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
-        "DATABASE_CONNECT_TIMEOUT", 5, minimum=1
+    # Every wait on PostgreSQL is bounded, per process role: a web request's statements and a
+    # worker's (which also never waits long for a row lock: a sync that cannot get its row
+    # fails and is retried, it does not queue behind another); a new connection; and a peer
+    # that vanished (TCP keepalives, and unacknowledged data given up after tcp_user_timeout).
+    # A connection that is open but never answers is cut by syncs.db_deadline where a request
+    # must answer (the export).
+    _timeouts = {
+        "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000 if PROCESS_ROLE == "worker" else 10_000, minimum=0),
+        "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10_000 if PROCESS_ROLE == "worker" else 0, minimum=0),
+    }
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        connect_timeout=env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=2),
+        keepalives=1, keepalives_idle=30, keepalives_interval=5, keepalives_count=3,
+        tcp_user_timeout=env_int("DATABASE_TCP_USER_TIMEOUT_MS", 15_000, minimum=0),
+        options=" ".join(f"-c {name}={value}" for name, value in _timeouts.items() if value),
     )
-    # Lets the export's token look-up run as a prepared statement (syncs/export_tokens.py):
-    # Django's own queries bind on the client and are never prepared, whatever this says. Turn it
-    # off behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
-    # without max_prepared_statements). https://www.psycopg.org/psycopg3/docs/advanced/prepare.html
-    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = (
-        5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
-    )
-# Keep connections between requests: opening one (and, on SQLite, its PRAGMAs) cost about half
-# of an export request (bench/export.py).
-DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    if PROCESS_ROLE == "worker":
+        # Worker threads share a bounded pool of connections (Django's psycopg pool): a sync
+        # takes one to read and one to record, and holds none while it waits on a portal.
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 2, "max_size": env_int("DATABASE_POOL_SIZE", 16, minimum=2),
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+        }
+    else:
+        # A kept connection is checked before a request uses it. Pooled connections are not:
+        # one that broke while idle fails its statement, which a sync records or retries.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Keep connections between requests: opening one (and, on SQLite, its PRAGMAs) costs more than
+# an export request. Pooled connections (workers) go back to their pool after each use instead.
+DATABASES["default"]["CONN_MAX_AGE"] = (
+    0 if "pool" in DATABASES["default"].get("OPTIONS", {}) else env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -------------------------------------------------------------------------------------
@@ -212,6 +242,10 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Celery -----------------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss"))
+# The worker keeps many fetches in flight: syncs wait on portals, not on the CPU. Threads, not
+# processes (README, "Performance"): one process holds WORKER_CONCURRENCY syncs at once.
+CELERY_WORKER_POOL = env_str("WORKER_POOL", "threads")
+CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 200, minimum=1)
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_url(
     "CELERY_BROKER_URL", REDIS_URL or "filesystem://", schemes=("redis", "rediss", "filesystem", "amqp", "memory")
@@ -239,6 +273,9 @@ else:
         "interval_start": 0,
         "interval_step": 0.2,
         "interval_max": 0.5,
+        "queue_order_strategy": "priority",
+        # Every worker thread may ack at once.
+        "max_connections": CELERY_WORKER_CONCURRENCY + 20,
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -252,11 +289,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Celery's Django fixup closes the database connection before and after every task unless this
-# is set: a new PostgreSQL connection per sync cost about 8 ms of worker time, four times a whole
-# unchanged poll, and threw away its prepared statements. With it, the fixup closes them only
-# every 1,000 tasks; between tasks, channelmgr/celery.py drops a connection that failed or
-# outlived CONN_MAX_AGE, as Django does around each request.
+# Celery's Django fixup closes every database connection around each task unless this is set;
+# channelmgr/celery.py does what Django does around a request instead (a pooled connection goes
+# back to its pool, a kept one is kept unless it failed or is too old).
 CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
@@ -264,6 +299,19 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Several deployments (or test runs) can share one Redis by using different queues.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
+# Beat's tasks have a queue of their own, listed first: a worker started without -Q serves both,
+# and on Redis takes from the beat queue whenever it has something (priority order), so no
+# backlog of syncs can delay or expire the dispatcher. Split: `-Q <beat queue>` on one worker,
+# `-Q <queue>` on the others.
+CELERY_BEAT_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.beat"
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in (CELERY_BEAT_QUEUE, CELERY_TASK_DEFAULT_QUEUE)]
+CELERY_TASK_ROUTES = {
+    name: {"queue": CELERY_BEAT_QUEUE}
+    for name in (
+        "syncs.tasks.dispatch_due_syncs", "syncs.notifications.send_pause_notifications",
+        "syncs.tasks.probe_paused_feeds", "syncs.tasks.prune_history",
+    )
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DISPATCH_INTERVAL_SECONDS = env_int("DISPATCH_INTERVAL_SECONDS", 60, minimum=5)
 CELERY_BEAT_SCHEDULE = {
@@ -300,12 +348,16 @@ SYNC_HORIZON_AHEAD_DAYS = env_int("SYNC_HORIZON_AHEAD_DAYS", 730, minimum=30)
 RETENTION_DAYS = env_int("RETENTION_DAYS", 90, minimum=1)
 # Held removals (shrink guard) apply when the same answer comes again this much later.
 SHRINK_CONFIRM_MINUTES = env_int("SHRINK_CONFIRM_MINUTES", 30, minimum=1)
+# At most this many fetches in flight to one portal host, per worker process (syncs.politeness).
+FETCH_PER_HOST_LIMIT = env_int("FETCH_PER_HOST_LIMIT", 8, minimum=1)
 FETCH_USER_AGENT = env_str("FETCH_USER_AGENT", f"channelmgr-ical-sync/1.0 (+{SITE_URL}; calendar sync)")
 # --- Export feeds -----------------------------------------------------------------------------
 # Export URL tokens are derived from this key: changing it changes every export URL.
 EXPORT_TOKEN_KEY = env_str("EXPORT_TOKEN_KEY", "") or f"export-token:{SECRET_KEY}"
 EXPORT_ROTATION_GRACE_HOURS = env_int("EXPORT_ROTATION_GRACE_HOURS", 72, minimum=0)
 EXPORT_HORIZON_DAYS = env_int("EXPORT_HORIZON_DAYS", 730, minimum=30)
+# An export request that cannot read its calendar's version within this long answers 503.
+EXPORT_DATABASE_DEADLINE_SECONDS = env_int("EXPORT_DATABASE_DEADLINE_SECONDS", 3, minimum=1)
 # Reads of an export URL are written to the database at most this often per URL and process.
 EXPORT_READ_FLUSH_SECONDS = env_int("EXPORT_READ_FLUSH_SECONDS", 60, minimum=0)
 
@@ -360,7 +412,12 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # urllib3 logs each request's full path and query at DEBUG: feed URLs are secrets.
-    "loggers": {"urllib3": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL}},
+    "loggers": {
+        "urllib3": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL},
+        # Celery's two lines per task ("received", "succeeded"): each sync logs its own line.
+        "celery.worker.strategy": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
+        "celery.app.trace": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},
+    },
 }
 
 # --- Demo -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from syncs.views.export import export_feed
 
 urlpatterns = [
     # First: portals read these URLs far more often than people open pages, and each pattern
-    # tried before the match costs every read (bench/export_profile.py).
+    # tried before the match costs every read.
     path("ical/<str:token>.ics", export_feed, name="export-feed"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -14,9 +14,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from syncs.editing import sync_state_after_edit
 from syncs.models import (
     Account,
     Activity,
@@ -28,6 +28,11 @@ from syncs.models import (
     Portal,
     Property,
     SyncRun,
+)
+from syncs.sync_settings import (
+    connection_settings_update,
+    portal_settings_update,
+    property_settings_update,
 )
 from syncs.sync_state import connection_status, connection_statuses
 
@@ -78,6 +83,12 @@ def _manages_current_account(request) -> bool:
         return True
     membership = Membership.current_of(request.user)
     return membership is not None and membership.can_manage
+
+
+def _changed_values(obj, form) -> dict:
+    """The fields the admin's form changed, as the object now holds them: only these are written,
+    never the whole row, whose other fields the sync engine writes at any moment."""
+    return {name: getattr(obj, name) for name in form.changed_data}
 
 
 class AccountScopedAdmin(admin.ModelAdmin):
@@ -142,6 +153,12 @@ class PortalAdmin(SuperuserOnlyAdmin):
     list_display = ("name", "slug", "pickup_delay_min_minutes", "pickup_delay_max_minutes", "position")
     ordering = ("position",)
 
+    def save_model(self, request, obj: Portal, form, change: bool) -> None:
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # New labels read every feed of the portal again, and void the polls made with the old.
+        portal_settings_update(portal_id=obj.pk, values=_changed_values(obj, form))
+
 
 @admin.register(Property)
 class PropertyAdmin(AccountScopedAdmin):
@@ -149,6 +166,14 @@ class PropertyAdmin(AccountScopedAdmin):
     list_filter = ("account",)
     list_select_related = ("account",)
     search_fields = ("name",)
+    # Engine-owned: bumped with every change to the property's blocks.
+    readonly_fields = ("calendar_version", "calendar_changed_at", "created_at", "updated_at")
+
+    def save_model(self, request, obj: Property, form, change: bool) -> None:
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # A new zone reads every feed of the property again, and voids the polls made in the old.
+        property_settings_update(property_id=obj.pk, values={**_changed_values(obj, form), "updated_at": timezone.now()})
 
 
 @admin.register(Connection)
@@ -157,15 +182,24 @@ class ConnectionAdmin(AccountScopedAdmin):
     list_filter = ("enabled", "direction", "portal")
     list_select_related = ("property", "portal")
     search_fields = ("property__name",)
-    readonly_fields = ("lease_holder", "lease_until", "etag", "last_modified", "body_fingerprint", "created_at", "updated_at")
+    # The sync engine's own fields: shown, never edited here (a form saving them whole would put
+    # back what the engine changed meanwhile). The operator's switch and settings stay editable.
+    readonly_fields = (
+        "paused_at", "pause_reason", "pause_params", "consecutive_failures", "last_error_code", "last_error_params",
+        "sync_requested_at", "last_attempt_at", "last_success_at", "next_sync_at", "etag", "last_modified",
+        "body_fingerprint", "held_answer", "held_since", "held_removals", "held_accepted_answer", "probe_next_at",
+        "probe_failures", "ready_to_resume_at", "https_works", "checking_since", "lease_holder", "lease_until", "created_at",
+        "updated_at",
+    )
 
     def save_model(self, request, obj: Connection, form, change: bool) -> None:
-        # As the operator's edit form does: a new link reads the feed from scratch, and a sync in
-        # flight with the old settings is dropped.
-        if change:
-            for field, value in sync_state_after_edit(form.changed_data).items():
-                setattr(obj, field, value)
-        super().save_model(request, obj, form, change)
+        if not change:
+            obj.next_sync_at = timezone.now()  # a new sync is read at once, as the add form does
+            return super().save_model(request, obj, form, change)
+        # As the operator's edit form does, through the one settings service: only the changed
+        # fields are written, a new link is read from scratch, and a sync in flight with the old
+        # settings is dropped.
+        connection_settings_update(connection_id=obj.pk, values={**_changed_values(obj, form), "updated_at": timezone.now()})
 
     def get_changelist(self, request, **kwargs):
         return _ConnectionChangeList

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from syncs.activity import activity_record_automatic
 from syncs.models import Activity, Connection, PauseEpisode
-from syncs.scheduling import LEASE_RELEASED, jittered
+from syncs.scheduling import jittered
+from syncs.sync_settings import connection_settings_update
 
 # Transient failures in a row before the connection is paused.
 PAUSE_AFTER_FAILURES = 3
@@ -100,8 +101,7 @@ def _episode_goes_on(*, connection: Connection, code: str, params: dict, now: da
 
 
 # What a sync that works leaves on the connection, whatever it found: no failures, no pause,
-# no probe. The same on every such sync, so the record of an unchanged poll writes it as
-# constants (syncs/unchanged_runs.py).
+# no probe.
 HEALTHY = {
     "consecutive_failures": 0,
     "last_error_code": "",
@@ -154,15 +154,17 @@ def connection_switch(*, connection: Connection, enabled: bool, now: datetime | 
     with transaction.atomic():
         row = Connection.objects.filter(pk=connection.pk)
         if not enabled:
-            # Taking the lease back drops the result of a sync already claimed or under way.
-            row.update(enabled=False, **LEASE_RELEASED)
+            # Through the one settings service: a sync already claimed or under way is dropped.
+            connection_settings_update(connection_id=connection.pk, values={"enabled": False}, now=now)
             checking = False
         elif row.select_for_update().values_list("paused_at", flat=True).first() is not None:
-            row.update(enabled=True, checking_since=now, **PROBE_CLEARED)
+            connection_settings_update(
+                connection_id=connection.pk, values={"enabled": True, "checking_since": now, **PROBE_CLEARED}, now=now
+            )
             PauseEpisode.objects.open().filter(connection_id=connection.pk).update(resume_requested_by=by)
             checking = True
         else:
-            row.update(enabled=True, next_sync_at=now)
+            connection_settings_update(connection_id=connection.pk, values={"enabled": True}, now=now)
             checking = False
     connection.refresh_from_db()
     return checking

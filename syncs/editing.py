@@ -25,14 +25,9 @@ from syncs.export_tokens import export_token_ensure
 from syncs.fetch import FetchError, fetch_feed, https_variant_works, link_identity
 from syncs.ical import INVALID_REASONS, FeedParseError, parse_feed
 from syncs.models import Account, Activity, Connection, Portal, Property
-from syncs.scheduling import LEASE_RELEASED
+from syncs.sync_settings import connection_settings_update, property_settings_update
 
-# What a change of link or portal makes stale: the next sync must read the feed from scratch
-# (no 304 on the old feed's ETag, no "unchanged body" shortcut, labels of the new portal).
-FRESH_READ = {"etag": "", "last_modified": "", "body_fingerprint": "", "https_works": None}
 CONNECTION_FIELDS = ("portal", "direction", "import_url", "sync_interval_minutes", "export_summary")
-# The fields that change how a sync imports (the export's summary does not).
-IMPORT_SETTINGS = frozenset({"portal", "direction", "import_url", "sync_interval_minutes"})
 # A live check of a link (the form's, the checklist's) in all, the https:// variant of an
 # http:// link included: the operator waits for it (syncs.live_checks).
 HTTPS_PROBE_SECONDS = 10.0
@@ -71,15 +66,12 @@ def property_edit(*, user, property: Property, name: str, timezone: str) -> list
     moment = now()
     try:
         with transaction.atomic():
-            Property.objects.filter(pk=property.pk).update(
-                **{field: values[field] for field in changed}, updated_at=moment
+            # A new zone makes every feed of the property read again from scratch, at once, and
+            # voids the polls made in the old one (syncs.sync_settings).
+            property_settings_update(
+                property_id=property.pk, values={**{field: values[field] for field in changed}, "updated_at": moment},
+                now=moment,
             )
-            if "timezone" in changed:
-                # Feed times become nights in the property's zone: every feed must be read again
-                # from scratch, or an unchanged feed would keep the nights of the old zone.
-                Connection.objects.filter(property=property).exclude(
-                    direction=Connection.Direction.EXPORT_ONLY
-                ).update(etag="", last_modified="", body_fingerprint="", next_sync_at=moment)
             activity_record(
                 user=user, action=Activity.Action.PROPERTY_EDITED, property=property,
                 params={"fields": changed},
@@ -169,9 +161,11 @@ def connection_edit(
         _lock(connection.property)
         _refuse_same_link(candidate)
         Connection.objects.select_for_update().get(pk=connection.pk)  # one edit at a time
-        updates = {field: values[field] for field in changed}
-        updates.update(sync_state_after_edit(changed))
-        Connection.objects.filter(pk=connection.pk).update(**updates, updated_at=now())
+        # Through the one settings service: a sync claimed or under way with the old settings is
+        # dropped, and a new link or portal is read from scratch, at once.
+        connection_settings_update(
+            connection_id=connection.pk, values={**{field: values[field] for field in changed}, "updated_at": now()}
+        )
         if candidate.exports:
             # update() sends no post_save: a sync that starts exporting needs its URL here.
             export_token_ensure(property=connection.property, connection=connection)
@@ -196,22 +190,6 @@ def _refuse_same_link(connection: Connection) -> None:
     )
     if existing is not None:
         raise ValidationError({"import_url": same_link_error(existing)})
-
-
-def sync_state_after_edit(changed: list[str]) -> dict:
-    """Fields the sync engine owns that an edit of ``changed`` (CONNECTION_FIELDS) must reset or
-    move: from the forms, and from the admin."""
-    moment = now()
-    updates: dict = {}
-    if set(changed) & IMPORT_SETTINGS:
-        # A sync may be under way, or claimed and waiting in the queue with the settings it was
-        # claimed with: taking its lease drops its result (LeaseLost) instead of letting it
-        # write what the old settings read (the old feed's nights and validators, the old
-        # interval) over the edit. The sync that replaces it comes at once, with the new ones.
-        updates.update(LEASE_RELEASED, next_sync_at=moment)
-    if "import_url" in changed or "portal" in changed:
-        updates.update(FRESH_READ)
-    return updates
 
 
 # --------------------------------------------------------------------------- checking a link now

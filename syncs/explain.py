@@ -76,6 +76,10 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
             "The calendar holds far more lines, values or nested parts than a portal's feed: it was not read."
         ),
         "not_implemented": lambda: _("Recorded before the import engine existed."),
+        "database_error": lambda: _(
+            "Our database could not save this sync; nothing was changed, and it will be tried again."
+        ),
+        "sync_failed": lambda: _("This sync stopped on an unexpected error; nothing was changed, and it will be tried again."),
     }
     sentence = sentences.get(code)
     return sentence() if sentence else _("Unexpected outcome (%(code)s).") % {"code": code}

@@ -95,7 +95,7 @@ class _KeptCalendars:
     """The calendars last served, by everything they are made of (their version).
 
     Not Django's cache: its local-memory backend pickles a 66 KB body in and out on every read,
-    and nothing here needs sharing between processes (bench/export_profile.py).
+    and nothing here needs sharing between processes.
     """
 
     def __init__(self, size: int):

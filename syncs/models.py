@@ -400,6 +400,10 @@ class Connection(models.Model):
     # One worker at a time: a worker owns the connection until lease_until.
     lease_holder = models.CharField(_("lease holder"), max_length=100, blank=True)
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    # Moves on with every change to what a sync reads or how it reads it (syncs.sync_settings):
+    # a sync records its result only if the version it read is still the row's, so a poll that
+    # read the old settings can never write over the change.
+    settings_version = models.PositiveBigIntegerField(_("settings version"), default=0, editable=False)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

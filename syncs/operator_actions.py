@@ -12,11 +12,11 @@ from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.clean_text import clean
 from syncs.connection_state import connection_switch
 from syncs.date_inputs import nights_error
-from syncs.editing import sync_state_after_edit
 from syncs.export_tokens import export_token_ensure, export_token_rotate
 from syncs.models import Activity, Block, Connection, Property, SyncRun
-from syncs.sync import connection_accept_held_removals, connection_sync_leased
+from syncs.sync import connection_accept_held_removals
 from syncs.sync_requests import connection_request_sync
+from syncs.sync_settings import connection_settings_update
 
 
 def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> bool:
@@ -33,12 +33,10 @@ def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> bo
 
 def connection_read_new_link(*, connection: Connection, user) -> None:
     """After a new link was saved for a sync paused by errors (usually its fix): switch it back on
-    and read the link now, in this request, so that what the operator reads next (the message
-    and the page) says whether it works. The pause ends only if it does."""
-    if not connection_switch(connection=connection, enabled=True, by="edit"):
-        return
-    run = connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)
-    if run is None:  # another sync holds the connection: a worker reads the link after it
+    and have a worker read the link at once. The sync is "switched on, checking" meanwhile (the
+    page that follows says so and looks again until the read is in); the pause ends only if the
+    read works. The request never waits on the portal (its live check already had its turn)."""
+    if connection_switch(connection=connection, enabled=True, by="edit"):
         connection_request_sync(connection=connection, user=user, pressed=False)
     connection.refresh_from_db()
 
@@ -87,11 +85,11 @@ def connection_use_https(*, connection: Connection, user) -> None:
     if not connection.import_url.startswith("http://"):
         return
     with transaction.atomic():
-        # What an edit of the link does (read from scratch, a sync of the old link dropped), and
-        # the https:// variant is known to work.
-        Connection.objects.filter(pk=connection.pk).update(
-            import_url="https://" + connection.import_url[len("http://"):],
-            **{**sync_state_after_edit(["import_url"]), "https_works": True},
+        # An edit of the link (read from scratch, a sync of the old link dropped), and the
+        # https:// variant is known to work.
+        connection_settings_update(
+            connection_id=connection.pk,
+            values={"import_url": "https://" + connection.import_url[len("http://"):], "https_works": True},
         )
         activity_record(user=user, action=Activity.Action.CONNECTION_EDITED, connection=connection,
                         params={"fields": ["import_url"]})

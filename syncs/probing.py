@@ -8,6 +8,7 @@ read the feed (syncs/connection_state.py), and only that sync ends the pause.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -20,7 +21,6 @@ from syncs.connection_state import connection_switch
 from syncs.fetch import FetchError, fetch_feed
 from syncs.ical import FeedParseError, parse_feed
 from syncs.models import Activity, Connection
-from syncs.sync_requests import connection_request_sync
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +64,38 @@ def connection_probe(*, connection: Connection, now: datetime | None = None) -> 
         failures = connection.probe_failures + 1
         updates = {"probe_failures": failures, "probe_next_at": now + probe_delay(failures), "ready_to_resume_at": None}
     Connection.objects.filter(pk=connection.pk, paused_at__isnull=False).update(**updates)
-    if works and connection.property.account.auto_resume:
-        log.info("auto-resume connection=%s", connection.pk)
-        connection_resume_automatically(connection=connection, now=now)
     return works
 
 
-def connection_resume_automatically(*, connection: Connection, now: datetime) -> None:
-    """Switch a paused sync back on for an account that asks for it, and sync it at once."""
+def connection_resume_automatically(*, connection: Connection, now: datetime) -> bool:
+    """Switch a paused sync back on for an account that asks for it, and ask for its sync at
+    once (the caller hands it to a worker; the dispatcher would, were the broker down).
+    Returns whether it was switched back on."""
     with transaction.atomic():
-        if connection_switch(connection=connection, enabled=True, now=now, by="probe"):
-            activity_record_automatic(
-                action=Activity.Action.SWITCHED_ON, connection_id=connection.pk, property_id=connection.property_id,
-                params={"automatic": True}, when=now,
-            )
-            connection_request_sync(connection=connection, user=None, pressed=False, now=now)
+        if not connection_switch(connection=connection, enabled=True, now=now, by="probe"):
+            return False
+        activity_record_automatic(
+            action=Activity.Action.SWITCHED_ON, connection_id=connection.pk, property_id=connection.property_id,
+            params={"automatic": True}, when=now,
+        )
+        Connection.objects.filter(pk=connection.pk).update(sync_requested_at=now)
+    return True
 
 
-def probe_paused_connections(*, now: datetime | None = None) -> int:
+@dataclass
+class ProbePass:
+    probed: int = 0
+    resumed: list[int] = field(default_factory=list)  # switched back on: their sync is asked for
+
+
+def probe_paused_connections(*, now: datetime | None = None) -> ProbePass:
     now = now or timezone.now()
-    connections = connections_to_probe(now=now)
-    for connection in connections:
-        connection_probe(connection=connection, now=now)
-    return len(connections)
+    done = ProbePass()
+    for connection in connections_to_probe(now=now):
+        done.probed += 1
+        works = connection_probe(connection=connection, now=now)
+        if works and connection.property.account.auto_resume:
+            log.info("auto-resume connection=%s", connection.pk)
+            if connection_resume_automatically(connection=connection, now=now):
+                done.resumed.append(connection.pk)
+    return done

@@ -12,13 +12,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
-from syncs import direct_sql
+from syncs import politeness
 from syncs.apply import apply_diff
-from syncs.connection_state import failure_updates, success_times, success_updates
+from syncs.connection_state import failure_updates, success_updates
 from syncs.diff import (
     BlockDiff,
     StoredBlock,
@@ -29,18 +30,15 @@ from syncs.diff import (
 )
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
 from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
-from syncs.models import Connection, SyncRun
-from syncs.poll_reads import feed_settings, stored_blocks
+from syncs.models import Block, Connection, SyncRun
+from syncs.politeness import defer_seconds, host_of
 from syncs.scheduling import (
     LEASE_RELEASED,
-    Claim,
-    connection_from_claim,
-    connection_lock_if_leased,
+    connection_acquire_lease,
+    connection_defer,
     connection_release_lease,
-    connection_take_lease,
     new_lease_holder,
 )
-from syncs.unchanged_runs import unchanged_run_record
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +47,27 @@ OK_CHANGED, OK_UNCHANGED, OK_EMPTY = "ok_changed", "ok_unchanged", "ok_empty"
 INVALID_REASONS = frozenset({"end_before_start", "invalid_component", "missing_start"})
 # Parse failures that mean the URL is wrong, not that the portal had a bad moment.
 PERMANENT_PARSE_CODES = frozenset({"not_ical"})
+# Whatever else stops a sync between its fetch and its commit, recorded as a transient failure:
+# the database failed us, or something we did not foresee (a soft time limit included).
+DATABASE_ERROR, SYNC_FAILED = "database_error", "sync_failed"
+# What a sync reads of its connection, property and portal (other fields would load on first use,
+# one query each: tests count a poll's queries).
+POLL_FIELDS = (
+    "property__timezone", "portal__labels", "direction", "enabled", "paused_at", "import_url", "etag", "last_modified",
+    "body_fingerprint", "held_answer", "https_works", "sync_interval_minutes", "consecutive_failures",
+    "settings_version",
+)
+# In StoredBlock's order.
+STORED_BLOCK_FIELDS = ("id", "uid", "recurrence_id", "start_date", "end_date", "kind", "summary", "text_digest")
 
 
 class LeaseLost(Exception):
-    """Another worker took the connection over (our lease expired): our result is dropped."""
+    """Someone else holds the connection now, or its settings changed since we read them (see
+    syncs.sync_settings): our result is dropped."""
+
+
+class HostBusy(Exception):
+    """The portal host may not be asked now (syncs.politeness): the sync was put off, unmade."""
 
 
 @dataclass
@@ -71,32 +86,40 @@ class Outcome:
     feed: ParsedFeed | None = None
     failure: Failure | None = None
     fingerprint: str = ""
+    changed: bool = False  # a body we have not read before: to be parsed
     https_works: bool | None = None
     stored: list[StoredBlock] | None = None  # the connection's blocks, read before parsing
     today: date | None = None  # the property's day when the feed was read
 
 
-def connection_sync_leased(*, connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED) -> SyncRun | None:
-    """Take the connection's lease and sync it, unless it is gone, switched off (for scheduled
-    runs), or leased: for "Sync now", the management command, and tasks from before claims
-    carried their lease."""
-    holder = new_lease_holder()
-    connection = connection_take_lease(connection_id=connection_id, holder=holder)
+def connection_lease_and_read(*, connection_id: int, holder: str) -> Connection | None:
+    """Take the connection's lease for ``holder`` (free, or already ``holder``'s) and read it,
+    with its property and portal, as it is now; None if it is gone or someone else holds it."""
+    if not connection_acquire_lease(connection_id=connection_id, holder=holder):
+        return None
+    rows = Connection.objects.select_related("property", "portal").only(*POLL_FIELDS).filter(
+        pk=connection_id, lease_holder=holder
+    )
+    return next(iter(rows.order_by()[:1]), None)
+
+
+def connection_sync_leased(
+    *, connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None
+) -> SyncRun | None:
+    """Take the connection's lease and sync it, unless it is gone, switched off or paused (for
+    scheduled runs), or someone else holds it. ``holder``: the dispatcher's claim, for a
+    scheduled poll (its task, retried or not, takes the lease again); a new one otherwise."""
+    holder = holder or new_lease_holder()
+    connection = connection_lease_and_read(connection_id=connection_id, holder=holder)
     if connection is None:
         log.info("sync skipped connection=%s reason=gone_or_leased", connection_id)
         return None
     return _sync_holding(connection, trigger=trigger, holder=holder)
 
 
-def connection_sync_claimed(claim: Claim) -> SyncRun | None:
-    """Sync a connection the dispatcher claimed, leased and read for this poll (the Celery task
-    of every scheduled sync). If the operator changed how it imports or switched it off since,
-    the lease was taken back with the change, and the result is dropped (LeaseLost)."""
-    return _sync_holding(connection_from_claim(claim), trigger=SyncRun.Trigger.SCHEDULED, holder=claim.holder)
-
-
 def _sync_holding(connection: Connection, *, trigger: str, holder: str) -> SyncRun | None:
     run = None
+    served = True  # a "Sync now" put off by a busy host stays requested
     try:
         if not connection.imports:
             return None
@@ -104,24 +127,68 @@ def _sync_holding(connection: Connection, *, trigger: str, holder: str) -> SyncR
             return None
         run = connection_sync(connection=connection, trigger=trigger, holder=holder)
         return run
+    except HostBusy:
+        served = False
+        return None
     except LeaseLost:
-        log.warning("sync dropped connection=%s reason=lease_lost", connection.pk)
+        log.warning("sync dropped connection=%s reason=lease_lost_or_settings_changed", connection.pk)
         return None
     finally:
-        if trigger != SyncRun.Trigger.SCHEDULED:
-            # The operator's "Sync now" has been served (or the connection is gone).
+        if trigger != SyncRun.Trigger.SCHEDULED and served:
+            # The operator's "Sync now" has been served (or the connection is gone); one put off
+            # stays requested, and the dispatcher hands it out again.
             Connection.objects.filter(pk=connection.pk, sync_requested_at__isnull=False).update(sync_requested_at=None)
         if run is None:
             # A recorded run gave the lease back in its own write.
             connection_release_lease(connection_id=connection.pk, holder=holder)
 
 
+def _database_idle() -> None:
+    """Give this thread's database connection back to the pool while we wait on a portal, when
+    there is a pool and no transaction is open: waits on portals hold no database connection."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.settings_dict.get("OPTIONS", {}).get("pool") and not db.in_atomic_block:
+        db.close()
+
+
+def _after_error() -> None:
+    """A connection an error left unusable is replaced before the failure is recorded (never
+    inside a caller's transaction: that would end it)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if not db.in_atomic_block:
+        db.close_if_unusable_or_obsolete()
+
+
 def connection_sync(*, connection: Connection, trigger: str, holder: str, now: datetime | None = None) -> SyncRun:
-    """Run one sync. The caller holds the lease as ``holder``."""
+    """Run one sync of ``connection`` as read when its lease was taken by ``holder``.
+
+    Raises HostBusy, having written nothing but the connection's next turn, when its portal host
+    may not be asked now (syncs.politeness). Anything that goes wrong after the fetch is recorded
+    as a failed run, in a transaction of its own: nothing of the feed is half-applied.
+    """
     started = now or timezone.now()
     clock = time.monotonic()
-    outcome = _read_feed(connection)
-    run = _record(connection=connection, holder=holder, trigger=trigger, outcome=outcome, started=started)
+    host = host_of(connection.import_url)
+    wait = politeness.SLOTS.take(host)
+    if wait is not None:
+        until = timezone.now() + timedelta(seconds=defer_seconds(wait))
+        connection_defer(connection_id=connection.pk, holder=holder, until=until)
+        log.info("sync put off connection=%s reason=portal_host_busy seconds=%d", connection.pk, (until - started).total_seconds())
+        raise HostBusy
+    _database_idle()
+    try:
+        outcome = _parse(connection, _fetch(connection, host))
+        run = _record(connection=connection, holder=holder, trigger=trigger, outcome=outcome, started=started)
+    except LeaseLost:
+        raise
+    except (Exception, SoftTimeLimitExceeded) as exc:
+        # Rolled back already (the record's transaction ended with the exception). Recorded on
+        # its own, so that it counts towards the pause like any other failure; if the database
+        # cannot take even that, the error reaches the task, which is retried.
+        log.exception("sync failed connection=%s", connection.pk)
+        _after_error()
+        failure = Failure(DATABASE_ERROR if isinstance(exc, DatabaseError) else SYNC_FAILED, {})
+        run = _record(connection=connection, holder=holder, trigger=trigger, outcome=Outcome(failure=failure), started=started)
     if log.isEnabledFor(logging.INFO):  # masking the URL is work of its own
         log.info(
             "sync connection=%s url=%s outcome=%s duration_ms=%d bytes=%d added=%d updated=%d removed=%d held=%d",
@@ -131,10 +198,12 @@ def connection_sync(*, connection: Connection, trigger: str, holder: str, now: d
     return run
 
 
-def _read_feed(connection: Connection) -> Outcome:
-    """Fetch and parse, with no database writes. Failures become an Outcome, not exceptions."""
+def _fetch(connection: Connection, host: str) -> Outcome:
+    """Fetch, holding one of the host's slots; no database connection held, no transaction
+    open. Fetch failures become an Outcome, not exceptions."""
     # While removals are held we need the whole answer again, so validators are not sent.
     holding = bool(connection.held_answer)
+    error: FetchError | None = None
     try:
         fetched = fetch_feed(
             connection.import_url,
@@ -144,26 +213,41 @@ def _read_feed(connection: Connection) -> Outcome:
             user_agent=settings.FETCH_USER_AGENT,
         )
     except FetchError as exc:
-        failure = Failure(exc.code, dict(exc.params), exc.permanent, exc.retry_after)
+        error = exc
+    finally:
+        politeness.SLOTS.give_back(
+            host, error_code=error.code if error else None, retry_after=error.retry_after if error else None
+        )
+    if error is not None:
+        failure = Failure(error.code, dict(error.params), error.permanent, error.retry_after)
         return Outcome(failure=failure, https_works=_https_variant_works(connection))
     if fetched.outcome == "not_modified":
         return Outcome(fetched=fetched)
     fingerprint = body_fingerprint(fetched.body)
     if fingerprint == connection.body_fingerprint and not holding:
         return Outcome(fetched=fetched, fingerprint=fingerprint)
-    # Read once, here, for the parser's memo and then for the diff. Under our lease no one else
-    # writes this connection's blocks (the record checks the lease before using them), and a
-    # memo entry stays right even if its block went: it is the reading of a text, not a state.
-    stored = stored_blocks(connection_id=connection.pk)
-    reading = feed_settings(property_id=connection.property_id, portal_id=connection.portal_id)
-    if reading is None:
-        raise LeaseLost  # the property went while we fetched, and the connection with it
-    today = reading.today()
+    return Outcome(fetched=fetched, fingerprint=fingerprint, changed=True)
+
+
+def _parse(connection: Connection, outcome: Outcome) -> Outcome:
+    """Parse a changed body against the blocks we hold (read once, here, for the parser's memo
+    and then for the diff). Under our lease no one else writes this connection's blocks."""
+    if not outcome.changed:  # a failure, or nothing new: nothing to parse
+        return outcome
+    fetched = outcome.fetched
+    stored = [
+        StoredBlock(*row)
+        for row in Block.objects.filter(source_id=connection.pk, removed_at__isnull=True)
+        .order_by("start_date", "pk")
+        .values_list(*STORED_BLOCK_FIELDS)
+    ]
+    # How the text becomes nights, as read with the lease: a change since voids this poll.
+    today = connection.property.local_today()
     try:
         feed = parse_feed(
             fetched.body,
-            timezone=reading.timezone,
-            labels=reading.labels or None,
+            timezone=connection.property.timezone,
+            labels=connection.portal.labels or None,
             today=today,
             horizon_back_days=settings.SYNC_HORIZON_BACK_DAYS,
             horizon_ahead_days=settings.SYNC_HORIZON_AHEAD_DAYS,
@@ -173,7 +257,7 @@ def _read_feed(connection: Connection) -> Outcome:
     except FeedParseError as exc:
         failure = Failure(exc.code, {}, exc.code in PERMANENT_PARSE_CODES)
         return Outcome(fetched=fetched, failure=failure)
-    return Outcome(fetched=fetched, feed=feed, fingerprint=fingerprint, stored=stored, today=today)
+    return Outcome(fetched=fetched, feed=feed, fingerprint=outcome.fingerprint, stored=stored, today=today)
 
 
 def _https_variant_works(connection: Connection) -> bool | None:
@@ -187,45 +271,53 @@ def _https_variant_works(connection: Connection) -> bool | None:
 
 
 def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outcome, started: datetime) -> SyncRun:
-    """Write the run and the connection's new state in one transaction, and give the lease back."""
+    """Write the run and the connection's new state in one transaction, and give the lease back,
+    if ``holder`` still holds the lease and the settings are still those the sync read."""
     now = timezone.now()
     fetched = outcome.fetched
-    if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
-        # Most polls: nothing new on a running connection. The connection's state after it
-        # depends on nothing that can change under our lease, so no lock and no re-read.
-        run = unchanged_run_record(
-            connection_id=connection.pk,
-            holder=holder,
-            run_values={
-                "connection_id": connection.pk, "trigger": trigger, "started_at": started, "finished_at": now,
-                "outcome": OK_UNCHANGED, "http_status": fetched.status, "bytes_received": fetched.bytes_read,
-            },
-            changing={**success_times(connection=connection, now=now), **_validators(fetched)},
-            durable=connection.consecutive_failures > 0,  # it ends a run of failures
-        )
-        if run is not None:
-            return run
-        # Paused by someone else meanwhile, or the lease is gone: the general path sorts it out.
+    ours = Connection.objects.filter(
+        pk=connection.pk, lease_holder=holder, settings_version=connection.settings_version
+    )
     run = SyncRun(
-        connection=connection, trigger=trigger, started_at=started, finished_at=now,
+        connection_id=connection.pk, trigger=trigger, started_at=started, finished_at=now,
         http_status=fetched.status if fetched else outcome.failure.params.get("status") if outcome.failure else None,
         bytes_received=fetched.bytes_read if fetched else 0,
     )
     with transaction.atomic():
-        locked = connection_lock_leased(connection_id=connection.pk, holder=holder)
+        if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
+            # Most polls: nothing new on a running connection. Its state after the poll depends
+            # on nothing but what was read with the lease, so the record is one conditional
+            # UPDATE and the run's INSERT, with no lock taken first.
+            updates = {**success_updates(connection=connection, now=now), **_validators(fetched), **LEASE_RELEASED}
+            if ours.filter(paused_at__isnull=True).update(**updates):
+                run.outcome = OK_UNCHANGED
+                run.save(force_insert=True)
+                return run
+        # Paused meanwhile, or anything else: read what the record depends on under the lock.
+        locked = connection_lock_leased(
+            connection_id=connection.pk, holder=holder, settings_version=connection.settings_version
+        )
         if outcome.failure:
             updates = _record_failure(locked, run, outcome, now)
         elif outcome.feed is None:
             updates = _record_unchanged(locked, run, fetched, now)
         else:
             updates = _record_feed(locked, run, outcome, now)
-        direct_sql.update_row(Connection, connection.pk, {**updates, **LEASE_RELEASED})
+        Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
     return run
 
 
-def connection_lock_leased(*, connection_id: int, holder: str) -> Connection:
-    """Lock the connection's row for the run's transaction, if ``holder`` still has the lease."""
-    locked = connection_lock_if_leased(connection_id=connection_id, holder=holder)
+def connection_lock_leased(*, connection_id: int, holder: str, settings_version: int) -> Connection:
+    """Lock the connection's row for the caller's transaction and return it as it is now, if
+    ``holder`` still has the lease and the settings are still ``settings_version``; else raise
+    LeaseLost. Only that row: locking its property or portal too would queue every sync of a
+    portal behind the others."""
+    locked = (
+        Connection.objects.select_for_update()
+        .filter(pk=connection_id, lease_holder=holder, settings_version=settings_version)
+        .order_by()
+        .first()
+    )
     if locked is None:
         raise LeaseLost
     return locked
@@ -235,7 +327,7 @@ def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now:
     failure = outcome.failure
     run.outcome = run.error_code = failure.code
     run.error_params = failure.params
-    direct_sql.insert([run])
+    run.save(force_insert=True)
     updates = failure_updates(
         connection=connection, code=failure.code, params=failure.params, permanent=failure.permanent,
         retry_after=failure.retry_after, now=now,
@@ -259,7 +351,7 @@ def _validators(fetched: FetchResult) -> dict:
 def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult, now: datetime) -> dict:
     """304, or the same body as last time: a successful run that touches no block."""
     run.outcome = OK_UNCHANGED
-    direct_sql.insert([run])
+    run.save(force_insert=True)
     return _fetch_succeeded(connection, fetched, now)
 
 
@@ -284,7 +376,7 @@ def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: da
         run.outcome = OK_EMPTY
     else:
         run.outcome = OK_CHANGED if diff.changed else OK_UNCHANGED
-    direct_sql.insert([run])
+    run.save(force_insert=True)
     apply_diff(connection=connection, run=run, diff=diff, hold_removals=hold, now=now)
 
     updates = _fetch_succeeded(connection, outcome.fetched, now)

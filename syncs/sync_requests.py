@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from syncs.activity import activity_record
 from syncs.models import Activity, Connection, SyncRun
+from syncs.scheduling import UNSERVED_AFTER, unserved_requests  # noqa: F401 - where callers found them
+from syncs.tasks import sync_connection
 
 log = logging.getLogger(__name__)
-
-# A request the broker did not take within this long is handed out again by the dispatcher.
-UNSERVED_AFTER = timedelta(seconds=30)
 
 
 def connection_request_sync(
@@ -43,19 +42,7 @@ def enqueue_in_background(connection_id: int) -> None:
 
 
 def _enqueue(connection_id: int) -> None:
-    from syncs.tasks import sync_connection
-
     try:
         sync_connection.apply_async((connection_id, SyncRun.Trigger.MANUAL))
     except Exception:  # the broker is down: the dispatcher will pick the request up
         log.warning("sync now not queued connection=%s: broker unavailable, the dispatcher will retry", connection_id)
-
-
-def unserved_requests(*, now: datetime | None = None) -> list[int]:
-    """Sync-now requests that no worker has served yet: the dispatcher hands them out again."""
-    now = now or timezone.now()
-    return list(
-        Connection.objects.filter(sync_requested_at__lte=now - UNSERVED_AFTER)
-        .exclude(direction=Connection.Direction.EXPORT_ONLY)
-        .values_list("pk", flat=True)[:500]
-    )

@@ -1,10 +1,15 @@
-"""Celery tasks: thin. They take ids (a scheduled poll also its claim: see syncs.scheduling.Claim),
-reload what they need, and call the domain code."""
+"""Celery tasks: thin. They take ids (a scheduled poll: its connection's and its claim's), reload
+what they need, and call the domain code.
+
+Beat's tasks (the dispatcher, notifications, probes, pruning) go to their own queue
+(settings.CELERY_BEAT_QUEUE), which the worker serves before the syncs' queue: no backlog of syncs
+can delay or expire them."""
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
 from django.conf import settings
@@ -14,14 +19,22 @@ from syncs.models import SyncRun
 from syncs.notifications import send_pause_notifications  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
 from syncs.retention import prune
-from syncs.scheduling import Claim, connections_claim_due
-from syncs.sync import connection_sync_claimed, connection_sync_leased
-from syncs.sync_requests import unserved_requests
+from syncs.scheduling import connections_claim_due, unserved_requests
+from syncs.sync import connection_sync_leased
 
 log = logging.getLogger(__name__)
 
 DISPATCH_BATCH = 500
 DISPATCH_BUDGET_SECONDS = 30
+PUBLISHERS = 4
+
+
+def _publish(claims: list) -> None:
+    if not claims:
+        return
+    with sync_connection.app.producer_or_acquire() as producer:
+        for claim in claims:
+            sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder), producer=producer)
 
 
 @shared_task(ignore_result=True)
@@ -34,26 +47,24 @@ def dispatch_due_syncs() -> int:
     # restart, a new account) are handed out in one pass, within a time budget.
     while time.monotonic() - started < DISPATCH_BUDGET_SECONDS:
         batch = connections_claim_due(limit=DISPATCH_BATCH)
-        for claim in batch:
-            sync_connection.apply_async(
-                (claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder, claim.state),
-                # The state holds the feed's secret link: monitoring tools show this instead.
-                argsrepr=f"({claim.connection_id}, {SyncRun.Trigger.SCHEDULED.value!r}, {claim.holder!r}, <state>)",
-            )
+        # A few publishers at once, each on one broker connection for its share: a publish is
+        # mostly a wait on the broker, and the claimed connections' syncs wait for it.
+        with ThreadPoolExecutor(PUBLISHERS) as publishers:
+            list(publishers.map(_publish, [batch[i::PUBLISHERS] for i in range(PUBLISHERS)]))
         ids += [claim.connection_id for claim in batch]
         if len(batch) < DISPATCH_BATCH:
             break
     requested = unserved_requests()
     for connection_id in requested:
         sync_connection.delay(connection_id, SyncRun.Trigger.MANUAL)
-    if ids or requested:
-        log.info("dispatched count=%d requested=%d", len(ids), len(requested))
+    log.info("dispatched count=%d requested=%d", len(ids), len(requested))
     return len(ids) + len(requested)
 
 
-# Only crashes of the task itself are retried (the database went away); feed failures are the
-# sync's business and never raise. Retry delays stay far below the broker's visibility timeout
-# (600 s), so a retried message is never delivered twice.
+# Only what stops the task itself is retried: the database could not even record a failed
+# run. Feed failures, and anything else that goes wrong inside a sync, are recorded runs and never
+# raise. A retry keeps the claim (``holder``), so it takes the lease again; its delays stay far
+# below the broker's visibility timeout, so a retried message is never delivered twice.
 @shared_task(
     ignore_result=True,
     acks_late=True,
@@ -64,21 +75,23 @@ def dispatch_due_syncs() -> int:
     max_retries=3,
 )
 def sync_connection(
-    connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None, state: dict | None = None
+    connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None, *_legacy
 ) -> str | None:
-    """Sync one connection: as claimed by the dispatcher (``holder`` and ``state``, see
-    syncs.scheduling.Claim), or taking its lease first ("Sync now")."""
-    if holder is not None and state is not None:
-        run = connection_sync_claimed(Claim(connection_id, holder, state))
-    else:
-        run = connection_sync_leased(connection_id=connection_id, trigger=trigger)
+    """Sync one connection: as claimed by the dispatcher (``holder``: the claim's lease holder),
+    or taking its lease first ("Sync now"). ``_legacy``: what messages queued by an older
+    version carried after the holder; the connection is read afresh instead."""
+    run = connection_sync_leased(connection_id=connection_id, trigger=trigger, holder=holder)
     return run.outcome if run else None
 
 
 @shared_task(ignore_result=True)
 def probe_paused_feeds() -> int:
-    """Run by beat: quietly check the feeds of paused connections (see syncs/probing.py)."""
-    return probe_paused_connections()
+    """Run by beat: quietly check the feeds of paused connections (see syncs/probing.py), and
+    hand the sync of each one switched back on to a worker."""
+    done = probe_paused_connections()
+    for connection_id in done.resumed:
+        sync_connection.delay(connection_id, SyncRun.Trigger.MANUAL)
+    return done.probed
 
 
 @shared_task(ignore_result=True)

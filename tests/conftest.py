@@ -124,10 +124,11 @@ def _fresh_cache():
     """Caches and the export-read buffer live in the process: clear them so tests stay apart."""
     from django.core.cache import cache
 
-    from syncs import readers
+    from syncs import politeness, readers
 
     cache.clear()
     readers._pending.clear()
+    politeness.SLOTS = politeness.HostSlots()  # what portal hosts asked of us
     yield
     cache.clear()
     readers._pending.clear()

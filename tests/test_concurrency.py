@@ -84,7 +84,7 @@ def test_syncs_of_two_connections_of_one_portal_do_not_wait_for_each_other(postg
         try:
             connection_acquire_lease(connection_id=first.pk, holder="first")
             with transaction.atomic():
-                connection_lock_leased(connection_id=first.pk, holder="first")
+                connection_lock_leased(connection_id=first.pk, holder="first", settings_version=0)
                 holding.set()
                 release.wait(10)
         finally:

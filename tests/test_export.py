@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 import time_machine
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections, connections
 from django.db import connection as db
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import reverse
@@ -235,6 +235,9 @@ def test_a_kept_database_connection_that_died_is_replaced_without_a_503(postgres
     with other.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [db.connection.info.backend_pid])
     other.close()
+    # What Django runs at the start of every request, and the test client leaves out: a kept
+    # connection is checked (CONN_HEALTH_CHECKS) before the request's first query.
+    close_old_connections()
     response = client.get(path)
     assert response.status_code == 200
     assert nights_in(response.content) == [(d(10), d(12)), (d(20), d(22))]

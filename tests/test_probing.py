@@ -31,11 +31,11 @@ def paused(httpserver, settings, operator):
 
 def test_a_paused_feed_is_checked_quietly_with_back_off(paused):
     now = timezone.now()
-    assert probe_paused_connections(now=now) == 1
+    assert probe_paused_connections(now=now).probed == 1
     paused.refresh_from_db()
     assert (paused.probe_failures, paused.ready_to_resume_at) == (1, None)
     assert paused.probe_next_at == now + timedelta(minutes=5)
-    assert probe_paused_connections(now=now + timedelta(minutes=1)) == 0  # not due yet
+    assert probe_paused_connections(now=now + timedelta(minutes=1)).probed == 0  # not due yet
     probe_paused_connections(now=now + timedelta(minutes=6))
     paused.refresh_from_db()
     assert paused.probe_next_at == now + timedelta(minutes=6) + timedelta(minutes=10)

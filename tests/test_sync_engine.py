@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from syncs import apply as apply_module
-from syncs import direct_sql, ical
+from syncs import ical
 from syncs import sync as sync_module
 from syncs.ical import parse_feed
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, SyncRun
@@ -142,7 +142,7 @@ def test_an_unchanged_feed_writes_nothing_to_blocks(clock, airbnb_server, connec
     assert writes == []
 
 
-def test_an_unchanged_poll_reads_nothing_more_than_its_lease_brings_and_gives_the_lease_back(
+def test_an_unchanged_poll_reads_its_connection_once_with_the_lease_and_gives_the_lease_back(
     clock, airbnb_server, connection
 ):
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS), headers={"ETag": '"v1"'})
@@ -156,9 +156,10 @@ def test_an_unchanged_poll_reads_nothing_more_than_its_lease_brings_and_gives_th
         run = sync(connection)
 
     statements = [q["sql"] for q in queries][:-1]  # the last one is the test's refresh_from_db
-    # Everything the poll needs of its connection came with the lease: no SELECT of its own
-    # (a field left out of the lease's load would cost one query per poll).
-    assert not [sql for sql in statements if sql.startswith("SELECT")]
+    # The lease, then one read of the connection with its property and portal, then the record.
+    reads = [sql for sql in statements if sql.startswith("SELECT")]
+    assert len(reads) == 1 and '"syncs_property"' in reads[0] and '"syncs_portal"' in reads[0]
+    assert not [sql for sql in statements if '"syncs_block"' in sql]
     assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
     assert SyncRun.objects.get(pk=run.pk).outcome == "ok_unchanged"
     assert (connection.lease_holder, connection.lease_until) == ("", None)
@@ -166,37 +167,30 @@ def test_an_unchanged_poll_reads_nothing_more_than_its_lease_brings_and_gives_th
     assert connection.next_sync_at > connection.last_success_at
 
 
-def test_a_changed_poll_reads_how_to_read_its_feed_in_one_statement(clock, airbnb_server, connection):
+def test_a_changed_poll_reads_how_to_read_its_feed_with_its_lease(clock, airbnb_server, connection):
     Portal.objects.filter(pk=connection.portal_id).update(labels={"tentative": ["Pending request"]})
     answer(airbnb_server, feeds.vrbo(("a", d(3), d(6), "Reserved - Ana"), ("b", d(10), d(12), "Pending request")))
     sync(connection)
     answer(airbnb_server, feeds.vrbo(("b", d(10), d(12), "Pending request"), ("c", d(20), d(22), "Pending request")))
 
-    with CaptureQueriesContext(db_connection) as queries, mock.patch.object(
-        direct_sql, "_execute", wraps=direct_sql._execute
-    ) as direct:
+    with CaptureQueriesContext(db_connection) as queries:
         run = sync(connection)
 
     assert (run.outcome, run.events_added, run.events_removed) == ("ok_changed", 1, 1)
     # The portal's labels were read, and used: "Pending request" is this portal's word for a
     # tentative stay (unknown words block).
     assert Block.objects.get(uid="c", removed_at__isnull=True).kind == "tentative"
-    statements = [call.args[1] for call in direct.call_args_list] + [q["sql"] for q in queries]
+    statements = [q["sql"] for q in queries]
     settings_reads = [sql for sql in statements if sql.startswith("SELECT") and '"syncs_portal"' in sql]
     assert len(settings_reads) == 1 and '"syncs_property"' in settings_reads[0]
-    # The property is read nowhere else: not on its own, not with the lock on the connection.
-    property_reads = [sql for sql in statements if sql.startswith("SELECT") and '"syncs_property"' in sql]
-    assert property_reads == settings_reads
+    assert '"lease_holder"' in settings_reads[0].split(" WHERE ")[1]
 
 
 def _reads_of_the_connection(run_sync) -> list[str]:
-    """The SELECTs of connection rows that one sync sends, past Django's cursor and through it."""
-    with CaptureQueriesContext(db_connection) as queries, mock.patch.object(
-        direct_sql, "_execute", wraps=direct_sql._execute
-    ) as direct:
+    """The SELECTs of connection rows that one sync sends."""
+    with CaptureQueriesContext(db_connection) as queries:
         run_sync()
-    statements = [call.args[1] for call in direct.call_args_list] + [q["sql"] for q in queries]
-    return [sql for sql in statements if sql.startswith("SELECT") and 'FROM "syncs_connection"' in sql]
+    return [q["sql"] for q in queries if q["sql"].startswith("SELECT") and 'FROM "syncs_connection"' in q["sql"]]
 
 
 @pytest.mark.parametrize(
@@ -207,20 +201,23 @@ def _reads_of_the_connection(run_sync) -> list[str]:
         pytest.param({"body": b"", "status": 404}, id="paused"),
     ],
 )
-def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_once(
+def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_again_under_its_lock(
     clock, airbnb_server, connection, second_answer
 ):
     # Lease, then lock: the record re-reads the connection under the row's lock (the operator
-    # may have paused it or accepted held removals meanwhile), and must find there all it uses;
-    # a field left out would cost one more query per sync, unseen but in this count.
+    # may have paused it or accepted held removals meanwhile), if the lease and the settings
+    # the sync read are still the row's.
     answer(airbnb_server, feeds.airbnb(("a", d(3), d(6)), ("b", d(10), d(12))))
     sync(connection)
     answer(airbnb_server, **second_answer)
 
     reads = _reads_of_the_connection(lambda: connection_sync_leased(connection_id=connection.pk))
 
-    assert len(reads) == 1
-    assert " WHERE " in reads[0] and '"lease_holder"' in reads[0].split(" WHERE ")[1]
+    assert len(reads) == 2
+    where = reads[1].split(" WHERE ")[1]
+    assert '"lease_holder"' in where and '"settings_version"' in where
+    if db_connection.features.has_select_for_update:
+        assert "FOR UPDATE" in reads[1]
     run = SyncRun.objects.latest("pk")
     assert run.outcome == {200: "ok_changed", 500: "http_5xx", 404: "http_4xx"}[second_answer.get("status", 200)]
     if second_answer.get("status") == 404:
@@ -241,42 +238,7 @@ def test_a_connection_deleted_while_its_feed_is_fetched_ends_the_sync_quietly(cl
     assert not Block.objects.exists() and not SyncRun.objects.exists()
 
 
-def _commits_wait_for_the_disk() -> bool:
-    with db_connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return cursor.fetchone()[0] == "on"
-
-
-def _poll_unchanged(clock, airbnb_server, connection) -> SyncRun:
-    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS), headers={"ETag": '"v1"'})
-    sync(connection)
-    airbnb_server.clear_all_handlers()
-    airbnb_server.expect_request(FEED_PATH, headers={"If-None-Match": '"v1"'}).respond_with_data(b"", status=304)
-    clock.shift(timedelta(minutes=15))
-    return sync(connection)
-
-
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_an_unchanged_poll_does_not_stop_later_writes_waiting_for_the_disk(postgres, clock, airbnb_server, connection):
-    # The lease and an unchanged poll's record commit without waiting for the disk
-    # (direct_sql.NOT_DURABLE); the blocks a worker writes next must still be durable.
-    run = _poll_unchanged(clock, airbnb_server, connection)
-    assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
-    assert _commits_wait_for_the_disk()
-
-
-def test_a_poll_inside_a_callers_transaction_leaves_its_commit_durable(postgres, clock, airbnb_server, connection):
-    # Here the whole test is one transaction, as a caller's own would be: a relaxed setting
-    # taken by the poll would last until its end and cover whatever else it writes.
-    run = _poll_unchanged(clock, airbnb_server, connection)
-    assert (run.outcome, run.http_status) == ("ok_unchanged", 304)
-    assert db_connection.in_atomic_block
-    assert _commits_wait_for_the_disk()
-
-
 def test_an_unchanged_poll_after_failures_is_stored_as_the_run_and_state_it_returned(clock, airbnb_server, connection):
-    # On PostgreSQL this record is one hand-written statement with most values written in as
-    # constants: what the database holds must be what the ORM would have written.
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS), headers={"ETag": '"v1"', "Last-Modified": "Sun, 10 Jan 2027 11:00:00 GMT"})
     sync(connection)
     Connection.objects.filter(pk=connection.pk).update(
@@ -524,14 +486,14 @@ def test_a_failing_http_url_records_whether_https_works(clock, airbnb_server, co
     assert connection.https_works is False
 
 
-def test_a_crash_while_applying_leaves_no_partial_write(clock, airbnb_server, connection):
+def test_a_crash_while_applying_is_a_failed_run_and_leaves_no_partial_write(clock, airbnb_server, connection):
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
-    with mock.patch.object(apply_module, "property_calendar_changed", side_effect=RuntimeError("worker died")), pytest.raises(RuntimeError):
-        connection_sync_leased(connection_id=connection.pk)
+    with mock.patch.object(apply_module, "property_calendar_changed", side_effect=RuntimeError("worker died")):
+        run = sync(connection)
+    assert (run.outcome, run.error_code) == ("sync_failed", "sync_failed")
     assert not Block.objects.exists()
-    assert not SyncRun.objects.exists()
-    connection.refresh_from_db()
-    assert connection.last_success_at is None
+    assert list(SyncRun.objects.values_list("outcome", flat=True)) == ["sync_failed"]
+    assert connection.last_success_at is None and connection.consecutive_failures == 1
     assert connection.lease_holder == ""
     # The next run repairs.
     assert sync(connection).events_added == 4

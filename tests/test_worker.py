@@ -53,8 +53,8 @@ def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(pos
             what="three sync runs recorded by the worker",
             log=log,
         )
-        # Its connections outlive the tasks (settings.CELERY_DB_REUSE_MAX): Celery's default
-        # closed them after each one, and a new PostgreSQL connection per sync cost 8 ms.
+        # Its connections outlive the tasks: pooled (settings: a worker's DATABASES pool), where
+        # Celery's default closed them after each one.
         time.sleep(0.5)
         with db_connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [queue])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils.http import parse_http_date_safe
+from django.utils.cache import get_conditional_response
 from django.utils.text import slugify
 from django.views.decorators.http import require_safe
 
+from syncs.db_deadline import database_deadline
 from syncs.export import ExportedCalendar, calendar_export
 from syncs.export_tokens import ServingToken, export_token_ensure, export_token_find
 from syncs.readers import export_read_record
@@ -32,22 +34,14 @@ def _private(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def _not_modified(request: HttpRequest, exported: ExportedCalendar) -> bool:
-    # request.META, not request.headers: the latter copies every header on first use, and nothing
-    # else on this path needs it.
-    if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
-    if if_none_match is not None:
-        return exported.etag in {tag.strip() for tag in if_none_match.split(",")} or if_none_match.strip() == "*"
-    if_modified_since = request.META.get("HTTP_IF_MODIFIED_SINCE")
-    since = parse_http_date_safe(if_modified_since) if if_modified_since else None
-    return since is not None and int(exported.last_modified.timestamp()) <= since
-
-
 @require_safe
 def export_feed(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        found = export_token_find(token)
-        exported = calendar_export(token=found) if found else None
+        # One query: the token and its calendar's version, so the next request sees a change.
+        # A database that does not answer within the deadline is a database that is down.
+        with database_deadline(settings.EXPORT_DATABASE_DEADLINE_SECONDS):
+            found = export_token_find(token)
+            exported = calendar_export(token=found) if found else None
     except DatabaseError:
         log.error("export unavailable: database error", exc_info=True)
         response = HttpResponse("Temporarily unavailable.\n", status=503, content_type="text/plain")
@@ -56,10 +50,10 @@ def export_feed(request: HttpRequest, token: str) -> HttpResponse:
     if exported is None:
         # Unknown, revoked and malformed tokens all get this same answer.
         return _private(HttpResponse("Not found.\n", status=404, content_type="text/plain"))
-    if _not_modified(request, exported):
-        response = HttpResponse(status=304)
-    else:
-        response = HttpResponse(exported.body, content_type=CALENDAR_TYPE)
+    # Django's own conditional GET: weak and strong ETags, If-Modified-Since, If-Match.
+    response = get_conditional_response(
+        request, etag=exported.etag, last_modified=int(exported.last_modified.timestamp())
+    ) or HttpResponse(exported.body, content_type=CALENDAR_TYPE)
     response["ETag"] = exported.etag
     response["Last-Modified"] = exported.last_modified_header
     export_read_record(token_id=found.pk, status=response.status_code, user_agent=request.META.get("HTTP_USER_AGENT", ""))

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from syncs.explain import describe
 from syncs.models import Connection, SyncRun
 from syncs.scheduling import connection_release_lease, connections_claim_due
-from syncs.sync import connection_sync_claimed, connection_sync_leased
+from syncs.sync import connection_sync_leased
 
 
 class Command(BaseCommand):
@@ -36,7 +36,10 @@ class Command(BaseCommand):
                 if claim.connection_id in connection:  # synced above, as asked
                     connection_release_lease(connection_id=claim.connection_id, holder=claim.holder)
             jobs += [
-                (claim.connection_id, functools.partial(connection_sync_claimed, claim))
+                (
+                    claim.connection_id,
+                    functools.partial(connection_sync_leased, connection_id=claim.connection_id, holder=claim.holder),
+                )
                 for claim in claims
                 if claim.connection_id not in connection
             ]

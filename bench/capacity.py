@@ -1,0 +1,282 @@
+"""How many syncs a second the shipped worker keeps up with against portals of a given latency.
+
+    .venv/bin/python bench/capacity.py --latency-ms 300 --connections 3000 [--hang-rate 0.05]
+        [--hosts 250] [--database-url URL] [--redis-url URL] [--pool threads] [--concurrency 200]
+
+Starts its own portal on the loopback (each of --hosts portal hosts is its own 127.x address;
+every answer comes after --latency-ms; the hosts of --hang-rate drip a byte every few seconds so
+each fetch runs to the fetch deadline), creates a fresh database (its name must contain "bench")
+and seeds N connections whose feeds are unchanged (each poll is answered 304). Then it runs the
+worker and beat with the Procfile's commands, dispatches once, and waits until every connection
+has been synced (or --timeout). It samples the worker's CPU and memory (its whole process tree)
+and the PostgreSQL connections it holds, then prints a table ending with
+``capacity: <n> syncs/s at <latency> ms``. --pool/--concurrency override the shipped worker
+pool, to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def feed(events: int) -> bytes:
+    first = datetime.now(UTC).date() + timedelta(days=2)
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Airbnb Inc//Hosting Calendar 1.0//EN"]
+    for i in range(events):
+        start = first + timedelta(days=4 * i)
+        lines += ["BEGIN:VEVENT", f"UID:stay-{i}@airbnb.com", "DTSTAMP:20270101T000000Z", "SUMMARY:Reserved",
+                  f"DTSTART;VALUE=DATE:{start:%Y%m%d}", f"DTEND;VALUE=DATE:{start + timedelta(days=3):%Y%m%d}", "END:VEVENT"]
+    return ("\r\n".join([*lines, "END:VCALENDAR"]) + "\r\n").encode()
+
+
+FEED = feed(50)  # what the portal answers with a 200
+
+
+async def _serve(port: int, latency: float, hang_every: float) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await asyncio.sleep(latency)
+                if b" /hang/" in head:  # headers, then a byte now and then: only the deadline ends it
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nContent-Length: 100000\r\n\r\n")
+                    while True:
+                        writer.write(b"B")
+                        await writer.drain()
+                        await asyncio.sleep(hang_every)
+                if b'if-none-match: "v1"' in head.lower():
+                    writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+                else:
+                    writer.write(b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nContent-Type: text/calendar\r\nContent-Length: '
+                                 + str(len(FEED)).encode() + b"\r\n\r\n" + FEED)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "0.0.0.0", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+def portal_main(port: int, latency: float) -> None:
+    asyncio.run(_serve(port, latency, hang_every=5.0))
+
+
+def setup(database_url: str, redis_url: str, queue: str) -> None:
+    os.environ.update(
+        DATABASE_URL=database_url, REDIS_URL=redis_url, DJANGO_SETTINGS_MODULE="channelmgr.settings", CELERY_QUEUE=queue
+    )
+    import django
+
+    django.setup()
+
+
+def fresh_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    if "bench" not in name:
+        sys.exit(f"refusing to reset database {name!r}: its name must contain 'bench'")
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=ROOT, check=True,
+                   env={**os.environ, "DATABASE_URL": url})
+
+
+def seed(n: int, hosts: int, hang_rate: float, port: int) -> int:
+    from syncs.models import Account, Connection, Portal, Property
+
+    account = Account.objects.create(name="bench")
+    portal = Portal.objects.get(slug="airbnb")
+    props = Property.objects.bulk_create([Property(account=account, name=f"p{i}") for i in range((n + 4) // 5)])
+    hanging_hosts = round(hosts * hang_rate)  # the first ones
+    rows = [
+        Connection(property=props[i // 5], portal=portal, etag='"v1"', next_sync_at=None, import_url=(
+            f"http://127.0.{i % hosts // 250}.{i % hosts % 250 + 1}:{port}/{'hang' if i % hosts < hanging_hosts else 'feed'}/{i}.ics"
+        ))
+        for i in range(n)
+    ]
+    Connection.objects.bulk_create(rows, batch_size=2000)
+    return sum(1 for c in rows if "/hang/" in c.import_url)
+
+
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
+
+
+def cpu_and_rss(pids: list[int]) -> tuple[float, float]:
+    cpu = rss = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / TICK
+            rss += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+        except (OSError, AttributeError):
+            continue
+    return cpu, rss
+
+
+def pg_connections(queue: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [queue])
+        return cursor.fetchone()[0]
+
+
+def runs_per_connection(*, hanging: bool) -> list[int]:
+    from django.db.models import Count
+
+    from syncs.models import Connection
+
+    connections = Connection.objects.filter(import_url__contains="/hang/") if hanging else Connection.objects.exclude(import_url__contains="/hang/")
+    return list(connections.annotate(n=Count("runs")).values_list("n", flat=True))
+
+
+def start(command: str, env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def procfile(name: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise SystemExit(f"no {name} in the Procfile")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency-ms", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=3000)
+    parser.add_argument("--hosts", type=int, default=250)
+    parser.add_argument("--hang-rate", type=float, default=0.0)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/channelmgr_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--pool", help="override the shipped worker pool (threads, gevent, prefork)")
+    parser.add_argument("--concurrency", type=int, help="override the shipped worker concurrency")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (the Procfile starts one)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for every sync")
+    args = parser.parse_args()
+
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    fresh_database(args.database_url)
+    setup(args.database_url, args.redis_url, queue)
+    port = free_port()
+    portal = subprocess.Popen([sys.executable, __file__, "--portal", str(port), str(args.latency_ms / 1000)])
+    hanging = seed(args.connections, args.hosts, args.hang_rate, port)
+    folder = Path(tempfile.mkdtemp(prefix="bench-capacity-"))
+    env = {
+        **os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DATABASE_URL": f"{args.database_url}?application_name={queue}",
+        "REDIS_URL": args.redis_url, "CELERY_QUEUE": queue, "VAR_DIR": str(folder), "FETCH_ALLOW_LOOPBACK": "1",
+        "DEBUG": "1", "LOG_LEVEL": "INFO",
+    }
+    worker_command = procfile("worker")
+    if args.pool:
+        worker_command += f" --pool {args.pool}"
+    if args.concurrency:
+        worker_command += f" --concurrency {args.concurrency}"
+    workers = [start(worker_command + f" -n w{i}@%h", env, folder / f"worker{i}.log") for i in range(args.processes)]
+    beat = start(procfile("beat"), env, folder / "beat.log")
+    samples = []
+    try:
+        time.sleep(3)  # the worker connects to its broker
+        from syncs.models import SyncRun
+        from syncs.tasks import dispatch_due_syncs
+
+        dispatch_due_syncs.delay()  # what beat sends every minute, once now
+        started = time.monotonic()
+        cpu0, _ = cpu_and_rss([pid for worker in workers for pid in tree(worker.pid)])
+        working = SyncRun.objects.exclude(connection__import_url__contains="/hang/")
+        while time.monotonic() - started < args.timeout:
+            time.sleep(2)
+            done = working.count()
+            cpu, rss = cpu_and_rss([pid for worker in workers for pid in tree(worker.pid)])
+            samples.append((time.monotonic() - started, done, cpu - cpu0, rss, pg_connections(queue)))
+            if working.values("connection").distinct().count() >= args.connections - hanging:
+                break
+    finally:
+        for process in (beat, *workers, portal):
+            process.terminate()
+        for process in (beat, *workers, portal):
+            process.wait(timeout=60)
+        import redis  # leave nothing queued in the shared Redis
+
+        broker = redis.Redis.from_url(args.redis_url)
+        broker.delete(queue, f"{queue}.beat", *broker.keys(f"_kombu.binding*{queue}*"))
+    report(args, samples, hanging, folder)
+
+
+def report(args, samples, hanging: int, folder: Path) -> None:
+    counts, hung = runs_per_connection(hanging=False), runs_per_connection(hanging=True)
+    elapsed, done, cpu, _, _ = samples[-1]
+    # The rate between 10% and 90% of the syncs: neither the start nor the tail of the queue.
+    low, high = (next(s for s in samples if s[1] >= done * share) for share in (0.1, 0.9))
+    rate = (high[1] - low[1]) / max(high[0] - low[0], 1e-9)
+    log = "".join(path.read_text(errors="replace") for path in sorted(folder.glob("worker*.log")))
+    dispatches = sorted(re.findall(r"(\d\d:\d\d:\d\d),\d+ INFO syncs\.tasks dispatched", log))
+    rows = [
+        ("connections (hanging)", f"{args.connections} ({hanging})"),
+        ("portal latency", f"{args.latency_ms} ms"),
+        ("worker processes", str(args.processes)),
+        ("worker", procfile("worker") + (f" --pool {args.pool}" if args.pool else "") + (f" --concurrency {args.concurrency}" if args.concurrency else "")),
+        ("syncs/s (10%-90%, working portals)", f"{rate:.1f}"),
+        ("syncs done, seconds", f"{done} in {elapsed:.0f} s"),
+        ("worker CPU", f"{cpu / elapsed * 100:.0f}% of one core, {cpu / max(done, 1) * 1000:.1f} ms per sync"),
+        ("worker RSS (max)", f"{max(s[3] for s in samples):.0f} MiB"),
+        ("PostgreSQL connections (max)", str(max(s[4] for s in samples))),
+        ("missed (no run)", str(sum(1 for n in counts if n == 0))),
+        ("duplicated (more than one run)", str(sum(1 for n in counts if n > 1))),
+        ("hanging: timed out, deferred", f"{sum(1 for n in hung if n)}, {sum(1 for n in hung if not n)}"),
+        ("dispatcher runs received", ", ".join(dispatches) or "-"),
+        ("discarded (expired) tasks", str(log.count("Discarding revoked task"))),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value} |")
+    print(f"capacity: {rate:.0f} syncs/s at {args.latency_ms} ms")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--portal"]:
+        portal_main(int(sys.argv[2]), float(sys.argv[3]))
+    else:
+        main()

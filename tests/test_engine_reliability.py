@@ -1,0 +1,257 @@
+"""What the engine does when things go wrong around a sync: anything that fails between the fetch
+and the commit is a recorded failure; portal hosts are asked politely; beat's tasks never wait
+behind syncs; the export answers 503 soon when its database stalls."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings as django_settings
+from django.db import OperationalError
+from django.db import connection as db
+from django.urls import reverse
+from django.utils import timezone
+
+from channelmgr.celery import app
+from syncs import politeness
+from syncs import sync as sync_module
+from syncs.export_tokens import export_token_ensure, token_from_nonce
+from syncs.models import Block, Connection, PauseEpisode, SyncRun
+from syncs.sync import connection_sync_leased
+from tests import feeds
+from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def feed_url(httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    today = timezone.localdate()
+    httpserver.expect_request("/feed.ics").respond_with_data(
+        feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=5))), content_type="text/calendar"
+    )
+    return httpserver.url_for("/feed.ics")
+
+
+@pytest.mark.parametrize(
+    ("where", "error", "code"),
+    [
+        ("apply_diff", OperationalError("canceling statement due to lock timeout"), "database_error"),
+        ("parse_feed", SoftTimeLimitExceeded(), "sync_failed"),
+        ("diff_blocks", KeyError("a bug"), "sync_failed"),
+    ],
+)
+def test_anything_that_fails_between_the_fetch_and_the_commit_is_a_recorded_failure(feed_url, where, error, code):
+    connection = ConnectionFactory(import_url=feed_url)
+    with mock.patch.object(sync_module, where, side_effect=error):
+        runs = [connection_sync_leased(connection_id=connection.pk) for _ in range(3)]
+    assert [(run.outcome, run.error_code) for run in runs] == [(code, code)] * 3
+    # Nothing of the feed was half-applied, and never an "ok" with nothing in it.
+    assert not Block.objects.exists()
+    assert not SyncRun.objects.filter(outcome__startswith="ok").exists()
+    # Failures count towards the pause like any other: the third in a row pauses.
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.PAUSED
+    assert PauseEpisode.objects.get(connection=connection).reason == code
+    assert connection.lease_holder == ""
+
+
+def test_a_database_that_cannot_even_record_the_failure_makes_the_task_retry(feed_url):
+    connection = ConnectionFactory(import_url=feed_url)
+    lost = OperationalError("server closed the connection unexpectedly")
+    with mock.patch.object(sync_module, "apply_diff", side_effect=lost), mock.patch.object(
+        sync_module, "failure_updates", side_effect=lost
+    ), pytest.raises(OperationalError):
+        connection_sync_leased(connection_id=connection.pk)
+    assert not Block.objects.exists() and not SyncRun.objects.exists()
+
+
+def answered(slots: politeness.HostSlots, host: str, times: int) -> None:
+    for _ in range(times):
+        assert slots.take(host) is None
+        slots.give_back(host)
+
+
+def test_at_most_the_limit_of_fetches_is_in_flight_to_one_host(settings):
+    settings.FETCH_PER_HOST_LIMIT = 3
+    slots = politeness.HostSlots()
+    answered(slots, "a.example", 5)  # a host that answers is given the whole limit
+    assert [slots.take("a.example") for _ in range(4)] == [None, None, None, 0.0]  # full: come back later
+    assert slots.take("b.example") is None  # another host is not affected
+    slots.give_back("a.example")
+    assert slots.take("a.example") is None
+
+
+def test_a_host_we_know_nothing_of_gets_two_fetches_and_one_more_for_each_answer(settings):
+    settings.FETCH_PER_HOST_LIMIT = 8
+    slots = politeness.HostSlots()
+    assert [slots.take("new.example") for _ in range(3)] == [None, None, 0.0]
+    slots.give_back("new.example")
+    assert [slots.take("new.example") for _ in range(3)] == [None, None, 0.0]
+
+
+def test_a_host_that_hangs_gets_one_fetch_at_a_time_until_it_answers(settings):
+    settings.FETCH_PER_HOST_LIMIT = 8
+    slots = politeness.HostSlots()
+    answered(slots, "slow.example", 8)
+    assert slots.take("slow.example") is None
+    slots.give_back("slow.example", error_code="timeout")
+    assert slots.take("slow.example") is None
+    assert slots.take("slow.example") == 0.0
+    slots.give_back("slow.example")  # it answered: back to two, and growing
+    assert [slots.take("slow.example") for _ in range(4)] == [None, None, None, 0.0]
+
+
+def test_a_host_that_asks_us_to_wait_is_not_asked_by_any_sync_before_then(httpserver, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    httpserver.expect_request("/a.ics").respond_with_data(b"", status=429, headers={"Retry-After": "600"})
+    prop = PropertyFactory()
+    first = ConnectionFactory(property=prop, import_url=httpserver.url_for("/a.ics"))
+    second = ConnectionFactory(property=prop, import_url=httpserver.url_for("/b.ics"))
+    assert connection_sync_leased(connection_id=first.pk).error_code == "rate_limited"
+
+    assert connection_sync_leased(connection_id=second.pk) is None  # not asked: deferred
+    second.refresh_from_db()
+    assert len(httpserver.log) == 1 and not SyncRun.objects.filter(connection=second).exists()
+    assert second.next_sync_at >= timezone.now() + timedelta(seconds=599)
+    assert second.lease_holder == ""
+
+
+def test_a_sync_now_deferred_by_a_busy_host_stays_requested(feed_url, settings):
+    settings.FETCH_PER_HOST_LIMIT = 1
+    connection = ConnectionFactory(import_url=feed_url, sync_requested_at=timezone.now())
+    politeness.SLOTS.take(politeness.host_of(feed_url))  # another sync of the host is in flight
+    assert connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL) is None
+    connection.refresh_from_db()
+    assert connection.sync_requested_at is not None  # the dispatcher hands it out again
+
+
+def test_beats_tasks_have_their_own_queue_which_the_worker_serves_first():
+    queues = [queue.name for queue in app.amqp.queues.values()]
+    beat, syncs = django_settings.CELERY_BEAT_QUEUE, django_settings.CELERY_TASK_DEFAULT_QUEUE
+    assert queues.index(beat) < queues.index(syncs)
+    for name in ("syncs.tasks.dispatch_due_syncs", "syncs.notifications.send_pause_notifications",
+                 "syncs.tasks.probe_paused_feeds", "syncs.tasks.prune_history"):
+        assert app.amqp.router.route({}, name)["queue"].name == beat
+    assert app.amqp.router.route({}, "syncs.tasks.sync_connection")["queue"].name == syncs
+    if django_settings.CELERY_BROKER_URL.startswith("redis"):
+        assert django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
+
+
+def test_the_shipped_worker_keeps_many_syncs_in_flight_in_one_process(settings):
+    assert (app.conf.worker_pool, app.conf.worker_concurrency) == ("threads", settings.CELERY_WORKER_CONCURRENCY)
+    assert settings.CELERY_WORKER_CONCURRENCY >= 100
+
+
+def test_the_export_honours_a_weak_etag(client):
+    prop = PropertyFactory()
+    BlockFactory(property=prop)
+    url = reverse("export-feed", kwargs={"token": token_from_nonce(export_token_ensure(property=prop).nonce)})
+    etag = client.get(url)["ETag"]
+    assert client.get(url, headers={"If-None-Match": f"W/{etag}"}).status_code == 304
+    assert client.get(url, headers={"If-None-Match": '"other", ' + etag}).status_code == 304
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+class StallingProxy:
+    """A TCP proxy on the loopback that forwards to PostgreSQL until told to stall: then it keeps
+    every connection open and forwards nothing, as a hung network path or pooler does."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.stalled = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                while self.stalled.is_set():
+                    time.sleep(0.05)
+                sink.sendall(data)
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.stalled.clear()
+        for sock in [self.listener, *self.sockets]:
+            sock.close()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_export_answers_503_soon_when_its_database_stalls(postgres, client):
+    prop = PropertyFactory()
+    BlockFactory(property=prop)
+    url = reverse("export-feed", kwargs={"token": token_from_nonce(export_token_ensure(property=prop).nonce)})
+    proxy = StallingProxy((db.settings_dict["HOST"] or "127.0.0.1", int(db.settings_dict["PORT"] or 5432)))
+    real_port = db.settings_dict["PORT"]
+    db.close()
+    db.settings_dict["PORT"] = proxy.port
+    try:
+        assert client.get(url).status_code == 200  # through the proxy, on a connection kept open
+        proxy.stalled.set()
+        started = time.monotonic()
+        response = client.get(url)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503 and response["Retry-After"]
+        assert elapsed < 5
+    finally:
+        db.close()
+        db.settings_dict["PORT"] = real_port
+        proxy.close()
+        # The sessions that came through the proxy are ours, and must not outlive the test.
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
+SHOW_TIMEOUTS = """
+import django; django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    values = []
+    for name in ("statement_timeout", "lock_timeout"):
+        cursor.execute("SHOW " + name)
+        values.append(cursor.fetchone()[0])
+# The client's side of the socket: libpq's own connection options.
+client = connection.connection.info.get_parameters()
+values += [client.get("tcp_user_timeout"), client.get("keepalives_idle"), client.get("connect_timeout")]
+print(" ".join(map(str, values)), bool(connection.settings_dict["OPTIONS"].get("pool")))
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [("worker", "30s 10s 15000 30 3 True"), ("web", "10s 0 15000 30 3 False")]
+)
+def test_each_process_role_bounds_its_waits_on_postgresql(postgres, role, expected):
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_worker import database_url
+
+    env = {**os.environ, "PROCESS_ROLE": role, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "channelmgr.settings"}
+    shown = subprocess.run([sys.executable, "-c", SHOW_TIMEOUTS], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.stdout.split("\n")[0] == expected, shown.stderr[-2000:]
