@@ -29,7 +29,7 @@ from syncs.diff import (
     shrink_guard_trips,
 )
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
-from syncs.ical import FeedParseError, ParsedFeed, body_fingerprint, parse_feed
+from syncs.ical import INVALID_REASONS, FeedParseError, ParsedFeed, body_fingerprint, parse_feed
 from syncs.models import Block, Connection, SyncRun
 from syncs.politeness import defer_seconds, host_of
 from syncs.scheduling import (
@@ -43,8 +43,6 @@ from syncs.scheduling import (
 log = logging.getLogger(__name__)
 
 OK_CHANGED, OK_UNCHANGED, OK_EMPTY = "ok_changed", "ok_unchanged", "ok_empty"
-# Skip reasons that mean the portal sent a broken event (counted as invalid on the run).
-INVALID_REASONS = frozenset({"end_before_start", "invalid_component", "missing_start"})
 # Parse failures that mean the URL is wrong, not that the portal had a bad moment.
 PERMANENT_PARSE_CODES = frozenset({"not_ical"})
 # Whatever else stops a sync between its fetch and its commit, recorded as a transient failure:
@@ -372,6 +370,8 @@ def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: da
     run.events_removed = 0 if hold else len(diff.removed)
     run.events_held = len(diff.removed) if hold else 0
     run.removals_held = hold
+    # What the operator should know of a feed read all the same (shared UIDs, its encoding).
+    run.notices = [notice.as_json() for notice in feed.notices]
     if not feed.events:
         run.outcome = OK_EMPTY
     else:

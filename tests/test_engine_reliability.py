@@ -22,10 +22,12 @@ from channelmgr.celery import app
 from syncs import politeness
 from syncs import sync as sync_module
 from syncs.export_tokens import export_token_ensure, token_from_nonce
-from syncs.models import Block, Connection, PauseEpisode, SyncRun
+from syncs.models import Block, PauseEpisode, SyncRun
 from syncs.sync import connection_sync_leased
+from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory
+from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +60,7 @@ def test_anything_that_fails_between_the_fetch_and_the_commit_is_a_recorded_fail
     assert not SyncRun.objects.filter(outcome__startswith="ok").exists()
     # Failures count towards the pause like any other: the third in a row pauses.
     connection.refresh_from_db()
-    assert connection.status == Connection.Status.PAUSED
+    assert sync_state_of(connection) == SyncState.PAUSED
     assert PauseEpisode.objects.get(connection=connection).reason == code
     assert connection.lease_holder == ""
 

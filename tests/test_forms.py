@@ -26,7 +26,9 @@ from syncs.models import (
     ExportToken,
     PauseEpisode,
     Property,
+    SyncRun,
 )
+from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, portal
 
@@ -478,7 +480,9 @@ def _paused_sync(flat, **fields) -> Connection:
     return connection
 
 
-def test_a_new_link_for_a_paused_sync_is_read_at_once_and_resumes_it_when_it_works(operator_client, flat, portal_server):
+def test_a_new_link_for_a_paused_sync_is_read_by_a_worker_at_once_and_resumes_it_when_it_works(
+    operator_client, flat, portal_server
+):
     today = timezone.localdate()
     stay = (today + timedelta(days=10), today + timedelta(days=13))
     portal_server.expect_request(FEED_PATH).respond_with_data(feeds.airbnb(("new-stay", *stay)), content_type="text/calendar")
@@ -490,10 +494,14 @@ def test_a_new_link_for_a_paused_sync_is_read_at_once_and_resumes_it_when_it_wor
     ):
         response = edit_sync(operator_client, connection, import_url=portal_server.url_for(FEED_PATH))
 
-    # Read within the request, so that the message and the page after it say the same: it works.
+    # Handed to a worker at once: the request never waits on the portal.
     assert response.status_code == 302
-    assert "The new link was read without error: the sync works again." in said(response)[0]
-    enqueue.assert_not_called()
+    assert "the new link is being read now, and the sync resumes if it works" in said(response)[0]
+    enqueue.assert_called_once_with(connection.pk)
+    connection.refresh_from_db()
+    assert connection.checking_since is not None and connection.sync_requested_at is not None
+    # The worker's read works: the pause ends, ended by the edit.
+    connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)
     connection.refresh_from_db()
     assert (connection.paused_at, connection.sync_requested_at) == (None, None)
     assert PauseEpisode.objects.get(connection=connection).ended_by == "edit"

@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 import time_machine
 from django.db import connection as db_connection
+from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -407,43 +408,60 @@ def test_the_overview_and_the_properties_list_read_the_same_number_of_queries_fo
 # --------------------------------------------------------------------------- one read per page
 
 
-def test_after_saving_a_link_that_fails_too_the_message_and_the_state_box_say_paused(
+def save_new_link(operator_client, sync, url: str):
+    """The edit form saving a new link; the worker's read is held back (the test plays the worker)."""
+    with (
+        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        response = operator_client.post(
+            reverse("connection-edit", args=[sync.pk]),
+            {"portal": sync.portal_id, "direction": sync.direction, "import_url": url,
+             "sync_interval_minutes": 30, "export_summary": "Not available"},
+            follow=True,
+        )
+    return response.content.decode(), enqueue
+
+
+def toast(page: str) -> str:
+    return re.search(r'<div class="toast[^"]*" role="status">(.*?)</div>', page, re.DOTALL).group(1)
+
+
+def test_after_saving_a_link_for_a_paused_sync_the_message_and_the_state_box_both_say_checking(
     operator_client, sync, server, clock
 ):
     answer(server, b"gone", status=404, content_type="text/plain")
     run(sync)
     other = "/calendar/ical/other.ics"
     server.expect_request(other).respond_with_data(b"<html>Log in</html>", content_type="text/html")
-    response = operator_client.post(
-        reverse("connection-edit", args=[sync.pk]),
-        {"portal": sync.portal_id, "direction": sync.direction, "import_url": server.url_for(other),
-         "sync_interval_minutes": 30, "export_summary": "Not available"},
-        follow=True,
-    )
-    page = response.content.decode()
-    message = re.search(r'<div class="toast[^"]*" role="status">(.*?)</div>', page, re.DOTALL).group(1)
-    assert "The new link was read, and it fails too" in message
-    assert "returned a web page, not a calendar" in message
+    page, enqueue = save_new_link(operator_client, sync, server.url_for(other))
+    # The page never waits on the portal: a worker reads the new link, and until it has, the
+    # message and the state box say the same thing: checking.
+    assert "the new link is being read now, and the sync resumes if it works" in toast(page)
+    assert re.search(r'id="state-box" data-state="checking"', page)
+    assert sync_state_of(sync) == SyncState.CHECKING
+    assert [call.args for call in enqueue.call_args_list] == [(sync.pk,)]
+    # The worker's read fails too: the page says paused, with the new reason.
+    run(sync)
+    page = operator_client.get(reverse("connection-detail", args=[sync.pk])).content.decode()
     assert re.search(r'id="state-box" data-state="paused"', page)
     assert "returned a web page, not a calendar" in page.split('id="state-box"')[1]
     assert sync_state_of(sync) == SyncState.PAUSED
 
 
-def test_after_saving_a_link_that_works_the_page_says_working_with_no_paused_box(operator_client, sync, server, clock):
+def test_after_the_worker_read_a_new_link_that_works_the_page_says_working_with_no_paused_box(
+    operator_client, sync, server, clock
+):
     answer(server, b"gone", status=404, content_type="text/plain")
     run(sync)
     other = "/calendar/ical/other.ics"
     server.expect_request(other).respond_with_data(feeds.airbnb(*stays()), content_type="text/calendar")
-    response = operator_client.post(
-        reverse("connection-edit", args=[sync.pk]),
-        {"portal": sync.portal_id, "direction": sync.direction, "import_url": server.url_for(other),
-         "sync_interval_minutes": 30, "export_summary": "Not available"},
-        follow=True,
-    )
-    page = response.content.decode()
-    assert "The new link was read without error: the sync works again." in page
+    save_new_link(operator_client, sync, server.url_for(other))
+    run(sync)  # the worker
+    page = operator_client.get(reverse("connection-detail", args=[sync.pk])).content.decode()
     assert 'id="state-box"' not in page
     assert re.search(r'<h1>Airbnb <span class="badge badge-working" data-state="working">Working</span></h1>', page)
+    assert PauseEpisode.objects.get(connection=sync).ended_by == "edit"
 
 
 # --------------------------------------------------------------------------- the activity log
