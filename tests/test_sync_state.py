@@ -25,6 +25,7 @@ from syncs.dashboard import dashboard_summary
 from syncs.models import (
     Account,
     Activity,
+    Block,
     Connection,
     ExportToken,
     Membership,
@@ -604,3 +605,13 @@ def test_a_reopened_episode_is_a_plain_pause_not_a_check_that_failed(operator_cl
     assert PauseEpisode.objects.get(connection=sync).ended_by == "sync"
     assert [a for a in Activity.objects.filter(connection=sync, action="paused").values_list("params", flat=True)
             if a.get("again")] == []
+
+
+def test_the_sync_history_says_when_stays_shared_a_uid_and_each_kept_its_nights(operator_client, sync, server, clock):
+    today = timezone.localdate()
+    first, second = (today + timedelta(days=3), today + timedelta(days=5)), (today + timedelta(days=9), today + timedelta(days=12))
+    answer(server, feeds.airbnb(("same", *first), ("same", *second)))
+    run(sync)
+    assert sorted(Block.objects.filter(source=sync).values_list("start_date", flat=True)) == [first[0], second[0]]
+    page = operator_client.get(reverse("connection-detail", args=[sync.pk])).content.decode()
+    assert "2 events shared booking numbers (UIDs) with events on other nights: each kept its own nights." in page

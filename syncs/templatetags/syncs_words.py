@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import template
 
-from syncs.explain import describe, describe_activity
+from syncs.explain import describe, describe_activity, describe_notice
 from syncs.explain import since as time_since
 from syncs.fetch import mask_url
 
@@ -13,6 +13,12 @@ register = template.Library()
 def run_words(run) -> str:
     """A sync run's outcome in plain words, naming the portal."""
     return describe(run.outcome, run.error_params, portal=run.connection.portal.name)
+
+
+@register.simple_tag
+def run_notices(run) -> list[str]:
+    """What the operator should know of a feed a run read all the same (shared UIDs, encoding)."""
+    return [describe_notice(notice.get("code", ""), notice.get("params")) for notice in run.notices or []]
 
 
 @register.simple_tag
