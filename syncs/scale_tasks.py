@@ -1,0 +1,6 @@
+"""Imported when the app is ready, so that the worker knows these modules' tasks (Celery's
+autodiscovery reads only syncs.tasks) and the worker's metrics are recorded."""
+
+from __future__ import annotations
+
+from syncs import bulk  # noqa: F401
