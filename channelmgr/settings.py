@@ -286,6 +286,15 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Operating at scale (issue 21): double bookings and portals that stopped reading told to the
+# webhooks, lost webhook deliveries sent again, the members' daily digests.
+CELERY_BEAT_SCHEDULE.update({
+    "scan-alerts": {"task": "syncs.webhooks.scan_alerts", "schedule": 60.0, "options": {"expires": 54}},
+    "send-digests": {"task": "syncs.digests.send_digests", "schedule": 600.0, "options": {"expires": 540}},
+})
+# /metrics answers only with this token (Authorization: Bearer ...); unset, /metrics is a 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 # --- Sync engine ------------------------------------------------------------------------------
 SYNC_DEFAULT_INTERVAL_MINUTES = env_int("SYNC_DEFAULT_INTERVAL_MINUTES", 30, minimum=5)
 SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 120, minimum=30)

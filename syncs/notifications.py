@@ -198,8 +198,9 @@ def _notice_send(
     episode = _episode_fresh(episode.pk)
     if not by_language:
         # Nobody to tell: the claim stays, so the notice is not retried every minute forever;
-        # the operator still sees the pause on the dashboard.
+        # the operator still sees the pause on the dashboard (and the webhooks are told).
         log.warning("pause email not sent episode=%s notice=%s reason=no_recipients", episode.pk, field)
+        _webhooks(episode, field, now)
         return 0
     sent: list[str] = []
     try:
@@ -226,6 +227,7 @@ def _notice_send(
                 type(exc).__name__,
             )
             _activity_record_sent(episode=episode, action=action, recipients=by_language, sent=sent, now=now)
+            _webhooks(episode, field, now)
         if isinstance(exc, SoftTimeLimitExceeded):
             raise
         return len(sent)
@@ -234,7 +236,21 @@ def _notice_send(
         episode.pk, field, sum(len(r) for r in by_language.values()), ",".join(sent),
     )
     _activity_record_sent(episode=episode, action=action, recipients=by_language, sent=sent, now=now)
+    _webhooks(episode, field, now)
     return len(sent)
+
+
+# Which webhook event each notice is (syncs.webhooks), told once the notice's claim is kept.
+_WEBHOOK_EVENT = {"notified_at": "paused", "reminded_at": "reminder", "restored_notified_at": "restored"}
+
+
+def _webhooks(episode: PauseEpisode, field: str, now: datetime) -> None:
+    from syncs.webhooks import webhooks_notify_episode
+
+    try:
+        webhooks_notify_episode(episode=episode, event=_WEBHOOK_EVENT[field], now=now)
+    except Exception:  # the emails are told already; a webhook problem must not undo them
+        log.exception("webhooks not told episode=%s notice=%s", episode.pk, field)
 
 
 def _activity_record_sent(
