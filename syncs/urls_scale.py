@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from syncs.views import alerts, bulk, conflicts, timeline
+from syncs.views import alerts, bulk, conflicts, onboarding, timeline
 
 urlpatterns = [
     path("timeline/", timeline.timeline, name="timeline"),
@@ -16,5 +16,11 @@ urlpatterns = [
     path("alerts/webhooks/", alerts.webhooks, name="webhooks"),
     path("alerts/webhooks/<int:webhook_id>/remove/", alerts.webhook_remove_view, name="webhook-remove"),
     path("alerts/webhooks/<int:webhook_id>/test/", alerts.webhook_test, name="webhook-test"),
+    path("onboarding/", onboarding.onboarding, name="onboarding"),
+    path("onboarding/<int:upload_id>/", onboarding.onboarding_preview_view, name="onboarding-preview"),
+    path("onboarding/<int:upload_id>/progress/", onboarding.onboarding_progress, name="onboarding-progress"),
+    path("onboarding/<int:upload_id>/live/", onboarding.onboarding_live, name="onboarding-live"),
+    path("onboarding/<int:upload_id>/import/", onboarding.onboarding_import_view, name="onboarding-import"),
+    path("syncs/export-urls.csv", onboarding.exports_csv, name="exports-csv"),
     path("properties/<int:property_id>/double-bookings/handle/", conflicts.double_booking_handle, name="double-booking-handle"),
 ]
