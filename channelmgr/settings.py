@@ -6,6 +6,7 @@ under var/, console email, DEBUG on with a development key. ``.env.example`` lis
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -294,6 +295,10 @@ CELERY_BEAT_SCHEDULE.update({
 })
 # /metrics answers only with this token (Authorization: Bearer ...); unset, /metrics is a 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# The worker's counters are files here, read by the web process (prometheus-client's
+# multiprocess mode, syncs/metrics.py). Set before anything imports prometheus_client.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # --- Sync engine ------------------------------------------------------------------------------
 SYNC_DEFAULT_INTERVAL_MINUTES = env_int("SYNC_DEFAULT_INTERVAL_MINUTES", 30, minimum=5)
