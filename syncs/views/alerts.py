@@ -132,8 +132,12 @@ def webhooks(request: HttpRequest) -> HttpResponse:
         form = WebhookForm()
     hooks = list(Webhook.objects.for_account(account))
     deliveries = {hook.pk: list(WebhookDelivery.objects.filter(webhook=hook).order_by("-created_at", "-pk")[:10]) for hook in hooks}
+    labels = dict(Webhook.Event.choices)
     for hook in hooks:
         hook.recent = deliveries[hook.pk]
+        hook.event_labels = [labels[event] for event in hook.events if event in labels]
+        for delivery in hook.recent:
+            delivery.event_label = labels.get(delivery.event, delivery.event)
     return render(
         request, "syncs/scale/webhooks.html",
         {"account": account, "form": form, "hooks": hooks, "secret": secret, "created": created},
