@@ -75,7 +75,9 @@ def _matching_statuses(account: Account, chosen: Filter, now: datetime) -> list[
     return [status for status in statuses if chosen.state_matches(status.state)]
 
 
-def properties_matching(*, account: Account, chosen: Filter, now: datetime | None = None) -> QuerySet[Property]:
+def properties_matching(
+    *, account: Account, chosen: Filter, now: datetime | None = None, matching_ids: list[int] | None = None
+) -> QuerySet[Property]:
     """The account's properties the filter keeps: by name, having a sync of the portal, having a
     sync in the state (that sync being of the portal, when both are chosen)."""
     now = now or timezone.now()
@@ -86,13 +88,17 @@ def properties_matching(*, account: Account, chosen: Filter, now: datetime | Non
     if chosen.portal:
         syncs = syncs.filter(portal__slug=chosen.portal)
     if chosen.state:
-        syncs = syncs.filter(pk__in=[status.connection.id for status in _matching_statuses(account, chosen, now)])
+        if matching_ids is None:
+            matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)]
+        syncs = syncs.filter(pk__in=matching_ids)
     if chosen.portal or chosen.state:
         properties = properties.filter(Exists(syncs))
     return properties.order_by("name", "pk")
 
 
-def connections_matching(*, account: Account, chosen: Filter, now: datetime | None = None) -> QuerySet[Connection]:
+def connections_matching(
+    *, account: Account, chosen: Filter, now: datetime | None = None, matching_ids: list[int] | None = None
+) -> QuerySet[Connection]:
     """The syncs "all matching this filter" means: of the matching properties, those of the
     portal and in the state chosen (all of their syncs when neither is)."""
     now = now or timezone.now()
@@ -102,7 +108,9 @@ def connections_matching(*, account: Account, chosen: Filter, now: datetime | No
     if chosen.portal:
         connections = connections.filter(portal__slug=chosen.portal)
     if chosen.state:
-        connections = connections.filter(pk__in=[status.connection.id for status in _matching_statuses(account, chosen, now)])
+        if matching_ids is None:
+            matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)]
+        connections = connections.filter(pk__in=matching_ids)
     return connections
 
 
@@ -162,7 +170,11 @@ def timeline_read(
     now = now or timezone.now()
     end = start + timedelta(days=nights)
     days = [start + timedelta(days=n) for n in range(nights)]
-    paged = Paginator(properties_matching(account=account, chosen=chosen, now=now), per_page).get_page(page)
+    # The syncs in the chosen state, read once for the page and for "all matching".
+    matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)] if chosen.state else None
+    paged = Paginator(
+        properties_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids), per_page
+    ).get_page(page)
     properties = list(paged.object_list)
     ids = [p.pk for p in properties]
     connections = list(
@@ -207,7 +219,10 @@ def timeline_read(
                       handled=in_conflict and conflicts_of[day])
             )
         rows.append(TimelineRow(property=prop, syncs=chips.get(prop.pk, []), nights=row_nights))
-    matching = connections_matching(account=account, chosen=chosen, now=now).count() if chosen.active else None
+    matching = (
+        connections_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids).count()
+        if chosen.active else None
+    )
     if matching is None:
         matching = Connection.objects.for_account(account).count()
     return Timeline(start=start, days=days, page=paged, rows=rows, matching_syncs=matching)
