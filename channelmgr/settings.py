@@ -297,7 +297,8 @@ CELERY_BEAT_SCHEDULE.update({
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 # The worker's counters are files here, read by the web process (prometheus-client's
 # multiprocess mode, syncs/metrics.py). Set before anything imports prometheus_client.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(VAR_DIR / "metrics")
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # --- Sync engine ------------------------------------------------------------------------------
