@@ -6,7 +6,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST, require_safe
@@ -66,8 +67,8 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         ) % {"n": result.skipped}
     messages.success(request, words)
     if result.action.awaited_ids:
-        url = redirect("bulk-detail", bulk_id=result.action.pk).url
-        return redirect(url + (f"?next={back}" if back.startswith("/") else ""))
+        url = reverse("bulk-detail", kwargs={"bulk_id": result.action.pk})
+        return redirect(url + ("?" + urlencode({"next": back}) if back.startswith("/") else ""))
     return redirect(back)
 
 
