@@ -6,6 +6,7 @@ under var/, console email, DEBUG on with a development key. ``.env.example`` lis
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -337,6 +338,20 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 270},
     },
 }
+
+# Operating at scale (issue 21): double bookings and portals that stopped reading told to the
+# webhooks, lost webhook deliveries sent again, the members' daily digests.
+CELERY_BEAT_SCHEDULE.update({
+    "scan-alerts": {"task": "syncs.webhooks.scan_alerts", "schedule": 60.0, "options": {"expires": 54}},
+    "send-digests": {"task": "syncs.digests.send_digests", "schedule": 600.0, "options": {"expires": 540}},
+})
+# /metrics answers only with this token (Authorization: Bearer ...); unset, /metrics is a 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# The worker's counters are files here, read by the web process (prometheus-client's
+# multiprocess mode, syncs/metrics.py). Set before anything imports prometheus_client.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(VAR_DIR / "metrics")
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # --- Sync engine ------------------------------------------------------------------------------
 SYNC_DEFAULT_INTERVAL_MINUTES = env_int("SYNC_DEFAULT_INTERVAL_MINUTES", 30, minimum=5)

@@ -10,4 +10,5 @@ class SyncsConfig(AppConfig):
     verbose_name = _("Calendar syncs")
 
     def ready(self) -> None:
-        from syncs import signals  # noqa: F401 - connects the receivers
+        # signals connects the receivers; scale_tasks registers issue 21's tasks and worker metrics.
+        from syncs import scale_tasks, signals  # noqa: F401

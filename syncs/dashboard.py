@@ -38,6 +38,9 @@ class Conflict:
     start: date
     end: date
     sources: list[str] = field(default_factory=list)
+    # The clashing imported stays: (block id, source id, first night, check-out day, kind). What
+    # names the double booking and tells when a stay changed (syncs.conflicts).
+    stays: list[tuple] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class DashboardSummary:
     counts: dict[str, int]  # syncs per state: they add up to ``total``
     attention: list[AttentionItem]
     attention_more: int
-    conflicts: list[Conflict]
+    conflicts: list[Conflict]  # the possible double bookings nobody marked handled
+    handled_conflicts: list = field(default_factory=list)  # syncs.conflicts.MarkedConflict, listed apart
 
     @property
     def tiles(self) -> list[tuple[SyncState, int, str]]:
@@ -109,12 +113,16 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
     )
     troubled = worst_first(status for status in statuses if status.needs_attention)
     attention = _attention(troubled[:limit], now)
+    from syncs.conflicts import conflicts_marked
+
+    unhandled, handled = conflicts_marked(account_conflicts(account=account, today=timezone.localdate(), limit=200))
     return DashboardSummary(
         total=len(statuses),
         counts=state_counts(statuses),
         attention=attention,
         attention_more=len(troubled) - len(attention),
-        conflicts=account_conflicts(account=account, today=timezone.localdate()),
+        conflicts=[marked.conflict for marked in unhandled[:20]],
+        handled_conflicts=handled[:20],
     )
 
 
@@ -171,8 +179,21 @@ def _clashing(today: date) -> QuerySet[Block]:
 
 
 def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[int]:
-    """Which of these properties have a possible double booking (the overview's rule), in one query."""
-    return set(_clashing(today).filter(property_id__in=property_ids).values_list("property_id", flat=True).distinct())
+    """Which of these properties have a possible double booking (the overview's rule) that nobody
+    marked handled (syncs.conflicts): two queries."""
+    from syncs.conflicts import conflicts_marked
+
+    unhandled, _handled = conflicts_marked(property_conflicts(property_ids=property_ids, today=today))
+    return {marked.conflict.property.pk for marked in unhandled}
+
+
+def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[Conflict]:
+    """Every possible double booking of these properties (of all properties for None), grouped
+    as the overview groups them, in one query."""
+    rows = _clashing(today)
+    if property_ids is not None:
+        rows = rows.filter(property_id__in=property_ids)
+    return _group_conflicts(rows.select_related("property", "source__portal").order_by("property_id", "start_date", "pk"))
 
 
 def _group_conflicts(blocks) -> list[Conflict]:
@@ -181,13 +202,15 @@ def _group_conflicts(blocks) -> list[Conflict]:
     open_by_property: dict[int, Conflict] = {}
     for block in blocks:
         name = block.source.portal.name if block.source_id else _("made here")
+        stay = (block.pk, block.source_id, block.start_date, block.end_date, block.kind)
         current = open_by_property.get(block.property_id)
         if current and block.start_date < current.end:
             current.end = max(current.end, block.end_date)
+            current.stays.append(stay)
             if name not in current.sources:
                 current.sources.append(name)
             continue
-        current = Conflict(property=block.property, start=block.start_date, end=block.end_date, sources=[name])
+        current = Conflict(property=block.property, start=block.start_date, end=block.end_date, sources=[name], stays=[stay])
         open_by_property[block.property_id] = current
         conflicts.append(current)
     return conflicts

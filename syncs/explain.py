@@ -242,7 +242,18 @@ def describe_activity(entry) -> str:
             "edit": lambda: _("Its new link was read without error."),
             "probe": lambda: _("The background check found its calendar working, and your account resumes such syncs."),
         }.get(params.get("by"), lambda: _("A sync worked again."))()
-    if action in ("block_added", "block_removed", "test_block_added", "test_block_removed") and params.get("start"):
+    if action.startswith("bulk_") and "count" in params:
+        return ngettext("%(n)d sync", "%(n)d syncs", params["count"]) % {"n": params["count"]}
+    if action in ("properties_assigned", "properties_unassigned") and "count" in params:
+        return ngettext("%(n)d property", "%(n)d properties", params["count"]) % {"n": params["count"]}
+    if action == "syncs_imported" and "count" in params:
+        return ngettext("%(n)d sync from %(file)s", "%(n)d syncs from %(file)s", params["count"]) % {
+            "n": params["count"], "file": params.get("file", ""),
+        }
+    if action in ("webhook_added", "webhook_removed"):
+        return params.get("host", "")
+    if action in ("block_added", "block_removed", "test_block_added", "test_block_removed", "double_booking_handled",
+                  "double_booking_back") and params.get("start"):
         start, end = date.fromisoformat(params["start"]), date.fromisoformat(params["end"])
         return _("%(first)s to %(checkout)s (check-out)") % {"first": day(start), "checkout": day(end)}
     if action in ("pause_email_sent", "reminder_sent", "restored_email_sent") and "recipients" in params:

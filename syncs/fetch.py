@@ -792,3 +792,39 @@ def https_variant_works(url: str, *, allow_loopback: bool = False, user_agent: s
     except FetchError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------- posting (webhooks)
+
+
+def post_json(
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    allow_loopback: bool = False,
+    user_agent: str = DEFAULT_USER_AGENT,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 10.0,
+    deadline: float = 15.0,
+) -> int:
+    """POST a JSON body to an operator's webhook URL, with the feeds' protections (the same
+    address policy, pinned connection and total deadline), and return the HTTP status.
+
+    Redirects are not followed (a 3xx is returned as it is); the answer's body is read up to
+    64 KiB and dropped. Raises FetchError for what keeps the request from being answered.
+    """
+    url = validate_url(url, allow_loopback=allow_loopback, allow_any_port=allow_loopback)
+    session = _session(allow_loopback=allow_loopback, user_agent=user_agent)
+    sent = {"Content-Type": "application/json", **headers}
+    host = urlsplit(url).hostname
+    with _Deadline(deadline) as budget:
+        timeout = (min(connect_timeout, budget.remaining()), min(read_timeout, budget.remaining()))
+        try:
+            response = session.post(url, data=body, headers=sent, stream=True, allow_redirects=False, timeout=timeout)
+        except requests.RequestException as exc:
+            raise _error_for(exc, budget=budget, host=host) from None
+        with response:
+            with contextlib.suppress(FetchError):  # an answer too long or slow is still an answer
+                _read_body(response, budget=budget, max_bytes=64 * 1024, host=host)
+            return response.status_code

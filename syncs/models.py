@@ -87,6 +87,12 @@ class Account(models.Model):
 _CURRENT_MEMBERSHIP = "_current_membership"
 
 
+class EmailAlerts(models.TextChoices):
+    ALL = "all", _("About all properties")
+    ASSIGNED = "assigned", _("Only about properties assigned to me")
+    NONE = "none", _("None")
+
+
 class Membership(models.Model):
     """A person's place in one account, with their role there. A person may belong to several
     accounts; one of them is their current one (``is_current``), where every page works."""
@@ -105,9 +111,20 @@ class Membership(models.Model):
     role = models.CharField(_("role"), max_length=10, choices=Role, default=Role.VIEWER)
     # The account the person works in, whatever the device or session; none set means the oldest.
     is_current = models.BooleanField(_("current account"), default=False)
-    email_paused = models.BooleanField(
-        _("email me about paused syncs"), default=True,
-        help_text=_("Emails when a sync of this account pauses, a daily reminder while it stays paused, and one when it works again."),
+    # Which pause, reminder and restore emails this person gets (syncs.notifications), and whether
+    # as they happen or in one daily digest (syncs.digests).
+    email_alerts = models.CharField(
+        _("emails about paused syncs"), max_length=10, choices=EmailAlerts, default=EmailAlerts.ALL,
+        help_text=_("Emails when a sync pauses, a daily reminder while it stays paused, and one when it works again."),
+    )
+    email_digest = models.BooleanField(
+        _("one daily digest instead"), default=False,
+        help_text=_("One email a day with what is paused or failing and what happened, instead of one email per pause."),
+    )
+    digest_sent_at = models.DateTimeField(_("last digest sent at"), null=True, blank=True)
+    # "Only properties assigned to me": the properties this member looks after.
+    assigned_properties = models.ManyToManyField(
+        "Property", blank=True, related_name="assigned_memberships", verbose_name=_("assigned properties"),
     )
     # Set when the user picks a language in the top bar (syncs.middleware); blank: not chosen.
     language = models.CharField(
@@ -177,7 +194,7 @@ class Membership(models.Model):
     def defaults_for(role: str) -> dict:
         """What a new membership of this role starts with: owners and managers are emailed about
         paused syncs, viewers only if they opt in."""
-        return {"email_paused": role != Membership.Role.VIEWER}
+        return {"email_alerts": EmailAlerts.NONE if role == Membership.Role.VIEWER else EmailAlerts.ALL}
 
     def allows(self, role: str) -> bool:
         """Whether this membership's role may do what ``role`` may."""
@@ -745,9 +762,24 @@ class Activity(models.Model):
         TWO_FACTOR_REQUIRED = "two_factor_required", _("required two-factor sign-in for every member")
         TWO_FACTOR_OPTIONAL = "two_factor_optional", _("made two-factor sign-in optional")
 
+        # Operating at scale (syncs.bulk, syncs.conflicts, syncs.webhooks, syncs.onboarding):
+        # one entry for many syncs, ``params["count"]`` says how many.
+        BULK_SWITCHED_OFF = "bulk_switched_off", _("switched several syncs off at once")
+        BULK_SWITCHED_ON = "bulk_switched_on", _("switched several syncs on at once")
+        BULK_SYNC_REQUESTED = "bulk_sync_requested", _("pressed Sync now for several syncs at once")
+        BULK_HELD_ACCEPTED = "bulk_held_accepted", _("accepted the held removals of several syncs at once")
+        PROPERTIES_ASSIGNED = "properties_assigned", _("assigned properties to a member")
+        PROPERTIES_UNASSIGNED = "properties_unassigned", _("took properties away from a member")
+        DOUBLE_BOOKING_HANDLED = "double_booking_handled", _("marked a double booking as handled")
+        DOUBLE_BOOKING_BACK = "double_booking_back", _("showed a handled double booking again: a stay changed")
+        WEBHOOK_ADDED = "webhook_added", _("added a webhook")
+        WEBHOOK_REMOVED = "webhook_removed", _("removed a webhook")
+        SYNCS_IMPORTED = "syncs_imported", _("added syncs from a file")
+
     # What the system does by itself: such rows have no user.
     AUTOMATIC = frozenset({
         Action.PAUSED, Action.RESUMED, Action.PAUSE_EMAIL_SENT, Action.REMINDER_SENT, Action.RESTORED_EMAIL_SENT,
+        Action.DOUBLE_BOOKING_BACK,
     })
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="activity", verbose_name=_("account"))
@@ -822,3 +854,205 @@ class ChecklistStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection_id} {self.step}: {self.status}"
+
+
+# --------------------------------------------------------------------------- operating at scale
+
+
+class BulkAction(models.Model):
+    """One operator action on many syncs at once (syncs.bulk): what, on which syncs, by whom;
+    the progress page reads the syncs' states from it while they run."""
+
+    class Kind(models.TextChoices):
+        SWITCH_OFF = "switch_off", _("Switch off")
+        SWITCH_ON = "switch_on", _("Switch on")
+        SYNC_NOW = "sync_now", _("Sync now")
+        ACCEPT_HELD = "accept_held", _("Accept held removals")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="bulk_actions", verbose_name=_("account"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("user")
+    )
+    kind = models.CharField(_("action"), max_length=20, choices=Kind)
+    connection_ids = models.JSONField(_("syncs"), default=list)
+    # The syncs whose result is awaited (a sync asked for, a check after switching on).
+    awaited_ids = models.JSONField(_("syncs awaited"), default=list)
+    # Accepting held removals: the answer each sync held when the operator accepted (id -> answer).
+    held_answers = models.JSONField(_("held answers accepted"), default=dict)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("bulk action")
+        verbose_name_plural = _("bulk actions")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {len(self.connection_ids)}"
+
+
+class DoubleBookingQuerySet(AccountScopedQuerySet):
+    account_path = "property__account"
+
+
+class DoubleBooking(models.Model):
+    """A possible double booking as last seen (syncs.conflicts): which stays clash, whether an
+    operator marked it handled, and whether the webhooks were told.
+
+    ``key`` names the clashing stays (their block ids), ``fingerprint`` also what they say (dates,
+    kinds, sources). A mark holds only while the fingerprint it was made on is the current one:
+    when either stay changes, the mark is dropped and the double booking needs attention again.
+    """
+
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="double_bookings", verbose_name=_("property"))
+    key = models.CharField(_("stays"), max_length=64)
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+    start_date = models.DateField(_("first night"))
+    end_date = models.DateField(_("check-out day"))
+    sources = models.JSONField(_("sources"), default=list)
+    first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
+    handled_fingerprint = models.CharField(_("handled as"), max_length=64, blank=True)
+    handled_at = models.DateTimeField(_("marked handled at"), null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("marked handled by"),
+    )
+    note = models.TextField(_("note"), blank=True, max_length=2000)
+    alerted_fingerprint = models.CharField(_("webhooks told about"), max_length=64, blank=True)
+
+    objects = DoubleBookingQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("double booking")
+        verbose_name_plural = _("double bookings")
+        constraints = [models.UniqueConstraint(fields=["property", "key"], name="one_double_booking_per_stays")]
+
+    def __str__(self) -> str:
+        return f"{self.property}: {self.start_date} → {self.end_date}"
+
+
+class WebhookQuerySet(AccountScopedQuerySet):
+    account_path = "account"
+
+
+class Webhook(models.Model):
+    """An account's webhook: a URL told about pauses, restores, reminders, double bookings and
+    portals that stopped reading our calendar, signed with a secret (syncs.webhooks).
+
+    The secret is derived from ``secret_nonce`` with the server's key, as export tokens are: it is
+    shown once, when made, and a copy of the database alone does not reveal it.
+    """
+
+    class Event(models.TextChoices):
+        PAUSED = "paused", _("A sync paused")
+        REMINDER = "reminder", _("A sync is still paused (daily)")
+        RESTORED = "restored", _("A sync works again")
+        DOUBLE_BOOKING = "double_booking", _("A possible double booking")
+        NOT_READING = "not_reading", _("A portal stopped reading our calendar")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="webhooks", verbose_name=_("account"))
+    url = models.CharField(_("URL"), max_length=2000)
+    events = models.JSONField(_("events"), default=list)
+    slack_text = models.BooleanField(
+        _("add a text field (Slack, Mattermost, Teams)"), default=False,
+        help_text=_("Chat tools that accept incoming webhooks show the field “text” as the message."),
+    )
+    secret_nonce = models.CharField(_("secret nonce"), max_length=32)
+    enabled = models.BooleanField(_("on"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("created by")
+    )
+
+    objects = WebhookQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("webhook")
+        verbose_name_plural = _("webhooks")
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.account}: webhook {self.pk}"
+
+
+class WebhookDeliveryQuerySet(AccountScopedQuerySet):
+    account_path = "webhook__account"
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or to be sent) to one webhook, with every attempt's answer: the log the
+    operator reads on the alerts page."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Sending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+        DROPPED = "dropped", _("Not sent: no longer true")
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("webhook"))
+    event = models.CharField(_("event"), max_length=20)
+    test = models.BooleanField(_("test"), default=False)
+    # The sync the event is about: checked again before each attempt (an event no longer true is dropped).
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("connection")
+    )
+    payload = models.JSONField(_("payload"), default=dict)
+    status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    # Each attempt: {"at": ISO time, "status": HTTP status or null, "error": code}.
+    log = models.JSONField(_("attempts log"), default=list)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    objects = WebhookDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} {self.event} {self.status}"
+
+
+class NotReadingAlert(models.Model):
+    """A portal that stopped reading a sync's export, told to the webhooks once until it reads
+    again (syncs.webhooks)."""
+
+    connection = models.OneToOneField(
+        Connection, on_delete=models.CASCADE, related_name="not_reading_alert", verbose_name=_("connection")
+    )
+    alerted_at = models.DateTimeField(_("told at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("portal not reading alert")
+        verbose_name_plural = _("portal not reading alerts")
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} @ {self.alerted_at}"
+
+
+class OnboardingUpload(models.Model):
+    """A CSV of syncs to add (syncs.onboarding): its rows as checked, kept between the preview and
+    the import, and the live checks' results written by the worker."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="onboarding_uploads", verbose_name=_("account"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("user")
+    )
+    filename = models.CharField(_("file name"), max_length=200, blank=True)
+    # [{"line", "property", "timezone", "portal", "url", "errors": [{"code", "params"}], "live": {...}}]
+    rows = models.JSONField(_("rows"), default=list)
+    live_requested_at = models.DateTimeField(_("live check asked at"), null=True, blank=True)
+    live_checked = models.PositiveIntegerField(_("rows checked live"), default=0)
+    imported_at = models.DateTimeField(_("imported at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("sync file")
+        verbose_name_plural = _("sync files")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.filename}"

@@ -43,7 +43,7 @@ from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record_automatic
 from syncs.explain import describe, since
-from syncs.models import Activity, Connection, Membership, PauseEpisode
+from syncs.models import Activity, Connection, EmailAlerts, Membership, PauseEpisode
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,9 @@ def _notice_send(
     episode = _episode_fresh(episode.pk)
     if not by_language:
         # Nobody to tell: the claim stays, so the notice is not retried every minute forever;
-        # the operator still sees the pause on the dashboard.
+        # the operator still sees the pause on the dashboard (and the webhooks are told).
         log.warning("pause email not sent episode=%s notice=%s reason=no_recipients", episode.pk, field)
+        _webhooks(episode, field, now)
         return 0
     sent: list[str] = []
     try:
@@ -226,6 +227,7 @@ def _notice_send(
                 type(exc).__name__,
             )
             _activity_record_sent(episode=episode, action=action, recipients=by_language, sent=sent, now=now)
+            _webhooks(episode, field, now)
         if isinstance(exc, SoftTimeLimitExceeded):
             raise
         return len(sent)
@@ -234,7 +236,21 @@ def _notice_send(
         episode.pk, field, sum(len(r) for r in by_language.values()), ",".join(sent),
     )
     _activity_record_sent(episode=episode, action=action, recipients=by_language, sent=sent, now=now)
+    _webhooks(episode, field, now)
     return len(sent)
+
+
+# Which webhook event each notice is (syncs.webhooks), told once the notice's claim is kept.
+_WEBHOOK_EVENT = {"notified_at": "paused", "reminded_at": "reminder", "restored_notified_at": "restored"}
+
+
+def _webhooks(episode: PauseEpisode, field: str, now: datetime) -> None:
+    from syncs.webhooks import webhooks_notify_episode
+
+    try:
+        webhooks_notify_episode(episode=episode, event=_WEBHOOK_EVENT[field], now=now)
+    except Exception:  # the emails are told already; a webhook problem must not undo them
+        log.exception("webhooks not told episode=%s notice=%s", episode.pk, field)
 
 
 def _activity_record_sent(
@@ -250,13 +266,14 @@ def _activity_record_sent(
 
 def pause_episode_recipients_by_language(*, episode: PauseEpisode) -> dict[str, list[str]]:
     """The email addresses of the active members of the episode's account who want these emails
-    (``Membership.email_paused``), each once, grouped by the language each member reads (their
-    chosen one, or the site's), the site's language first."""
+    as they happen (``Membership.email_alerts`` covers the property, and no daily digest instead),
+    each once, grouped by the language each member reads (their chosen one, or the site's), the
+    site's language first."""
     offered = dict(settings.LANGUAGES)
+    prop = episode.connection.property
     rows = (
-        Membership.objects.filter(
-            account_id=episode.connection.property.account_id, email_paused=True, user__is_active=True
-        )
+        Membership.objects.filter(account_id=prop.account_id, email_digest=False, user__is_active=True)
+        .filter(members_alerted_about(property_id=prop.pk))
         .exclude(user__email="")
         .order_by("user_id")
         .values_list("user__email", "language")
@@ -270,6 +287,12 @@ def pause_episode_recipients_by_language(*, episode: PauseEpisode) -> dict[str, 
         language = chosen if chosen in offered else settings.LANGUAGE_CODE
         by_language.setdefault(language, []).append(email)
     return dict(sorted(by_language.items(), key=lambda item: item[0] != settings.LANGUAGE_CODE))
+
+
+def members_alerted_about(*, property_id: int) -> Q:
+    """The memberships whose email choice covers this property: all properties, or this one
+    assigned to them."""
+    return Q(email_alerts=EmailAlerts.ALL) | Q(email_alerts=EmailAlerts.ASSIGNED, assigned_properties=property_id)
 
 
 # -- The messages. --

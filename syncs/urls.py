@@ -29,4 +29,5 @@ urlpatterns = [
     ),
     path("demo/portal/<slug:portal>/<slug:key>.ics", demo.demo_portal_feed, name="demo-portal-feed"),
     path("", include("syncs.urls_forms")),
+    path("", include("syncs.urls_scale")),
 ]

@@ -34,7 +34,7 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(AccountFactory)
     # Owners unless a test says otherwise: the operator of the tests written before roles.
     role = Membership.Role.OWNER
-    email_paused = factory.LazyAttribute(lambda m: Membership.defaults_for(m.role)["email_paused"])
+    email_alerts = factory.LazyAttribute(lambda m: Membership.defaults_for(m.role)["email_alerts"])
 
 
 class PropertyFactory(factory.django.DjangoModelFactory):

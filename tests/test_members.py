@@ -77,7 +77,7 @@ def test_an_owner_invites_by_email_and_the_link_works_once_for_a_new_person(owne
     vera = get_user_model().objects.get(username="vera")
     assert vera.email == "vera@example.com"
     membership = Membership.objects.get(user=vera)
-    assert (membership.account, membership.role, membership.email_paused) == (owner.account, Role.VIEWER, False)
+    assert (membership.account, membership.role, membership.email_alerts) == (owner.account, Role.VIEWER, "none")
     assert "Sol Rentals" in visitor.get(reverse("home")).content.decode()  # signed in, working in it
 
     # The link worked once.
@@ -272,7 +272,7 @@ def test_pause_emails_go_to_members_who_want_them_viewers_only_if_they_opt_in(ow
     account = owner.account
     MembershipFactory(account=account, role=Role.MANAGER, user__email="manager@example.com")
     viewer = MembershipFactory(account=account, role=Role.VIEWER, user__email="viewer@example.com")
-    MembershipFactory(account=account, role=Role.MANAGER, user__email="quiet@example.com", email_paused=False)
+    MembershipFactory(account=account, role=Role.MANAGER, user__email="quiet@example.com", email_alerts="none")
     connection = ConnectionFactory(property=PropertyFactory(account=account), paused_at=timezone.now(), pause_reason="timeout")
     PauseEpisode.objects.create(connection=connection, reason="timeout")
     send_pause_notifications()
@@ -281,8 +281,8 @@ def test_pause_emails_go_to_members_who_want_them_viewers_only_if_they_opt_in(ow
     # The viewer opts in on their own page.
     mailoutbox.clear()
     viewer_client = signed_in(viewer.user)
-    assert 'name="email_paused"' in viewer_client.get(reverse("profile")).content.decode()
-    viewer_client.post(reverse("profile"), {"email_paused": [str(viewer.pk)]})
+    assert reverse("my-alerts") in viewer_client.get(reverse("profile")).content.decode()
+    viewer_client.post(reverse("my-alerts"), {"email_alerts": "all", "language": ""})
     other = ConnectionFactory(property=PropertyFactory(account=account), paused_at=timezone.now(), pause_reason="timeout")
     PauseEpisode.objects.create(connection=other, reason="timeout")
     send_pause_notifications()

@@ -17,13 +17,16 @@ from syncs.models import (
     Account,
     Activity,
     Block,
+    BulkAction,
     ChecklistStep,
     Connection,
     ExportToken,
     Invitation,
     Membership,
+    OnboardingUpload,
     Property,
     SyncRun,
+    Webhook,
 )
 from tests.factories import (
     BlockFactory,
@@ -49,29 +52,32 @@ PUBLIC_ROUTES = {
     "password_reset_complete": "says that the password changed",
     "first-password": "the link create_account prints: its token is the key",
     "invitation-accept": "an invitation's link: its token is the key",
+    "metrics": "Prometheus metrics: 404 unless METRICS_TOKEN is set, 401 without it (syncs/views/metrics.py)",
 }
 # Routes for any signed-in person, whatever their role: their own sign-in, not an account's data.
 PERSONAL_ROUTES = {
     "profile", "password_change", "two-factor-setup", "recovery-codes", "two-factor-disable", "two-factor-verify",
-    "account-switch",
+    "account-switch", "my-alerts",
 }
 Role = Membership.Role
 # The least role each account route needs (syncs/roles.py): the rule the views are checked against.
 ROUTE_ROLES = {
     **dict.fromkeys(
         ["home", "overview-status", "activity", "property-list", "property-detail", "connection-detail",
-         "connection-row", "connection-sync-state"],
+         "connection-row", "connection-sync-state", "timeline", "bulk-detail", "bulk-progress"],
         Role.VIEWER,
     ),
     **dict.fromkeys(
         ["property-create", "property-edit", "connection-create", "connection-edit", "connection-switch",
          "connection-sync-now", "connection-accept-held", "connection-export-rotate", "connection-export-download",
-         "property-export-download", "property-block-add", "block-remove", "connection-fix", "connection-fix-step"],
+         "property-export-download", "property-block-add", "block-remove", "connection-fix", "connection-fix-step",
+         "bulk-action", "double-booking-handle", "property-assign", "onboarding", "onboarding-preview",
+         "onboarding-progress", "onboarding-live", "onboarding-import", "exports-csv"],
         Role.MANAGER,
     ),
     **dict.fromkeys(
         ["account-settings", "members", "member-invite", "member-role", "member-remove", "invitation-resend",
-         "invitation-revoke"],
+         "invitation-revoke", "webhooks", "webhook-remove", "webhook-test"],
         Role.OWNER,
     ),
 }
@@ -79,7 +85,8 @@ RANK = {Role.VIEWER: 0, Role.MANAGER: 1, Role.OWNER: 2}
 # For routes that take an object's id: which object of the account to aim at.
 OBJECT_KWARGS = {
     "property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block",
-    "membership_id": "membership", "invitation_id": "invitation",
+    "membership_id": "membership", "invitation_id": "invitation", "bulk_id": "bulk", "webhook_id": "webhook",
+    "upload_id": "upload",
 }
 # Other route parameters, with a value that exists.
 PLAIN_KWARGS = {"step": "link"}
@@ -115,6 +122,9 @@ def account_objects(account, property_name: str) -> dict:
             account=account, email="invited@example.com", token_hash=uuid.uuid4().hex,
             expires_at=timezone.now() + timedelta(days=7),
         ),
+        "bulk": BulkAction.objects.create(account=account, kind="sync_now", connection_ids=[connection.pk], awaited_ids=[connection.pk]),
+        "webhook": Webhook.objects.create(account=account, url="https://hooks.example.com/x", events=["paused"], secret_nonce="n"),
+        "upload": OnboardingUpload.objects.create(account=account, filename="f.csv", rows=[]),
     }
 
 

@@ -165,13 +165,8 @@ def profile(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Time zone saved."))
             return redirect("profile")
     elif request.method == "POST":
-        # One box per account: "email me about paused syncs".
-        wanted = {int(pk) for pk in request.POST.getlist("email_paused") if pk.isdigit()}
-        for membership in memberships:
-            if membership.email_paused != (membership.pk in wanted):
-                Membership.objects.filter(pk=membership.pk).update(email_paused=membership.pk in wanted)
-        messages.success(request, _("Email settings saved."))
-        return redirect("profile")
+        # Emails are chosen per account on "Your alerts" (syncs.views.alerts).
+        return redirect("my-alerts")
     app = two_factor.app_of(request.user)
     return render(
         request,

@@ -6,7 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from syncs.dashboard import dashboard_summary
-from syncs.models import Account
+from syncs.models import Account, BulkAction
 from syncs.roles import Role, role_required
 
 
@@ -18,7 +18,11 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "syncs/overview.html",
-        {"account": Account.of_user(request.user), "summary": dashboard_summary(user=request.user)},
+        {
+            "account": Account.of_user(request.user),
+            "summary": dashboard_summary(user=request.user),
+            "bulk_kinds": BulkAction.Kind.choices,
+        },
     )
 
 

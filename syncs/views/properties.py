@@ -16,7 +16,7 @@ from syncs.date_inputs import month_bounds, month_from_query
 from syncs.explain import describe_readers
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.horizon import latest_checkout
-from syncs.models import Account, Activity, BlockKind
+from syncs.models import Account, Activity, BlockKind, BulkAction, Membership
 from syncs.readers import connection_export_facts
 from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
@@ -29,6 +29,7 @@ from syncs.selectors import (
     property_manual_blocks,
 )
 from syncs.sync_state import SyncState
+from syncs.timeline import Filter, connections_matching
 
 PROPERTIES_PER_PAGE = 25
 
@@ -45,8 +46,14 @@ def property_list(request: HttpRequest) -> HttpResponse:
     health = properties_health(page.object_list)
     for prop in page.object_list:
         prop.health = health[prop.pk]
+    account = Account.of_user(request.user)
     return render(
-        request, "syncs/property_list.html", {"account": Account.of_user(request.user), "page": page, "q": search}
+        request, "syncs/property_list.html",
+        {
+            "account": account, "page": page, "q": search, "bulk_kinds": BulkAction.Kind.choices,
+            "matching_syncs": connections_matching(account=account, chosen=Filter(q=search.strip())).count(),
+            "members": Membership.objects.filter(account=account).select_related("user").order_by("user__username"),
+        },
     )
 
 

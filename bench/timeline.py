@@ -1,0 +1,66 @@
+"""The timeline's speed for a big account. Run by hand, not a test:
+
+    .venv/bin/python bench/timeline.py [--properties 1000] [--connections-per-property 5] [--runs 20] [--database-url ...]
+
+Builds the account of bench/dashboard.py (N properties, M syncs each, blocks, export reads),
+then measures the timeline's first and a later page (time to the whole response, which is the
+first byte: Django renders before it sends) and its number of queries, against the smallest
+logged-in page; and the preview of a 1,000-row onboarding file. Targets: under 200 ms and the
+same number of queries on every page; the file under 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dashboard import build_account, measure, setup_django
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--properties", type=int, default=1000)
+    parser.add_argument("--connections-per-property", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    setup_django(args.database_url)
+    from django.test import Client
+    from django.urls import reverse
+
+    user, _prop, _conn = build_account(args.properties, args.connections_per_property)
+    client = Client()
+    client.force_login(user)
+    baseline = measure(client, reverse("activity"), args.runs)
+    timeline = reverse("timeline")
+    pages = {
+        "timeline, page 1": timeline,
+        "timeline, page 20 (htmx)": timeline + "?page=20",
+        "timeline, state=paused": timeline + "?state=paused",
+        "timeline, portal=vrbo, 90 nights": timeline + "?portal=vrbo&nights=90",
+    }
+    print(f"{args.properties} properties, {args.properties * args.connections_per_property} syncs")
+    print(f"{'page':36} {'median ms':>10} {'p95 ms':>8} {'queries':>8} {'x baseline':>11}")
+    print(f"{'baseline: empty activity page':36} {baseline['median_ms']:10.1f} {baseline['p95_ms']:8.1f} {baseline['queries']:8d}")
+    for name, url in pages.items():
+        result = measure(client, url, args.runs)
+        verdict = "PASS" if result["median_ms"] < 200 else "MISS (target <200 ms)"
+        print(f"{name:36} {result['median_ms']:10.1f} {result['p95_ms']:8.1f} {result['queries']:8d} "
+              f"{result['median_ms'] / baseline['median_ms']:11.2f}  {verdict}")
+
+    from syncs.models import Account
+    from syncs.onboarding import onboarding_preview
+
+    lines = [f"New {n // 3},Europe/Lisbon,Airbnb,https://www.airbnb.com/calendar/ical/{n}.ics?s=x" for n in range(1000)]
+    started = time.perf_counter()
+    onboarding_preview(user=user, account=Account.of_user(user), filename="bench.csv", data="\n".join(lines).encode())
+    elapsed = time.perf_counter() - started
+    print(f"{'onboarding preview, 1,000 rows':36} {elapsed * 1000:10.1f}  {'PASS' if elapsed < 5 else 'MISS (target <5 s)'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The daily digest: for members who chose one email a day instead of one per pause.
+
+What it says is read when it is sent (``syncs.sync_state`` for the syncs, the overview's rule
+for double bookings): the syncs that need attention now, in the member's scope (all properties,
+or those assigned to them), and the pauses that began or ended in the last day. Nothing to say,
+no email. Each member's digest is claimed with a conditional UPDATE of ``digest_sent_at`` before
+it is sent, so two workers never both send it; a send that fails gives the claim back.
+"""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from datetime import datetime, timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from syncs.dashboard import account_conflicts
+from syncs.explain import describe_state
+from syncs.models import Connection, EmailAlerts, ExportToken, Membership, PauseEpisode
+from syncs.sync_state import connection_statuses, statuses_of, worst_first
+
+log = logging.getLogger(__name__)
+
+EVERY = timedelta(hours=24)
+# Sent from this hour of the member's own morning (their reading zone).
+LOCAL_HOUR = 7
+
+
+@shared_task(ignore_result=True)
+def send_digests() -> int:
+    """Run by beat: every member whose digest is due gets it. Returns the number sent."""
+    return digests_send()
+
+
+def digests_send(*, now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    due = (
+        Membership.objects.filter(email_digest=True, user__is_active=True)
+        .exclude(email_alerts=EmailAlerts.NONE).exclude(user__email="")
+        .filter(Q(digest_sent_at__isnull=True) | Q(digest_sent_at__lte=now - EVERY + timedelta(minutes=30)))
+        .select_related("account", "user")
+    )
+    sent = 0
+    for membership in due:
+        zone = zoneinfo.ZoneInfo(membership.reading_time_zone())
+        if now.astimezone(zone).hour < LOCAL_HOUR:
+            continue
+        sent += digest_send(membership=membership, now=now)
+    return sent
+
+
+def digest_send(*, membership: Membership, now: datetime) -> int:
+    previous = membership.digest_sent_at
+    claimed = Membership.objects.filter(pk=membership.pk, digest_sent_at=previous).update(digest_sent_at=now)
+    if not claimed:
+        return 0
+    message = digest_message(membership=membership, since=previous or now - EVERY, now=now)
+    if message is None:
+        return 0
+    try:
+        message.send()
+    except Exception as exc:
+        Membership.objects.filter(pk=membership.pk, digest_sent_at=now).update(digest_sent_at=previous)
+        log.error("digest failed membership=%s error=%s, will retry", membership.pk, type(exc).__name__)
+        return 0
+    return 1
+
+
+def digest_message(*, membership: Membership, since: datetime, now: datetime) -> EmailMultiAlternatives | None:
+    """The digest as it would be sent now, or None when there is nothing to tell."""
+    account = membership.account
+    connections = Connection.objects.for_account(account)
+    tokens = ExportToken.objects.for_account(account)
+    if membership.email_alerts == EmailAlerts.ASSIGNED:
+        assigned = membership.assigned_properties.values("pk")
+        connections, tokens = connections.filter(property__in=assigned), tokens.filter(property__in=assigned)
+    troubled = worst_first(s for s in statuses_of(connections, tokens=tokens, now=now) if s.needs_attention)
+    loaded = Connection.objects.select_related("property", "portal").in_bulk([s.connection.id for s in troubled[:50]])
+    statuses = connection_statuses(loaded.values(), now=now)
+    episodes = PauseEpisode.objects.filter(connection__in=connections).filter(
+        Q(started_at__gte=since) | Q(ended_at__gte=since)
+    ).select_related("connection__portal", "connection__property").order_by("started_at")[:50]
+    conflicts = account_conflicts(account=account, today=timezone.localdate())
+    if membership.email_alerts == EmailAlerts.ASSIGNED:
+        ids = set(membership.assigned_properties.values_list("pk", flat=True))
+        conflicts = [c for c in conflicts if c.property.pk in ids]
+    if not troubled and not episodes and not conflicts:
+        return None
+    language = membership.language or settings.LANGUAGE_CODE
+    with translation.override(language), timezone.override(zoneinfo.ZoneInfo(membership.reading_time_zone())):
+        rows = [(statuses[pk], describe_state(statuses[pk], now)) for pk in loaded if pk in statuses]
+        context = {
+            "account": account.name, "rows": rows, "more": max(len(troubled) - len(rows), 0),
+            "episodes": list(episodes), "conflicts": conflicts, "zone": membership.reading_time_zone(),
+            "overview_url": settings.SITE_URL + reverse("home"),
+        }
+        subject = ngettext(
+            "%(account)s daily digest: %(n)d sync needs attention",
+            "%(account)s daily digest: %(n)d syncs need attention", len(troubled),
+        ) % {"account": account.name, "n": len(troubled)}
+        if not troubled:
+            subject = _("%(account)s daily digest: all syncs work") % {"account": account.name}
+        message = EmailMultiAlternatives(
+            subject=" ".join(subject.split()), body=render_to_string("emails/digest.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL, to=[membership.user.email],
+            headers={"Auto-Submitted": "auto-generated"},
+        )
+        message.attach_alternative(render_to_string("emails/digest.html", context), "text/html")
+    return message

@@ -1,0 +1,229 @@
+"""Reads for the timeline of all properties, and the filter that bulk actions share with it.
+
+One row per property, one column per night. Every state shown, counted or filtered on is
+``syncs.sync_state``'s, every double booking ``syncs.dashboard``'s (with the marks of
+``syncs.conflicts``). A page costs a constant number of queries whatever the number of
+properties, syncs and blocks: the filter reads the account's sync states once (narrow rows), the
+page's properties are paged in the database, and their syncs, blocks and double bookings are
+read for the page only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from syncs.conflicts import conflicts_marked
+from syncs.dashboard import property_conflicts
+from syncs.explain import describe_state
+from syncs.models import Account, Block, Connection, ExportToken, Property
+from syncs.sync_state import (
+    NEEDS_ATTENTION,
+    SyncState,
+    SyncStatus,
+    connection_statuses,
+    statuses_of,
+    worst_first,
+)
+
+# The state filter's extra choice: any state that needs the operator.
+ATTENTION = "attention"
+NIGHT_CHOICES = (30, 60, 90)
+DEFAULT_NIGHTS = 60
+PROPERTIES_PER_PAGE = 25
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the operator filtered on: the timeline's, the properties list's and the bulk action's."""
+
+    q: str = ""
+    portal: str = ""  # a portal slug
+    state: str = ""  # a SyncState value, or ATTENTION
+
+    @classmethod
+    def from_query(cls, data) -> Filter:
+        state = data.get("state", "")
+        if state not in SyncState.values and state != ATTENTION:
+            state = ""
+        return cls(q=data.get("q", "").strip()[:200], portal=data.get("portal", "").strip()[:50], state=state)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.q or self.portal or self.state)
+
+    def as_query(self) -> dict[str, str]:
+        return {key: value for key, value in (("q", self.q), ("portal", self.portal), ("state", self.state)) if value}
+
+    def state_matches(self, state: SyncState) -> bool:
+        if self.state == ATTENTION:
+            return state in NEEDS_ATTENTION
+        return state.value == self.state
+
+
+def _matching_statuses(account: Account, chosen: Filter, now: datetime) -> list[SyncStatus]:
+    """The account's syncs in the chosen state (narrow rows, three queries)."""
+    statuses = statuses_of(
+        Connection.objects.for_account(account), tokens=ExportToken.objects.for_account(account), now=now
+    )
+    return [status for status in statuses if chosen.state_matches(status.state)]
+
+
+def properties_matching(
+    *, account: Account, chosen: Filter, now: datetime | None = None, matching_ids: list[int] | None = None
+) -> QuerySet[Property]:
+    """The account's properties the filter keeps: by name, having a sync of the portal, having a
+    sync in the state (that sync being of the portal, when both are chosen)."""
+    now = now or timezone.now()
+    properties = Property.objects.for_account(account)
+    if chosen.q:
+        properties = properties.filter(name__icontains=chosen.q)
+    syncs = Connection.objects.filter(property_id=OuterRef("pk"))
+    if chosen.portal:
+        syncs = syncs.filter(portal__slug=chosen.portal)
+    if chosen.state:
+        if matching_ids is None:
+            matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)]
+        syncs = syncs.filter(pk__in=matching_ids)
+    if chosen.portal or chosen.state:
+        properties = properties.filter(Exists(syncs))
+    return properties.order_by("name", "pk")
+
+
+def connections_matching(
+    *, account: Account, chosen: Filter, now: datetime | None = None, matching_ids: list[int] | None = None
+) -> QuerySet[Connection]:
+    """The syncs "all matching this filter" means: of the matching properties, those of the
+    portal and in the state chosen (all of their syncs when neither is)."""
+    now = now or timezone.now()
+    connections = Connection.objects.for_account(account)
+    if chosen.q:
+        connections = connections.filter(property__name__icontains=chosen.q)
+    if chosen.portal:
+        connections = connections.filter(portal__slug=chosen.portal)
+    if chosen.state:
+        if matching_ids is None:
+            matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)]
+        connections = connections.filter(pk__in=matching_ids)
+    return connections
+
+
+@dataclass
+class Night:
+    day: date
+    portals: list[tuple[str, str]] = field(default_factory=list)  # (slug, name); slug "here": made here
+    conflict: bool = False  # a possible double booking nobody marked handled
+    handled: bool = False  # a double booking marked handled
+
+    @property
+    def weekend(self) -> bool:
+        return self.day.weekday() >= 5
+
+
+@dataclass
+class SyncChip:
+    """One sync of a row: its state (sync_state's) and, when it needs attention, why in words."""
+
+    status: SyncStatus
+    words: str
+
+    @property
+    def connection(self) -> Connection:
+        return self.status.connection
+
+    @property
+    def flagged(self) -> bool:
+        return self.status.needs_attention
+
+
+@dataclass
+class TimelineRow:
+    property: Property
+    syncs: list[SyncChip]
+    nights: list[Night]
+
+    @property
+    def flags(self) -> list[SyncChip]:
+        return [chip for chip in self.syncs if chip.flagged]
+
+
+@dataclass
+class Timeline:
+    start: date
+    days: list[date]
+    page: Page
+    rows: list[TimelineRow]
+    matching_syncs: int  # how many syncs "all matching this filter" would act on
+
+
+def timeline_read(
+    *, account: Account, chosen: Filter, start: date, nights: int = DEFAULT_NIGHTS, page: int | str | None = 1,
+    per_page: int = PROPERTIES_PER_PAGE, now: datetime | None = None,
+) -> Timeline:
+    """A page of the timeline: about a dozen queries, whatever the number of rows, syncs and blocks."""
+    now = now or timezone.now()
+    end = start + timedelta(days=nights)
+    days = [start + timedelta(days=n) for n in range(nights)]
+    # The syncs in the chosen state, read once for the page and for "all matching".
+    matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)] if chosen.state else None
+    paged = Paginator(
+        properties_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids), per_page
+    ).get_page(page)
+    properties = list(paged.object_list)
+    ids = [p.pk for p in properties]
+    connections = list(
+        Connection.objects.filter(property_id__in=ids).select_related("portal", "property").order_by("portal__position", "pk")
+    )
+    statuses = connection_statuses(connections, now=now)
+    chips: dict[int, list[SyncChip]] = defaultdict(list)
+    for status in worst_first(statuses.values()):
+        words = describe_state(status, now) if status.needs_attention else ""
+        chips[status.connection.property_id].append(SyncChip(status=status, words=words))
+    taken: dict[int, dict[date, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
+    sources = {c.pk: (c.portal.slug, c.portal.name) for c in connections}
+    here = ("here", _("made here"))
+    blocks = (
+        Block.objects.current().filter(property_id__in=ids, start_date__lt=end, end_date__gt=start)
+        .values_list("property_id", "source_id", "start_date", "end_date")
+    )
+    for property_id, source_id, first, checkout in blocks:
+        label = sources.get(source_id, ("other", "?")) if source_id else here
+        day = max(first, start)
+        while day < checkout and day < end:
+            taken[property_id][day].add(label)
+            day += timedelta(days=1)
+    conflict_nights: dict[int, dict[date, bool]] = defaultdict(dict)  # night -> handled
+    unhandled, handled = conflicts_marked(property_conflicts(property_ids=ids, today=start) if ids else [])
+    for marked in [*handled, *unhandled]:  # an unhandled one wins a night both cover
+        for _pk, _source, first, checkout, _kind in marked.conflict.stays:
+            day = max(first, start)
+            while day < checkout and day < end:
+                conflict_nights[marked.conflict.property.pk][day] = marked.handled
+                day += timedelta(days=1)
+    rows = []
+    for prop in properties:
+        nights_of = taken.get(prop.pk, {})
+        conflicts_of = conflict_nights.get(prop.pk, {})
+        row_nights = []
+        for day in days:
+            portals = sorted(nights_of.get(day, ()))
+            in_conflict = day in conflicts_of and len(portals) > 1
+            row_nights.append(
+                Night(day=day, portals=portals, conflict=in_conflict and not conflicts_of[day],
+                      handled=in_conflict and conflicts_of[day])
+            )
+        rows.append(TimelineRow(property=prop, syncs=chips.get(prop.pk, []), nights=row_nights))
+    matching = (
+        connections_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids).count()
+        if chosen.active else None
+    )
+    if matching is None:
+        matching = Connection.objects.for_account(account).count()
+    return Timeline(start=start, days=days, page=paged, rows=rows, matching_syncs=matching)
+

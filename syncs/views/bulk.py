@@ -1,0 +1,100 @@
+"""Bulk actions: one POST for many syncs, then a page that shows them run."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST, require_safe
+from django_htmx.http import HttpResponseStopPolling
+
+from syncs.bulk import bulk_progress, bulk_run
+from syncs.models import Account, BulkAction, Connection
+from syncs.roles import Role, role_required
+from syncs.timeline import Filter, connections_matching
+
+DONE_WORDS = {
+    BulkAction.Kind.SWITCH_OFF: lambda n: ngettext("%(n)d sync switched off.", "%(n)d syncs switched off.", n),
+    BulkAction.Kind.SWITCH_ON: lambda n: ngettext("%(n)d sync switched on.", "%(n)d syncs switched on.", n),
+    BulkAction.Kind.SYNC_NOW: lambda n: ngettext("%(n)d sync queued to run now.", "%(n)d syncs queued to run now.", n),
+    BulkAction.Kind.ACCEPT_HELD: lambda n: ngettext(
+        "Held removals accepted for %(n)d sync.", "Held removals accepted for %(n)d syncs.", n
+    ),
+}
+
+
+def _next(request: HttpRequest) -> str:
+    target = request.POST.get("next", "") or request.GET.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return ""
+
+
+@require_POST
+@login_required
+@role_required(Role.MANAGER)
+def bulk_action(request: HttpRequest) -> HttpResponse:
+    """The syncs ticked (``connection``, or ``property`` for all of a property's syncs), or with
+    ``all=1`` every sync matching the filter sent along (q, portal, state)."""
+    account = Account.of_user(request.user)
+    kind = request.POST.get("action", "")
+    back = _next(request) or "timeline"
+    if kind not in BulkAction.Kind.values:
+        messages.error(request, _("Choose what to do with the selected syncs."))
+        return redirect(back)
+    if request.POST.get("all") == "1":
+        connections = connections_matching(account=account, chosen=Filter.from_query(request.POST))
+    else:
+        connection_ids = [int(v) for v in request.POST.getlist("connection") if v.isdigit()]
+        property_ids = [int(v) for v in request.POST.getlist("property") if v.isdigit()]
+        connections = Connection.objects.for_account(account).filter(pk__in=connection_ids) | Connection.objects.for_account(
+            account
+        ).filter(property_id__in=property_ids)
+    if not connections.exists():
+        messages.error(request, _("Select at least one sync first."))
+        return redirect(back)
+    result = bulk_run(user=request.user, account=account, kind=kind, connections=connections)
+    words = DONE_WORDS[kind](result.done) % {"n": result.done}
+    if result.skipped:
+        words += " " + ngettext(
+            "%(n)d selected sync was left as it was (nothing to do).",
+            "%(n)d selected syncs were left as they were (nothing to do).", result.skipped,
+        ) % {"n": result.skipped}
+    messages.success(request, words)
+    if result.action.awaited_ids:
+        url = reverse("bulk-detail", kwargs={"bulk_id": result.action.pk})
+        return redirect(url + ("?" + urlencode({"next": back}) if back.startswith("/") else ""))
+    return redirect(back)
+
+
+def _action(request: HttpRequest, bulk_id: int) -> BulkAction:
+    return get_object_or_404(BulkAction.objects.filter(account=Account.of_user(request.user)), pk=bulk_id)
+
+
+@require_safe
+@login_required
+@role_required(Role.VIEWER)
+def bulk_detail(request: HttpRequest, bulk_id: int) -> HttpResponse:
+    action = _action(request, bulk_id)
+    return render(
+        request, "syncs/scale/bulk.html",
+        {"account": action.account, "progress": bulk_progress(action=action), "next": _next(request)},
+    )
+
+
+@require_safe
+@login_required
+@role_required(Role.VIEWER)
+def bulk_progress_view(request: HttpRequest, bulk_id: int) -> HttpResponse:
+    """Polled by htmx every two seconds while the syncs run; stops polling when all are done."""
+    progress = bulk_progress(action=_action(request, bulk_id))
+    response = render(request, "syncs/scale/bulk.html#progress", {"progress": progress})
+    if progress.done:
+        stop = HttpResponseStopPolling(response.content)
+        return stop
+    return response

@@ -1,0 +1,108 @@
+"""Each member's emails: all properties, only those assigned to them, none; a daily digest
+instead of one email per pause; and a double booking marked handled until a stay changes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from syncs.dashboard import dashboard_summary
+from syncs.digests import digests_send
+from syncs.models import Activity, Membership, PauseEpisode
+from syncs.notifications import pause_notifications_send
+from tests.factories import (
+    BlockFactory,
+    ConnectionFactory,
+    MembershipFactory,
+    PropertyFactory,
+    portal,
+)
+
+pytestmark = pytest.mark.django_db
+Role = Membership.Role
+
+
+def paused_sync(prop):
+    connection = ConnectionFactory(property=prop, paused_at=timezone.now(), pause_reason="timeout")
+    PauseEpisode.objects.create(connection=connection, reason="timeout")
+    return connection
+
+
+def test_members_get_pause_emails_about_all_their_assigned_or_no_properties(mailoutbox):
+    owner = MembershipFactory(user__email="all@example.com")
+    account = owner.account
+    assigned = MembershipFactory(account=account, role=Role.MANAGER, user__email="mine@example.com", email_alerts="assigned")
+    MembershipFactory(account=account, role=Role.MANAGER, user__email="none@example.com", email_alerts="none")
+    casa, loft = PropertyFactory(account=account, name="Casa"), PropertyFactory(account=account, name="Loft")
+    assigned.assigned_properties.add(casa)
+    paused_sync(casa)
+    pause_notifications_send()
+    paused_sync(loft)
+    pause_notifications_send()
+    by_property = {("Casa" if "Casa" in m.subject else "Loft"): sorted(m.to) for m in mailoutbox}
+    assert by_property == {"Casa": ["all@example.com", "mine@example.com"], "Loft": ["all@example.com"]}
+
+
+def test_managers_assign_properties_to_a_member_on_the_properties_list(client):
+    manager = MembershipFactory(role=Role.MANAGER)
+    member = MembershipFactory(account=manager.account, role=Role.VIEWER)
+    props = [PropertyFactory(account=manager.account) for _ in range(3)]
+    client.force_login(manager.user)
+    client.post(reverse("property-assign"), {"member": member.pk, "property": [p.pk for p in props[:2]], "assign": "1"})
+    assert set(member.assigned_properties.all()) == set(props[:2])
+    assert Activity.objects.get(action="properties_assigned").params["count"] == 2
+    client.post(reverse("property-assign"), {"member": member.pk, "property": [props[0].pk], "assign": "0"})
+    assert list(member.assigned_properties.all()) == [props[1]]
+
+
+def test_a_digest_member_gets_one_email_a_day_instead_of_one_per_pause(mailoutbox, settings):
+    owner = MembershipFactory(user__email="digest@example.com", email_digest=True, time_zone="UTC")
+    prop = PropertyFactory(account=owner.account, name="Casa")
+    paused_sync(prop)
+    pause_notifications_send()
+    assert mailoutbox == []  # no email per pause
+    now = timezone.now().replace(hour=9)
+    assert digests_send(now=now) == 1
+    [digest] = mailoutbox
+    assert digest.to == ["digest@example.com"] and "1 sync needs attention" in digest.subject
+    assert "Casa" in digest.body and "Paused by errors" in digest.body
+    assert digests_send(now=now + timedelta(hours=2)) == 0  # once a day
+    assert digests_send(now=now + timedelta(days=1)) == 1
+
+
+def test_members_choose_their_emails_on_their_alerts_page(client):
+    member = MembershipFactory(role=Role.VIEWER)
+    client.force_login(member.user)
+    assert client.get(reverse("my-alerts")).status_code == 200
+    client.post(reverse("my-alerts"), {"email_alerts": "assigned", "email_digest": "on", "language": "pt"})
+    member.refresh_from_db()
+    assert (member.email_alerts, member.email_digest, member.language) == ("assigned", True, "pt")
+
+
+def test_a_double_booking_marked_handled_comes_back_when_a_stay_changes(client):
+    manager = MembershipFactory(role=Role.MANAGER)
+    prop = PropertyFactory(account=manager.account, name="Loft")
+    BlockFactory(property=prop, source=ConnectionFactory(property=prop), kind="reserved")
+    moving = BlockFactory(property=prop, source=ConnectionFactory(property=prop, portal=portal("vrbo")), kind="reserved")
+    [conflict] = dashboard_summary(user=manager.user).conflicts
+    from syncs.conflicts import conflict_fingerprint, conflict_key
+
+    client.force_login(manager.user)
+    client.post(reverse("double-booking-handle", args=[prop.pk]), {
+        "key": conflict_key(conflict), "fingerprint": conflict_fingerprint(conflict), "note": "guest moved",
+    })
+    summary = dashboard_summary(user=manager.user)
+    assert summary.conflicts == [] and summary.handled_conflicts[0].mark.note == "guest moved"
+    assert Activity.objects.filter(action="double_booking_handled").count() == 1
+    moving.start_date -= timedelta(days=1)
+    moving.save()
+    summary = dashboard_summary(user=manager.user)
+    assert [c.property.name for c in summary.conflicts] == ["Loft"] and summary.handled_conflicts == []
+    # A mark made on a page that is out of date is refused.
+    response = client.post(reverse("double-booking-handle", args=[prop.pk]), {
+        "key": conflict_key(conflict), "fingerprint": conflict_fingerprint(conflict), "note": "stale", "next": "/",
+    }, follow=True)
+    assert "changed since you opened the page" in response.content.decode()

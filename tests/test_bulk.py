@@ -1,0 +1,76 @@
+"""Bulk actions: one POST, account-scoped, one activity entry, syncs queued (never run here)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from syncs.models import Activity, BulkAction, Connection, Membership
+from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def manager(client):
+    membership = MembershipFactory(role=Membership.Role.MANAGER)
+    client.force_login(membership.user)
+    return membership
+
+
+def test_sync_now_of_many_syncs_is_queued_recorded_once_and_shows_progress(client, manager, monkeypatch):
+    published = []
+    monkeypatch.setattr("syncs.sync_requests.enqueue_in_background", published.append)
+    prop = PropertyFactory(account=manager.account)
+    mine = ConnectionFactory.create_batch(5, property=prop)
+    theirs = ConnectionFactory(property=PropertyFactory(account=MembershipFactory().account))
+    response = client.post(reverse("bulk-action"), {"action": "sync_now", "connection": [c.pk for c in mine] + [theirs.pk]})
+    action = BulkAction.objects.get()
+    assert response.status_code == 302 and response["Location"].startswith(reverse("bulk-detail", args=[action.pk]))
+    assert sorted(action.connection_ids) == sorted(c.pk for c in mine)
+    assert Connection.objects.filter(sync_requested_at__isnull=False).count() == 5  # written first; no run here
+    assert not Connection.objects.get(pk=theirs.pk).sync_requested_at  # another account's sync is untouched
+    assert not Connection.objects.filter(last_attempt_at__isnull=False).exists()
+    entry = Activity.objects.get()
+    assert (entry.action, entry.params["count"]) == ("bulk_sync_requested", 5)
+    page = client.get(reverse("bulk-detail", args=[action.pk])).content.decode()
+    assert "0 of 5 finished" in page
+    Connection.objects.filter(pk__in=[c.pk for c in mine[:3]]).update(sync_requested_at=None, last_success_at=timezone.now())
+    progress = client.get(reverse("bulk-progress", args=[action.pk]))
+    assert progress.status_code == 200 and "3 of 5 finished" in progress.content.decode()
+    Connection.objects.update(sync_requested_at=None)
+    assert client.get(reverse("bulk-progress", args=[action.pk])).status_code == 286  # htmx stops polling
+
+
+def test_all_matching_the_filter_switches_off_exactly_the_matching_syncs(client, manager):
+    paused = ConnectionFactory(property=PropertyFactory(account=manager.account), paused_at=timezone.now(), pause_reason="timeout")
+    working = ConnectionFactory(property=PropertyFactory(account=manager.account), last_success_at=timezone.now())
+    client.post(reverse("bulk-action"), {"action": "switch_off", "all": "1", "state": "paused", "next": "/timeline/"})
+    assert not Connection.objects.get(pk=paused.pk).enabled
+    assert Connection.objects.get(pk=working.pk).enabled
+    assert Activity.objects.get().params["count"] == 1
+
+
+def test_viewers_cannot_act_in_bulk(client):
+    viewer = MembershipFactory(role=Membership.Role.VIEWER)
+    connection = ConnectionFactory(property=PropertyFactory(account=viewer.account))
+    client.force_login(viewer.user)
+    assert client.post(reverse("bulk-action"), {"action": "switch_off", "connection": [connection.pk]}).status_code == 403
+    assert Connection.objects.get(pk=connection.pk).enabled
+
+
+def test_the_timeline_reads_the_same_number_of_queries_for_few_or_many_properties(
+    client, manager, django_assert_max_num_queries
+):
+    def page() -> None:
+        assert client.get(reverse("timeline")).status_code == 200
+
+    ConnectionFactory(property=PropertyFactory(account=manager.account))
+    with django_assert_max_num_queries(40) as few:
+        page()
+    for _ in range(30):
+        prop = PropertyFactory(account=manager.account)
+        ConnectionFactory.create_batch(3, property=prop, paused_at=timezone.now(), pause_reason="timeout")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page()
