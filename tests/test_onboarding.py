@@ -85,7 +85,7 @@ def test_a_thousand_rows_are_previewed_with_a_few_queries_each_and_nothing_saved
     """The speed target (1,000 rows in under 5 s) is measured by bench/timeline.py --onboarding;
     here, what makes it hold whatever the machine's load: a bounded number of queries per row."""
     lines = [f"Flat {n // 3},Europe/Lisbon,Airbnb,https://www.airbnb.com/calendar/ical/{n}.ics?s=x" for n in range(1000)]
-    with django_assert_max_num_queries(6 * 1000 + 50):
+    with django_assert_max_num_queries(7 * 1000 + 50):
         made, problems = onboarding_preview(
             user=manager.user, account=manager.account, filename="big.csv", data="\n".join(lines).encode()
         )
