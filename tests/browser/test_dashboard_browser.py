@@ -110,17 +110,17 @@ def test_switching_a_sync_off_and_on_changes_only_its_row(page, demo, shot):
     shot(page, "1-property")
     mark_the_page(page)
 
-    row.get_by_role("button", name="Switch the Airbnb sync off").click()
+    row.get_by_role("button", name="Switch off the Airbnb sync").click()
     expect(row.locator(".badge").first).to_have_text("Switched off")
     expect(page.locator("#toasts .toast")).to_contain_text("Airbnb sync switched off.")
-    expect(row.get_by_role("button", name="Switch the Airbnb sync on")).to_be_visible()
+    expect(row.get_by_role("button", name="Switch on the Airbnb sync")).to_be_visible()
     assert_not_reloaded(page)
     shot(page, "2-switched-off")
 
-    row.get_by_role("button", name="Switch the Airbnb sync on").click()
+    row.get_by_role("button", name="Switch on the Airbnb sync").click()
     expect(row.locator(".badge").first).to_have_text("Working")
     expect(page.locator("#toasts .toast")).to_contain_text("Airbnb sync switched on: it syncs within a minute.")
-    expect(row.get_by_role("button", name="Switch the Airbnb sync off")).to_be_visible()
+    expect(row.get_by_role("button", name="Switch off the Airbnb sync")).to_be_visible()
     assert_not_reloaded(page)
     # The other rows were left alone.
     expect(page.locator(f"#connection-{demo.ids['Casa do Rio/booking']} .badge").first).to_have_text("Working")
