@@ -451,6 +451,7 @@ def check_final(connection: Connection, *, user, action: str, form: dict, stored
                 [Finding(False, describe_state(status) or status.label)],
                 data={"blocked_by_import": True, "audience": audience},
             )
+    data.pop("blocked_by_import", None)  # the import works now
     if action == "add_test_block":
         night = parse_day(form.get("night")) or suggested_test_night(connection)
         refused = _night_error(connection, night)
