@@ -345,7 +345,10 @@ def check_resync(connection: Connection, *, user, action: str, stored: dict, **_
     (the step polls itself while it waits): the page never waits on the portal."""
     data = {}
     if action == "run":
-        connection_request_sync(connection=connection, user=user)
+        connection_request_sync(connection=connection, user=user, pressed=False)
+        # The activity log says it was the checklist's "Sync now" (explain.describe_activity).
+        activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection,
+                        params={"from": "checklist"})
         data["requested_at"] = connection.sync_requested_at.isoformat()
     elif stored.get("requested_at"):
         data["requested_at"] = stored["requested_at"]

@@ -198,7 +198,7 @@ def test_a_new_link_pasted_in_step_2_is_checked_saved_and_read_and_the_sync_work
     text = html.unescape(response.content.decode())
     assert "The new link works and is saved." in text
     assert "Found 1 booking or block" in text
-    assert response["HX-Trigger"] == "checklist-changed"
+    assert response["HX-Trigger-After-Settle"] == "checklist-changed"
     paused.refresh_from_db()
     assert paused.import_url == httpserver.url_for("/new.ics")
     assert paused.paused_at is None and paused.last_success_at is not None  # read at once, as after an edit

@@ -67,6 +67,13 @@
   // After an htmx swap, only within what was swapped: a poll elsewhere never moves the focus.
   document.addEventListener("htmx:afterSettle", function (event) { if (event.target.querySelector) focusFirstError(event.target); });
 
+  // A page being left swaps nothing more: answers still arriving for it (the checklist's steps,
+  // polls) would look for elements that are already gone.
+  var leaving = false;
+  window.addEventListener("pagehide", function () { leaving = true; });
+  window.addEventListener("pageshow", function () { leaving = false; });
+  document.addEventListener("htmx:beforeSwap", function (event) { if (leaving) event.detail.shouldSwap = false; });
+
   // Reveal buttons: <button data-reveal="#id"> swaps a masked value for the full one it holds.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-reveal]");

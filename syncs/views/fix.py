@@ -89,7 +89,11 @@ def connection_fix_step(request: HttpRequest, connection_id: int, step: str) -> 
         if request.method == "POST":
             return redirect(_checked_url(connection, step))
         return _checklist_page(request, connection, report)
-    return _step_response(request, connection, report, changed_others=bool(action) and step in CHANGES_OTHERS)
+    response = _step_response(request, connection, report, changed_others=bool(action) and step in CHANGES_OTHERS)
+    if step == "link" and not response.has_header("HX-Trigger"):
+        # The https step's live check waits for this one's (fix.html): one at a time per person.
+        response["HX-Trigger"] = "link-checked"
+    return response
 
 
 def _checked_url(connection, step: str) -> str:
@@ -104,8 +108,9 @@ def _step_response(request, connection, report: StepReport, *, changed_others: b
          "new_link_form": new_link_form, "oob": True},
     )
     if changed_others:
-        # The steps that read the sync's state check again (fix.html: "checklist-changed").
-        response["HX-Trigger"] = "checklist-changed"
+        # The steps that read the sync's state check again (fix.html: "checklist-changed"), once
+        # this answer is in place: a step must not ask from an element that is being replaced.
+        response["HX-Trigger-After-Settle"] = "checklist-changed"
     return response
 
 
