@@ -230,7 +230,7 @@ def test_step_6_refuses_a_test_night_while_the_import_fails_and_names_who_will_s
     response = operator_client.get(url, **HTMX)
     text = html.unescape(response.content.decode())
     assert "A test night is closed on every portal that reads this property's calendars: Airbnb, Booking.com." in text
-    assert f'value="{timezone.localdate().isoformat()}"' in text  # the nearest free night: tonight
+    assert f'value="{prop.local_today().isoformat()}"' in text  # the nearest free night: tonight
 
 
 def test_without_javascript_a_step_is_checked_on_the_page_itself(operator_client, paused):
