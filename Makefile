@@ -25,10 +25,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: export DEMO_MODE = 1
 run: export SITE_URL ?= http://$(HOST):$(PORT)
 run: export WEB_BIND = $(HOST):$(PORT)
+# Static files hashed, compressed and cached for ever, as in production (collected below).
+run: export STATIC_MANIFEST = 1
 # The Procfile's gunicorn and celery are the ones in .venv.
 run: export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(VENV)/.installed-run
 	$(BIN)/python manage.py compile_translations
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty --sync
 	@echo

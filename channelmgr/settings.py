@@ -215,14 +215,19 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if env_bool("STATIC_MANIFEST", not DEBUG)
+        # Hashed names, gzip, and "cache for ever" from whitenoise; `make run` too (it collects first).
+        "BACKEND": "channelmgr.static_storage.HashedStaticFilesStorage"
+        if STATIC_MANIFEST
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# With the manifest, files are served from STATIC_ROOT as collected, even with DEBUG on.
+WHITENOISE_AUTOREFRESH = DEBUG and not STATIC_MANIFEST
+WHITENOISE_USE_FINDERS = DEBUG and not STATIC_MANIFEST
 
 # --- Email ------------------------------------------------------------------------------------
 EMAIL_HOST = env_str("EMAIL_HOST")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar as calendar_module
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
@@ -18,6 +18,8 @@ from django.utils.translation import gettext as _
 
 from syncs.explain import describe_state
 from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Portal, Property
+from syncs.portals import HERE_LOOK
+from syncs.sync_labels import SyncLabel, label_syncs, labels_for
 from syncs.sync_state import (
     TILES,
     TONE,
@@ -49,6 +51,7 @@ class AttentionItem:
 
     status: SyncStatus  # of the loaded connection (with its property and portal)
     words: str
+    label: SyncLabel | None = None  # "Airbnb 2", with its portal's colour
 
     @property
     def connection(self) -> Connection:
@@ -131,6 +134,7 @@ def _attention(statuses: list[SyncStatus], now: datetime) -> list[AttentionItem]
     decided again on the loaded connection by the same rules, so that its words and its state
     come from one read even if the sync changed since it was counted."""
     loaded = Connection.objects.select_related("property", "portal").in_bulk([s.connection.id for s in statuses])
+    labels = labels_for(loaded.values())
     items = []
     for counted in statuses:
         connection = loaded.get(counted.connection.id)
@@ -139,7 +143,7 @@ def _attention(statuses: list[SyncStatus], now: datetime) -> list[AttentionItem]
         status = SyncStatus(
             connection=connection, state=classify(connection, readers=counted.readers, now=now), readers=counted.readers
         )
-        items.append(AttentionItem(status=status, words=describe_state(status, now)))
+        items.append(AttentionItem(status=status, words=describe_state(status, now), label=labels.get(connection.pk)))
     return items
 
 
@@ -201,7 +205,7 @@ def _group_conflicts(blocks) -> list[Conflict]:
     conflicts: list[Conflict] = []
     open_by_property: dict[int, Conflict] = {}
     for block in blocks:
-        name = block.source.portal.name if block.source_id else _("made here")
+        name = block.source.portal.display_name if block.source_id else _("made here")
         stay = (block.pk, block.source_id, block.start_date, block.end_date, block.kind)
         current = open_by_property.get(block.property_id)
         if current and block.start_date < current.end:
@@ -237,45 +241,91 @@ def properties_health(properties: list[Property], *, now: datetime | None = None
     return {pk: property_health(by_property[pk], double_booking=pk in doubles) for pk in ids}
 
 
+@dataclass(frozen=True)
+class NightSource:
+    """One source taking a night of the calendar: a sync, or the blocks made here, with the stay
+    (or block) that takes it."""
+
+    label: str  # "Airbnb 2", or "Closed here"
+    css: str  # "portal-airbnb", or "here": the classes of every element drawing its nights
+    short: str  # the mark in a cell: "AB2", "★"
+    kind: str  # in words: Reserved, Blocked, Tentative
+    start: date  # first night of the stay
+    end: date  # its check-out day
+    conflict: bool = False  # a possible double booking on this night, this source one of its sides
+
+
 @dataclass
 class CalendarDay:
     day: date
     in_month: bool
-    sources: list[int] = field(default_factory=list)  # colour slots; -1 for blocks made here
+    sources: list[NightSource] = field(default_factory=list)
     conflict: bool = False
+    today: bool = False
 
 
-def property_month(*, property: Property, month: date) -> tuple[list[list[CalendarDay]], dict[int, str]]:
+@dataclass(frozen=True)
+class LegendEntry:
+    css: str
+    name: str  # the portal's, or "Closed here"
+    short: str
+    syncs: list[str]  # the labels of the property's syncs of this portal, when it has several
+
+
+@dataclass
+class PropertyMonth:
+    weeks: list[list[CalendarDay]]
+    legend: list[LegendEntry]
+
+
+def property_month(*, property: Property, month: date, today: date | None = None) -> PropertyMonth:
     """A month of the property's taken nights, by source, with possible double bookings marked.
 
-    Returns the weeks (Monday first) and the legend: colour slot -> source name.
+    Colours and marks come from the portal (syncs.portals.LOOKS): one per portal, the same in
+    every month and on every page, whatever the number of syncs; two syncs of one portal differ
+    by their labels. Weeks start on Monday. Two queries.
     """
     first = month.replace(day=1)
     last = first.replace(day=calendar_module.monthrange(first.year, first.month)[1])
     connections = list(property.connections.select_related("portal").order_by("portal__position", "pk"))
-    slot = {c.pk: index % 6 for index, c in enumerate(connections)}
-    legend = {slot[c.pk]: c.portal.name for c in connections}
-    blocks = Block.objects.current().filter(property=property, start_date__lte=last, end_date__gt=first).values_list(
-        "source_id", "start_date", "end_date", "kind", "source__portal__slug"
+    labels = label_syncs(connections)
+    here = _("Closed here")
+    legend: dict[str, LegendEntry] = {}
+    for c in connections:
+        label = labels[c.pk]
+        entry = legend.setdefault(label.css, LegendEntry(label.css, c.portal.display_name, label.look.short, []))
+        if label.number:
+            entry.syncs.append(label.label)
+    legend["here"] = LegendEntry("here", here, HERE_LOOK.short, [])
+    kinds = dict(BlockKind.choices)
+    blocks = (
+        Block.objects.current()
+        .filter(property=property, start_date__lte=last, end_date__gt=first)
+        .order_by("start_date", "pk")
+        .values_list("source_id", "start_date", "end_date", "kind", "source__portal__slug")
     )
-    by_day: dict[date, list[tuple[int, bool]]] = defaultdict(list)
+    by_day: dict[date, list[tuple[NightSource, bool, int]]] = defaultdict(list)
     for source_id, start, end, kind, portal_slug in blocks:
-        booking_like = kind == BlockKind.RESERVED or portal_slug == "booking"
+        label = labels.get(source_id)
+        night = NightSource(
+            label=label.label if label else here, css=label.css if label else "here",
+            short=label.short if label else HERE_LOOK.short, kind=str(kinds.get(kind, kind)), start=start, end=end,
+        )
+        booking = kind == BlockKind.RESERVED or portal_slug == "booking"
         day = max(start, first)
         while day < end and day <= last:
-            by_day[day].append((slot.get(source_id, -1), booking_like))
+            by_day[day].append((night, booking, source_id or 0))
             day += timedelta(days=1)
     weeks = []
     for week in calendar_module.Calendar(firstweekday=0).monthdatescalendar(first.year, first.month):
         row = []
         for day in week:
-            taken = by_day.get(day, [])
-            booked_sources = {s for s, booking_like in taken if booking_like}
-            row.append(
-                CalendarDay(day=day, in_month=day.month == first.month, sources=sorted({s for s, _ in taken}),
-                            conflict=len(booked_sources) > 1)
-            )
+            taken = by_day.get(day, []) if day.month == first.month else []
+            # Two sources that may both be a stay on one night: a possible double booking (the
+            # overview's rule; the blocks made here count as one source).
+            conflict = len({source for _night, booking, source in taken if booking}) > 1
+            sources = [replace(night, conflict=conflict and booking) for night, booking, _source in taken]
+            row.append(CalendarDay(day=day, in_month=day.month == first.month, sources=sources, conflict=conflict,
+                                   today=day == today))
         weeks.append(row)
-    if any(slot == -1 for day_list in by_day.values() for slot, _ in day_list):
-        legend[-1] = _("Made here")
-    return weeks, legend
+    return PropertyMonth(weeks=weeks, legend=list(legend.values()))

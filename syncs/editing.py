@@ -104,7 +104,7 @@ def connection_same_link(
 def same_link_error(existing: Connection) -> ValidationError:
     return ValidationError(
         _("This property already imports this link, in its %(portal)s sync. Edit that sync instead."),
-        code="duplicate", params={"portal": existing.portal.name},
+        code="duplicate", params={"portal": existing.portal.display_name},
     )
 
 

@@ -109,7 +109,7 @@ def describe_state(status: SyncStatus, now: datetime | None = None) -> str:
     """
     now = now or timezone.now()
     connection, state = status.connection, status.state
-    portal = connection.portal.name
+    portal = connection.portal.display_name
     if state == SyncState.PAUSED:
         words = describe(connection.pause_reason, connection.pause_params, portal=portal)
         if connection.ready_to_resume_at:
@@ -229,7 +229,7 @@ def describe_activity(entry) -> str:
     """The details of an activity row (an Activity), e.g. why a sync was paused, which nights
     were closed, to how many people an email went; empty when the action says it all."""
     params = entry.params or {}
-    portal = entry.connection.portal.name if entry.connection_id else None
+    portal = entry.connection.portal.display_name if entry.connection_id else None
     action = entry.action
     if action == "paused":
         words = describe(params.get("code", ""), params.get("params"), portal=portal)

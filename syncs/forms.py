@@ -168,7 +168,7 @@ def recognised_portal(url: str) -> Portal | None:
 
 class PortalChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Portal) -> str:
-        return obj.name
+        return obj.display_name
 
 
 class ConnectionForm(ServiceErrorsMixin, forms.Form):
@@ -227,9 +227,16 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
     # ----- fields
 
     def clean_import_url(self) -> str:
-        url = tidy_link(self.cleaned_data["import_url"])
+        typed = self.cleaned_data["import_url"]
+        url = tidy_link(typed)
         if not url:
             return ""
+        if len(typed.split()) > 1 and not _HAS_SCHEME.match(typed.strip()) and "/" not in typed:
+            # Words, not a link broken over lines: say so about what was typed, as typed.
+            raise ValidationError(
+                _("“%(typed)s” is not a link. Paste the calendar link the portal gives you; it starts with https://."),
+                code="not_a_link", params={"typed": " ".join(typed.split())[:100]},
+            )
         # Before validation: our own URL may well be on a port or host validation refuses.
         if is_our_export(url):
             raise ValidationError(
@@ -265,11 +272,13 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
             self.add_error(
                 "import_url", _("Paste the portal's calendar link, or make the sync export-only.")
             )
-        self._settle_portal(data, url=url, url_ok=url_ok)
-        if url:
-            existing = connection_same_link(property=self.property, import_url=url, exclude=self.instance)
-            if existing is not None:
-                self.add_error("import_url", same_link_error(existing))
+        existing = connection_same_link(property=self.property, import_url=url, exclude=self.instance) if url else None
+        if existing is not None:
+            # One problem, one error: the link is the other sync's; whether we recognise its
+            # address says nothing more.
+            self.add_error("import_url", same_link_error(existing))
+        else:
+            self._settle_portal(data, url=url, url_ok=url_ok)
         if not self.errors and data.get("check_now") and url and direction != Connection.Direction.EXPORT_ONLY:
             self._check_link(url, data["portal"])
         return data
@@ -295,7 +304,7 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
                 ValidationError(
                     _("This looks like a %(recognised)s link, but you chose %(chosen)s. "
                       "Choose %(recognised)s, or paste the link %(chosen)s gives you."),
-                    code="portal_mismatch", params={"recognised": recognised.name, "chosen": chosen.name},
+                    code="portal_mismatch", params={"recognised": recognised.display_name, "chosen": chosen.display_name},
                 ),
             )
 
@@ -310,13 +319,13 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
         except CheckBusy as busy:
             self.add_error("import_url", ValidationError(busy.message, code="busy"))
         except FetchError as exc:  # the check as a whole ran out of time
-            self.add_error("import_url", link_error(exc, portal=portal.name))
+            self.add_error("import_url", link_error(exc, portal=portal.display_name))
         except LinkCheckFailed as failed:
             error = failed.error
             if isinstance(error, FetchError):
-                words = link_error(error, portal=portal.name).message
+                words = link_error(error, portal=portal.display_name).message
             else:
-                words = describe(error.code, portal=portal.name)
+                words = describe(error.code, portal=portal.display_name)
             if failed.https_works:
                 words += " " + _("Its https:// version works: add an “s” after http and save again.")
             self.add_error("import_url", ValidationError(words, code=error.code))

@@ -19,6 +19,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.timezone import now
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -296,7 +297,12 @@ class Portal(models.Model):
         ordering = ["position", "name"]
 
     def __str__(self) -> str:
-        return self.name
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        """The name in the reader's language: proper names stay, "Other" is translated."""
+        return gettext(self.name)
 
 
 class PropertyQuerySet(AccountScopedQuerySet):
@@ -695,7 +701,7 @@ class ExportToken(models.Model):
         ]
 
     def __str__(self) -> str:
-        target = self.connection.portal.name if self.connection_id else _("all portals")
+        target = self.connection.portal.display_name if self.connection_id else _("all portals")
         return f"{self.property} → {target}"
 
 

@@ -311,7 +311,7 @@ def pause_email(
         context = {
             **names,
             "reminder": reminder,
-            "reason": describe(episode.reason, episode.params, portal=connection.portal.name),
+            "reason": describe(episode.reason, episode.params, portal=connection.portal.display_name),
             "since": episode.started_at,
             "paused_for": since(episode.started_at, now),
             "exports": connection.exports,
@@ -350,7 +350,7 @@ def _language(language: str = "") -> translation.override:
 
 
 def _names(connection: Connection) -> dict[str, str]:
-    return {"portal": connection.portal.name, "property": connection.property.name}
+    return {"portal": connection.portal.display_name, "property": connection.property.name}
 
 
 def _message(

@@ -1,14 +1,18 @@
 """What we know about each booking portal's iCal feeds.
 
-Pure data, no Django: the parser reads it to recognise a feed and label its events, the data
-migration seeds the ``Portal`` table from it, and forms use the host patterns to recognise a
-pasted URL. Figures come from ``docs/domain.md`` (published or measured pick-up delays).
+Pure data (gettext_noop only marks a name for the catalogues): the parser reads it to recognise a
+feed and label its events, the data migration seeds the ``Portal`` table from it, forms use the
+host patterns to recognise a pasted URL, and every page draws a portal's nights in its one colour
+(LOOKS, also written into the stylesheet). Figures come from ``docs/domain.md`` (published or
+measured pick-up delays).
 """
 
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+
+from django.utils.translation import gettext_noop
 
 RESERVED = "reserved"
 BLOCKED = "blocked"
@@ -100,7 +104,8 @@ CATALOGUE: tuple[PortalInfo, ...] = (
         pickup_delay_min_minutes=480,
         pickup_delay_max_minutes=1440,
     ),
-    PortalInfo(slug="other", name="Other", labels={}),
+    # The only portal name that is not a proper name: translated where shown (Portal.display_name).
+    PortalInfo(slug="other", name=gettext_noop("Other"), labels={}),
 )
 
 BY_SLUG: dict[str, PortalInfo] = {p.slug: p for p in CATALOGUE}
@@ -143,3 +148,54 @@ def classify_summary(summary: str | None, labels: dict[str, list[str]] | dict[st
             if prefix and text.startswith(prefix) and len(prefix) > best_len:
                 best_kind, best_len = kind, len(prefix)
     return best_kind
+
+
+# --------------------------------------------------------------------------- how each portal looks
+
+@dataclass(frozen=True)
+class Look:
+    """How a source of nights is drawn, the same on every page (the calendar's cells and legend,
+    the lists, the timeline): its colour, the ink written on it, and a short mark for cells too
+    small for a name, so that no night is told by its colour alone."""
+
+    background: str
+    ink: str
+    short: str
+
+
+# One colour per portal, whatever the number of its syncs: two syncs of one portal are told apart
+# by their labels ("Airbnb 2"), never by a second colour. Every ink on its background has a
+# contrast of at least 4.5:1 (WCAG AA for text; tests/test_portal_looks.py measures it).
+LOOKS: dict[str, Look] = {
+    "airbnb": Look("#c8364a", "#ffffff", "AB"),
+    "booking": Look("#003580", "#ffffff", "BK"),
+    "vrbo": Look("#0b6b73", "#ffffff", "VR"),
+    "expedia": Look("#fbcb3f", "#1d2330", "EX"),
+    "tripadvisor": Look("#34e0a1", "#10231a", "TA"),
+    "google": Look("#6b3fc0", "#ffffff", "GC"),
+    "other": Look("#5c6675", "#ffffff", "•"),
+}
+# Nights closed here (manual blocks, direct bookings, the checklist's test night).
+HERE_LOOK = Look("#1d2330", "#ffffff", "★")
+# A portal added to the table but not (yet) to LOOKS is drawn as "other".
+DEFAULT_LOOK = LOOKS["other"]
+
+
+def look_for(slug: str | None) -> Look:
+    return HERE_LOOK if slug is None else LOOKS.get(slug, DEFAULT_LOOK)
+
+
+CSS_BEGIN = "/* portal colours (issue 20 owns these) */"
+CSS_END = "/* end of portal colours */"
+
+
+def portal_css() -> str:
+    """The stylesheet's rules for these looks, between CSS_BEGIN and CSS_END in static/css/app.css
+    (written there by `manage.py portal_colours`; a test checks that they match). Every element
+    showing a source's nights carries ``night portal-<slug>`` or ``night here``."""
+    lines = [CSS_BEGIN]
+    for slug, look in LOOKS.items():
+        lines.append(f".portal-{slug} {{ background-color: {look.background}; color: {look.ink}; }}")
+    lines.append(f".night.here, .swatch.here {{ background-color: {HERE_LOOK.background}; color: {HERE_LOOK.ink}; }}")
+    lines.append(CSS_END)
+    return "\n".join(lines) + "\n"

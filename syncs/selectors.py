@@ -10,6 +10,7 @@ from django.utils import timezone
 from syncs.explain import describe_readers, describe_state
 from syncs.export_tokens import export_url
 from syncs.models import Block, Connection, ExportToken, Property, SyncRun
+from syncs.sync_labels import SyncLabel, label_syncs, labels_for
 from syncs.sync_state import SyncState, SyncStatus, connection_status, status_from_tokens
 
 
@@ -47,14 +48,16 @@ class ConnectionRow:
     problem: str  # the state's reason in words ("" for a sync that works)
     readers: str  # whether the portal reads our calendar, in words
     export_url: str
+    label: SyncLabel  # "Airbnb 2", with its portal's colour
 
 
 def connection_rows(*, property: Property, only: Connection | None = None) -> list[ConnectionRow]:
-    """The rows of a property's connections, in 2 queries whatever their number."""
+    """The rows of a property's connections, in 2 queries whatever their number (3 for one row)."""
     connections = property.connections.select_related("portal", "property").order_by("portal__position", "pk")
     if only is not None:
         connections = connections.filter(pk=only.pk)
     connections = list(connections)
+    labels = label_syncs(connections) if only is None else labels_for(connections)
     tokens: dict[int, list[ExportToken]] = {}
     for token in ExportToken.objects.serving().filter(connection__in=connections):
         tokens.setdefault(token.connection_id, []).append(token)
@@ -69,8 +72,9 @@ def connection_rows(*, property: Property, only: Connection | None = None) -> li
                 connection=connection,
                 status=status,
                 problem=describe_state(status, now),
-                readers=describe_readers(status.readers, portal=connection.portal.name) if connection.exports else "",
+                readers=describe_readers(status.readers, portal=connection.portal.display_name) if connection.exports else "",
                 export_url=export_url(current) if current else "",
+                label=labels[connection.pk],
             )
         )
     return rows

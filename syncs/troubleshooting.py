@@ -13,15 +13,23 @@ from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, gettext_noop, ngettext
 
 from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.dashboard import account_conflicts
 from syncs.date_inputs import night_error, parse_day
-from syncs.explain import day, describe, describe_notice, describe_readers, describe_state, since
+from syncs.explain import (
+    day,
+    describe,
+    describe_notice,
+    describe_readers,
+    describe_state,
+    reader_name,
+    since,
+)
 from syncs.export_tokens import export_token_ensure, export_url, is_our_export
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, validate_url
 from syncs.horizon import latest_checkout
@@ -39,6 +47,7 @@ from syncs.models import (
 from syncs.operator_actions import connection_set_enabled, connection_use_https
 from syncs.portals import portal_for_host
 from syncs.readers import connection_export_facts
+from syncs.sync_labels import label_syncs
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import SyncState, connection_status
 
@@ -68,8 +77,21 @@ PASTE_LINK = {
     "vrbo": gettext_lazy("In Vrbo: Calendar > Import/Export > Import, paste it."),
     "google": gettext_lazy("In Google Calendar: Other calendars > + > From URL, paste it."),
 }
-# The note of the test block, written in the language of the operator who adds it.
-TEST_BLOCK_SUMMARY = gettext_lazy("Test block (fix checklist)")
+# The note of the test block: stored in English, shown in each reader's language (block_note).
+TEST_BLOCK_SUMMARY = gettext_noop("Test block (fix checklist)")
+
+
+def is_test_block_note(summary: str) -> bool:
+    """Whether a block's note is the test block's, as stored now or, before, in the words of
+    whoever added it."""
+    if summary == TEST_BLOCK_SUMMARY:
+        return True
+    return any(summary == _in(language) for language, _name in settings.LANGUAGES)
+
+
+def _in(language: str) -> str:
+    with translation.override(language):
+        return _(TEST_BLOCK_SUMMARY)
 
 
 @dataclass
@@ -100,11 +122,16 @@ def run_step(*, connection: Connection, step: str, user, action: str = "", form:
     """Run a step's check (after its action, if any) and record the result."""
     previous = ChecklistStep.objects.filter(connection=connection, step=step).first()
     report = CHECKS[step](connection, user=user, action=action, form=form or {}, stored=previous.data if previous else {})
+    step_record(connection=connection, report=report, user=user)
+    return report
+
+
+def step_record(*, connection: Connection, report: StepReport, user) -> None:
+    """Keep a step's latest result, with who checked it and when."""
     ChecklistStep.objects.update_or_create(
-        connection=connection, step=step,
+        connection=connection, step=report.step,
         defaults={"status": report.status, "data": _storable(report.data), "checked_by": user, "checked_at": timezone.now()},
     )
-    return report
 
 
 def _storable(data: dict) -> dict:
@@ -135,7 +162,7 @@ def check_switched_on(connection: Connection, *, user, action: str, **_ignored) 
                           [Finding(None, words)], data={"checking": True})
     episode = PauseEpisode.objects.filter(connection=connection).order_by("-started_at", "-pk").first()
     if state == SyncState.PAUSED:
-        reason = describe(connection.pause_reason, connection.pause_params, portal=connection.portal.name)
+        reason = describe(connection.pause_reason, connection.pause_params, portal=connection.portal.display_name)
         if episode is not None and episode.resume_failed_at:
             summary = _("Switched back on, but the check failed %(ago)s ago: %(reason)s It is paused again.") % {
                 "ago": since(episode.resume_failed_at), "reason": reason,
@@ -172,7 +199,7 @@ def check_link(connection: Connection, *, user, **_ignored) -> StepReport:
     user which internal names exist."""
     url = connection.import_url
     portal = connection.portal
-    copy_again = str(COPY_LINK.get(portal.slug, _("Copy the calendar link again from %(portal)s.") % {"portal": portal.name}))
+    copy_again = str(COPY_LINK.get(portal.slug, _("Copy the calendar link again from %(portal)s.") % {"portal": portal.display_name}))
     if not connection.imports:
         return StepReport("link", Status.PASSED, _("This sync only exports: there is no link to read."))
     findings = _shape_findings(url, connection)
@@ -187,7 +214,8 @@ def check_link(connection: Connection, *, user, **_ignored) -> StepReport:
             ),
         )
     except CheckBusy as busy:
-        return StepReport("link", Status.WAITING, busy.message, findings)
+        # Usually this checklist's own https check, started with it: the step asks again soon.
+        return StepReport("link", Status.WAITING, busy.message, findings, data={"retry": True})
     except FetchError as error:
         reading = _LinkReading(fetch_error=error)
     return _content_findings(connection, reading, findings, copy_again)
@@ -202,9 +230,9 @@ def _shape_findings(url: str, connection: Connection) -> list[Finding]:
     if recognised is None:
         finding = Finding(None, _("We do not recognise the address %(host)s (fine for smaller portals).") % {"host": host})
     elif recognised.slug == portal.slug:
-        finding = Finding(True, _("The address looks like a %(portal)s calendar link.") % {"portal": portal.name})
+        finding = Finding(True, _("The address looks like a %(portal)s calendar link.") % {"portal": portal.display_name})
     else:
-        finding = Finding(False, _("This looks like a link from %(other)s, but this sync is for %(portal)s.") % {"other": recognised.name, "portal": portal.name})
+        finding = Finding(False, _("This looks like a link from %(other)s, but this sync is for %(portal)s.") % {"other": _(recognised.name), "portal": portal.display_name})
     return [finding]
 
 
@@ -241,13 +269,13 @@ def _content_findings(connection: Connection, reading: _LinkReading, findings: l
     url = connection.import_url
     if reading.fetch_error is not None:
         error = reading.fetch_error
-        findings.append(Finding(False, describe(error.code, error.params, portal=portal.name)))
+        findings.append(Finding(False, describe(error.code, error.params, portal=portal.display_name)))
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
     fetched = reading.fetched
     secure = _("over an encrypted connection") if url.startswith("https://") else _("over plain http (not encrypted)")
-    findings.append(Finding(True, _("%(portal)s answered (HTTP %(status)s) %(secure)s.") % {"portal": portal.name, "status": fetched.status, "secure": secure}))
+    findings.append(Finding(True, _("%(portal)s answered (HTTP %(status)s) %(secure)s.") % {"portal": portal.display_name, "status": fetched.status, "secure": secure}))
     if reading.parse_error is not None:
-        findings.append(Finding(False, describe(reading.parse_error.code, portal=portal.name)))
+        findings.append(Finding(False, describe(reading.parse_error.code, portal=portal.display_name)))
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
     feed = reading.feed
     findings.append(Finding(True, _("The content is a calendar.")))
@@ -270,6 +298,26 @@ def _content_findings(connection: Connection, reading: _LinkReading, findings: l
     return StepReport("link", Status.PASSED, _("The link works and gives a calendar."), findings)
 
 
+def link_refused_report(connection: Connection) -> StepReport:
+    """Step 2 when the pasted link was refused: the field says why; nothing was saved."""
+    portal = connection.portal
+    copy_again = str(COPY_LINK.get(portal.slug, _("Copy the calendar link again from %(portal)s.") % {"portal": portal.display_name}))
+    return StepReport("link", Status.FAILED, _("The new link was not saved: see why under the field."), advice=copy_again)
+
+
+def link_saved_report(connection: Connection, *, found: str, saved: str) -> StepReport:
+    """Step 2 after a new link was pasted into it, checked live and saved (the edit form's
+    service): what the check found, and the sync's state now, read once more."""
+    connection.refresh_from_db()
+    status = connection_status(connection)
+    findings = [Finding(True, found), Finding(None, saved)]
+    words = describe_state(status)
+    if words:
+        findings.append(Finding(status.state in IMPORT_WORKS, words))
+    summary = _("The new link works and is saved.")
+    return StepReport("link", Status.PASSED, summary, findings, data={"saved": True})
+
+
 # --------------------------------------------------------------------------- 3. our link pasted
 
 
@@ -279,8 +327,8 @@ def check_export_pasted(connection: Connection, **_ignored) -> StepReport:
         return StepReport("export_pasted", Status.PASSED, _("This sync only imports: the portal does not read us."))
     token = export_token_ensure(property=connection.property, connection=connection)
     facts = connection_export_facts(connection=connection)
-    words = describe_readers(facts, portal=portal.name)
-    paste = str(PASTE_LINK.get(portal.slug, _("Paste it into %(portal)s's calendar import.") % {"portal": portal.name}))
+    words = describe_readers(facts, portal=portal.display_name)
+    paste = str(PASTE_LINK.get(portal.slug, _("Paste it into %(portal)s's calendar import.") % {"portal": portal.display_name}))
     data = {"export_url": export_url(token)}
     if facts.state == "reading" and not facts.old_url_reader:
         return StepReport("export_pasted", Status.PASSED, words, data=data)
@@ -303,13 +351,13 @@ def check_resync(connection: Connection, *, user, action: str, stored: dict, **_
         data["requested_at"] = stored["requested_at"]
     requested = datetime.fromisoformat(data["requested_at"]) if data.get("requested_at") else None
     if requested is not None and Connection.objects.filter(pk=connection.pk, sync_requested_at__isnull=False).exists():
-        return StepReport("resync", Status.WAITING, _("Syncing %(portal)s now: the result appears here.") % {"portal": connection.portal.name}, data=data)
+        return StepReport("resync", Status.WAITING, _("Syncing %(portal)s now: the result appears here.") % {"portal": connection.portal.display_name}, data=data)
     run = connection.runs.order_by("-started_at", "-pk").first()
     if requested is not None and (run is None or run.started_at < requested):
         return StepReport("resync", Status.WAITING, _("Another sync of this calendar was running: try again in a moment."))
     if run is None:
         return StepReport("resync", Status.NEEDS_YOU, _("Not synced yet: run it now."))
-    words = describe(run.outcome, run.error_params, portal=connection.portal.name)
+    words = describe(run.outcome, run.error_params, portal=connection.portal.display_name)
     when = _("%(ago)s ago") % {"ago": since(run.started_at)}
     if run.error_code:
         return StepReport("resync", Status.FAILED, f"{words} ({when})", data={"run_id": run.pk})
@@ -336,7 +384,7 @@ def check_https(connection: Connection, *, user, action: str, **_ignored) -> Ste
             ),
         )
     except CheckBusy as busy:
-        return StepReport("https", Status.WAITING, busy.message)
+        return StepReport("https", Status.WAITING, busy.message, data={"retry": True})
     except FetchError:  # no answer within the check's time
         works = False
     if works:
@@ -349,9 +397,10 @@ def check_https(connection: Connection, *, user, action: str, **_ignored) -> Ste
 
 
 def suggested_test_night(connection: Connection) -> date | None:
-    """The first free night at least two weeks ahead: far enough that no guest will want it.
-    None when every night up to the last day we keep is taken."""
-    night = connection.property.local_today() + timedelta(days=14)
+    """The nearest night that nothing takes, from tonight on (in the property's zone): the test
+    is over within hours, and a night far ahead tells the operator nothing more. None when every
+    night up to the last day we keep is taken."""
+    night = connection.property.local_today()
     last = latest_checkout(connection.property.local_today()) - timedelta(days=1)
     taken = Block.objects.current().filter(property=connection.property, end_date__gt=night, start_date__lte=last)
     for start, end in sorted(taken.values_list("start_date", "end_date")):
@@ -360,16 +409,54 @@ def suggested_test_night(connection: Connection) -> date | None:
     return night if night <= last else None
 
 
+# States in which a sync's import works: its last fetch was read (a portal not reading our
+# calendar, or removals held, say nothing against the import).
+IMPORT_WORKS = frozenset({SyncState.WORKING, SyncState.HELD, SyncState.NOT_READING})
+
+
+def test_night_audience(connection: Connection) -> list[str]:
+    """Who will see a test night closed: a night closed here is in every calendar we publish for
+    the property, so every portal that reads one of its export URLs: its syncs that export (by
+    their labels), and whoever reads the property-wide calendar."""
+    syncs = list(connection.property.connections.select_related("portal").order_by("portal__position", "pk"))
+    labels = label_syncs(syncs)
+    names = [labels[c.pk].label for c in syncs if c.exports]
+    property_wide = ExportToken.objects.serving().filter(property=connection.property, connection__isnull=True)
+    for slug in property_wide.exclude(last_reader="").values_list("last_reader", flat=True).distinct():
+        name = reader_name(slug, portal=_("A calendar program"))
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def check_final(connection: Connection, *, user, action: str, form: dict, stored: dict) -> StepReport:
-    """(a) a test block made here reaches the portal; (b) a night blocked on the portal reaches us."""
+    """(a) a test block made here reaches the portal; (b) a night blocked on the portal reaches us.
+
+    Neither starts while the import fails: a night blocked on the portal cannot arrive, and a
+    test night would stay closed everywhere for a check that cannot end."""
     data = dict(stored)
     now = timezone.now()
     refused = ""
+    audience = test_night_audience(connection)
+    if connection.imports and not data.get("added_at") and not data.get("portal_night"):
+        connection.refresh_from_db()  # the state now, not the one the page was opened with
+        status = connection_status(connection)
+        if status.state not in IMPORT_WORKS:
+            if action in ("add_test_block", "portal_night"):
+                refused = _("Not yet: this check starts once the import works.")
+            return StepReport(
+                "final_check", Status.WAITING if status.state == SyncState.CHECKING else Status.NEEDS_YOU,
+                refused or _("This check starts once %(portal)s's calendar is read without error: fix the steps above first.")
+                % {"portal": connection.portal.display_name},
+                [Finding(False, describe_state(status) or status.label)],
+                data={"blocked_by_import": True, "audience": audience},
+            )
+    data.pop("blocked_by_import", None)  # the import works now
     if action == "add_test_block":
         night = parse_day(form.get("night")) or suggested_test_night(connection)
         refused = _night_error(connection, night)
         if not refused:
-            block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=str(TEST_BLOCK_SUMMARY))
+            block = block_create_manual(property=connection.property, start=night, end=night + timedelta(days=1), summary=TEST_BLOCK_SUMMARY)
             activity_record(user=user, action=Activity.Action.TEST_BLOCK_ADDED, connection=connection,
                             params={"start": block.start_date.isoformat(), "end": block.end_date.isoformat()})
             data.update(test_block_id=block.pk, test_night=night.isoformat(), added_at=now.isoformat(), read_at=None)
@@ -384,6 +471,7 @@ def check_final(connection: Connection, *, user, action: str, form: dict, stored
     findings = [_ours_to_portal(connection, data), _portal_to_ours(connection, data, user=user, resync=action in ("portal_night", "recheck"))]
     suggested = suggested_test_night(connection)
     data["suggested_night"] = suggested.isoformat() if suggested else None
+    data["audience"] = audience
     if refused:
         findings.insert(0, Finding(False, refused))
     if all(f.ok for f in findings):
@@ -403,28 +491,28 @@ def _night_error(connection: Connection, night: date | None) -> str:
 def _ours_to_portal(connection: Connection, data: dict) -> Finding:
     portal = connection.portal
     if not connection.exports:
-        return Finding(True, _("This sync only imports: nothing to check towards %(portal)s.") % {"portal": portal.name})
+        return Finding(True, _("This sync only imports: nothing to check towards %(portal)s.") % {"portal": portal.display_name})
     if not data.get("added_at"):
-        return Finding(None, _("Add a test block here; we watch for %(portal)s to read it.") % {"portal": portal.name})
+        return Finding(None, _("Add a test block here; we watch for %(portal)s to read it.") % {"portal": portal.display_name})
     added = datetime.fromisoformat(data["added_at"])
     read = ExportToken.objects.filter(connection=connection, last_read_at__gt=added).order_by("last_read_at").values_list("last_read_at", flat=True).first()
     if read or data.get("read_at"):
         read = read or datetime.fromisoformat(data["read_at"])
         data["read_at"] = read.isoformat()
         return Finding(True, _("%(portal)s has read your calendar since the test block was added, %(took)s later.") % {
-            "portal": portal.name, "took": since(added, read)})
+            "portal": portal.display_name, "took": since(added, read)})
     low, high = portal.pickup_delay_min_minutes, portal.pickup_delay_max_minutes
-    usual = _("%(portal)s usually takes %(low)s to %(high)s minutes.") % {"portal": portal.name, "low": low, "high": high} if high else ""
+    usual = _("%(portal)s usually takes %(low)s to %(high)s minutes.") % {"portal": portal.display_name, "low": low, "high": high} if high else ""
     return Finding(None, _("Waiting for %(portal)s to read the test block (added %(ago)s ago). %(usual)s") % {
-        "portal": portal.name, "ago": since(added), "usual": usual})
+        "portal": portal.display_name, "ago": since(added), "usual": usual})
 
 
 def _portal_to_ours(connection: Connection, data: dict, *, user, resync: bool) -> Finding:
     portal = connection.portal
     if not connection.imports:
-        return Finding(True, _("This sync only exports: nothing comes from %(portal)s.") % {"portal": portal.name})
+        return Finding(True, _("This sync only exports: nothing comes from %(portal)s.") % {"portal": portal.display_name})
     if not data.get("portal_night"):
-        return Finding(None, _("Block one night on %(portal)s and tell us which; we sync until it appears here.") % {"portal": portal.name})
+        return Finding(None, _("Block one night on %(portal)s and tell us which; we sync until it appears here.") % {"portal": portal.display_name})
     night = date.fromisoformat(data["portal_night"])
     asked = datetime.fromisoformat(data["asked_at"])
     if not data.get("seen_at"):
@@ -436,8 +524,8 @@ def _portal_to_ours(connection: Connection, data: dict, *, user, resync: bool) -
     if data.get("seen_at"):
         seen = datetime.fromisoformat(data["seen_at"])
         return Finding(True, _("The night of %(night)s blocked on %(portal)s reached us, %(took)s after you blocked it.") % {
-            "night": day(night), "portal": portal.name, "took": since(asked, seen)})
-    return Finding(None, _("Not here yet: we sync again every minute while this step is open. %(portal)s may take a while to publish it.") % {"portal": portal.name})
+            "night": day(night), "portal": portal.display_name, "took": since(asked, seen)})
+    return Finding(None, _("Not here yet: we sync again every minute while this step is open. %(portal)s may take a while to publish it.") % {"portal": portal.display_name})
 
 
 def _remove_test_block(data: dict, *, connection: Connection, user) -> None:
@@ -462,7 +550,7 @@ def check_changes(connection: Connection, **_ignored) -> StepReport:
     )
     findings = []
     for change in changes[:100]:
-        source = change.block.source.portal.name if change.block.source_id else _("made here")
+        source = change.block.source.portal.display_name if change.block.source_id else _("made here")
         start = change.new_start_date or change.old_start_date
         end = change.new_end_date or change.old_end_date
         findings.append(Finding(None, _("%(source)s: %(action)s %(start)s → %(end)s") % {

@@ -110,6 +110,17 @@ def _never_leave_the_machine(monkeypatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _local_names_only)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory) -> None:
+    """On SQLite the test database is a file in WAL mode, as `make run`'s is, not memory: an
+    in-memory test database is one connection shared by the live server's threads, and a page
+    that loads several parts at once (the checklist's steps) then fails with "database table is
+    locked", as it never does on a file or on PostgreSQL."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def _fast_hashing_and_plain_static(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

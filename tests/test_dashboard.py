@@ -251,9 +251,14 @@ def test_the_property_page_shows_a_month_of_taken_nights_with_double_bookings_ma
     BlockFactory(property=prop, source=vrbo, kind="reserved", start_date=month.replace(day=5), end_date=month.replace(day=8))
     page = operator_client.get(reverse("property-detail", args=[prop.pk]), {"month": month.strftime("%Y-%m")}).content.decode()
     assert month.strftime("%B %Y") in page
-    assert page.count("day taken src-0") == 3  # the 3rd to the 5th show Airbnb's colour
-    assert page.count("day taken src-1") == 2  # the 6th and 7th: Vrbo only
-    assert page.count(' conflict"') == 1  # the 5th: booked on both
+    calendar = page[page.index('<table class="month"'):page.index("</table>", page.index('<table class="month"'))]
+    # Each night drawn by its portal's class (the colours of syncs/portals.py LOOKS).
+    assert calendar.count('class="night portal-airbnb') == 3  # the 3rd to the 5th
+    assert calendar.count('class="night portal-vrbo') == 3  # the 5th to the 7th
+    # The 5th, booked on both: the cell and both of its sources marked.
+    assert calendar.count('class="day taken conflict"') == 1
+    assert calendar.count('class="night portal-airbnb conflict"') == 1
+    assert calendar.count('class="night portal-vrbo conflict"') == 1
     assert "Airbnb" in page and "Vrbo" in page
 
 

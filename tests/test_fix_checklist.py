@@ -209,10 +209,13 @@ def test_step_6_checks_both_ways_and_removes_the_test_block(connection, operator
     assert not Block.objects.current().filter(source__isnull=True, property=connection.property).exists()
 
 
-def test_step_6_suggests_a_free_night_at_least_two_weeks_ahead(connection, operator):
-    BlockFactory(property=connection.property, start_date=days(14), end_date=days(20))
+def test_step_6_suggests_the_nearest_free_night(connection, operator, portal_server):
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6))))
+    connection_sync_leased(connection_id=connection.pk)
+    BlockFactory(property=connection.property, start_date=days(0), end_date=days(3))
     report = step(connection, "final_check", operator)
-    assert report.data["suggested_night"] == days(20).isoformat()
+    # Tonight to the 2nd are closed here, the 3rd to the 5th booked on Airbnb: the 6th is the first free.
+    assert report.data["suggested_night"] == days(6).isoformat()
 
 
 def test_step_7_lists_what_changed_while_paused_and_the_double_bookings(connection, operator, portal_server):

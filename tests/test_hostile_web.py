@@ -131,9 +131,11 @@ def test_manual_nights_outside_the_range_are_refused_with_the_range_in_words(ope
 
 
 def test_the_checklist_test_block_copes_with_a_block_ending_in_year_9999(operator, flat, portal_server):
-    connection = ConnectionFactory(property=flat, portal=portal("airbnb"), import_url=portal_server.url_for("/cal.ics"))
-    # Stored before imports had a horizon: every night from two weeks on is taken.
-    BlockFactory(property=flat, start_date=days(10), end_date=date(9999, 12, 31))
+    # Its import works (the final check waits for that).
+    connection = ConnectionFactory(property=flat, portal=portal("airbnb"), import_url=portal_server.url_for("/cal.ics"),
+                                   last_success_at=timezone.now())
+    # Stored before imports had a horizon: every night from tonight on is taken.
+    BlockFactory(property=flat, start_date=days(0), end_date=date(9999, 12, 31))
 
     report = run_step(connection=connection, step="final_check", user=operator)
     assert report.data["suggested_night"] is None
@@ -148,15 +150,16 @@ def test_the_checklist_test_block_copes_with_a_block_ending_in_year_9999(operato
 
 
 def test_the_checklist_pages_answer_with_a_far_night_posted(operator_client, operator, flat, portal_server):
-    connection = ConnectionFactory(property=flat, portal=portal("airbnb"), import_url=portal_server.url_for("/cal.ics"))
+    connection = ConnectionFactory(property=flat, portal=portal("airbnb"), import_url=portal_server.url_for("/cal.ics"),
+                                   last_success_at=timezone.now())
     url = reverse("connection-fix-step", args=[connection.pk, "final_check"])
     for night in ("9999-12-31", "0001-01-01", "%00"):
         for action in ("add_test_block", "portal_night"):
             response = operator_client.post(url, {"action": action, "night": night}, HTTP_HX_REQUEST="true")
             assert response.status_code == 200
             assert "Choose a night from" in response.content.decode() or night == "%00"
-    # A night that is no date at all takes the suggested one, two weeks ahead.
-    assert list(Block.objects.values_list("start_date", flat=True)) == [days(14)]
+    # A night that is no date at all takes the suggested one: the nearest free night, tonight.
+    assert list(Block.objects.values_list("start_date", flat=True)) == [flat.local_today()]
 
 
 # --------------------------------------------------------------------------- live link checks

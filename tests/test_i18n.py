@@ -500,3 +500,68 @@ def test_a_notice_in_two_languages_is_sent_once_even_when_the_second_email_fails
     assert episode.notified_at is not None
     assert send_pause_notifications() == 0
     assert len(mailoutbox) == 1
+
+
+# --------------------------------------------------------------------------- choices and model labels
+
+
+def _msgid(label) -> str:
+    """The catalogue's key of a lazy label: its English words (English has no catalogue)."""
+    with translation.override("en"):
+        return str(label)
+
+
+def _labels_people_read() -> dict[str, object]:
+    """Every label the pages, emails and admin show from code rather than templates: model and
+    field names, every choice of every field, the sync states, the checklist's steps, the portals'
+    names that are not proper names."""
+    from syncs.portals import CATALOGUE
+    from syncs.sync_state import SyncState
+    from syncs.troubleshooting import STEPS
+
+    labels: dict[str, object] = {}
+    for model in apps.get_app_config("syncs").get_models():
+        labels[f"{model.__name__} verbose_name"] = model._meta.verbose_name
+        labels[f"{model.__name__} verbose_name_plural"] = model._meta.verbose_name_plural
+        for field in model._meta.get_fields():
+            if not field.concrete or field.auto_created:
+                continue
+            labels[f"{model.__name__}.{field.name}"] = field.verbose_name
+            for value, label in field.choices or ():
+                if field.name != "language":  # languages are named in their own language
+                    labels[f"{model.__name__}.{field.name}={value}"] = label
+    for state in SyncState:
+        labels[f"SyncState.{state.value}"] = state.label
+    for step, title in STEPS:
+        labels[f"checklist step {step}"] = title
+    for portal in CATALOGUE:
+        if portal.slug == "other":
+            labels["portal other"] = portal.name
+    return labels
+
+
+# Labels that are the same word in every language (technical names, kept as they are).
+SAME_IN_EVERY_LANGUAGE = {"ETag", "Last-Modified", "UID", "PRODID markers", "slug"}
+
+
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+def test_every_choice_and_model_label_is_translated(language):
+    catalogue = polib.pofile(str(po_path(language)))
+    translated = {entry.msgid for entry in catalogue.translated_entries()}
+    missing = sorted(
+        f"{where}: {_msgid(label)!r}"
+        for where, label in _labels_people_read().items()
+        if _msgid(label) not in translated and _msgid(label) not in SAME_IN_EVERY_LANGUAGE
+    )
+    assert missing == [], f"{language}: labels without a translation: {missing}"
+
+
+@pytest.mark.django_db
+def test_the_portal_list_of_the_form_is_in_the_reader_language(operator_client, operator):
+    prop = PropertyFactory(account=Account.of_user(operator))
+    _switch(operator_client, "pt", "/")
+    page = operator_client.get(reverse("connection-create", args=[prop.pk])).content.decode()
+    assert ">Outro</option>" in page and ">Other</option>" not in page
+    _switch(operator_client, "es", "/")
+    page = operator_client.get(reverse("connection-create", args=[prop.pk])).content.decode()
+    assert ">Otro</option>" in page

@@ -40,6 +40,14 @@ def test_make_run_serves_the_demo_and_syncs_on_schedule(tmp_path, free_port):
         assert login_page.status_code == 200
         assert "demo / demo" in login_page.text
 
+        # Static files: hashed names, compressed, cached for ever (no revalidation on each page).
+        for path in re.findall(r'(?:href|src)="(/static/[^"]+)"', login_page.text):
+            assert re.search(r"\.[0-9a-f]{12}\.(css|js)$", path), f"{path} is not named by its hash"
+            static = requests.get(base + path, headers={"Accept-Encoding": "gzip"}, timeout=5)
+            assert static.status_code == 200, path
+            assert "immutable" in static.headers["Cache-Control"] and "max-age=315360000" in static.headers["Cache-Control"]
+            assert static.headers.get("Content-Encoding") == "gzip", path
+
         session = log_in(base)
         home = session.get(f"{base}/", timeout=10)
         assert home.url == f"{base}/"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.translation import gettext
 
 from syncs.explain import describe, describe_activity, describe_notice
 from syncs.explain import since as time_since
@@ -12,7 +13,7 @@ register = template.Library()
 @register.simple_tag
 def run_words(run) -> str:
     """A sync run's outcome in plain words, naming the portal."""
-    return describe(run.outcome, run.error_params, portal=run.connection.portal.name)
+    return describe(run.outcome, run.error_params, portal=run.connection.portal.display_name)
 
 
 @register.simple_tag
@@ -37,3 +38,23 @@ def masked_url(url: str) -> str:
 def since(moment) -> str:
     """Like Django's timesince, but "less than a minute" where it would say "0 minutes"."""
     return time_since(moment) if moment else ""
+
+
+@register.filter
+def block_note(summary: str) -> str:
+    """A block's note as the reader should read it: the checklist's test block in their language
+    (it is stored in the words of whoever added it), any other note as written."""
+    from syncs.troubleshooting import TEST_BLOCK_SUMMARY, is_test_block_note
+
+    return gettext(TEST_BLOCK_SUMMARY) if is_test_block_note(summary) else summary
+
+
+@register.filter
+def portal_title(block) -> str:
+    """What the portal called an imported block, when it says more than its kind ("Reserved"
+    next to "Reserved" says nothing twice)."""
+    summary = " ".join((block.summary or "").split())
+    # The kinds' values are their English words, the words of most portals' feeds.
+    if summary.casefold() in {block.kind.casefold(), str(block.get_kind_display()).casefold()}:
+        return ""
+    return summary

@@ -60,12 +60,12 @@ def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
         messages.info(
             request,
             _("%(portal)s sync switched back on: checking its calendar now. It works again only if this check works.")
-            % {"portal": connection.portal.name},
+            % {"portal": connection.portal.display_name},
         )
     elif enabled:
-        messages.success(request, _("%(portal)s sync switched on: it syncs within a minute.") % {"portal": connection.portal.name})
+        messages.success(request, _("%(portal)s sync switched on: it syncs within a minute.") % {"portal": connection.portal.display_name})
     else:
-        messages.info(request, _("%(portal)s sync switched off.") % {"portal": connection.portal.name})
+        messages.info(request, _("%(portal)s sync switched off.") % {"portal": connection.portal.display_name})
     return _row_response(request, connection)
 
 
@@ -75,7 +75,7 @@ def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
 def connection_sync_now(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
     connection_request_sync(connection=connection, user=request.user)
-    messages.info(request, _("Syncing %(portal)s now…") % {"portal": connection.portal.name})
+    messages.info(request, _("Syncing %(portal)s now…") % {"portal": connection.portal.display_name})
     return _row_response(request, connection)
 
 
@@ -107,7 +107,7 @@ def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpRe
         messages.success(
             request,
             _("New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.")
-            % {"portal": connection.portal.name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
+            % {"portal": connection.portal.display_name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
         )
     return _panel_response(request, connection, "export-panel")
 

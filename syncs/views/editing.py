@@ -22,6 +22,7 @@ from syncs.models import Account
 from syncs.portals import BY_SLUG
 from syncs.roles import Role, role_required
 from syncs.selectors import connection_get, connection_state_of, property_get
+from syncs.sync_labels import label_syncs
 from syncs.sync_state import SyncState
 
 T = TypeVar("T")
@@ -121,11 +122,29 @@ def connection_create(request: HttpRequest, property_id: int) -> HttpResponse:
         )
         if connection is not None:
             words = _("Added the %(portal)s sync of %(property)s.") % {
-                "portal": connection.portal.name, "property": prop.name,
+                "portal": connection.portal.display_name, "property": prop.name,
             }
             _report_saved(request, form, words)
+            _warn_same_portal(request, connection)
             return redirect("connection-detail", connection_id=connection.pk)
     return _connection_page(request, form)
+
+
+def _warn_same_portal(request: HttpRequest, connection) -> None:
+    """A second sync of one portal on a property is allowed (two listings of one flat on
+    Airbnb), but is more often a link pasted into a new sync instead of the old one: say so."""
+    same = connection.property.connections.filter(portal=connection.portal).exclude(pk=connection.pk)
+    if not same.exists():
+        return
+    labels = label_syncs(connection.property.connections.select_related("portal"))
+    others = [labels[other.pk].label for other in same.order_by("pk")]
+    messages.warning(request, _(
+        "%(property)s already had a %(portal)s sync (%(others)s): this one is %(label)s. Right for another "
+        "listing on %(portal)s; if you meant to change a link, edit the other sync instead and switch this one off."
+    ) % {
+        "property": connection.property.name, "portal": connection.portal.display_name,
+        "others": ", ".join(others), "label": labels[connection.pk].label,
+    })
 
 
 @require_http_methods(["GET", "POST"])
@@ -139,14 +158,22 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
             form, lambda: editing.connection_edit(user=request.user, connection=connection, **form.connection_values())
         )
         if changed is not None:
-            paused = _paused_by_errors(connection)
-            if _new_link(changed) and paused:
-                # A new link is usually the fix for a paused sync: it is read now. A read that
-                # works resumes the sync; one that fails leaves it paused, with the new reason.
-                operator_actions.connection_read_new_link(connection=connection, user=request.user)
-            _report_saved(request, form, _connection_saved_words(connection, changed, was_paused=paused))
+            connection_edit_follow_up(request, form, connection, changed)
             return redirect("connection-detail", connection_id=connection.pk)
     return _connection_page(request, form, connection=connection)
+
+
+def connection_edit_follow_up(request: HttpRequest, form: ConnectionForm, connection, changed: list[str]) -> str:
+    """What follows a saved edit, from the edit form or the checklist's new link: the sync reads
+    a new link, and the operator is told what it found. Returns what the save did, in words."""
+    paused = _paused_by_errors(connection)
+    if _new_link(changed) and paused:
+        # A new link is usually the fix for a paused sync: it is read now. A read that
+        # works resumes the sync; one that fails leaves it paused, with the new reason.
+        operator_actions.connection_read_new_link(connection=connection, user=request.user)
+    words = _connection_saved_words(connection, changed, was_paused=paused)
+    _report_saved(request, form, words)
+    return words
 
 
 def _new_link(changed: list[str]) -> bool:
@@ -160,8 +187,8 @@ def _paused_by_errors(connection) -> bool:
 
 def _connection_saved_words(connection, changed: list[str], *, was_paused: bool = False) -> str:
     if not changed:
-        return _("Nothing to save: the %(portal)s sync was already like this.") % {"portal": connection.portal.name}
-    words = _("Saved the %(portal)s sync.") % {"portal": connection.portal.name}
+        return _("Nothing to save: the %(portal)s sync was already like this.") % {"portal": connection.portal.display_name}
+    words = _("Saved the %(portal)s sync.") % {"portal": connection.portal.display_name}
     if _new_link(changed):
         if not connection.enabled:
             words += " " + _("This sync is switched off: switch it on to read the new link.")
@@ -220,7 +247,7 @@ def feed_check_words(check: FeedCheck) -> str:
             "last": day(last),
         }
         if check.portal_slug in BY_SLUG:
-            words += " " + _("(%(portal)s calendar)") % {"portal": BY_SLUG[check.portal_slug].name}
+            words += " " + _("(%(portal)s calendar)") % {"portal": _(BY_SLUG[check.portal_slug].name)}
         words += "."
     if check.skipped:
         words += " " + ngettext(

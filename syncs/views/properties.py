@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -67,20 +68,21 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     if refused:
         messages.warning(request, refused)
     first, last = month_bounds(today)
-    weeks, legend = property_month(property=prop, month=month)
+    calendar = property_month(property=prop, month=month, today=today)
+    rows = connection_rows(property=prop)
     return render(
         request,
         "syncs/property_detail.html",
         {
             "account": Account.of_user(request.user),
             "property": prop,
-            "rows": connection_rows(property=prop),
+            "rows": rows,
             "export_url": export_url(export_token_ensure(property=prop)) if can_see_secrets(request) else "",
             "month": month,
             "previous_month": (month - date.resolution).replace(day=1) if month > first else None,
             "next_month": (month.replace(day=28) + 4 * date.resolution).replace(day=1) if month < last else None,
-            "weeks": weeks,
-            "legend": sorted(legend.items()),
+            "weeks": calendar.weeks,
+            "legend": calendar.legend,
             "manual_blocks": property_manual_blocks(property=prop),
             "kinds": BlockKind.choices,
             "today": today,
@@ -138,5 +140,6 @@ def connection_export_panel(connection) -> dict:
     return {
         "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
         "reader_facts": facts,
-        "readers": describe_readers(facts, portal=connection.portal.name),
+        "readers": describe_readers(facts, portal=connection.portal.display_name),
+        "rotation_grace_hours": settings.EXPORT_ROTATION_GRACE_HOURS,
     }

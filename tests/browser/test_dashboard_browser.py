@@ -110,17 +110,17 @@ def test_switching_a_sync_off_and_on_changes_only_its_row(page, demo, shot):
     shot(page, "1-property")
     mark_the_page(page)
 
-    row.get_by_role("button", name="Switch the Airbnb sync off").click()
+    row.get_by_role("button", name="Switch off the Airbnb sync").click()
     expect(row.locator(".badge").first).to_have_text("Switched off")
     expect(page.locator("#toasts .toast")).to_contain_text("Airbnb sync switched off.")
-    expect(row.get_by_role("button", name="Switch the Airbnb sync on")).to_be_visible()
+    expect(row.get_by_role("button", name="Switch on the Airbnb sync")).to_be_visible()
     assert_not_reloaded(page)
     shot(page, "2-switched-off")
 
-    row.get_by_role("button", name="Switch the Airbnb sync on").click()
+    row.get_by_role("button", name="Switch on the Airbnb sync").click()
     expect(row.locator(".badge").first).to_have_text("Working")
     expect(page.locator("#toasts .toast")).to_contain_text("Airbnb sync switched on: it syncs within a minute.")
-    expect(row.get_by_role("button", name="Switch the Airbnb sync off")).to_be_visible()
+    expect(row.get_by_role("button", name="Switch off the Airbnb sync")).to_be_visible()
     assert_not_reloaded(page)
     # The other rows were left alone.
     expect(page.locator(f"#connection-{demo.ids['Casa do Rio/booking']} .badge").first).to_have_text("Working")
@@ -180,13 +180,13 @@ def test_the_month_calendar_goes_to_the_next_month_with_taken_days_coloured(page
     expect(page).to_have_url(demo.url(f"/properties/{demo.ids['Casa do Rio']}/?month={next_month:%Y-%m}#calendar"))
     calendar = page.locator("#calendar")
     expect(calendar.get_by_role("heading", level=2)).to_have_text(next_month.strftime("%B %Y"))
-    expect(calendar.get_by_role("grid")).to_have_attribute("aria-label", next_month.strftime("%B %Y"))
-    taken = calendar.locator(".day.taken")
+    expect(calendar.get_by_role("table")).to_have_accessible_name(next_month.strftime("%B %Y"))
+    taken = calendar.locator(".day.taken .night")
     assert taken.count() > 0, "the demo's next month has bookings, none is shown"
     free_colour = calendar.locator(".day:not(.taken):not(.out)").first.evaluate("d => getComputedStyle(d).backgroundColor")
     for index in range(taken.count()):
         colour = taken.nth(index).evaluate("d => getComputedStyle(d).backgroundColor")
-        assert colour != free_colour, f"taken day {taken.nth(index).inner_text()} is not coloured"
+        assert colour != free_colour, f"taken night {taken.nth(index).inner_text()} is not coloured"
     shot(page, "2-next-month")
 
     calendar.get_by_role("link", name="Previous month").click()
