@@ -7,16 +7,20 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.messages import get_messages
 from django.core.management import call_command
+from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from syncs import sync_requests
 from syncs.management.commands.portal_colours import STYLESHEET, with_portal_css
-from syncs.models import Account, Block, Connection
+from syncs.models import Account, Block, Connection, SyncRun
 from syncs.portals import CATALOGUE, HERE_LOOK, LOOKS, portal_css
+from syncs.sync import connection_sync_leased
 from syncs.sync_labels import label_syncs
 from syncs.troubleshooting import TEST_BLOCK_SUMMARY
 from tests import feeds
@@ -182,8 +186,6 @@ def paused(prop, httpserver, settings):
     settings.FETCH_ALLOW_LOOPBACK = True
     httpserver.expect_request("/old.ics").respond_with_data("gone", status=404)
     connection = ConnectionFactory(property=prop, portal=portal("airbnb"), import_url=httpserver.url_for("/old.ics"))
-    from syncs.sync import connection_sync_leased
-
     connection_sync_leased(connection_id=connection.pk)
     connection.refresh_from_db()
     assert connection.paused_at is not None
@@ -194,14 +196,23 @@ def test_a_new_link_pasted_in_step_2_is_checked_saved_and_read_and_the_sync_work
     start = timezone.localdate() + timedelta(days=4)
     httpserver.expect_request("/new.ics").respond_with_data(feeds.airbnb(("a", start, start + timedelta(days=2))), content_type="text/calendar")
     url = reverse("connection-fix-step", args=[paused.pk, "link"])
-    response = operator_client.post(url, {"action": "new_link", "import_url": f" {httpserver.url_for('/new.ics')} "}, **HTMX)
+    with (
+        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        response = operator_client.post(url, {"action": "new_link", "import_url": f" {httpserver.url_for('/new.ics')} "}, **HTMX)
     text = html.unescape(response.content.decode())
     assert "The new link works and is saved." in text
     assert "Found 1 booking or block" in text
     assert response["HX-Trigger-After-Settle"] == "checklist-changed"
     paused.refresh_from_db()
     assert paused.import_url == httpserver.url_for("/new.ics")
-    assert paused.paused_at is None and paused.last_success_at is not None  # read at once, as after an edit
+    # Read at once by a worker, as after an edit: the sync is "checking" until then.
+    enqueue.assert_called_once_with(paused.pk)
+    assert paused.checking_since is not None
+    connection_sync_leased(connection_id=paused.pk, trigger=SyncRun.Trigger.MANUAL)
+    paused.refresh_from_db()
+    assert paused.paused_at is None and paused.last_success_at is not None
     assert Block.objects.current().filter(source=paused).count() == 1
 
 

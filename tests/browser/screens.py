@@ -67,7 +67,9 @@ def demo_objects(demo) -> dict:
     """An object of each kind a route names, in the demo's account (made here when the demo has none)."""
     from django.contrib.auth import get_user_model
 
-    from syncs.models import Block, Invitation, Membership, SyncRun
+    from syncs.models import Block, BulkAction, Connection, Invitation, Membership, SyncRun
+    from syncs.onboarding import onboarding_preview
+    from syncs.webhooks import webhook_create
 
     owner = get_user_model().objects.get(username="demo")
     account = Membership.objects.get(user=owner).account
@@ -82,7 +84,22 @@ def demo_objects(demo) -> dict:
         account=account, email="invited@example.com", token_hash="x" * 64, invited_by=owner,
         expires_at=timezone.now() + timedelta(days=7),
     )
+    bulk = BulkAction.objects.create(
+        account=account, user=owner, kind=BulkAction.Kind.SYNC_NOW,
+        connection_ids=list(Connection.objects.filter(property_id=prop).values_list("pk", flat=True)),
+    )
+    webhook, _secret = webhook_create(
+        user=owner, account=account, url="https://hooks.example.com/channelmgr", events=["paused"], slack_text=True,
+    )
+    upload, _problems = onboarding_preview(
+        user=owner, account=account, filename="listings.csv",
+        data=b"Casa Nova,Europe/Lisbon,Airbnb,https://www.airbnb.com/calendar/ical/4242.ics?s=abc\n"
+             b"Casa Nova,Europe/Lisbon,Nowhere,not a link\n",
+    )
     return {
+        "bulk_id": bulk.pk,
+        "webhook_id": webhook.pk,
+        "upload_id": upload.pk,
         "property_id": prop,
         "connection_id": demo.ids["Apartamento Sol/vrbo"],  # the paused one: the longest pages
         "block_id": block.pk,

@@ -78,6 +78,8 @@ def _visit_all(new_page, pages: list[Page], *, viewport: dict, language: str, ph
         shot(browser_page, f"{language}-{viewport['width']}-{target.name}")
 
 
+# Every page of the app, in three languages: longer than one page's test.
+@pytest.mark.timeout(900)
 def test_no_page_is_wider_than_a_360_px_phone_in_any_language_and_axe_finds_nothing_serious_there(
     new_page, pages, shot
 ):
@@ -96,6 +98,8 @@ def test_no_page_is_wider_than_a_360_px_phone_in_any_language_and_axe_finds_noth
     assert not findings, "axe-core, on a phone:\n" + "\n".join(findings)
 
 
+# Every page of the app, in three languages: longer than one page's test.
+@pytest.mark.timeout(900)
 def test_axe_finds_no_critical_or_serious_problem_on_any_page_on_a_laptop(new_page, pages, shot):
     findings = []
 
