@@ -1,33 +1,95 @@
+"""Every page and action of the app, by screen. The export feed and /metrics come first, in
+channelmgr/urls.py: portals read them far more often than people open pages."""
+
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import path
 
-from syncs.views import account, actions, activity, demo, export, fix, health, home, properties
+from syncs.views import (
+    account,
+    activity,
+    alerts,
+    auth,
+    bulk,
+    conflicts,
+    connections,
+    demo,
+    editing,
+    export,
+    fix,
+    health,
+    home,
+    members,
+    onboarding,
+    properties,
+    timeline,
+)
 
 urlpatterns = [
+    # Sign-in, the person's own page, the account's members.
+    path("accounts/password/reset/", auth.PasswordResetView.as_view(), name="password_reset"),
+    path("accounts/password/reset/sent/", auth.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("accounts/reset/<uidb64>/<token>/", auth.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path("accounts/reset/done/", auth.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("accounts/password/change/", auth.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/welcome/<uidb64>/<token>/", auth.FirstPasswordView.as_view(), name="first-password"),
+    path("accounts/two-factor/", auth.two_factor_verify, name="two-factor-verify"),
+    path("accounts/switch/", auth.account_switch, name="account-switch"),
+    path("me/", auth.profile, name="profile"),
+    path("me/two-factor/", auth.two_factor_setup, name="two-factor-setup"),
+    path("me/two-factor/codes/", auth.recovery_codes, name="recovery-codes"),
+    path("me/two-factor/off/", auth.two_factor_disable, name="two-factor-disable"),
+    path("me/alerts/", alerts.my_alerts, name="my-alerts"),
+    path("members/", members.member_list, name="members"),
+    path("members/invite/", members.member_invite, name="member-invite"),
+    path("members/<int:membership_id>/role/", members.member_role, name="member-role"),
+    path("members/<int:membership_id>/remove/", members.member_remove, name="member-remove"),
+    path("invitations/<int:invitation_id>/resend/", members.invitation_resend, name="invitation-resend"),
+    path("invitations/<int:invitation_id>/revoke/", members.invitation_revoke, name="invitation-revoke"),
+    path("invitations/<str:token>/", members.invitation_accept, name="invitation-accept"),
+    # The overview, the activity log, the account's settings.
     path("", home.home, name="home"),
     path("overview/status/", home.overview_status, name="overview-status"),
     path("healthz", health.healthz, name="healthz"),
     path("activity/", activity.activity_list, name="activity"),
     path("settings/", account.account_settings, name="account-settings"),
+    path("alerts/webhooks/", alerts.webhooks, name="webhooks"),
+    path("alerts/webhooks/<int:webhook_id>/remove/", alerts.webhook_remove_view, name="webhook-remove"),
+    path("alerts/webhooks/<int:webhook_id>/test/", alerts.webhook_test, name="webhook-test"),
+    # Properties.
     path("properties/", properties.property_list, name="property-list"),
+    path("properties/new/", editing.property_create, name="property-create"),
+    path("properties/assign/", alerts.property_assign, name="property-assign"),
     path("properties/<int:property_id>/", properties.property_detail, name="property-detail"),
-    path("properties/<int:property_id>/blocks/", actions.property_block_add_view, name="property-block-add"),
+    path("properties/<int:property_id>/edit/", editing.property_edit, name="property-edit"),
+    path("properties/<int:property_id>/blocks/", properties.property_block_add_view, name="property-block-add"),
     path("properties/<int:property_id>/export.ics", export.property_export_download, name="property-export-download"),
-    path("blocks/<int:block_id>/remove/", actions.property_block_remove_view, name="block-remove"),
-    path("connections/<int:connection_id>/", properties.connection_detail, name="connection-detail"),
+    path("properties/<int:property_id>/connections/new/", editing.connection_create, name="connection-create"),
+    path("properties/<int:property_id>/double-bookings/handle/", conflicts.double_booking_handle, name="double-booking-handle"),
+    path("blocks/<int:block_id>/remove/", properties.property_block_remove_view, name="block-remove"),
+    # One sync: its page, its checklist, what is done to it.
+    path("connections/<int:connection_id>/", connections.connection_detail, name="connection-detail"),
+    path("connections/<int:connection_id>/edit/", editing.connection_edit, name="connection-edit"),
     path("connections/<int:connection_id>/fix/", fix.connection_fix, name="connection-fix"),
     path("connections/<int:connection_id>/fix/<slug:step>/", fix.connection_fix_step, name="connection-fix-step"),
-    path("connections/<int:connection_id>/row/", properties.connection_row, name="connection-row"),
-    path("connections/<int:connection_id>/sync-state/", properties.connection_sync_state, name="connection-sync-state"),
-    path("connections/<int:connection_id>/switch/", actions.connection_switch, name="connection-switch"),
-    path("connections/<int:connection_id>/sync/", actions.connection_sync_now, name="connection-sync-now"),
-    path("connections/<int:connection_id>/accept-held/", actions.connection_accept_held_view, name="connection-accept-held"),
-    path("connections/<int:connection_id>/export/rotate/", actions.connection_export_rotate, name="connection-export-rotate"),
-    path(
-        "connections/<int:connection_id>/export.ics", export.connection_export_download, name="connection-export-download"
-    ),
+    path("connections/<int:connection_id>/row/", connections.connection_row, name="connection-row"),
+    path("connections/<int:connection_id>/sync-state/", connections.connection_sync_state, name="connection-sync-state"),
+    path("connections/<int:connection_id>/switch/", connections.connection_switch, name="connection-switch"),
+    path("connections/<int:connection_id>/sync/", connections.connection_sync_now, name="connection-sync-now"),
+    path("connections/<int:connection_id>/accept-held/", connections.connection_accept_held_view, name="connection-accept-held"),
+    path("connections/<int:connection_id>/export/rotate/", connections.connection_export_rotate, name="connection-export-rotate"),
+    path("connections/<int:connection_id>/export.ics", export.connection_export_download, name="connection-export-download"),
+    # Many syncs at once: the timeline, bulk actions, onboarding by file.
+    path("timeline/", timeline.timeline, name="timeline"),
+    path("bulk/", bulk.bulk_action, name="bulk-action"),
+    path("bulk/<int:bulk_id>/", bulk.bulk_detail, name="bulk-detail"),
+    path("bulk/<int:bulk_id>/progress/", bulk.bulk_progress_view, name="bulk-progress"),
+    path("onboarding/", onboarding.onboarding, name="onboarding"),
+    path("onboarding/<int:upload_id>/", onboarding.onboarding_preview_view, name="onboarding-preview"),
+    path("onboarding/<int:upload_id>/progress/", onboarding.onboarding_progress, name="onboarding-progress"),
+    path("onboarding/<int:upload_id>/live/", onboarding.onboarding_live, name="onboarding-live"),
+    path("onboarding/<int:upload_id>/import/", onboarding.onboarding_import_view, name="onboarding-import"),
+    path("syncs/export-urls.csv", onboarding.exports_csv, name="exports-csv"),
+    # The demo portal's feeds (DEMO_MODE only).
     path("demo/portal/<slug:portal>/<slug:key>.ics", demo.demo_portal_feed, name="demo-portal-feed"),
-    path("", include("syncs.urls_forms")),
-    path("", include("syncs.urls_scale")),
 ]

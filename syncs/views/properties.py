@@ -1,36 +1,34 @@
+"""The properties list, a property's page, and the nights closed or opened here."""
+
 from __future__ import annotations
 
 from datetime import date
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
-from django_htmx.http import HttpResponseClientRefresh
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST, require_safe
 
 from syncs.dashboard import properties_health, property_month
 from syncs.dashboard import property_list as property_list_read
 from syncs.date_inputs import month_bounds, month_from_query
-from syncs.explain import describe_readers
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.horizon import latest_checkout
-from syncs.models import Account, Activity, BlockKind, BulkAction, Membership
-from syncs.readers import connection_export_facts
+from syncs.models import Account, Block, BlockKind, BulkAction, Membership
+from syncs.operator_actions import property_block_add, property_block_remove
 from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
-    connection_blocks,
-    connection_get,
-    connection_recent_runs,
     connection_rows,
-    connection_state_get,
     property_get,
     property_manual_blocks,
 )
-from syncs.sync_state import SyncState
 from syncs.timeline import Filter, connections_matching
+from syncs.views.htmx import back
 
 PROPERTIES_PER_PAGE = 25
 
@@ -91,55 +89,38 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     )
 
 
-@require_safe
+def _date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@require_POST
 @login_required
-@role_required(Role.VIEWER)
-def connection_row(request: HttpRequest, connection_id: int) -> HttpResponse:
-    """One connection's row, polled by htmx while a "Sync now" runs."""
-    connection = connection_get(user=request.user, connection_id=connection_id)
-    row = connection_rows(property=connection.property, only=connection)[0]
-    return render(request, "syncs/includes/connection_row.html", {"row": row})
+@role_required(Role.MANAGER)
+def property_block_add_view(request: HttpRequest, property_id: int) -> HttpResponse:
+    prop = property_get(user=request.user, property_id=property_id)
+    start, end = _date(request.POST.get("start", "")), _date(request.POST.get("end", ""))
+    kind = request.POST.get("kind", BlockKind.BLOCKED)
+    if start is None or end is None:
+        messages.error(request, _("Give the first night and the check-out day."))
+    else:
+        try:
+            property_block_add(property=prop, start=start, end=end, kind=kind, summary=request.POST.get("summary", ""),
+                               user=request.user)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, _("Nights closed: every portal's export shows them now."))
+    return back(request, reverse("property-detail", kwargs={"property_id": prop.pk}))
 
 
-@require_safe
+@require_POST
 @login_required
-@role_required(Role.VIEWER)
-def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpResponse:
-    """Polled by htmx on the connection page while a "Sync now" runs or a sync switched back on
-    is being checked: nothing meanwhile, then a reload of the whole page, whose every panel
-    (state, errors, runs, blocks) it changed."""
-    state = connection_state_get(user=request.user, connection_id=connection_id)
-    if state.connection.sync_requested_at or state.state == SyncState.CHECKING:
-        return HttpResponse(status=204)  # htmx leaves the page as it is
-    return HttpResponseClientRefresh()
-
-
-@require_safe
-@login_required
-@role_required(Role.VIEWER)
-def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
-    state = connection_state_get(user=request.user, connection_id=connection_id)
-    connection = state.connection
-    context = {
-        "account": Account.of_user(request.user),
-        "connection": connection,
-        # The heading's badge and the state box: one read, the one the messages were made from.
-        "state": state,
-        "runs": connection_recent_runs(connection=connection),
-        "blocks": connection_blocks(connection=connection),
-        "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user", "connection__portal")[:20],
-    }
-    if connection.exports and can_see_secrets(request):
-        context.update(connection_export_panel(connection))
-    return render(request, "syncs/connection_detail.html", context)
-
-
-def connection_export_panel(connection) -> dict:
-    """What the connection page's export panel shows: the URL, and who reads it."""
-    facts = connection_export_facts(connection=connection)
-    return {
-        "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
-        "reader_facts": facts,
-        "readers": describe_readers(facts, portal=connection.portal.display_name),
-        "rotation_grace_hours": settings.EXPORT_ROTATION_GRACE_HOURS,
-    }
+@role_required(Role.MANAGER)
+def property_block_remove_view(request: HttpRequest, block_id: int) -> HttpResponse:
+    block = get_object_or_404(Block.objects.for_user(request.user).filter(source__isnull=True), pk=block_id)
+    property_block_remove(block=block, user=request.user)
+    messages.success(request, _("Nights opened again."))
+    return back(request, reverse("property-detail", kwargs={"property_id": block.property_id}))

@@ -1,34 +1,94 @@
-"""State changes from the pages: POST only, scoped to the account, answering htmx with the
-changed fragment and plain forms with a redirect."""
+"""A sync's own page and what is done to one sync from the pages: switch, sync now, accept
+held removals, issue a new export URL. State changes are POST only, scoped to the account,
+answering htmx with the changed fragment and plain forms with a redirect."""
 
 from __future__ import annotations
-
-from datetime import date
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
+from django_htmx.http import HttpResponseClientRefresh
 
-from syncs.models import Block, BlockKind
+from syncs.explain import describe_readers
+from syncs.export_tokens import export_token_ensure, export_url
+from syncs.models import Account, Activity
 from syncs.operator_actions import (
     connection_accept_held,
     connection_rotate_export,
     connection_set_enabled,
-    property_block_add,
-    property_block_remove,
 )
-from syncs.roles import Role, role_required
-from syncs.selectors import connection_get, connection_rows, property_get
+from syncs.readers import connection_export_facts
+from syncs.roles import Role, can_see_secrets, role_required
+from syncs.selectors import (
+    connection_blocks,
+    connection_get,
+    connection_recent_runs,
+    connection_rows,
+    connection_state_get,
+)
 from syncs.sync_requests import connection_request_sync
+from syncs.sync_state import SyncState
 from syncs.views.htmx import back, partial_with_toasts
-from syncs.views.properties import connection_export_panel
+
+
+@require_safe
+@login_required
+@role_required(Role.VIEWER)
+def connection_row(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """One connection's row, polled by htmx while a "Sync now" runs."""
+    connection = connection_get(user=request.user, connection_id=connection_id)
+    row = connection_rows(property=connection.property, only=connection)[0]
+    return render(request, "syncs/includes/connection_row.html", {"row": row})
+
+
+@require_safe
+@login_required
+@role_required(Role.VIEWER)
+def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """Polled by htmx on the connection page while a "Sync now" runs or a sync switched back on
+    is being checked: nothing meanwhile, then a reload of the whole page, whose every panel
+    (state, errors, runs, blocks) it changed."""
+    state = connection_state_get(user=request.user, connection_id=connection_id)
+    if state.connection.sync_requested_at or state.state == SyncState.CHECKING:
+        return HttpResponse(status=204)  # htmx leaves the page as it is
+    return HttpResponseClientRefresh()
+
+
+@require_safe
+@login_required
+@role_required(Role.VIEWER)
+def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
+    state = connection_state_get(user=request.user, connection_id=connection_id)
+    connection = state.connection
+    context = {
+        "account": Account.of_user(request.user),
+        "connection": connection,
+        # The heading's badge and the state box: one read, the one the messages were made from.
+        "state": state,
+        "runs": connection_recent_runs(connection=connection),
+        "blocks": connection_blocks(connection=connection),
+        "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user", "connection__portal")[:20],
+    }
+    if connection.exports and can_see_secrets(request):
+        context.update(connection_export_panel(connection))
+    return render(request, "syncs/connection_detail.html", context)
+
+
+def connection_export_panel(connection) -> dict:
+    """What the connection page's export panel shows: the URL, and who reads it."""
+    facts = connection_export_facts(connection=connection)
+    return {
+        "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
+        "reader_facts": facts,
+        "readers": describe_readers(facts, portal=connection.portal.display_name),
+        "rotation_grace_hours": settings.EXPORT_ROTATION_GRACE_HOURS,
+    }
 
 
 def _row_response(request: HttpRequest, connection) -> HttpResponse:
@@ -110,40 +170,3 @@ def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpRe
             % {"portal": connection.portal.display_name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
         )
     return _panel_response(request, connection, "export-panel")
-
-
-def _date(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-@require_POST
-@login_required
-@role_required(Role.MANAGER)
-def property_block_add_view(request: HttpRequest, property_id: int) -> HttpResponse:
-    prop = property_get(user=request.user, property_id=property_id)
-    start, end = _date(request.POST.get("start", "")), _date(request.POST.get("end", ""))
-    kind = request.POST.get("kind", BlockKind.BLOCKED)
-    if start is None or end is None:
-        messages.error(request, _("Give the first night and the check-out day."))
-    else:
-        try:
-            property_block_add(property=prop, start=start, end=end, kind=kind, summary=request.POST.get("summary", ""),
-                               user=request.user)
-        except ValidationError as error:
-            messages.error(request, " ".join(error.messages))
-        else:
-            messages.success(request, _("Nights closed: every portal's export shows them now."))
-    return back(request, reverse("property-detail", kwargs={"property_id": prop.pk}))
-
-
-@require_POST
-@login_required
-@role_required(Role.MANAGER)
-def property_block_remove_view(request: HttpRequest, block_id: int) -> HttpResponse:
-    block = get_object_or_404(Block.objects.for_user(request.user).filter(source__isnull=True), pk=block_id)
-    property_block_remove(block=block, user=request.user)
-    messages.success(request, _("Nights opened again."))
-    return back(request, reverse("property-detail", kwargs={"property_id": block.property_id}))
