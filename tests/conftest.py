@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.conf import settings
+from django.utils import timezone
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+# The moment the clock of most tests starts at (see ``clock``): the feeds of those tests are
+# written for the days after it.
+NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 
 
 def _redis_problem() -> str | None:
@@ -170,3 +176,31 @@ def httpserver_listen_address() -> tuple[str, int]:
     """Portals played on 127.0.0.1: "localhost" may resolve to ::1 first, and the fetcher pins
     the first address it resolves."""
     return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def clock():
+    """Time that starts at NOW and runs on; a test moves it with ``clock.shift(...)``. Ask for it
+    before logging a client in, or the session expires when the clock moves."""
+    with time_machine.travel(NOW, tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def portal_server(httpserver, settings):
+    """A portal played by a real HTTP server on 127.0.0.1: the fetcher may go there only when
+    loopback is allowed, as it is here."""
+    settings.FETCH_ALLOW_LOOPBACK = True
+    return httpserver
+
+
+@pytest.fixture
+def feed_url(portal_server) -> str:
+    """The link of an Airbnb feed with one stay, two nights from today, on ``portal_server``."""
+    from tests import feeds
+
+    today = timezone.localdate()
+    portal_server.expect_request("/feed.ics").respond_with_data(
+        feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=5))), content_type="text/calendar"
+    )
+    return portal_server.url_for("/feed.ics")

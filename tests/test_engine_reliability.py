@@ -25,21 +25,10 @@ from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Block, PauseEpisode, SyncRun
 from syncs.sync import connection_sync_leased
 from syncs.sync_state import SyncState
-from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory
 from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def feed_url(httpserver, settings):
-    settings.FETCH_ALLOW_LOOPBACK = True
-    today = timezone.localdate()
-    httpserver.expect_request("/feed.ics").respond_with_data(
-        feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=5))), content_type="text/calendar"
-    )
-    return httpserver.url_for("/feed.ics")
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from unittest import mock
 
 import pytest
-import time_machine
 from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections, connections
 from django.db import connection as db
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -27,11 +26,11 @@ from syncs.export_tokens import (
 from syncs.ical import parse_feed
 from syncs.models import Account, Block, Connection, ExportReadDay, ExportToken, Property
 from syncs.readers import connection_export_facts
+from tests.conftest import NOW
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
 
 
@@ -40,9 +39,9 @@ def d(days: int) -> date:
 
 
 @pytest.fixture(autouse=True)
-def clock():
-    with time_machine.travel(NOW, tick=True) as traveller:
-        yield traveller
+def _clock(clock):
+    """Every test here runs on the shared clock."""
+    return clock
 
 
 @pytest.fixture(autouse=True)

@@ -20,12 +20,6 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def portal_server(httpserver, settings):
-    settings.FETCH_ALLOW_LOOPBACK = True
-    return httpserver
-
-
 def answer(server, body=b"", status=200, content_type="text/calendar"):
     server.clear_all_handlers()
     server.expect_request("/cal.ics").respond_with_data(body, status=status, content_type=content_type)

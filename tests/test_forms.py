@@ -4,11 +4,10 @@ what the page says, and find the sync (or nothing at all) saved."""
 from __future__ import annotations
 
 import html
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from unittest import mock
 
 import pytest
-import time_machine
 from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.test import TestCase
@@ -34,7 +33,6 @@ from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, por
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 FEED_PATH = "/calendar/ical/4242.ics"
 AIRBNB_LINK = "https://www.airbnb.com/calendar/ical/1234567.ics?s=0a1b2c3d4e5f"
 BOOKING_LINK = "https://admin.booking.com/hotel/hoteladmin/ical.html?t=9f8e7d6c-5b4a"
@@ -55,20 +53,6 @@ def theirs():
     """A property and a sync of another account."""
     connection = ConnectionFactory(property=PropertyFactory(name="Their Villa"))
     return connection.property, connection
-
-
-@pytest.fixture
-def portal_server(httpserver, settings):
-    """A portal played on 127.0.0.1: the fetcher may go there only when loopback is allowed."""
-    settings.FETCH_ALLOW_LOOPBACK = True
-    return httpserver
-
-
-@pytest.fixture
-def clock():
-    """The feed's dates are fixed; ask for the clock before logging in, or the session expires."""
-    with time_machine.travel(NOW, tick=True) as traveller:
-        yield traveller
 
 
 def add_sync(client, prop, **fields):

@@ -33,12 +33,6 @@ def flat(operator):
     return PropertyFactory(account=Account.of_user(operator), name="Casa Azul", timezone="Europe/Lisbon")
 
 
-@pytest.fixture
-def portal_server(httpserver, settings):
-    settings.FETCH_ALLOW_LOOPBACK = True
-    return httpserver
-
-
 def said(response) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
 

@@ -40,12 +40,6 @@ SITE_URL = "https://app.example.com"
 
 
 @pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=True) as traveller:
-        yield traveller
-
-
-@pytest.fixture
 def airbnb_server(httpserver, settings):
     settings.FETCH_ALLOW_LOOPBACK = True
     settings.SITE_URL = SITE_URL

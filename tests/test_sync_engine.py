@@ -4,11 +4,10 @@ their feeds over a sequence of syncs; the blocks in the database are what the op
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from unittest import mock
 
 import pytest
-import time_machine
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -21,24 +20,18 @@ from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, S
 from syncs.sync import connection_accept_held_removals, connection_sync_leased
 from syncs.sync_state import SyncState
 from tests import feeds
+from tests.conftest import NOW
 from tests.factories import ConnectionFactory, PropertyFactory, portal
 from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
 FEED_PATH = "/calendar/ical/4242.ics"
 
 
 def d(days: int) -> date:
     return TODAY + timedelta(days=days)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=True) as traveller:
-        yield traveller
 
 
 @pytest.fixture

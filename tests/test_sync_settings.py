@@ -4,12 +4,11 @@ reads with the new settings. One test per kind of change, the admin's included."
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from types import SimpleNamespace
 from unittest import mock
 
 import pytest
-import time_machine
 from django.contrib.admin.sites import site
 from django.utils import timezone
 from werkzeug import Response
@@ -26,7 +25,6 @@ from tests.factories import ConnectionFactory, PropertyFactory, portal
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 # A stay given in UTC times: its nights depend on the property's zone (Lisbon: the 20th and
 # 21st; Tokyo, nine hours ahead: the 21st only).
 FEED = (
@@ -41,12 +39,6 @@ def portal_with_etag(request):
     if request.headers.get("If-None-Match") == '"v1"':
         return Response(b"", status=304, headers={"ETag": '"v1"'})
     return Response(FEED, content_type="text/calendar", headers={"ETag": '"v1"'})
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=True) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -22,16 +22,6 @@ from tests.factories import ConnectionFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def feed_url(httpserver, settings):
-    settings.FETCH_ALLOW_LOOPBACK = True
-    today = timezone.localdate()
-    httpserver.expect_request("/feed.ics").respond_with_data(
-        feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=5))), content_type="text/calendar"
-    )
-    return httpserver.url_for("/feed.ics")
-
-
 def test_the_dispatcher_enqueues_one_task_per_due_connection():
     due = ConnectionFactory.create_batch(2, next_sync_at=None)
     ConnectionFactory(enabled=False)
