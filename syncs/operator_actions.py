@@ -13,8 +13,8 @@ from syncs.clean_text import clean
 from syncs.connection_state import connection_switch
 from syncs.date_inputs import nights_error
 from syncs.export_tokens import export_token_ensure, export_token_rotate
-from syncs.models import Activity, Block, Connection, Property, SyncRun
-from syncs.sync import connection_accept_held_removals
+from syncs.models import Activity, Block, Connection, Property
+from syncs.sync import connection_accept_held_answer
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_settings import connection_settings_update
 
@@ -41,13 +41,19 @@ def connection_read_new_link(*, connection: Connection, user) -> None:
     connection.refresh_from_db()
 
 
-def connection_accept_held(*, connection: Connection, user) -> SyncRun | None:
-    """Apply the removals the shrink guard held, after the operator checked them on the portal."""
-    activity_record(
-        user=user, action=Activity.Action.HELD_ACCEPTED, connection=connection,
-        params={"removals": connection.held_removals},
-    )
-    return connection_accept_held_removals(connection=connection)
+def connection_accept_held(*, connection: Connection, user) -> bool:
+    """Apply the removals the shrink guard held, after the operator checked them on the portal:
+    the answer they saw is accepted, and a worker syncs at once to apply it (the page never
+    waits on the portal). Returns whether there was a held answer to accept."""
+    with transaction.atomic():
+        if not connection_accept_held_answer(connection=connection):
+            return False
+        activity_record(
+            user=user, action=Activity.Action.HELD_ACCEPTED, connection=connection,
+            params={"removals": connection.held_removals},
+        )
+        connection_request_sync(connection=connection, user=user, pressed=False)
+    return True
 
 
 def connection_rotate_export(*, connection: Connection, user) -> None:

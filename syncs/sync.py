@@ -406,13 +406,19 @@ def _must_hold(
     return not (connection.held_answer == answer and connection.held_since and now - connection.held_since >= confirmed_after)
 
 
-def connection_accept_held_removals(*, connection: Connection) -> SyncRun | None:
-    """The operator confirms that the feed's shrunken answer is right: apply it now.
-
-    Only the answer the operator saw is accepted; if the feed says something else by now, the
-    guard judges that new answer afresh.
-    """
-    Connection.objects.filter(pk=connection.pk, held_answer__gt="").update(
-        held_accepted_answer=connection.held_answer
+def connection_accept_held_answer(*, connection: Connection) -> bool:
+    """The operator confirms that the feed's shrunken answer is right: the next sync that reads
+    that same answer applies its removals. Only the answer the operator saw is accepted; if the
+    feed says something else by then, the guard judges that new answer afresh. Returns whether
+    an answer was held (and is now accepted)."""
+    return bool(
+        Connection.objects.filter(pk=connection.pk, held_answer=connection.held_answer, held_answer__gt="").update(
+            held_accepted_answer=connection.held_answer
+        )
     )
+
+
+def connection_accept_held_removals(*, connection: Connection) -> SyncRun | None:
+    """Accept the held answer and sync at once (for the worker: a page hands this to it)."""
+    connection_accept_held_answer(connection=connection)
     return connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)

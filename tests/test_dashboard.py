@@ -10,13 +10,14 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from channelmgr.celery import app
 from syncs import sync_requests, tasks
-from syncs.models import Account, Activity, Block, Connection
+from syncs.models import Account, Activity, Block, Connection, SyncRun
 from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
@@ -308,7 +309,7 @@ def test_the_connection_page_masks_the_import_url_until_asked(operator_client, a
     assert "topsecret" not in visible
 
 
-def test_the_operator_accepts_held_removals_from_the_connection_page(operator_client, account, httpserver, settings):
+def test_the_operator_accepts_held_removals_from_the_connection_page(operator_client, account, httpserver, settings, no_broker):
     from syncs.sync import connection_sync_leased
 
     settings.FETCH_ALLOW_LOOPBACK = True
@@ -322,8 +323,16 @@ def test_the_operator_accepts_held_removals_from_the_connection_page(operator_cl
     connection_sync_leased(connection_id=connection.pk)
     page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
     assert "suddenly lost 4 future bookings or blocks" in page
-    response = operator_client.post(reverse("connection-accept-held", args=[connection.pk]), follow=True)
-    assert "4 removals applied" in response.content.decode()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = operator_client.post(reverse("connection-accept-held", args=[connection.pk]), follow=True)
+    page = response.content.decode()
+    # The page never waits on the portal: a worker syncs, and the page says so meanwhile.
+    assert "Accepted: 4 removals are being applied." in page
+    assert "Applying the 4 removals you accepted" in page
+    assert Block.objects.current().filter(source=connection).count() == 4
+    connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)  # the worker
+    page = operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode()
+    assert "suddenly lost" not in page and "Applying the" not in page
     assert not Block.objects.current().filter(source=connection).exists()
 
 
@@ -375,7 +384,7 @@ def test_issuing_a_new_export_url_swaps_only_the_export_panel(operator_client, a
     assert "New export URL issued" in fragment  # the toast, out of band
 
 
-def test_accepting_held_removals_swaps_only_the_held_panel(operator_client, account, httpserver, settings):
+def test_accepting_held_removals_swaps_only_the_held_panel(operator_client, account, httpserver, settings, no_broker):
     from syncs.sync import connection_sync_leased
 
     settings.FETCH_ALLOW_LOOPBACK = True
@@ -391,7 +400,8 @@ def test_accepting_held_removals_swaps_only_the_held_panel(operator_client, acco
     fragment = operator_client.post(reverse("connection-accept-held", args=[connection.pk]), **HTMX).content.decode()
     assert fragment.lstrip().startswith('<div id="held-panel">')
     assert "suddenly lost" not in fragment
-    assert "4 removals applied" in fragment
+    assert "Applying the 4 removals you accepted" in fragment
+    assert "Accepted: 4 removals are being applied." in fragment  # the toast, out of band
 
 
 def test_the_account_chooses_whether_paused_syncs_resume_by_themselves(operator_client, account):

@@ -144,12 +144,16 @@ def connection_sync_now(request: HttpRequest, connection_id: int) -> HttpRespons
 @role_required(Role.MANAGER)
 def connection_accept_held_view(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
-    run = connection_accept_held(connection=connection, user=request.user)
-    if run is not None and not run.removals_held:
+    removals = connection.held_removals
+    if connection_accept_held(connection=connection, user=request.user):
         messages.success(
             request,
-            ngettext("Done: %(n)s removal applied.", "Done: %(n)s removals applied.", run.events_removed)
-            % {"n": run.events_removed},
+            ngettext(
+                "Accepted: %(n)s removal is being applied. This page updates when it is.",
+                "Accepted: %(n)s removals are being applied. This page updates when they are.",
+                removals,
+            )
+            % {"n": removals},
         )
     else:
         messages.error(request, _("The portal's calendar changed again: nothing was applied. Look at it once more."))
