@@ -147,7 +147,7 @@ def test_beats_tasks_have_their_own_queue_which_the_worker_serves_first():
         assert django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
 
 
-def test_the_shipped_worker_keeps_many_syncs_in_flight_in_one_process(settings):
+def test_each_shipped_worker_process_keeps_many_syncs_in_flight(settings):
     assert (app.conf.worker_pool, app.conf.worker_concurrency) == ("threads", settings.CELERY_WORKER_CONCURRENCY)
     assert settings.CELERY_WORKER_CONCURRENCY >= 100
 
