@@ -1,17 +1,17 @@
 """How many syncs a second the shipped worker keeps up with against portals of a given latency.
 
     .venv/bin/python bench/capacity.py --latency-ms 300 --connections 3000 [--hang-rate 0.05]
-        [--hosts 250] [--database-url URL] [--redis-url URL] [--pool threads] [--concurrency 200]
+        [--hosts 250] [--database-url URL] [--redis-url URL] [--processes N] [--pool P] [--concurrency N]
 
 Starts its own portal on the loopback (each of --hosts portal hosts is its own 127.x address;
 every answer comes after --latency-ms; the hosts of --hang-rate drip a byte every few seconds so
 each fetch runs to the fetch deadline), creates a fresh database (its name must contain "bench")
-and seeds N connections whose feeds are unchanged (each poll is answered 304). Then it runs the
-worker and beat with the Procfile's commands, dispatches once, and waits until every connection
-has been synced (or --timeout). It samples the worker's CPU and memory (its whole process tree)
-and the PostgreSQL connections it holds, then prints a table ending with
-``capacity: <n> syncs/s at <latency> ms``. --pool/--concurrency override the shipped worker
-pool, to compare.
+and seeds N connections whose feeds are unchanged (each poll is answered 304). Then it runs every
+worker and the beat of the Procfile, as deployed (DEBUG off), dispatches once, and waits until
+every connection has been synced (or --timeout). It samples the workers' CPU and memory (their
+process trees) and the PostgreSQL connections they hold, then prints a table ending with
+``capacity: <n> syncs/s at <latency> ms``. --processes/--pool/--concurrency override the shipped
+workers, to compare.
 """
 
 from __future__ import annotations
