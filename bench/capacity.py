@@ -1,17 +1,17 @@
 """How many syncs a second the shipped worker keeps up with against portals of a given latency.
 
     .venv/bin/python bench/capacity.py --latency-ms 300 --connections 3000 [--hang-rate 0.05]
-        [--hosts 250] [--database-url URL] [--redis-url URL] [--pool threads] [--concurrency 200]
+        [--hosts 250] [--database-url URL] [--redis-url URL] [--processes N] [--pool P] [--concurrency N]
 
 Starts its own portal on the loopback (each of --hosts portal hosts is its own 127.x address;
 every answer comes after --latency-ms; the hosts of --hang-rate drip a byte every few seconds so
 each fetch runs to the fetch deadline), creates a fresh database (its name must contain "bench")
-and seeds N connections whose feeds are unchanged (each poll is answered 304). Then it runs the
-worker and beat with the Procfile's commands, dispatches once, and waits until every connection
-has been synced (or --timeout). It samples the worker's CPU and memory (its whole process tree)
-and the PostgreSQL connections it holds, then prints a table ending with
-``capacity: <n> syncs/s at <latency> ms``. --pool/--concurrency override the shipped worker
-pool, to compare.
+and seeds N connections whose feeds are unchanged (each poll is answered 304). Then it runs every
+worker and the beat of the Procfile, as deployed (DEBUG off), dispatches once, and waits until
+every connection has been synced (or --timeout). It samples the workers' CPU and memory (their
+process trees) and the PostgreSQL connections they hold, then prints a table ending with
+``capacity: <n> syncs/s at <latency> ms``. --processes/--pool/--concurrency override the shipped
+workers, to compare.
 """
 
 from __future__ import annotations
@@ -169,11 +169,10 @@ def start(command: str, env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def procfile(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    raise SystemExit(f"no {name} in the Procfile")
+def procfile(prefix: str) -> list[str]:
+    """The commands of the Procfile's processes whose names start with ``prefix``."""
+    found = [line.split(":", 1)[1].strip() for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(prefix)]
+    return found or sys.exit(f"no {prefix} in the Procfile")
 
 
 def main() -> None:
@@ -186,7 +185,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
     parser.add_argument("--pool", help="override the shipped worker pool (threads, gevent, prefork)")
     parser.add_argument("--concurrency", type=int, help="override the shipped worker concurrency")
-    parser.add_argument("--processes", type=int, default=1, help="worker processes (the Procfile starts one)")
+    parser.add_argument("--processes", type=int, help="override the number of worker processes (the Procfile's)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for every sync")
     args = parser.parse_args()
 
@@ -200,15 +199,15 @@ def main() -> None:
     env = {
         **os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DATABASE_URL": f"{args.database_url}?application_name={queue}",
         "REDIS_URL": args.redis_url, "CELERY_QUEUE": queue, "VAR_DIR": str(folder), "FETCH_ALLOW_LOOPBACK": "1",
-        "DEBUG": "1", "LOG_LEVEL": "INFO",
+        # As deployed (DEBUG off); demo mode only so that the worker may fetch the loopback portal.
+        "DEBUG": "0", "DEMO_MODE": "1", "SECRET_KEY": "bench-" + uuid.uuid4().hex, "LOG_LEVEL": "INFO",
     }
-    worker_command = procfile("worker")
-    if args.pool:
-        worker_command += f" --pool {args.pool}"
-    if args.concurrency:
-        worker_command += f" --concurrency {args.concurrency}"
-    workers = [start(worker_command + f" -n w{i}@%h", env, folder / f"worker{i}.log") for i in range(args.processes)]
-    beat = start(procfile("beat"), env, folder / "beat.log")
+    commands = procfile("worker")
+    if args.processes:
+        commands = [f"{commands[0]} -n w{i}@%h" for i in range(args.processes)]
+    extra = (f" --pool {args.pool}" if args.pool else "") + (f" --concurrency {args.concurrency}" if args.concurrency else "")
+    workers = [start(command + extra, env, folder / f"worker{i}.log") for i, command in enumerate(commands)]
+    beat = start(procfile("beat")[0], env, folder / "beat.log")
     samples = []
     try:
         time.sleep(3)  # the worker connects to its broker
@@ -249,8 +248,8 @@ def report(args, samples, hanging: int, folder: Path) -> None:
     rows = [
         ("connections (hanging)", f"{args.connections} ({hanging})"),
         ("portal latency", f"{args.latency_ms} ms"),
-        ("worker processes", str(args.processes)),
-        ("worker", procfile("worker") + (f" --pool {args.pool}" if args.pool else "") + (f" --concurrency {args.concurrency}" if args.concurrency else "")),
+        ("worker processes", str(args.processes or len(procfile("worker")))),
+        ("worker", procfile("worker")[0] + (f" --pool {args.pool}" if args.pool else "") + (f" --concurrency {args.concurrency}" if args.concurrency else "")),
         ("syncs/s (10%-90%, working portals)", f"{rate:.1f}"),
         ("syncs done, seconds", f"{done} in {elapsed:.0f} s"),
         ("worker CPU", f"{cpu / elapsed * 100:.0f}% of one core, {cpu / max(done, 1) * 1000:.1f} ms per sync"),

@@ -154,7 +154,7 @@ else:
         # Worker threads share a bounded pool of connections (Django's psycopg pool): a sync
         # takes one to read and one to record, and holds none while it waits on a portal.
         DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": 2, "max_size": env_int("DATABASE_POOL_SIZE", 16, minimum=2),
+            "min_size": 2, "max_size": env_int("DATABASE_POOL_SIZE", 8, minimum=2),
             "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
         }
     else:
@@ -248,10 +248,11 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Celery -----------------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss"))
-# The worker keeps many fetches in flight: syncs wait on portals, not on the CPU. Threads, not
-# processes (README, "Performance"): one process holds WORKER_CONCURRENCY syncs at once.
+# The worker keeps many fetches in flight: syncs wait on portals, not on the CPU. A pool of
+# threads (README, "Performance"): one process holds WORKER_CONCURRENCY syncs at once, and the
+# Procfile starts one process per core (Python runs one thread of a process at a time).
 CELERY_WORKER_POOL = env_str("WORKER_POOL", "threads")
-CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 200, minimum=1)
+CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 100, minimum=1)
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_url(
     "CELERY_BROKER_URL", REDIS_URL or "filesystem://", schemes=("redis", "rediss", "filesystem", "amqp", "memory")

@@ -14,7 +14,7 @@ point backed by a test in ``tests/test_fetch.py``:
   never read (requests' own redirect handling decodes it in full with ``resp.content``);
 * a total deadline that holds even while a read is blocked, a decoded-size cap, and an error
   classification that never carries the URL (feed URLs are secret capability URLs);
-* connections kept alive between polls, per thread and per checked address, without cookies.
+* connections kept alive between polls, per process and per checked address, without cookies.
 
 No Django here: callers pass settings in as arguments.
 """
@@ -26,6 +26,7 @@ import datetime as dt
 import email.utils
 import functools
 import heapq
+import http.cookiejar
 import ipaddress
 import itertools
 import math
@@ -301,14 +302,19 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
-_local = threading.local()  # per thread: the running fetch's deadline and the kept-alive sessions
+_local = threading.local()  # per thread: the running fetch's deadline
+# The kept-alive sessions of this process, one per (allow_loopback, user_agent), shared by its
+# threads: each thread's own would keep its own connections to every portal, beyond what the
+# per-host limit lets it use.
+_sessions: dict[tuple[bool, str], _FeedSession] = {}
+_sessions_lock = threading.Lock()
 
 
 def _forget_after_fork() -> None:
     # A forked child (Celery's prefork pool) has no watchdog thread, and must not share the
     # parent's sockets: it starts with neither.
-    global _WATCHDOG, _local
-    _WATCHDOG, _local = _Watchdog(), threading.local()
+    global _WATCHDOG, _local, _sessions, _sessions_lock
+    _WATCHDOG, _local, _sessions, _sessions_lock = _Watchdog(), threading.local(), {}, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -410,6 +416,9 @@ class _GuardedAdapter(IPFilterAdapter):
     def __init__(self, *, is_https_proto: bool, allow_loopback: bool):
         super().__init__(is_https_proto=is_https_proto, allow_loopback=allow_loopback)
         self._loopback_allowed = allow_loopback
+        # Kept: the connections of KEPT_ADDRESSES addresses, KEPT_PER_ADDRESS each (the most a
+        # polite client has in flight to one host); a busier address opens and closes the rest.
+        self.init_poolmanager(KEPT_ADDRESSES, KEPT_PER_ADDRESS)
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):
         # The parent resolves the host once and replaces it with the pinned address.
@@ -432,9 +441,14 @@ class _GuardedAdapter(IPFilterAdapter):
         return pool
 
 
+# The connection pools a process keeps alive: how many portal addresses, how many to each.
+KEPT_ADDRESSES = 256
+KEPT_PER_ADDRESS = 8
+
+
 class _FeedSession(HTTPSession):
-    """requests-hardened's session with our adapters, no environment, no cookies kept between
-    fetches, and no redirect pre-read."""
+    """requests-hardened's session with our adapters, no environment, no cookies ever kept, and
+    no redirect pre-read. Shared by a process's threads: nothing in it belongs to one fetch."""
 
     def __init__(self, config: Config):
         super().__init__(config)
@@ -447,6 +461,9 @@ class _FeedSession(HTTPSession):
         # An inherited HTTP(S)_PROXY would make the filter check the proxy, not the target,
         # and ~/.netrc would hand our credentials to whatever host a feed URL names.
         self.trust_env = False
+        # One operator's fetch must never carry what a portal set during another's: no cookie
+        # is ever stored (a jar that refuses every domain), so none is ever sent.
+        self.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
     def resolve_redirects(self, *args, **kwargs) -> Iterator:
         # Session.send calls this even with allow_redirects=False (to fill Response.next), and
@@ -456,38 +473,38 @@ class _FeedSession(HTTPSession):
 
 
 def _session(*, allow_loopback: bool, user_agent: str) -> _FeedSession:
-    """This thread's session for these settings, kept between fetches.
+    """This process's session for these settings, kept between fetches.
 
     Keeping connections alive is what real portals expect of a poller that comes back every few
     minutes: most polls of one portal then skip the TCP and TLS handshakes (tens of
-    milliseconds each against a real portal). Cookies are not kept: one operator's fetch must
-    never carry what a portal set during another's.
+    milliseconds each against a real portal). The session's pools are thread-safe, and it
+    keeps no cookies (see _FeedSession).
     """
-    sessions = getattr(_local, "sessions", None)
-    if sessions is None:
-        sessions = _local.sessions = {}
     key = (allow_loopback, user_agent)
-    session = sessions.get(key)
+    session = _sessions.get(key)
     if session is None:
-        session = sessions[key] = _FeedSession(
-            Config(
-                ip_filter_enable=True,
-                ip_filter_allow_loopback_ips=allow_loopback,
-                never_redirect=True,  # followed by _follow_redirects, one checked hop at a time
-                default_timeout=None,  # every request passes its own, within the deadline
-                user_agent_override=user_agent,
-            )
-        )
-    session.cookies.clear()
+        with _sessions_lock:
+            session = _sessions.get(key)
+            if session is None:
+                session = _sessions[key] = _FeedSession(
+                    Config(
+                        ip_filter_enable=True,
+                        ip_filter_allow_loopback_ips=allow_loopback,
+                        never_redirect=True,  # followed by _follow_redirects, one checked hop at a time
+                        default_timeout=None,  # every request passes its own, within the deadline
+                        user_agent_override=user_agent,
+                    )
+                )
     return session
 
 
 def close_kept_connections() -> None:
-    """Close this thread's kept-alive connections, for when the servers they lead to go away
+    """Close this process's kept-alive connections, for when the servers they lead to go away
     (a test's portals): the other end stops waiting for a next request that will never come."""
-    for session in getattr(_local, "sessions", {}).values():
-        session.close()
-    _local.sessions = {}
+    with _sessions_lock:
+        for session in _sessions.values():
+            session.close()
+        _sessions.clear()
 
 
 # --------------------------------------------------------------------------- fetching

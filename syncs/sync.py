@@ -90,15 +90,27 @@ class Outcome:
     today: date | None = None  # the property's day when the feed was read
 
 
-def connection_lease_and_read(*, connection_id: int, holder: str) -> Connection | None:
+def connection_lease_and_read(*, connection_id: int, holder: str, claimed: bool = False) -> Connection | None:
     """Take the connection's lease for ``holder`` (free, or already ``holder``'s) and read it,
-    with its property and portal, as it is now; None if it is gone or someone else holds it."""
-    if not connection_acquire_lease(connection_id=connection_id, holder=holder):
-        return None
+    with its property and portal, as it is now; None if it is gone or someone else holds it.
+
+    ``claimed``: ``holder`` is a dispatcher's claim, which leased the row when it claimed it. A
+    claim's task that finds its lease still held with at least half its length to run needs no
+    write to keep it: it reads the row in one statement. Otherwise (a retry after the lease was
+    given back, a task that waited in the queue past half its lease, a "Sync now") it takes the
+    lease, then reads what the row is under it.
+    """
     rows = Connection.objects.select_related("property", "portal").only(*POLL_FIELDS).filter(
         pk=connection_id, lease_holder=holder
-    )
-    return next(iter(rows.order_by()[:1]), None)
+    ).order_by()
+    if claimed:
+        spare = timezone.now() + timedelta(seconds=settings.SYNC_LEASE_SECONDS / 2)
+        held = next(iter(rows.filter(lease_until__gte=spare)[:1]), None)
+        if held is not None:
+            return held
+    if not connection_acquire_lease(connection_id=connection_id, holder=holder):
+        return None
+    return next(iter(rows[:1]), None)
 
 
 def connection_sync_leased(
@@ -107,8 +119,9 @@ def connection_sync_leased(
     """Take the connection's lease and sync it, unless it is gone, switched off or paused (for
     scheduled runs), or someone else holds it. ``holder``: the dispatcher's claim, for a
     scheduled poll (its task, retried or not, takes the lease again); a new one otherwise."""
+    claimed = holder is not None
     holder = holder or new_lease_holder()
-    connection = connection_lease_and_read(connection_id=connection_id, holder=holder)
+    connection = connection_lease_and_read(connection_id=connection_id, holder=holder, claimed=claimed)
     if connection is None:
         log.info("sync skipped connection=%s reason=gone_or_leased", connection_id)
         return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
 from django.conf import settings
@@ -26,13 +25,13 @@ log = logging.getLogger(__name__)
 
 DISPATCH_BATCH = 500
 DISPATCH_BUDGET_SECONDS = 30
-PUBLISHERS = 4
 
 
 def _publish(claims: list) -> None:
-    if not claims:
-        return
-    with sync_connection.app.producer_or_acquire() as producer:
+    """Hand the claims to the workers: on Redis, one pipeline of pushes per batch (kombu's
+    publish batch); elsewhere, one publish each. A batch the broker refuses is lost as a whole,
+    like a single publish: its connections come back at their next turn (scheduling)."""
+    with sync_connection.app.producer_or_acquire() as producer, producer.batch(max_size=DISPATCH_BATCH):
         for claim in claims:
             sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder), producer=producer)
 
@@ -47,10 +46,7 @@ def dispatch_due_syncs() -> int:
     # restart, a new account) are handed out in one pass, within a time budget.
     while time.monotonic() - started < DISPATCH_BUDGET_SECONDS:
         batch = connections_claim_due(limit=DISPATCH_BATCH)
-        # A few publishers at once, each on one broker connection for its share: a publish is
-        # mostly a wait on the broker, and the claimed connections' syncs wait for it.
-        with ThreadPoolExecutor(PUBLISHERS) as publishers:
-            list(publishers.map(_publish, [batch[i::PUBLISHERS] for i in range(PUBLISHERS)]))
+        _publish(batch)
         ids += [claim.connection_id for claim in batch]
         if len(batch) < DISPATCH_BATCH:
             break

@@ -4,10 +4,14 @@ behind syncs; the export answers 503 soon when its database stalls."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -136,9 +140,23 @@ def test_beats_tasks_have_their_own_queue_which_the_worker_serves_first():
         assert django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
 
 
-def test_the_shipped_worker_keeps_many_syncs_in_flight_in_one_process(settings):
+def test_each_shipped_worker_process_keeps_many_syncs_in_flight(settings):
     assert (app.conf.worker_pool, app.conf.worker_concurrency) == ("threads", settings.CELERY_WORKER_CONCURRENCY)
     assert settings.CELERY_WORKER_CONCURRENCY >= 100
+
+
+def test_the_procfile_and_compose_start_the_same_workers_within_twenty_database_connections():
+    root = Path(__file__).resolve().parent.parent
+    workers = [line.split(":", 1)[1].split() for line in (root / "Procfile").read_text().splitlines() if line.startswith("worker")]
+    compose = (root / "docker-compose.yml").read_text()
+    replicas = int(re.search(r"worker:\n(?:.*\n)*?\s+replicas: (\d+)", compose).group(1))
+    command = json.loads(re.search(r"worker:\n(?:.*\n)*?\s+command: (\[.*\])", compose).group(1))
+    # One process per core of the machine the figures were measured on, each with its own pool.
+    assert len(workers) == replicas == 2
+    for words in workers:
+        assert words[: words.index("-n")] == command
+    pool = int(os.environ.get("DATABASE_POOL_SIZE", 8))
+    assert len(workers) * pool <= 20
 
 
 def test_the_export_honours_a_weak_etag(client):

@@ -1182,3 +1182,16 @@ def test_a_connection_cut_at_the_size_limit_is_not_reused() -> None:
     assert error.code == "too_large"
     assert after.body == CALENDAR
     assert portal.connections == 2
+
+
+def test_threads_of_one_process_share_their_kept_alive_connections() -> None:
+    with keep_alive_server(calendar_answer(), not_modified_answer, not_modified_answer) as portal:
+        url = f"http://127.0.0.1:{portal.port}/calendar/ical/1.ics?s={SECRET}"
+        results = []
+        for _ in range(3):  # one after another, each in a thread of its own
+            worker = threading.Thread(target=lambda: results.append(fetch_feed(url, etag='"v0"', allow_loopback=True)))
+            worker.start()
+            worker.join(10)
+
+    assert [result.status for result in results] == [200, 304, 304]
+    assert portal.connections == 1

@@ -124,3 +124,25 @@ def test_two_dispatchers_at_once_never_claim_the_same_connection_on_postgresql(p
     assert not set(first) & set(second)
     assert set(first) | set(second) <= ids
     assert len(first) + len(second) >= 25
+
+
+@pytest.mark.django_db
+def test_connections_claimed_together_come_back_at_different_times():
+    now = timezone.now()
+    ConnectionFactory.create_batch(60, next_sync_at=None, sync_interval_minutes=30)
+    connections_claim_due(now=now)
+    turns = set(Connection.objects.values_list("next_sync_at", flat=True))
+    assert len(turns) > 2
+    assert all(now + timedelta(minutes=30) <= turn <= now + timedelta(minutes=33) for turn in turns)
+
+
+@pytest.mark.django_db
+def test_a_claim_moves_each_connection_by_its_own_interval():
+    now = timezone.now()
+    hourly = ConnectionFactory(next_sync_at=None, sync_interval_minutes=60)
+    quarter = ConnectionFactory(next_sync_at=None, sync_interval_minutes=15)
+    connections_claim_due(now=now)
+    hourly.refresh_from_db()
+    quarter.refresh_from_db()
+    assert now + timedelta(minutes=60) <= hourly.next_sync_at <= now + timedelta(minutes=66)
+    assert now + timedelta(minutes=15) <= quarter.next_sync_at <= now + timedelta(minutes=16.5)

@@ -193,3 +193,38 @@ def test_around_a_worker_task_a_failed_database_connection_is_dropped_and_a_heal
         assert db.connection is kept  # an eager task runs inside its caller: left alone
         close_old_database_connections(sender=task_signal_sender(eager=False))
     assert db.connection is None  # the next task opens a new one
+
+
+def test_a_claimed_poll_whose_lease_is_still_held_takes_no_lease_again(feed_url):
+    connection = ConnectionFactory(import_url=feed_url)
+    message = dispatched(connection)
+
+    with CaptureQueriesContext(db) as queries:
+        assert tasks.sync_connection(*message) == "ok_changed"
+
+    updates = [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and '"syncs_connection"' in q["sql"]]
+    # No write before the fetch: the only update of the row is the record, which gives it back.
+    assert len(updates) == 1 and "last_success_at" in updates[0]
+    connection.refresh_from_db()
+    assert (connection.lease_holder, connection.lease_until) == ("", None)
+
+
+def test_a_claimed_poll_that_waited_past_half_its_lease_takes_it_again_and_syncs(feed_url, settings):
+    connection = ConnectionFactory(import_url=feed_url)
+    message = dispatched(connection)
+    left = timedelta(seconds=settings.SYNC_LEASE_SECONDS / 2 - 5)
+    Connection.objects.filter(pk=connection.pk).update(lease_until=timezone.now() + left)
+
+    assert tasks.sync_connection(*message) == "ok_changed"
+    assert SyncRun.objects.filter(connection=connection).count() == 1
+
+
+def test_a_claimed_poll_whose_expired_lease_someone_else_took_does_nothing(feed_url):
+    connection = ConnectionFactory(import_url=feed_url)
+    message = dispatched(connection)
+    Connection.objects.filter(pk=connection.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert connection_acquire_lease(connection_id=connection.pk, holder="sync-now")
+
+    assert tasks.sync_connection(*message) is None
+    assert not SyncRun.objects.filter(connection=connection).exists()
+    assert Connection.objects.get(pk=connection.pk).lease_holder == "sync-now"
