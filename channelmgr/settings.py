@@ -312,13 +312,6 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 # `-Q <queue>` on the others.
 CELERY_BEAT_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.beat"
 CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in (CELERY_BEAT_QUEUE, CELERY_TASK_DEFAULT_QUEUE)]
-CELERY_TASK_ROUTES = {
-    name: {"queue": CELERY_BEAT_QUEUE}
-    for name in (
-        "syncs.tasks.dispatch_due_syncs", "syncs.notifications.send_pause_notifications",
-        "syncs.tasks.probe_paused_feeds", "syncs.tasks.prune_history",
-    )
-}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DISPATCH_INTERVAL_SECONDS = env_int("DISPATCH_INTERVAL_SECONDS", 60, minimum=5)
 CELERY_BEAT_SCHEDULE = {
@@ -343,14 +336,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"expires": 270},
     },
-}
-
-# Operating at scale (issue 21): double bookings and portals that stopped reading told to the
-# webhooks, lost webhook deliveries sent again, the members' daily digests.
-CELERY_BEAT_SCHEDULE.update({
+    # Operating at scale: double bookings and portals that stopped reading told to the webhooks,
+    # lost webhook deliveries sent again, the members' daily digests.
     "scan-alerts": {"task": "syncs.webhooks.scan_alerts", "schedule": 60.0, "options": {"expires": 54}},
     "send-digests": {"task": "syncs.digests.send_digests", "schedule": 600.0, "options": {"expires": 540}},
-})
+}
+# Every task beat sends goes to beat's queue: one added to the schedule cannot be forgotten here.
+CELERY_TASK_ROUTES = {entry["task"]: {"queue": CELERY_BEAT_QUEUE} for entry in CELERY_BEAT_SCHEDULE.values()}
+
 # /metrics answers only with this token (Authorization: Bearer ...); unset, /metrics is a 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 # The worker's counters are files here, read by the web process (prometheus-client's
