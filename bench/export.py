@@ -95,7 +95,7 @@ def main() -> None:
     from bench.capacity import free_port, procfile
 
     port = free_port()
-    command = procfile("web").replace("${WEB_BIND:-127.0.0.1:8000}", f"127.0.0.1:{port}") + " --access-logfile /dev/null"
+    command = procfile("web")[0].replace("${WEB_BIND:-127.0.0.1:8000}", f"127.0.0.1:{port}") + " --access-logfile /dev/null"
     server = subprocess.Popen(shlex.split(command), cwd=ROOT, env={**os.environ, **env, "PATH": f"{BIN}:{os.environ['PATH']}"},
                               stdout=(folder / "gunicorn.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
