@@ -251,3 +251,26 @@ def test_without_javascript_a_step_is_checked_on_the_page_itself(operator_client
     assert "Airbnb answered 404" in item
     assert 'hx-trigger="load' not in item  # checked already: not again as the page loads
     assert page.count("Check now") == 6  # the other steps, each a plain form
+
+
+def test_no_template_holds_a_comment_django_would_print():
+    """Django's {# #} ends on its own line: one that runs on is printed on the page as text (the
+    checklist showed its own notes to operators)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    runaway = []
+    for folder in settings.TEMPLATES[0]["DIRS"]:
+        for path in (p for p in Path(folder).rglob("*") if p.is_file()):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"\{#(?!.*#\})", line):
+                    runaway.append(f"{path.name}:{number}")
+    assert runaway == []
+
+
+def test_the_checklist_shows_operators_no_template_source(operator_client, operator):
+    prop = PropertyFactory(account=Account.of_user(operator))
+    connection = ConnectionFactory(property=prop, paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404})
+    page = operator_client.get(reverse("connection-fix", args=[connection.pk])).content.decode()
+    assert "{#" not in page and "#}" not in page and "{%" not in page
