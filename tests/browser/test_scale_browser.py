@@ -42,6 +42,10 @@ def test_the_timeline_shows_the_demos_double_booking_and_paused_sync(page, demo,
     expect(paused.locator(".tl-why")).to_be_visible()
     expect(paused.locator(".tl-why")).to_contain_text("404")
     expect(flag).to_have_attribute("href", f"/connections/{demo.ids['Apartamento Sol/vrbo']}/fix/")
+    # Every colour of the legend and of the syncs' labels is drawn (an empty swatch had no height).
+    for swatch in [*page.locator("#timeline-legend .swatch").all(), *page.locator("#timeline-rows .swatch").all()]:
+        box = swatch.bounding_box()
+        assert box and box["width"] >= 10 and box["height"] >= 10, swatch.evaluate("e => e.outerHTML")
     shot(page, "1-desktop")
     # Filtered by state: only the paused sync's property.
     page.get_by_label("State").select_option("paused")
