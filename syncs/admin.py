@@ -22,12 +22,17 @@ from syncs.models import (
     Activity,
     Block,
     BlockChange,
+    BulkAction,
     Connection,
+    DoubleBooking,
     Membership,
+    OnboardingUpload,
     PauseEpisode,
     Portal,
     Property,
     SyncRun,
+    Webhook,
+    WebhookDelivery,
 )
 from syncs.sync_settings import (
     connection_settings_update,
@@ -75,6 +80,21 @@ class SuperuserOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser
+
+
+class ReadOnlySuperuserAdmin(SuperuserOnlyAdmin):
+    """Records the product keeps for operators (bulk actions, double bookings, webhooks, sync
+    files): shown to superusers for support, changed only through the product's own pages,
+    which apply its rules (marks dropped when a stay changes, secrets shown once)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def _manages_current_account(request) -> bool:
@@ -268,3 +288,40 @@ class ActivityAdmin(AccountScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(BulkAction)
+class BulkActionAdmin(ReadOnlySuperuserAdmin):
+    list_display = ("created_at", "account", "user", "kind")
+    list_filter = ("kind",)
+    list_select_related = ("account", "user")
+    date_hierarchy = "created_at"
+
+
+@admin.register(DoubleBooking)
+class DoubleBookingAdmin(ReadOnlySuperuserAdmin):
+    list_display = ("property", "start_date", "end_date", "first_seen_at", "handled_at", "handled_by")
+    list_select_related = ("property__account", "handled_by")
+    date_hierarchy = "start_date"
+
+
+@admin.register(Webhook)
+class WebhookAdmin(ReadOnlySuperuserAdmin):
+    list_display = ("account", "url", "enabled", "created_at")
+    list_select_related = ("account",)
+    exclude = ("secret_nonce",)  # the secret is shown once, to the owner who made it
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlySuperuserAdmin):
+    list_display = ("created_at", "webhook", "event", "test", "status", "attempts", "finished_at")
+    list_filter = ("status", "event")
+    list_select_related = ("webhook__account",)
+    date_hierarchy = "created_at"
+
+
+@admin.register(OnboardingUpload)
+class OnboardingUploadAdmin(ReadOnlySuperuserAdmin):
+    list_display = ("created_at", "account", "user", "filename", "imported_at")
+    list_select_related = ("account", "user")
+    date_hierarchy = "created_at"
