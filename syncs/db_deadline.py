@@ -63,12 +63,11 @@ class _Watchdog:
 def _cut(db) -> None:
     """Shut down the socket under the connection wrapper ``db`` holds now, if any."""
     raw = getattr(db, "connection", None)
-    pgconn = getattr(raw, "pgconn", None)
-    if pgconn is None:
+    fileno = getattr(raw, "fileno", None)  # psycopg's connection; SQLite's has no socket
+    if fileno is None:
         return
     with contextlib.suppress(Exception):  # closed meanwhile: nothing left to cut
-        fd = pgconn.socket
-        sock = socket.socket(fileno=os.dup(fd))
+        sock = socket.socket(fileno=os.dup(fileno()))
         try:
             sock.shutdown(socket.SHUT_RDWR)
         finally:
