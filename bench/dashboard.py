@@ -127,14 +127,18 @@ def measure(client, url: str, runs: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def account_arguments(description: str) -> argparse.Namespace:
+    """The big account's size, the runs per page and the database: this script's and timeline.py's."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--properties", type=int, default=1000)
     parser.add_argument("--connections-per-property", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = account_arguments(__doc__)
     setup_django(args.database_url)
     from django.test import Client
     from django.urls import reverse

@@ -11,23 +11,17 @@ same number of queries on every page; the file under 5 s.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dashboard import build_account, measure, setup_django
+from dashboard import account_arguments, build_account, measure, setup_django
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--properties", type=int, default=1000)
-    parser.add_argument("--connections-per-property", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
+    args = account_arguments(__doc__)
     setup_django(args.database_url)
     from django.test import Client
     from django.urls import reverse
