@@ -143,7 +143,7 @@ def _rows_apply(*, user, account: Account, rows: list[Row], dry_run: bool = Fals
                     else:
                         prop = property_create(user=user, **form.property_values())
                     existing[prop.name.casefold()] = prop
-                elif row.timezone and zones.setdefault(row.timezone, _zone(row.timezone, user)) != prop.timezone:
+                elif row.timezone and _zone(row.timezone, user, zones) != prop.timezone:
                     raise ValidationError(
                         _("%(property)s is in %(zone)s: give the same time zone, or leave it empty.")
                         % {"property": prop.name, "zone": prop.timezone}
@@ -168,10 +168,13 @@ def _rows_apply(*, user, account: Account, rows: list[Row], dry_run: bool = Fals
     return made
 
 
-def _zone(value: str, user) -> str:
-    form = PropertyForm({"name": "x", "timezone": value}, user=user)
-    form.is_valid()
-    return form.cleaned_data.get("timezone", value)
+def _zone(value: str, user, known: dict[str, str]) -> str:
+    """The zone a cell names, as the property form reads it; each spelling read once."""
+    if value not in known:
+        form = PropertyForm({"name": "x", "timezone": value}, user=user)
+        form.is_valid()
+        known[value] = form.cleaned_data.get("timezone", value)
+    return known[value]
 
 
 def onboarding_preview(*, user, account: Account, filename: str, data: bytes) -> tuple[OnboardingUpload | None, list[str]]:

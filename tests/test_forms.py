@@ -636,3 +636,9 @@ def test_a_user_of_no_account_cannot_add_a_property(client):
 def test_the_forms_answer_only_get_and_post(operator_client, flat):
     response = operator_client.put(reverse("property-edit", kwargs={"property_id": flat.pk}))
     assert response.status_code == 405
+
+
+def test_the_empty_property_form_proposes_the_zone_of_the_latest_property(operator_client, operator):
+    PropertyFactory(account=Account.of_user(operator), name="Tokyo flat", timezone="Asia/Tokyo")
+    page = operator_client.get(reverse("property-create")).content.decode()
+    assert 'value="Asia/Tokyo"' in page
