@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from syncs.models import Connection, ExportToken, Portal
+from syncs.moments import values_rows
 from syncs.readers import ExportReaderFacts, export_facts
 
 # A sync that has not worked for this many of its intervals is stale.
@@ -116,7 +117,7 @@ def classify(connection: Any, *, readers: ExportReaderFacts | None, now: datetim
     return SyncState.WORKING
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyncStatus:
     """One sync's state, with what was read to decide it."""
 
@@ -170,8 +171,9 @@ class _Token(NamedTuple):
 def _tokens_by_connection(tokens: QuerySet[ExportToken], now: datetime) -> dict[int, list[_Token]]:
     """The serving export tokens of connections among ``tokens``, in one query."""
     by_connection: dict[int, list[_Token]] = defaultdict(list)
-    rows = tokens.serving(now).filter(connection__isnull=False).order_by().values_list(
-        "connection_id", "created_at", "expires_at", "last_read_at", "last_reader"
+    rows = values_rows(
+        tokens.serving(now).filter(connection__isnull=False).order_by(),
+        ("connection_id", "created_at", "expires_at", "last_read_at", "last_reader"),
     )
     for connection_id, *token in rows:
         by_connection[connection_id].append(_Token(*token))
@@ -197,7 +199,7 @@ def statuses_of(
     rows: three queries whatever their number. ``tokens``: export tokens that include those of
     these connections, narrowed the way the index serves best (an account's, some properties')."""
     now = now or timezone.now()
-    rows = list(connections.order_by().values_list(*FIELDS, named=True))
+    rows = values_rows(connections.order_by(), FIELDS, named=True)
     tokens = _tokens_by_connection(tokens, now)
     pickups = dict(Portal.objects.values_list("pk", "pickup_delay_max_minutes"))
     return [_status(row, tokens=tokens.get(row.id, []), pickup=pickups.get(row.portal_id), now=now) for row in rows]
