@@ -97,7 +97,7 @@ def _add_reads(token_id: int, day: date, reader: str, count: int) -> None:
         rows.update(count=F("count") + count)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExportReaderFacts:
     """What the operator needs to know about who reads a connection's export URL."""
 
@@ -116,7 +116,12 @@ class ExportReaderFacts:
 def export_facts(*, tokens: list, pickup_max_minutes: int | None, now: datetime) -> ExportReaderFacts | None:
     """Facts from a connection's serving tokens (objects with created_at, expires_at,
     last_read_at, last_reader). Pure, so pages listing thousands of connections need no query each."""
-    current = max((t for t in tokens if t.expires_at is None), key=lambda t: t.created_at, default=None)
+    # Plain loops: this runs for every sync of an account on the overview. Ties keep the first,
+    # as max() would.
+    current = None
+    for token in tokens:
+        if token.expires_at is None and (current is None or token.created_at > current.created_at):
+            current = token
     if current is None:
         return None
     expected = timedelta(minutes=(pickup_max_minutes or DEFAULT_PICKUP_MINUTES) * STALE_FACTOR)
@@ -124,10 +129,12 @@ def export_facts(*, tokens: list, pickup_max_minutes: int | None, now: datetime)
         state = "never_read" if now - current.created_at > expected else "waiting"
     else:
         state = "stale" if now - current.last_read_at > expected else "reading"
-    old = max(
-        (t for t in tokens if t.expires_at is not None and t.last_read_at and t.last_read_at > current.created_at),
-        key=lambda t: t.last_read_at, default=None,
-    )
+    old = None  # the rotated-out URL read most recently since the current one was made
+    for token in tokens:
+        read_at = token.last_read_at
+        if (token.expires_at is not None and read_at and read_at > current.created_at
+                and (old is None or read_at > old.last_read_at)):
+            old = token
     return ExportReaderFacts(
         state=state,
         last_read_at=current.last_read_at,
