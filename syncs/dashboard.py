@@ -162,20 +162,19 @@ def account_conflicts(*, account: Account, today: date, limit: int = 20) -> list
     block, or one made here, over the same nights. Two blocks made here never clash (the
     operator's own doing).
     """
-    rows = (
-        _clashing(today)
-        .filter(property__account=account)
-        .select_related("property", "source__portal")
-        .order_by("start_date", "property_id")[: limit * 2]
-    )
+    rows = _clashing(today, Q(property__account=account)).order_by("start_date", "property_id")[: limit * 2]
     conflicts = _group_conflicts(rows)
     return conflicts[:limit]
 
 
-def _clashing(today: date) -> QuerySet[Block]:
+def _clashing(today: date, among: Q | None = None) -> QuerySet[Block]:
     """Imported blocks that may be a stay and share a night with another source's (or one made
-    here): each possible double booking, seen from its imported side."""
+    here): each possible double booking, seen from its imported side. ``among``: the properties
+    looked at (an account's, a page's), on both sides, so that the database compares these
+    properties' stays only, not every account's."""
     booked = Block.objects.current().filter(booking_like(), end_date__gt=today)
+    if among is not None:
+        booked = booked.filter(among)
     clashing = booked.filter(
         property_id=OuterRef("property_id"), start_date__lt=OuterRef("end_date"), end_date__gt=OuterRef("start_date")
     ).filter(Q(source__isnull=True) | ~Q(source_id=OuterRef("source_id")))
@@ -194,28 +193,31 @@ def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[in
 def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[Conflict]:
     """Every possible double booking of these properties (of all properties for None), grouped
     as the overview groups them, in one query."""
-    rows = _clashing(today)
-    if property_ids is not None:
-        rows = rows.filter(property_id__in=property_ids)
-    return _group_conflicts(rows.select_related("property", "source__portal").order_by("property_id", "start_date", "pk"))
+    rows = _clashing(today, None if property_ids is None else Q(property_id__in=property_ids))
+    return _group_conflicts(rows.order_by("property_id", "start_date", "pk"))
 
 
-def _group_conflicts(blocks) -> list[Conflict]:
-    """Overlapping clashing blocks of one property become one conflict naming every source."""
+def _group_conflicts(blocks: QuerySet[Block]) -> list[Conflict]:
+    """Overlapping clashing blocks (an ordered queryset) of one property become one conflict
+    naming every source. Two queries: the blocks as narrow rows, then their properties."""
+    rows = list(blocks.values_list("pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"))
+    properties = Property.objects.in_bulk({row[1] for row in rows})
     conflicts: list[Conflict] = []
     open_by_property: dict[int, Conflict] = {}
-    for block in blocks:
-        name = block.source.portal.display_name if block.source_id else _("made here")
-        stay = (block.pk, block.source_id, block.start_date, block.end_date, block.kind)
-        current = open_by_property.get(block.property_id)
-        if current and block.start_date < current.end:
-            current.end = max(current.end, block.end_date)
+    for pk, property_id, source_id, start, end, kind, portal_name in rows:
+        if property_id not in properties:  # deleted between the two reads
+            continue
+        name = Portal.name_in_words(portal_name) if source_id else _("made here")
+        stay = (pk, source_id, start, end, kind)
+        current = open_by_property.get(property_id)
+        if current and start < current.end:
+            current.end = max(current.end, end)
             current.stays.append(stay)
             if name not in current.sources:
                 current.sources.append(name)
             continue
-        current = Conflict(property=block.property, start=block.start_date, end=block.end_date, sources=[name], stays=[stay])
-        open_by_property[block.property_id] = current
+        current = Conflict(property=properties[property_id], start=start, end=end, sources=[name], stays=[stay])
+        open_by_property[property_id] = current
         conflicts.append(current)
     return conflicts
 

@@ -301,8 +301,12 @@ class Portal(models.Model):
 
     @property
     def display_name(self) -> str:
-        """The name in the reader's language: proper names stay, "Other" is translated."""
-        return gettext(self.name)
+        return self.name_in_words(self.name)
+
+    @staticmethod
+    def name_in_words(name: str) -> str:
+        """A portal's name in the reader's language: proper names stay, "Other" is translated."""
+        return gettext(name)
 
 
 class PropertyQuerySet(AccountScopedQuerySet):
