@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from syncs.models import Connection
+from syncs.models import Connection, Portal
 from syncs.portals import Look, look_for
 
 
@@ -36,25 +36,31 @@ class SyncLabel:
 def label_syncs(connections: Iterable[Connection]) -> dict[int, SyncLabel]:
     """Labels of a property's syncs (loaded with their portals), by id. Give every sync of the
     property: the numbers count them all."""
-    connections = sorted(connections, key=lambda c: c.pk)
-    per_portal = Counter((c.property_id, c.portal_id) for c in connections)
+    return _labels((c.pk, c.property_id, c.portal_id, c.portal.display_name, c.portal.slug) for c in connections)
+
+
+def _labels(syncs: Iterable[tuple[int, int, int, str, str]]) -> dict[int, SyncLabel]:
+    """Labels from (id, property id, portal id, portal's name in words, portal's slug) of syncs."""
+    syncs = sorted(syncs)
+    per_portal = Counter((property_id, portal_id) for _pk, property_id, portal_id, _name, _slug in syncs)
     seen: dict[tuple[int, int], int] = defaultdict(int)
     labels = {}
-    for c in connections:
-        key = (c.property_id, c.portal_id)
+    for pk, property_id, portal_id, name, slug in syncs:
+        key = (property_id, portal_id)
         seen[key] += 1
         number = seen[key] if per_portal[key] > 1 else None
-        name = c.portal.display_name
-        labels[c.pk] = SyncLabel(label=f"{name} {number}" if number else name, slug=c.portal.slug, number=number)
+        labels[pk] = SyncLabel(label=f"{name} {number}" if number else name, slug=slug, number=number)
     return labels
 
 
 def labels_for(connections: Iterable[Connection]) -> dict[int, SyncLabel]:
     """Labels of some loaded connections of any properties (e.g. the overview's attention list),
-    numbered among all the syncs of their properties: one query."""
+    numbered among all the syncs of their properties: one query, of narrow rows."""
     connections = list(connections)
     if not connections:
         return {}
-    siblings = Connection.objects.filter(property_id__in={c.property_id for c in connections}).select_related("portal")
-    labels = label_syncs(siblings.only("id", "property_id", "portal__slug", "portal__name"))
+    siblings = Connection.objects.filter(property_id__in={c.property_id for c in connections}).values_list(
+        "id", "property_id", "portal_id", "portal__name", "portal__slug"
+    )
+    labels = _labels((pk, prop, portal, Portal.name_in_words(name), slug) for pk, prop, portal, name, slug in siblings)
     return {c.pk: labels[c.pk] for c in connections if c.pk in labels}
