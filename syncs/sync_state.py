@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.db import models
 from django.db.models import QuerySet
@@ -161,22 +161,17 @@ class SyncStatus:
 # -- Reading the states: many syncs (narrow rows) or a few loaded ones, the same rules. --
 
 
-class _Token(NamedTuple):
-    created_at: datetime
-    expires_at: datetime | None
-    last_read_at: datetime | None
-    last_reader: str
-
-
-def _tokens_by_connection(tokens: QuerySet[ExportToken], now: datetime) -> dict[int, list[_Token]]:
-    """The serving export tokens of connections among ``tokens``, in one query."""
-    by_connection: dict[int, list[_Token]] = defaultdict(list)
+def _tokens_by_connection(tokens: QuerySet[ExportToken], now: datetime) -> dict[int, list[Any]]:
+    """The serving export tokens of connections among ``tokens``, as narrow rows (their
+    connection_id, created_at, expires_at, last_read_at, last_reader), in one query."""
+    by_connection: dict[int, list[Any]] = defaultdict(list)
     rows = values_rows(
         tokens.serving(now).filter(connection__isnull=False).order_by(),
         ("connection_id", "created_at", "expires_at", "last_read_at", "last_reader"),
+        named=True,
     )
-    for connection_id, *token in rows:
-        by_connection[connection_id].append(_Token(*token))
+    for token in rows:
+        by_connection[token.connection_id].append(token)
     return by_connection
 
 
