@@ -23,6 +23,7 @@ from syncs.conflicts import conflicts_marked
 from syncs.dashboard import property_conflicts
 from syncs.explain import describe_state
 from syncs.models import Account, Block, Connection, ExportToken, Property
+from syncs.sync_labels import SyncLabel, label_syncs
 from syncs.sync_state import (
     NEEDS_ATTENTION,
     SyncState,
@@ -132,6 +133,7 @@ class SyncChip:
 
     status: SyncStatus
     words: str
+    label: SyncLabel | None = None  # "Airbnb 2": what tells two syncs of one portal apart
 
     @property
     def connection(self) -> Connection:
@@ -181,12 +183,15 @@ def timeline_read(
         Connection.objects.filter(property_id__in=ids).select_related("portal", "property").order_by("portal__position", "pk")
     )
     statuses = connection_statuses(connections, now=now)
+    labels = label_syncs(connections)  # every sync of the page's properties: the numbers count them all
     chips: dict[int, list[SyncChip]] = defaultdict(list)
     for status in worst_first(statuses.values()):
         words = describe_state(status, now) if status.needs_attention else ""
-        chips[status.connection.property_id].append(SyncChip(status=status, words=words))
+        chips[status.connection.property_id].append(SyncChip(status=status, words=words, label=labels[status.connection.pk]))
     taken: dict[int, dict[date, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
-    sources = {c.pk: (c.portal.slug, c.portal.name) for c in connections}
+    # Two syncs of one portal take a night each under their own label, so that a double booking
+    # between them shows as two sources, as it does on the property's calendar.
+    sources = {c.pk: (c.portal.slug, labels[c.pk].label) for c in connections}
     here = ("here", _("made here"))
     blocks = (
         Block.objects.current().filter(property_id__in=ids, start_date__lt=end, end_date__gt=start)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone, translation
 
 from syncs.models import Activity, BulkAction, Connection, Membership
-from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory
+from tests.factories import (
+    BlockFactory,
+    ConnectionFactory,
+    MembershipFactory,
+    PropertyFactory,
+    portal,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -74,3 +82,30 @@ def test_the_timeline_reads_the_same_number_of_queries_for_few_or_many_propertie
         ConnectionFactory.create_batch(3, property=prop, paused_at=timezone.now(), pause_reason="timeout")
     with django_assert_max_num_queries(len(few.captured_queries)):
         page()
+
+
+def test_the_timeline_says_each_taken_night_with_its_date_and_portal_in_the_reader_language(client, manager):
+    prop = PropertyFactory(account=manager.account)
+    other = ConnectionFactory(property=prop, portal=portal("other"), import_url="https://example.org/calendar.ics")
+    first = timezone.localdate() + timedelta(days=3)
+    BlockFactory(property=prop, source=other, start_date=first, end_date=first + timedelta(days=2))
+    page = client.get(reverse("timeline"), HTTP_ACCEPT_LANGUAGE="pt").content.decode()
+    with translation.override("pt"):
+        said = [f"{formats.date_format(first + timedelta(days=n), 'DATE_FORMAT')}: Outro" for n in (0, 1)]
+    for words in said:  # each taken night, in Portuguese: its own date, the portal's name
+        assert f'<span class="visually-hidden">{words}</span>' in page
+    assert 'title="Other"' not in page
+    # The legend, the portal filter and the sync's own chip name it in Portuguese too.
+    assert ">Other<" not in page and page.count("Outro<") >= 3
+
+
+def test_two_syncs_of_one_portal_are_told_apart_on_the_timeline_and_their_clash_is_marked(client, manager):
+    prop = PropertyFactory(account=manager.account, name="Two listings")
+    first, second = ConnectionFactory.create_batch(2, property=prop, portal=portal("airbnb"))
+    night = timezone.localdate() + timedelta(days=4)
+    for source in (first, second):
+        BlockFactory(property=prop, source=source, start_date=night, end_date=night + timedelta(days=1), kind="reserved")
+    page = client.get(reverse("timeline"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    day = formats.date_format(night, "DATE_FORMAT")
+    assert f'<span class="visually-hidden">{day}: Airbnb 1, Airbnb 2 — possible double booking</span>' in page
+    assert "Select the Airbnb 1 sync of Two listings" in page and "Select the Airbnb 2 sync of Two listings" in page

@@ -9,12 +9,14 @@ from django.utils.translation import gettext as _
 register = template.Library()
 
 
-@register.simple_tag
-def timeline_nights(row) -> SafeString:
+@register.simple_tag(takes_context=True)
+def timeline_nights(context, row) -> SafeString:
     """A row's night cells. Built here rather than by template loops: a page has thousands of
     cells, and this is most of its rendering time. Classes: ``night portal-<slug>`` per taken
     night (``night here`` for nights made here), ``conflict`` on a possible double booking."""
     double, handled = _("possible double booking"), _("double booking marked handled")
+    # Every row has the page's nights: each date is written in words once per page.
+    dates = context.render_context.setdefault("timeline_dates", {})
     cells = []
     for night in row.nights:
         classes = "tl-night weekend" if night.weekend else "tl-night"
@@ -36,6 +38,8 @@ def timeline_nights(row) -> SafeString:
             said += f" — {double}"
         elif night.handled:
             said += f" — {handled}"
-        day = formats.date_format(night.day, "DATE_FORMAT")
+        day = dates.get(night.day)
+        if day is None:
+            day = dates[night.day] = formats.date_format(night.day, "DATE_FORMAT")
         cells.append(f'<td class="{classes}">{spans}<span class="visually-hidden">{day}: {said}</span></td>')
     return mark_safe("".join(cells))  # every value above is escaped
