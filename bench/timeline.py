@@ -17,7 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dashboard import account_arguments, build_account, measure, setup_django
+from dashboard import (
+    account_arguments,
+    build_account,
+    measure,
+    setup_django,
+    start_as_the_web_process,
+)
 
 
 def main() -> None:
@@ -27,6 +33,7 @@ def main() -> None:
     from django.urls import reverse
 
     user, _prop, _conn = build_account(args.properties, args.connections_per_property)
+    start_as_the_web_process()
     client = Client()
     client.force_login(user)
     baseline = measure(client, reverse("activity"), args.runs)

@@ -204,10 +204,13 @@ def _group_conflicts(blocks: QuerySet[Block]) -> list[Conflict]:
     properties = Property.objects.in_bulk({row[1] for row in rows})
     conflicts: list[Conflict] = []
     open_by_property: dict[int, Conflict] = {}
+    words: dict[str | None, str] = {None: _("made here")}  # each portal's name in words, once
     for pk, property_id, source_id, start, end, kind, portal_name in rows:
         if property_id not in properties:  # deleted between the two reads
             continue
-        name = Portal.name_in_words(portal_name) if source_id else _("made here")
+        if portal_name not in words:
+            words[portal_name] = Portal.name_in_words(portal_name)
+        name = words[portal_name if source_id else None]
         stay = (pk, source_id, start, end, kind)
         current = open_by_property.get(property_id)
         if current and start < current.end:

@@ -59,8 +59,9 @@ def labels_for(connections: Iterable[Connection]) -> dict[int, SyncLabel]:
     connections = list(connections)
     if not connections:
         return {}
-    siblings = Connection.objects.filter(property_id__in={c.property_id for c in connections}).values_list(
+    siblings = list(Connection.objects.filter(property_id__in={c.property_id for c in connections}).values_list(
         "id", "property_id", "portal_id", "portal__name", "portal__slug"
-    )
-    labels = _labels((pk, prop, portal, Portal.name_in_words(name), slug) for pk, prop, portal, name, slug in siblings)
+    ))
+    words = {name: Portal.name_in_words(name) for name in {row[3] for row in siblings}}
+    labels = _labels((pk, prop, portal, words[name], slug) for pk, prop, portal, name, slug in siblings)
     return {c.pk: labels[c.pk] for c in connections if c.pk in labels}

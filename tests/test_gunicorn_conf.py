@@ -1,5 +1,6 @@
 """gunicorn.conf.py: with a socket per worker (reuse_port), a second server on our port must be
-refused, not silently share the port with us."""
+refused, not silently share the port with us. And the WSGI application, as gunicorn's workers
+load it, freezes what it loaded (gc)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,25 @@ def test_the_start_check_stands_aside_for_a_master_that_inherits_its_sockets(mon
     monkeypatch.setenv("GUNICORN_PID", "12345")  # a USR2 upgrade: the old master holds the port
     with listener_sharing_its_port() as port:
         HOOKS["on_starting"](server_for(port))  # no SystemExit
+
+
+def test_the_web_process_keeps_what_it_loaded_out_of_the_collectors_passes(tmp_path):
+    """Loading the WSGI application imports every view and freezes what is loaded: the
+    collector's full passes, which big pages set off, then walk only the requests' objects."""
+    check = (
+        "import gc\n"
+        "import channelmgr.wsgi\n"
+        "from django.urls import resolve\n"
+        "view = resolve('/').func\n"
+        "tracked = gc.get_objects()\n"
+        "assert gc.get_freeze_count() > 10000, gc.get_freeze_count()\n"
+        "assert not any(o is view for o in tracked), 'the views are not frozen'\n"
+        "fresh = [[]]\n"
+        "assert any(o is fresh for o in gc.get_objects()), 'new objects must still be collected'\n"
+        "print('frozen', gc.get_freeze_count())\n"
+    )
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=child_env(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="channelmgr.settings"),
+    )
+    assert done.returncode == 0 and "frozen" in done.stdout, done.stderr[-2000:]
