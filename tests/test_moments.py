@@ -72,3 +72,13 @@ def test_states_read_from_narrow_rows_match_loaded_connections(connections):
     one = {c.pk: connection_status(Connection.objects.select_related("portal").get(pk=c.pk), now=now).state for c in connections}
     assert many == one
     assert len(set(many.values())) > 1
+
+
+def test_sqlite_text_in_other_shapes_is_read_as_utc():
+    """Text Django did not write (milliseconds only, an offset) still reads as the same instant."""
+    from syncs.moments import _from_text
+
+    assert _from_text(["2026-12-02 04:05:06.123", "2026-12-02 04:05:06+01:00", "2026-12-02T04:05:06", None]) == [
+        datetime(2026, 12, 2, 4, 5, 6, 123000, tzinfo=UTC), datetime(2026, 12, 2, 3, 5, 6, tzinfo=UTC),
+        datetime(2026, 12, 2, 4, 5, 6, tzinfo=UTC), None,
+    ]
