@@ -56,7 +56,7 @@ def child(root: str, urls: list[str], runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--against", required=True, help="the git revision to compare this checkout with")
+    parser.add_argument("--against", help="the git revision to compare this checkout with (required)")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--runs", type=int, default=10, help="requests per page per round")
@@ -66,6 +66,8 @@ def main() -> None:
     if args.child:
         child(args.child, args.urls.split(","), args.runs)
         return
+    if not args.against:
+        parser.error("--against is required")
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from dashboard import build_account, setup_django
