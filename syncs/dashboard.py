@@ -104,6 +104,12 @@ class DashboardSummary:
         return self.nothing_needs_attention and self.counts[SyncState.WORKING.value] == self.total
 
 
+# The overview lists this many double bookings needing attention (and as many marked handled),
+# from a first read of the soonest ones.
+CONFLICTS_SHOWN = 20
+CONFLICTS_READ = 200
+
+
 def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> DashboardSummary:
     """The overview: every sync counted once by its state, and those that need attention, worst
     first. A constant number of queries, whatever the number of syncs."""
@@ -118,14 +124,20 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
     attention = _attention(troubled[:limit], now)
     from syncs.conflicts import conflicts_marked
 
-    unhandled, handled = conflicts_marked(account_conflicts(account=account, today=timezone.localdate(), limit=200))
+    today = timezone.localdate()
+    found, complete = _account_conflicts(account=account, today=today, limit=CONFLICTS_READ)
+    unhandled, handled = conflicts_marked(found)
+    if len(unhandled) < CONFLICTS_SHOWN and not complete:
+        # The soonest ones were mostly marked handled and the read stopped there: the ones after
+        # them may need attention, and the overview may not say that none does without them.
+        unhandled, handled = conflicts_marked(account_conflicts(account=account, today=today, limit=None))
     return DashboardSummary(
         total=len(statuses),
         counts=state_counts(statuses),
         attention=attention,
         attention_more=len(troubled) - len(attention),
-        conflicts=[marked.conflict for marked in unhandled[:20]],
-        handled_conflicts=handled[:20],
+        conflicts=[marked.conflict for marked in unhandled[:CONFLICTS_SHOWN]],
+        handled_conflicts=handled[:CONFLICTS_SHOWN],
     )
 
 
@@ -155,16 +167,25 @@ def booking_like() -> Q:
     return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
 
 
-def account_conflicts(*, account: Account, today: date, limit: int = 20) -> list[Conflict]:
-    """Nights that two sources both say are booked: possible double bookings, soonest first.
+def account_conflicts(*, account: Account, today: date, limit: int | None = 20) -> list[Conflict]:
+    """Nights that two sources both say are booked: possible double bookings, soonest first
+    (the first ``limit`` of them; all of them for None).
 
     Each pair has at least one imported block, and is found from that side: another source's
     block, or one made here, over the same nights. Two blocks made here never clash (the
     operator's own doing).
     """
-    rows = _clashing(today, Q(property__account=account)).order_by("start_date", "property_id")[: limit * 2]
+    return _account_conflicts(account=account, today=today, limit=limit)[0]
+
+
+def _account_conflicts(*, account: Account, today: date, limit: int | None) -> tuple[list[Conflict], bool]:
+    """account_conflicts(), and whether they are all of them (the read did not stop at its limit)."""
+    blocks = _clashing(today, Q(property__account=account)).order_by("start_date", "property_id")
+    if limit is None:
+        return _group_conflicts(_clashing_rows(blocks)), True
+    rows = _clashing_rows(blocks[: limit * 2])
     conflicts = _group_conflicts(rows)
-    return conflicts[:limit]
+    return conflicts[:limit], len(rows) < limit * 2 and len(conflicts) <= limit
 
 
 def _clashing(today: date, among: Q | None = None) -> QuerySet[Block]:
@@ -194,13 +215,17 @@ def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[C
     """Every possible double booking of these properties (of all properties for None), grouped
     as the overview groups them, in one query."""
     rows = _clashing(today, None if property_ids is None else Q(property_id__in=property_ids))
-    return _group_conflicts(rows.order_by("property_id", "start_date", "pk"))
+    return _group_conflicts(_clashing_rows(rows.order_by("property_id", "start_date", "pk")))
 
 
-def _group_conflicts(blocks: QuerySet[Block]) -> list[Conflict]:
-    """Overlapping clashing blocks (an ordered queryset) of one property become one conflict
-    naming every source. Two queries: the blocks as narrow rows, then their properties."""
-    rows = list(blocks.values_list("pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"))
+def _clashing_rows(blocks: QuerySet[Block]) -> list[tuple]:
+    """The clashing blocks (an ordered queryset) as narrow rows: one query."""
+    return list(blocks.values_list("pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"))
+
+
+def _group_conflicts(rows: list[tuple]) -> list[Conflict]:
+    """Overlapping clashing blocks (_clashing_rows) of one property become one conflict naming
+    every source; their properties are read in one query."""
     properties = Property.objects.in_bulk({row[1] for row in rows})
     conflicts: list[Conflict] = []
     open_by_property: dict[int, Conflict] = {}

@@ -23,7 +23,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from syncs.dashboard import account_conflicts
+from syncs.dashboard import account_conflicts, property_conflicts
 from syncs.explain import describe_state
 from syncs.models import Connection, EmailAlerts, ExportToken, Membership, PauseEpisode
 from syncs.sync_state import connection_statuses, statuses_of, worst_first
@@ -89,10 +89,13 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
     episodes = PauseEpisode.objects.filter(connection__in=connections).filter(
         Q(started_at__gte=since) | Q(ended_at__gte=since)
     ).select_related("connection__portal", "connection__property").order_by("started_at")[:50]
-    conflicts = account_conflicts(account=account, today=timezone.localdate())
     if membership.email_alerts == EmailAlerts.ASSIGNED:
-        ids = set(membership.assigned_properties.values_list("pk", flat=True))
-        conflicts = [c for c in conflicts if c.property.pk in ids]
+        # Their properties' own, not those among the account's first few.
+        ids = list(membership.assigned_properties.values_list("pk", flat=True))
+        conflicts = property_conflicts(property_ids=ids, today=timezone.localdate()) if ids else []
+        conflicts = sorted(conflicts, key=lambda c: (c.start, c.property.pk))[:20]
+    else:
+        conflicts = account_conflicts(account=account, today=timezone.localdate())
     if not troubled and not episodes and not conflicts:
         return None
     language = membership.language or settings.LANGUAGE_CODE

@@ -106,3 +106,47 @@ def test_a_double_booking_marked_handled_comes_back_when_a_stay_changes(client):
         "key": conflict_key(conflict), "fingerprint": conflict_fingerprint(conflict), "note": "stale", "next": "/",
     }, follow=True)
     assert "changed since you opened the page" in response.content.decode()
+
+
+def clash(prop, *, in_days: int):
+    """A possible double booking of ``prop``: two portals' reservations of the same two nights."""
+    first = timezone.localdate() + timedelta(days=in_days)
+    for slug in ("airbnb", "vrbo"):
+        source = ConnectionFactory(property=prop, portal=portal(slug), import_url=f"https://example.com/{prop.pk}-{in_days}-{slug}.ics")
+        BlockFactory(property=prop, source=source, kind="reserved", start_date=first, end_date=first + timedelta(days=2))
+
+
+def test_the_overview_finds_a_double_booking_behind_many_marked_handled(monkeypatch):
+    """The overview reads the soonest double bookings first; when those are all marked handled
+    it reads on, rather than say that none needs attention."""
+    from syncs.conflicts import conflict_fingerprint, conflict_key, double_booking_mark_handled
+
+    monkeypatch.setattr("syncs.dashboard.CONFLICTS_READ", 2)
+    manager = MembershipFactory(role=Role.MANAGER)
+    soon = [PropertyFactory(account=manager.account, name=f"Soon {n}") for n in range(3)]
+    for n, prop in enumerate(soon):
+        clash(prop, in_days=2 + n)
+    for conflict in dashboard_summary(user=manager.user).conflicts:
+        double_booking_mark_handled(user=manager.user, property=conflict.property, key=conflict_key(conflict),
+                                    fingerprint=conflict_fingerprint(conflict), note="moved")
+    clash(PropertyFactory(account=manager.account, name="Later"), in_days=40)
+    summary = dashboard_summary(user=manager.user)
+    assert [c.property.name for c in summary.conflicts] == ["Later"]
+    assert not summary.nothing_needs_attention
+    assert sorted(m.conflict.property.name for m in summary.handled_conflicts) == ["Soon 0", "Soon 1", "Soon 2"]
+
+
+def test_an_assigned_member_digest_names_their_double_booking_behind_the_account_s_first(mailoutbox):
+    owner = MembershipFactory(user__email="owner@example.com", time_zone="UTC")
+    for n in range(25):  # the account's soonest double bookings, none of them this member's
+        clash(PropertyFactory(account=owner.account, name=f"Other {n}"), in_days=2 + n % 5)
+    mine = PropertyFactory(account=owner.account, name="Mine")
+    clash(mine, in_days=60)
+    member = MembershipFactory(account=owner.account, role=Role.VIEWER, user__email="member@example.com",
+                               email_alerts="assigned", email_digest=True, time_zone="UTC")
+    member.assigned_properties.add(mine)
+    Membership.objects.exclude(pk=member.pk).update(email_digest=False)
+    assert digests_send(now=timezone.now().replace(hour=9)) == 1
+    [digest] = mailoutbox
+    assert digest.to == ["member@example.com"] and "Other" not in digest.body
+    assert "- Mine: " in digest.body and "(Airbnb, Vrbo)" in digest.body  # the double booking's line
