@@ -144,18 +144,25 @@ class SyncStatus:
     @property
     def since(self) -> datetime | None:
         """When the state began, as far as the row knows."""
-        c = self.connection
-        moments = {
-            SyncState.PAUSED: c.paused_at,
-            SyncState.CHECKING: c.checking_since,
-            SyncState.FAILING: c.last_attempt_at,
-            SyncState.HELD: c.held_since,
-            SyncState.STALE: c.last_success_at,
-            SyncState.WAITING: getattr(c, "created_at", None),  # a loaded connection has it
-            SyncState.NOT_READING: self.readers.last_read_at if self.readers else None,
-            SyncState.WORKING: c.last_success_at,
-        }
-        return moments.get(self.state)
+        if self.state == SyncState.NOT_READING:
+            return self.readers.last_read_at if self.readers else None
+        field = _SINCE.get(self.state)
+        # created_at: a loaded connection has it, a narrow row does not (waiting syncs are
+        # ordered by id, which follows it).
+        return getattr(self.connection, field, None) if field else None
+
+
+# The field that says when each state began (not-reading: its readers' last read; switched off:
+# nothing).
+_SINCE = {
+    SyncState.PAUSED: "paused_at",
+    SyncState.CHECKING: "checking_since",
+    SyncState.FAILING: "last_attempt_at",
+    SyncState.HELD: "held_since",
+    SyncState.STALE: "last_success_at",
+    SyncState.WAITING: "created_at",
+    SyncState.WORKING: "last_success_at",
+}
 
 
 # -- Reading the states: many syncs (narrow rows) or a few loaded ones, the same rules. --
@@ -227,7 +234,12 @@ def state_counts(statuses: Iterable[SyncStatus]) -> dict[str, int]:
 
 def worst_first(statuses: Iterable[SyncStatus]) -> list[SyncStatus]:
     """Worst state first; within a state, the oldest first."""
-    return sorted(statuses, key=lambda s: (s.rank, s.since is None, s.since or 0, s.connection.id))
+    return sorted(statuses, key=_worst_first_key)
+
+
+def _worst_first_key(status: SyncStatus) -> tuple:
+    since = status.since
+    return (status.rank, since is None, since or 0, status.connection.id)
 
 
 @dataclass(frozen=True)

@@ -616,3 +616,30 @@ def test_the_sync_history_says_when_stays_shared_a_uid_and_each_kept_its_nights(
     assert sorted(Block.objects.filter(source=sync).values_list("start_date", flat=True)) == [first[0], second[0]]
     page = operator_client.get(reverse("connection-detail", args=[sync.pk])).content.decode()
     assert "2 events shared booking numbers (UIDs) with events on other nights: each kept its own nights." in page
+
+
+def test_worst_first_orders_by_state_then_by_when_it_began():
+    """The attention list's order: the worst state first; within one, the longest-standing first
+    (when the state began: the pause, the failure, the held removals...); waiting ones by age."""
+    from types import SimpleNamespace
+
+    from syncs.sync_state import SyncStatus, worst_first
+
+    def row(pk, **moments):
+        fields = dict.fromkeys(("paused_at", "checking_since", "last_attempt_at", "held_since", "last_success_at"))
+        return SimpleNamespace(id=pk, **(fields | moments))
+
+    hour = timedelta(hours=1)
+    statuses = [
+        SyncStatus(row(1, last_success_at=NOW), SyncState.WORKING, None),
+        SyncStatus(row(2, paused_at=NOW - hour), SyncState.PAUSED, None),
+        SyncStatus(row(3, last_attempt_at=NOW - 3 * hour), SyncState.FAILING, None),
+        SyncStatus(row(4, paused_at=NOW - 2 * hour), SyncState.PAUSED, None),
+        SyncStatus(row(5), SyncState.WAITING, None),
+        SyncStatus(row(6, held_since=NOW - hour), SyncState.HELD, None),
+        SyncStatus(row(7), SyncState.SWITCHED_OFF, None),
+        SyncStatus(row(8, last_success_at=NOW - 5 * hour), SyncState.STALE, None),
+        SyncStatus(row(9, last_success_at=NOW - 9 * hour), SyncState.STALE, None),
+    ]
+    assert [s.connection.id for s in worst_first(statuses)] == [4, 2, 3, 6, 9, 8, 5, 7, 1]
+    assert statuses[1].since == NOW - hour and statuses[6].since is None
