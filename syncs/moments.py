@@ -48,7 +48,7 @@ def _from_text(values: list) -> list:
 # How each backend hands a date-time column over in a plain shape, and how a column of them is
 # read back. The column's type is a bare Field: Django then applies no converter of its own.
 _PLAIN = {
-    "postgresql": ("EXTRACT(EPOCH FROM %(expressions)s)::double precision", _from_seconds),
+    "postgresql": ("date_part('epoch', %(expressions)s)", _from_seconds),
     "sqlite": ("CAST(%(expressions)s AS TEXT)", _from_text),
 }
 
