@@ -133,7 +133,7 @@ class SyncChip:
 
     status: SyncStatus
     words: str
-    label: SyncLabel | None = None  # "Airbnb 2": what tells two syncs of one portal apart
+    label: SyncLabel  # "Airbnb 2": what tells two syncs of one portal apart
 
     @property
     def connection(self) -> Connection:
