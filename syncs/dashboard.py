@@ -112,7 +112,8 @@ CONFLICTS_READ = 200
 
 def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> DashboardSummary:
     """The overview: every sync counted once by its state, and those that need attention, worst
-    first. A constant number of queries, whatever the number of syncs."""
+    first. A constant number of queries, whatever the number of syncs (double bookings read
+    twice only when the soonest ones were nearly all marked handled)."""
     now = now or timezone.now()
     account = Account.of_user(user)
     if account is None:
@@ -204,7 +205,7 @@ def _clashing(today: date, among: Q | None = None) -> QuerySet[Block]:
 
 def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[int]:
     """Which of these properties have a possible double booking (the overview's rule) that nobody
-    marked handled (syncs.conflicts): two queries."""
+    marked handled (syncs.conflicts): three queries."""
     from syncs.conflicts import conflicts_marked
 
     unhandled, _handled = conflicts_marked(property_conflicts(property_ids=property_ids, today=today))
@@ -213,7 +214,7 @@ def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[in
 
 def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[Conflict]:
     """Every possible double booking of these properties (of all properties for None), grouped
-    as the overview groups them, in one query."""
+    as the overview groups them: two queries."""
     rows = _clashing(today, None if property_ids is None else Q(property_id__in=property_ids))
     return _group_conflicts(_clashing_rows(rows.order_by("property_id", "start_date", "pk")))
 
@@ -233,9 +234,9 @@ def _group_conflicts(rows: list[tuple]) -> list[Conflict]:
     for pk, property_id, source_id, start, end, kind, portal_name in rows:
         if property_id not in properties:  # deleted between the two reads
             continue
-        if portal_name not in words:
+        if portal_name not in words:  # None: a block made here, which has no portal
             words[portal_name] = Portal.name_in_words(portal_name)
-        name = words[portal_name if source_id else None]
+        name = words[portal_name]
         stay = (pk, source_id, start, end, kind)
         current = open_by_property.get(property_id)
         if current and start < current.end:
