@@ -95,10 +95,12 @@ def connection_same_link(
     if not import_url:
         return None
     identity = link_identity(import_url)
-    others = Connection.objects.filter(property=property).exclude(import_url="").select_related("portal")
+    others = Connection.objects.filter(property=property).exclude(import_url="")
     if exclude is not None:
         others = others.exclude(pk=exclude.pk)
-    return next((other for other in others.order_by("pk") if link_identity(other.import_url) == identity), None)
+    # The links alone are compared; the one that matches, if any, is loaded whole.
+    same = next((pk for pk, link in others.order_by("pk").values_list("pk", "import_url") if link_identity(link) == identity), None)
+    return None if same is None else Connection.objects.select_related("portal").filter(pk=same).first()
 
 
 def same_link_error(existing: Connection) -> ValidationError:

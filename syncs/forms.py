@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from django import forms
@@ -161,10 +162,15 @@ def _invalid_link_hint(params: dict) -> str:
     return hint() if hint else ""
 
 
-def recognised_portal(url: str) -> Portal | None:
-    """The portal whose feeds live on the link's host (portals.py), if we know it."""
+def recognised_portal(url: str, portals: Mapping[str, Portal] | None = None) -> Portal | None:
+    """The portal whose feeds live on the link's host (portals.py), if we know it; looked up in
+    ``portals`` (by slug) when the caller has read them already."""
     info = portal_for_host(urlsplit(url).hostname)
-    return Portal.objects.filter(slug=info.slug).first() if info else None
+    if info is None:
+        return None
+    if portals is not None:
+        return portals.get(info.slug)
+    return Portal.objects.filter(slug=info.slug).first()
 
 
 class PortalChoiceField(forms.ModelChoiceField):
@@ -211,9 +217,14 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
         help_text=gettext_lazy("We read the calendar once and tell you what we found. Nothing is saved if it fails."),
     )
 
-    def __init__(self, *args, user, property: Property, instance: Connection | None = None, **kwargs):
+    def __init__(
+        self, *args, user, property: Property, instance: Connection | None = None,
+        portals: Mapping[str, Portal] | None = None, **kwargs,
+    ):
+        """``portals``: every portal by slug, from a caller that checks many rows (onboarding)."""
         super().__init__(*args, **kwargs)
         self.user = user
+        self.portals = portals
         self.property = property
         self.instance = instance
         self.feed_check: FeedCheck | None = None
@@ -289,7 +300,7 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
         if self.has_error("portal"):
             return
         chosen = data.get("portal")
-        recognised = recognised_portal(url) if url else None
+        recognised = recognised_portal(url, self.portals) if url else None
         if chosen is None and recognised is not None:
             data["portal"] = recognised
             self.portal_recognised = True

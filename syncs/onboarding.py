@@ -116,7 +116,8 @@ def _rows_apply(*, user, account: Account, rows: list[Row], dry_run: bool = Fals
     bare rows only (no export URL, no activity entry), which is all that the checks of the
     later rows read: a thousand rows are previewed in seconds. The import saves through the
     services."""
-    portals = {key: portal for portal in Portal.objects.all() for key in (portal.slug.casefold(), portal.name.casefold())}
+    by_slug = {portal.slug: portal for portal in Portal.objects.all()}
+    portals = {key: portal for portal in by_slug.values() for key in (portal.slug.casefold(), portal.name.casefold())}
     existing = {p.name.casefold(): p for p in Property.objects.for_account(account)}
     made: list[Connection] = []
     zones: dict[str, str] = {prop.timezone: prop.timezone for prop in existing.values()}
@@ -155,7 +156,7 @@ def _rows_apply(*, user, account: Account, rows: list[Row], dry_run: bool = Fals
                     {"import_url": row.url, "portal": portal.pk if portal and not (named and named.slug == portal.slug) else "", "direction": Connection.Direction.TWO_WAY,
                      "sync_interval_minutes": settings.SYNC_DEFAULT_INTERVAL_MINUTES,
                      "export_summary": DEFAULT_EXPORT_SUMMARY},
-                    user=user, property=prop,
+                    user=user, property=prop, portals=by_slug,
                 )
                 if not form.is_valid():
                     raise ValidationError([e for errors in form.errors.values() for e in errors])
