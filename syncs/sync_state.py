@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -115,6 +115,30 @@ def classify(connection: Any, *, readers: ExportReaderFacts | None, now: datetim
     if readers is not None and readers.needs_attention:
         return SyncState.NOT_READING
     return SyncState.WORKING
+
+
+# For some states, a condition in SQL that every sync in the state meets, read off classify's
+# rule for it: a filter by state reads these candidates only, and classify still decides, so the
+# rules are stated once. A condition may let through syncs of other states, never leave one of
+# its own out (a test classifies every combination of the fields). A state without an entry has
+# candidates in every switched-on sync.
+_CANDIDATES: dict[SyncState, Q] = {
+    SyncState.SWITCHED_OFF: Q(enabled=False),
+    SyncState.PAUSED: Q(paused_at__isnull=False, checking_since__isnull=True),
+    SyncState.CHECKING: Q(paused_at__isnull=False, checking_since__isnull=False),
+    SyncState.FAILING: Q(consecutive_failures__gt=0),
+    SyncState.HELD: Q(held_removals__gt=0),
+    SyncState.WAITING: Q(last_success_at__isnull=True),
+}
+
+
+def candidates_in(states: Iterable[SyncState]) -> Q:
+    """Connections that may be in one of these states (a superset: see _CANDIDATES)."""
+    found = Q(pk__in=[])
+    for state in states:
+        rule = _CANDIDATES.get(state, Q())
+        found |= rule if state == SyncState.SWITCHED_OFF else Q(enabled=True) & rule
+    return found
 
 
 @dataclass(frozen=True, slots=True)

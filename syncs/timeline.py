@@ -3,9 +3,9 @@
 One row per property, one column per night. Every state shown, counted or filtered on is
 ``syncs.sync_state``'s, every double booking ``syncs.dashboard``'s (with the marks of
 ``syncs.conflicts``). A page costs a constant number of queries whatever the number of
-properties, syncs and blocks: the filter reads the account's sync states once (narrow rows), the
-page's properties are paged in the database, and their syncs, blocks and double bookings are
-read for the page only.
+properties, syncs and blocks: the filter reads the states of the account's syncs that may be in
+the chosen state once (narrow rows), the page's properties are paged in the database, and their
+syncs, blocks and double bookings are read for the page only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from syncs.sync_state import (
     NEEDS_ATTENTION,
     SyncState,
     SyncStatus,
+    candidates_in,
     connection_statuses,
     statuses_of,
     worst_first,
@@ -69,10 +70,11 @@ class Filter:
 
 
 def _matching_statuses(account: Account, chosen: Filter, now: datetime) -> list[SyncStatus]:
-    """The account's syncs in the chosen state (narrow rows, three queries)."""
-    statuses = statuses_of(
-        Connection.objects.for_account(account), tokens=ExportToken.objects.for_account(account), now=now
-    )
+    """The account's syncs in the chosen state (narrow rows, three queries): only the syncs that
+    may be in it are read (sync_state.candidates_in), and sync_state decides."""
+    states = NEEDS_ATTENTION if chosen.state == ATTENTION else {SyncState(chosen.state)}
+    candidates = Connection.objects.for_account(account).filter(candidates_in(states))
+    statuses = statuses_of(candidates, tokens=ExportToken.objects.filter(connection__in=candidates), now=now)
     return [status for status in statuses if chosen.state_matches(status.state)]
 
 

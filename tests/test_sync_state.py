@@ -7,6 +7,7 @@ the account's syncs (tests/states.py)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -34,7 +35,7 @@ from syncs.models import (
 )
 from syncs.notifications import send_pause_notifications
 from syncs.sync import connection_sync_leased
-from syncs.sync_state import STALE_INTERVALS, SyncState, classify
+from syncs.sync_state import NEEDS_ATTENTION, STALE_INTERVALS, SyncState, candidates_in, classify
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 from tests.states import overview_tiles, places, sync_state_of
@@ -141,6 +142,35 @@ class Readers:
 )
 def test_every_sync_is_in_exactly_one_state_the_first_rule_that_applies(fields, readers_need_attention, state):
     assert classify(Row(**fields), readers=Readers(readers_need_attention), now=NOW) == state
+
+
+@pytest.mark.django_db
+def test_a_filter_by_state_reads_every_sync_in_that_state_among_its_candidates():
+    """candidates_in() narrows the rows a filter by state reads; classify decides. Over every
+    combination of the fields the rules read, no sync in a state is outside its candidates."""
+    values = {
+        "enabled": (True, False), "direction": ("two_way", "import_only", "export_only"),
+        "paused_at": (None, NOW - timedelta(hours=2)), "checking_since": (None, NOW - timedelta(minutes=5)),
+        "consecutive_failures": (0, 2), "held_removals": (0, 3),
+        "last_success_at": (None, NOW - timedelta(minutes=5), NOW - timedelta(days=1)),
+    }
+    prop = PropertyFactory()
+    made = Connection.objects.bulk_create([
+        Connection(property=prop, portal=portal(), import_url=f"https://www.airbnb.com/calendar/ical/{n}.ics",
+                   sync_interval_minutes=30, **dict(zip(values, combination, strict=True)))
+        for n, combination in enumerate(itertools.product(*values.values()))
+    ])
+    states = {state: set() for state in SyncState}
+    for sync in made:
+        for readers_need_attention in (False, True):
+            states[classify(sync, readers=Readers(readers_need_attention), now=NOW)].add(sync.pk)
+    for state, in_state in states.items():
+        candidates = set(Connection.objects.filter(candidates_in([state])).values_list("pk", flat=True))
+        assert in_state and in_state <= candidates, state
+    attention = set().union(*(states[state] for state in NEEDS_ATTENTION))
+    assert attention <= set(Connection.objects.filter(candidates_in(NEEDS_ATTENTION)).values_list("pk", flat=True))
+    # And the narrowing is real for the states an operator looks for first.
+    assert Connection.objects.filter(candidates_in([SyncState.PAUSED])).count() < len(made) // 4
 
 
 # --------------------------------------------------------------------------- transitions, in every place
