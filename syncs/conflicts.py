@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record, activity_record_automatic
 from syncs.dashboard import Conflict, property_conflicts
-from syncs.models import Activity, DoubleBooking, Property
+from syncs.models import Account, Activity, DoubleBooking, Property
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,29 @@ def conflicts_marked(conflicts: Iterable[Conflict]) -> tuple[list[MarkedConflict
         marked = MarkedConflict(conflict=conflict, key=key, fingerprint=fingerprint, mark=marks.get((conflict.property.pk, key)))
         (handled if marked.handled else unhandled).append(marked)
     return unhandled, handled
+
+
+def conflicts_listed(
+    *, account: Account, today: date, property_ids: list[int] | None = None
+) -> tuple[list[MarkedConflict], list[MarkedConflict]]:
+    """The double bookings a page or an email lists, soonest first: (those nobody marked handled,
+    those marked handled, listed apart), at most ``dashboard.CONFLICTS_SHOWN`` of each. The
+    account's (or these properties') own: the soonest are read first, and all of them when
+    those were nearly all marked handled, so that an empty first list means that none needs
+    attention."""
+    from syncs import dashboard
+
+    if property_ids is not None:
+        found = property_conflicts(property_ids=property_ids, today=today) if property_ids else []
+        unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.start, c.property.pk)))
+    else:
+        found, complete = dashboard.soonest_conflicts(account=account, today=today, limit=dashboard.CONFLICTS_READ)
+        unhandled, handled = conflicts_marked(found)
+        if len(unhandled) < dashboard.CONFLICTS_SHOWN and not complete:
+            # The soonest ones were mostly marked handled and the read stopped there: the ones
+            # after them may need attention.
+            unhandled, handled = conflicts_marked(dashboard.account_conflicts(account=account, today=today, limit=None))
+    return unhandled[: dashboard.CONFLICTS_SHOWN], handled[: dashboard.CONFLICTS_SHOWN]
 
 
 def double_booking_mark_handled(*, user, property: Property, key: str, fingerprint: str, note: str) -> DoubleBooking:

@@ -104,8 +104,8 @@ class DashboardSummary:
         return self.nothing_needs_attention and self.counts[SyncState.WORKING.value] == self.total
 
 
-# The overview lists this many double bookings needing attention (and as many marked handled),
-# from a first read of the soonest ones.
+# The overview and the digest list this many double bookings needing attention (and as many
+# marked handled), from a first read of the soonest ones (syncs.conflicts.conflicts_listed).
 CONFLICTS_SHOWN = 20
 CONFLICTS_READ = 200
 
@@ -123,22 +123,16 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
     )
     troubled = worst_first(status for status in statuses if status.needs_attention)
     attention = _attention(troubled[:limit], now)
-    from syncs.conflicts import conflicts_marked
+    from syncs.conflicts import conflicts_listed
 
-    today = timezone.localdate()
-    found, complete = _account_conflicts(account=account, today=today, limit=CONFLICTS_READ)
-    unhandled, handled = conflicts_marked(found)
-    if len(unhandled) < CONFLICTS_SHOWN and not complete:
-        # The soonest ones were mostly marked handled and the read stopped there: the ones after
-        # them may need attention, and the overview may not say that none does without them.
-        unhandled, handled = conflicts_marked(account_conflicts(account=account, today=today, limit=None))
+    unhandled, handled = conflicts_listed(account=account, today=timezone.localdate())
     return DashboardSummary(
         total=len(statuses),
         counts=state_counts(statuses),
         attention=attention,
         attention_more=len(troubled) - len(attention),
-        conflicts=[marked.conflict for marked in unhandled[:CONFLICTS_SHOWN]],
-        handled_conflicts=handled[:CONFLICTS_SHOWN],
+        conflicts=[marked.conflict for marked in unhandled],
+        handled_conflicts=handled,
     )
 
 
@@ -176,10 +170,10 @@ def account_conflicts(*, account: Account, today: date, limit: int | None = 20) 
     block, or one made here, over the same nights. Two blocks made here never clash (the
     operator's own doing).
     """
-    return _account_conflicts(account=account, today=today, limit=limit)[0]
+    return soonest_conflicts(account=account, today=today, limit=limit)[0]
 
 
-def _account_conflicts(*, account: Account, today: date, limit: int | None) -> tuple[list[Conflict], bool]:
+def soonest_conflicts(*, account: Account, today: date, limit: int | None) -> tuple[list[Conflict], bool]:
     """account_conflicts(), and whether they are all of them (the read did not stop at its limit)."""
     blocks = _clashing(today, Q(property__account=account)).order_by("start_date", "property_id")
     if limit is None:

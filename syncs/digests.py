@@ -1,7 +1,7 @@
 """The daily digest: for members who chose one email a day instead of one per pause.
 
 What it says is read when it is sent (``syncs.sync_state`` for the syncs, the overview's rule
-for double bookings): the syncs that need attention now, in the member's scope (all properties,
+for double bookings, those marked handled listed apart): the syncs that need attention now, in the member's scope (all properties,
 or those assigned to them), and the pauses that began or ended in the last day. Nothing to say,
 no email. Each member's digest is claimed with a conditional UPDATE of ``digest_sent_at`` before
 it is sent, so two workers never both send it; a send that fails gives the claim back.
@@ -23,7 +23,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from syncs.dashboard import account_conflicts, property_conflicts
+from syncs.conflicts import conflicts_listed
 from syncs.explain import describe_state
 from syncs.models import Connection, EmailAlerts, ExportToken, Membership, PauseEpisode
 from syncs.sync_state import connection_statuses, statuses_of, worst_first
@@ -89,22 +89,23 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
     episodes = PauseEpisode.objects.filter(connection__in=connections).filter(
         Q(started_at__gte=since) | Q(ended_at__gte=since)
     ).select_related("connection__portal", "connection__property").order_by("started_at")[:50]
-    if membership.email_alerts == EmailAlerts.ASSIGNED:
-        # Their properties' own, not those among the account's first few.
-        ids = list(membership.assigned_properties.values_list("pk", flat=True))
-        conflicts = property_conflicts(property_ids=ids, today=timezone.localdate()) if ids else []
-        conflicts = sorted(conflicts, key=lambda c: (c.start, c.property.pk))[:20]
-    else:
-        conflicts = account_conflicts(account=account, today=timezone.localdate())
-    if not troubled and not episodes and not conflicts:
-        return None
+    # Their properties' own when they chose assigned ones, not those among the account's first few.
+    ids = (
+        list(membership.assigned_properties.values_list("pk", flat=True))
+        if membership.email_alerts == EmailAlerts.ASSIGNED else None
+    )
     language = membership.language or settings.LANGUAGE_CODE
+    with translation.override(language):  # the sources' names ("made here") in the reader's words
+        unhandled, handled = conflicts_listed(account=account, today=timezone.localdate(), property_ids=ids)
+    # Double bookings marked handled are listed apart, and alone are nothing to tell.
+    if not troubled and not episodes and not unhandled:
+        return None
     with translation.override(language), timezone.override(zoneinfo.ZoneInfo(membership.reading_time_zone())):
         rows = [(statuses[pk], describe_state(statuses[pk], now)) for pk in loaded if pk in statuses]
         context = {
             "account": account.name, "rows": rows, "more": max(len(troubled) - len(rows), 0),
-            "episodes": list(episodes), "conflicts": conflicts, "zone": membership.reading_time_zone(),
-            "overview_url": settings.SITE_URL + reverse("home"),
+            "episodes": list(episodes), "conflicts": [marked.conflict for marked in unhandled], "handled": handled,
+            "zone": membership.reading_time_zone(), "overview_url": settings.SITE_URL + reverse("home"),
         }
         subject = ngettext(
             "%(account)s daily digest: %(n)d sync needs attention",

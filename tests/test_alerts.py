@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from syncs.dashboard import dashboard_summary
 from syncs.digests import digests_send
-from syncs.models import Activity, Membership, PauseEpisode
+from syncs.models import Activity, Connection, Membership, PauseEpisode
 from syncs.notifications import pause_notifications_send
 from tests.factories import (
     BlockFactory,
@@ -150,3 +150,34 @@ def test_an_assigned_member_digest_names_their_double_booking_behind_the_account
     [digest] = mailoutbox
     assert digest.to == ["member@example.com"] and "Other" not in digest.body
     assert "- Mine: " in digest.body and "(Airbnb, Vrbo)" in digest.body  # the double booking's line
+
+
+def test_the_digest_lists_double_bookings_marked_handled_apart_and_alone_they_send_nothing(mailoutbox, monkeypatch):
+    """A double booking marked handled is not among those to check, but is still listed, with who
+    marked it and why; one needing attention behind the soonest handled ones is found; and when
+    all there is to tell is handled ones, no digest goes out."""
+    from syncs.conflicts import conflict_fingerprint, conflict_key, double_booking_mark_handled
+
+    monkeypatch.setattr("syncs.dashboard.CONFLICTS_READ", 1)  # the first read stops among the handled
+    owner = MembershipFactory(user__email="owner@example.com", email_digest=True, time_zone="UTC")
+    for n in range(2):
+        clash(PropertyFactory(account=owner.account, name=f"Soon {n}"), in_days=2 + n)
+    for conflict in dashboard_summary(user=owner.user).conflicts:
+        double_booking_mark_handled(user=owner.user, property=conflict.property, key=conflict_key(conflict),
+                                    fingerprint=conflict_fingerprint(conflict), note="guest moved to Loft 2")
+    morning = timezone.now().replace(hour=9)
+    working = {"direction": "import_only", "last_success_at": morning - timedelta(minutes=5)}  # every sync fine
+    Connection.objects.update(**working)
+    assert digests_send(now=morning) == 0 and mailoutbox == []
+
+    clash(PropertyFactory(account=owner.account, name="Later"), in_days=30)
+    Connection.objects.update(**working)
+    Membership.objects.filter(pk=owner.pk).update(digest_sent_at=None)
+    assert digests_send(now=morning) == 1
+    [digest] = mailoutbox
+    to_check, handled = digest.body.split("Marked handled (")
+    assert "Possible double bookings:" in to_check and "- Later: " in to_check and "Soon" not in to_check
+    assert "- Soon 0: " in handled and "- Soon 1: " in handled and "“guest moved to Loft 2”" in handled
+    assert f"Marked handled by {owner.user.username}" in handled
+    html = digest.alternatives[0][0]
+    assert html.index("Later") < html.index("Marked handled (") < html.index("Soon 0")
