@@ -45,6 +45,7 @@ def main() -> None:
         "timeline, page 1": timeline,
         "timeline, page 20 (htmx)": timeline + "?page=20",
         "timeline, state=paused": timeline + "?state=paused",
+        "timeline, state=attention": timeline + "?state=attention",  # every switched-on sync read
         "timeline, portal=vrbo, 90 nights": timeline + "?portal=vrbo&nights=90",
     }
     print(f"{args.properties} properties, {args.properties * args.connections_per_property} syncs")

@@ -314,7 +314,7 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
             self.add_error(
                 "portal",
                 ValidationError(
-                    _("This looks like a %(recognised)s link, but you chose %(chosen)s. "
+                    _("This looks like a link from %(recognised)s, but you chose %(chosen)s. "
                       "Choose %(recognised)s, or paste the link %(chosen)s gives you."),
                     code="portal_mismatch", params={"recognised": recognised.display_name, "chosen": chosen.display_name},
                 ),

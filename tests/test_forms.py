@@ -227,7 +227,7 @@ def test_a_link_that_contradicts_the_chosen_portal_is_refused_and_the_form_keeps
 
     assert response.status_code == 200
     assert field_errors(response, "portal") == [
-        "This looks like a Booking.com link, but you chose Airbnb. "
+        "This looks like a link from Booking.com, but you chose Airbnb. "
         "Choose Booking.com, or paste the link Airbnb gives you."
     ]
     text = page(response)
