@@ -520,7 +520,16 @@ class Block(models.Model):
                 name="block_uid_unique_per_source",
             ),
         ]
-        indexes = [models.Index(fields=["property", "start_date"], name="block_property_start")]
+        indexes = [
+            models.Index(fields=["property", "start_date"], name="block_property_start"),
+            # The double-booking search (syncs.dashboard._clashing) compares each current stay with
+            # the property's others: everything it reads of them is in this index, so SQLite's
+            # nested loops need not visit the table. PostgreSQL hashes and does not need it.
+            models.Index(
+                fields=["property", "start_date", "end_date", "source", "kind"],
+                condition=Q(removed_at__isnull=True), name="block_current_span",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.property}: {self.start_date} → {self.end_date} ({self.kind})"
