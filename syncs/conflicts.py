@@ -97,12 +97,12 @@ def conflicts_listed(
         found = property_conflicts(property_ids=property_ids, today=today) if property_ids else []
         unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.start, c.property.pk)))
     else:
-        found, complete = dashboard.soonest_conflicts(account=account, today=today, limit=dashboard.CONFLICTS_READ)
+        found, complete = dashboard.account_conflicts(account=account, today=today, limit=dashboard.CONFLICTS_READ)
         unhandled, handled = conflicts_marked(found)
         if len(unhandled) < dashboard.CONFLICTS_SHOWN and not complete:
             # The soonest ones were mostly marked handled and the read stopped there: the ones
             # after them may need attention.
-            unhandled, handled = conflicts_marked(dashboard.account_conflicts(account=account, today=today, limit=None))
+            unhandled, handled = conflicts_marked(dashboard.account_conflicts(account=account, today=today)[0])
     return unhandled[: dashboard.CONFLICTS_SHOWN], handled[: dashboard.CONFLICTS_SHOWN]
 
 

@@ -162,19 +162,15 @@ def booking_like() -> Q:
     return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
 
 
-def account_conflicts(*, account: Account, today: date, limit: int | None = 20) -> list[Conflict]:
-    """Nights that two sources both say are booked: possible double bookings, soonest first
-    (the first ``limit`` of them; all of them for None).
+def account_conflicts(*, account: Account, today: date, limit: int | None = None) -> tuple[list[Conflict], bool]:
+    """Nights that two sources both say are booked: possible double bookings, soonest first (the
+    first ``limit`` of them; all of them for None), and whether they are all of them (the read
+    did not stop at its limit).
 
     Each pair has at least one imported block, and is found from that side: another source's
     block, or one made here, over the same nights. Two blocks made here never clash (the
     operator's own doing).
     """
-    return soonest_conflicts(account=account, today=today, limit=limit)[0]
-
-
-def soonest_conflicts(*, account: Account, today: date, limit: int | None) -> tuple[list[Conflict], bool]:
-    """account_conflicts(), and whether they are all of them (the read did not stop at its limit)."""
     blocks = _clashing(today, Q(property__account=account)).order_by("start_date", "property_id")
     if limit is None:
         return _group_conflicts(_clashing_rows(blocks)), True

@@ -3,8 +3,9 @@
 What it says is read when it is sent (``syncs.sync_state`` for the syncs, the overview's rule
 for double bookings, those marked handled listed apart): the syncs that need attention now, in
 the member's scope (all properties, or those assigned to them), and the pauses that began or
-ended in the last day. Nothing to say (handled double bookings alone included), no email. Each member's digest is claimed with a conditional UPDATE of ``digest_sent_at`` before
-it is sent, so two workers never both send it; a send that fails gives the claim back.
+ended in the last day. Nothing to say (handled double bookings alone included), no email. Each
+member's digest is claimed with a conditional UPDATE of ``digest_sent_at`` before it is sent, so
+two workers never both send it; a send that fails gives the claim back.
 """
 
 from __future__ import annotations
