@@ -21,6 +21,7 @@ import asyncio
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -272,6 +273,31 @@ def free_port() -> int:
 
     with socket.create_server(("127.0.0.1", 0)) as sock:
         return sock.getsockname()[1]
+
+
+def web_start(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
+    """gunicorn as the Procfile starts it, on a free port of 127.0.0.1, once it listens; stop it
+    with web_stop."""
+    import socket
+
+    port = free_port()
+    command = procfile("web")[0].replace("${WEB_BIND:-127.0.0.1:8000}", f"127.0.0.1:{port}") + " --access-logfile /dev/null"
+    env = {**env, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', os.environ['PATH'])}"}
+    server = subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    for _ in range(150):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, port
+        except OSError:
+            time.sleep(0.2)
+    web_stop(server)
+    sys.exit(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
+
+
+def web_stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
 
 
 if __name__ == "__main__":

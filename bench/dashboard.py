@@ -139,32 +139,19 @@ def first_bytes(pages: dict[str, tuple[str, str]], runs: int) -> dict[str, float
     """The median time to each page's first byte through gunicorn, in ms. ``pages``: name ->
     (URL, session key of the user who asks)."""
     import http.client
-    import shlex
-    import signal
-    import subprocess
 
     from django.conf import settings
 
-    from bench.capacity import free_port, procfile
+    from bench.capacity import web_start, web_stop
 
-    port = free_port()
-    command = procfile("web")[0].replace("${WEB_BIND:-127.0.0.1:8000}", f"127.0.0.1:{port}") + " --access-logfile /dev/null"
     env = {
         **os.environ, "DEBUG": "0", "STATIC_MANIFEST": "0", "SECURE_SSL_REDIRECT": "0", "ALLOWED_HOSTS": "127.0.0.1",
         "SECRET_KEY": settings.SECRET_KEY,  # the sessions below were signed with it
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     log = Path(os.environ["VAR_DIR"]) / "gunicorn.log"
-    server = subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server, port = web_start(env, log)
     medians = {}
     try:
-        for _ in range(150):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
         http = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for name, (url, session) in pages.items():
             headers = {"Cookie": f"sessionid={session}", "Host": "127.0.0.1"}
@@ -181,8 +168,7 @@ def first_bytes(pages: dict[str, tuple[str, str]], runs: int) -> dict[str, float
             medians[name] = statistics.median(times)
         http.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        web_stop(server)
     return medians
 
 

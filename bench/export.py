@@ -15,8 +15,6 @@ import argparse
 import os
 import random
 import re
-import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
 
 
 def prepare(env: dict) -> tuple[str, str]:
@@ -92,14 +89,11 @@ def main() -> None:
         fresh_database(args.database_url)
         env["DATABASE_URL"] = args.database_url
     export_path, etag = prepare(env)
-    from bench.capacity import free_port, procfile
+    from bench.capacity import web_start, web_stop
 
-    port = free_port()
-    command = procfile("web")[0].replace("${WEB_BIND:-127.0.0.1:8000}", f"127.0.0.1:{port}") + " --access-logfile /dev/null"
-    server = subprocess.Popen(shlex.split(command), cwd=ROOT, env={**os.environ, **env, "PATH": f"{BIN}:{os.environ['PATH']}"},
-                              stdout=(folder / "gunicorn.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    server, port = web_start({**os.environ, **env}, folder / "gunicorn.log")
     try:
-        for _ in range(100):
+        for _ in range(100):  # listening; now until a worker answers
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/constant.ics", timeout=2)
                 break
@@ -114,8 +108,7 @@ def main() -> None:
             for name, (path, headers) in runs.items():
                 results[name].append(wrk(port, path, seconds=args.seconds, clients=args.clients, headers=headers))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        web_stop(server)
     median = {name: (statistics.median(r for r, _ in runs), statistics.median(p for _, p in runs)) for name, runs in results.items()}
     constant = median["constant view"][0]
     print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; {args.clients} clients; median of {args.rounds} rounds of {args.seconds} s")
