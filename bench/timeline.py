@@ -59,7 +59,8 @@ def main() -> None:
 
     session = session_of(user)
     served = first_bytes({"baseline": (reverse("activity"), session), "timeline, page 1": (timeline, session),
-                          "timeline, state=paused": (timeline + "?state=paused", session)}, args.runs)
+                          "timeline, state=paused": (timeline + "?state=paused", session),
+                          "timeline, state=attention": (timeline + "?state=attention", session)}, args.runs)
     print("through gunicorn (Procfile, DEBUG off), first byte: median ms, x baseline")
     for name, ms in served.items():
         verdict = "" if name == "baseline" else f"  {'PASS' if ms < 200 else 'MISS (target <200 ms)'}"
