@@ -29,8 +29,8 @@ from syncs.sync_state import (
     classify,
     property_health,
     state_counts,
+    states_with_attention,
     statuses_of,
-    worst_first,
 )
 
 
@@ -118,17 +118,14 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
     account = Account.of_user(user)
     if account is None:
         return DashboardSummary(total=0, counts=state_counts([]), attention=[], attention_more=0, conflicts=[])
-    statuses = statuses_of(
-        Connection.objects.for_account(account), tokens=ExportToken.objects.for_account(account), now=now
-    )
-    troubled = worst_first(status for status in statuses if status.needs_attention)
+    counts, troubled = states_with_attention(Connection.objects.for_account(account), now=now)
     attention = _attention(troubled[:limit], now)
     from syncs.conflicts import conflicts_listed
 
     unhandled, handled = conflicts_listed(account=account, today=timezone.localdate())
     return DashboardSummary(
-        total=len(statuses),
-        counts=state_counts(statuses),
+        total=sum(counts.values()),
+        counts=counts,
         attention=attention,
         attention_more=len(troubled) - len(attention),
         conflicts=[marked.conflict for marked in unhandled],

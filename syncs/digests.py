@@ -26,8 +26,8 @@ from django.utils.translation import ngettext
 
 from syncs.conflicts import conflicts_listed
 from syncs.explain import describe_state
-from syncs.models import Connection, EmailAlerts, ExportToken, Membership, PauseEpisode
-from syncs.sync_state import connection_statuses, statuses_of, worst_first
+from syncs.models import Connection, EmailAlerts, Membership, PauseEpisode
+from syncs.sync_state import connection_statuses, states_with_attention
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,9 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
     """The digest as it would be sent now, or None when there is nothing to tell."""
     account = membership.account
     connections = Connection.objects.for_account(account)
-    tokens = ExportToken.objects.for_account(account)
     if membership.email_alerts == EmailAlerts.ASSIGNED:
-        assigned = membership.assigned_properties.values("pk")
-        connections, tokens = connections.filter(property__in=assigned), tokens.filter(property__in=assigned)
-    troubled = worst_first(s for s in statuses_of(connections, tokens=tokens, now=now) if s.needs_attention)
+        connections = connections.filter(property__in=membership.assigned_properties.values("pk"))
+    _counts, troubled = states_with_attention(connections, now=now)
     loaded = Connection.objects.select_related("property", "portal").in_bulk([s.connection.id for s in troubled[:50]])
     statuses = connection_statuses(loaded.values(), now=now)
     episodes = PauseEpisode.objects.filter(connection__in=connections).filter(

@@ -202,7 +202,7 @@ def describe_readers(facts: ExportReaderFacts | None, *, portal: str) -> str:
         }
         if facts.state == "stale":
             sentence += " " + _("%(portal)s seems to have stopped reading it.") % {"portal": portal}
-    if facts.old_url_reader:
+    if facts.old_url_read_at is not None:
         sentence += " " + _("%(reader)s still reads the old URL (last %(ago)s ago): paste the new one there.") % {
             "reader": reader_name(facts.old_url_reader, portal=portal), "ago": since(facts.old_url_read_at),
         }

@@ -90,12 +90,12 @@ class DatabaseCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        from syncs.models import Connection, ExportReadDay, ExportToken, WebhookDelivery
-        from syncs.sync_state import TILES, state_counts, statuses_of
+        from syncs.models import Connection, ExportReadDay, WebhookDelivery
+        from syncs.sync_state import TILES, states_counted
 
         now = timezone.now()
         states = GaugeMetricFamily("channelmgr_syncs", "Syncs by state (the overview's tiles).", labels=["state"])
-        counts = state_counts(statuses_of(Connection.objects.all(), tokens=ExportToken.objects.all(), now=now))
+        counts, _troubled = states_counted(Connection.objects.all(), now=now)
         for state in TILES:
             states.add_metric([state.value], counts[state.value])
         yield states

@@ -110,7 +110,13 @@ class ExportReaderFacts:
 
     @property
     def needs_attention(self) -> bool:
-        return self.state in {"never_read", "stale"} or bool(self.old_url_reader)
+        # A rotated-out URL that is still read, whoever reads it (the reader may be unknown).
+        return self.state in {"never_read", "stale"} or self.old_url_read_at is not None
+
+
+def expected_within(pickup_max_minutes: int | None) -> timedelta:
+    """How long a portal with this pick-up delay may go without reading our calendar."""
+    return timedelta(minutes=(pickup_max_minutes or DEFAULT_PICKUP_MINUTES) * STALE_FACTOR)
 
 
 def export_facts(*, tokens: list, pickup_max_minutes: int | None, now: datetime) -> ExportReaderFacts | None:
@@ -124,7 +130,7 @@ def export_facts(*, tokens: list, pickup_max_minutes: int | None, now: datetime)
             current = token
     if current is None:
         return None
-    expected = timedelta(minutes=(pickup_max_minutes or DEFAULT_PICKUP_MINUTES) * STALE_FACTOR)
+    expected = expected_within(pickup_max_minutes)
     if current.last_read_at is None:
         state = "never_read" if now - current.created_at > expected else "waiting"
     else:

@@ -4,9 +4,11 @@ Every sync is in exactly one state (``SyncState``), decided by ``classify`` and 
 the overview's tiles and attention list, the properties list's health, the property and
 connection pages, the checklist's first step, the emails and the admin all read it from here,
 and ``syncs.explain.describe_state`` words it. The rules take the few fields they need from any
-object that has them: a loaded Connection, or a narrow row of an account-wide read, so that
-counting five thousand syncs and showing one apply the very same rules, from a constant number
-of queries whatever the number of syncs.
+object that has them: a loaded Connection, or a narrow row of a read of many syncs. Counting an
+account's five thousand syncs or filtering them by state asks the database for their states
+(``with_states``: the same rules, in SQL, which a test holds equal to ``classify``), and the
+syncs then shown are decided again by ``classify``: a constant number of queries whatever the
+number of syncs.
 """
 
 from __future__ import annotations
@@ -18,13 +20,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import (
+    Case,
+    CharField,
+    DateTimeField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from syncs.models import Connection, ExportToken, Portal
 from syncs.moments import values_rows
-from syncs.readers import ExportReaderFacts, export_facts
+from syncs.readers import ExportReaderFacts, expected_within, export_facts
 
 # A sync that has not worked for this many of its intervals is stale.
 STALE_INTERVALS = 2
@@ -117,28 +134,55 @@ def classify(connection: Any, *, readers: ExportReaderFacts | None, now: datetim
     return SyncState.WORKING
 
 
-# For some states, a condition in SQL that every sync in the state meets, read off classify's
-# rule for it: a filter by state reads these candidates only, and classify still decides, so the
-# rules are stated once. A condition may let through syncs of other states, never leave one of
-# its own out (a test classifies every combination of the fields). A state without an entry has
-# candidates in every switched-on sync.
-_CANDIDATES: dict[SyncState, Q] = {
-    SyncState.SWITCHED_OFF: Q(enabled=False),
-    SyncState.PAUSED: Q(paused_at__isnull=False, checking_since__isnull=True),
-    SyncState.CHECKING: Q(paused_at__isnull=False, checking_since__isnull=False),
-    SyncState.FAILING: Q(consecutive_failures__gt=0),
-    SyncState.HELD: Q(held_removals__gt=0),
-    SyncState.WAITING: Q(last_success_at__isnull=True),
-}
+def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet[Connection]:
+    """``connections``, each with its state as ``sync_state`` (a SyncState value): ``classify``'s
+    rules, in its order, said in SQL, for reads of many syncs (an account's counts, a filter by
+    state) that need the state of rows they do not load.
 
-
-def candidates_in(states: Iterable[SyncState]) -> Q:
-    """Connections that may be in one of these states (a superset: see _CANDIDATES)."""
-    found = Q(pk__in=[])
-    for state in states:
-        rule = _CANDIDATES.get(state, Q())
-        found |= rule if state == SyncState.SWITCHED_OFF else Q(enabled=True) & rule
-    return found
+    The one place the rules are said twice. A test puts every combination of the fields the rules
+    read, and every situation of the export readers', through both, at each rule's boundary to
+    the microsecond, on every database the suite runs: the two may never disagree."""
+    direction = Connection.Direction
+    importing = ~Q(direction=direction.EXPORT_ONLY)
+    # The moment a sync's last success goes stale: an exact date-time sum in both databases.
+    stale_at = F("last_success_at") + ExpressionWrapper(
+        ExpressionWrapper(F("sync_interval_minutes"), output_field=IntegerField())
+        * Value(timedelta(minutes=STALE_INTERVALS), output_field=DurationField()),
+        output_field=DurationField(),
+    )
+    # The moment before which a portal should have read our calendar again (readers.expected_within).
+    read_since = Case(
+        *(When(portal_id=pk, then=Value(now - expected_within(pickup)))
+          for pk, pickup in Portal.objects.values_list("pk", "pickup_delay_max_minutes")),
+        default=Value(now - expected_within(None)), output_field=DateTimeField(),
+    )
+    old_url_read = Exists(ExportToken.objects.filter(
+        connection=OuterRef("pk"), expires_at__gt=now, last_read_at__gt=OuterRef("current_created_at")
+    ))
+    readers_need_attention = (
+        ~Q(direction=direction.IMPORT_ONLY) & Q(current_created_at__isnull=False) & (
+            Q(current_read_at__isnull=True, current_created_at__lt=F("read_since"))
+            | Q(current_read_at__lt=F("read_since"))
+            | Q(old_url_read=True)
+        )
+    )
+    return connections.alias(
+        current_token=FilteredRelation("export_tokens", condition=Q(export_tokens__expires_at__isnull=True)),
+        current_created_at=F("current_token__created_at"),
+        current_read_at=F("current_token__last_read_at"),
+        read_since=read_since,
+        stale_at=stale_at,
+    ).alias(old_url_read=old_url_read).annotate(sync_state=Case(
+        When(enabled=False, then=Value(SyncState.SWITCHED_OFF.value)),
+        When(importing & Q(paused_at__isnull=False, checking_since__isnull=False), then=Value(SyncState.CHECKING.value)),
+        When(importing & Q(paused_at__isnull=False), then=Value(SyncState.PAUSED.value)),
+        When(importing & ~Q(consecutive_failures=0), then=Value(SyncState.FAILING.value)),
+        When(importing & ~Q(held_removals=0), then=Value(SyncState.HELD.value)),
+        When(importing & Q(last_success_at__isnull=True), then=Value(SyncState.WAITING.value)),
+        When(importing & Q(stale_at__lt=now), then=Value(SyncState.STALE.value)),
+        When(readers_need_attention, then=Value(SyncState.NOT_READING.value)),
+        default=Value(SyncState.WORKING.value), output_field=CharField(),
+    ))
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +273,33 @@ def statuses_of(
     tokens = _tokens_by_connection(tokens, now)
     pickups = dict(Portal.objects.values_list("pk", "pickup_delay_max_minutes"))
     return [_status(row, tokens=tokens.get(row.id, []), pickup=pickups.get(row.portal_id), now=now) for row in rows]
+
+
+def states_counted(connections: QuerySet[Connection], *, now: datetime) -> tuple[dict[str, int], list[int]]:
+    """Syncs per state among ``connections`` (every state present, 0 when none: they add up to the
+    number of syncs), and the ids of those that need attention: one query (with_states), two
+    narrow columns a sync, whatever their number."""
+    counts = dict.fromkeys((state.value for state in TILES), 0)
+    attention = {state.value for state in NEEDS_ATTENTION}
+    troubled = []
+    for pk, state in with_states(connections.order_by(), now=now).values_list("pk", "sync_state"):
+        counts[state] += 1
+        if state in attention:
+            troubled.append(pk)
+    return counts, troubled
+
+
+def states_with_attention(connections: QuerySet[Connection], *, now: datetime) -> tuple[dict[str, int], list[SyncStatus]]:
+    """Syncs per state among ``connections``, and those that need attention, worst first, each
+    decided by ``classify`` with what it read (narrow rows): four queries, the rules' rows read
+    for the syncs that need attention only."""
+    counts, troubled = states_counted(connections, now=now)
+    if not troubled:
+        return counts, []
+    statuses = statuses_of(
+        Connection.objects.filter(pk__in=troubled), tokens=ExportToken.objects.filter(connection_id__in=troubled), now=now
+    )
+    return counts, worst_first(status for status in statuses if status.needs_attention)
 
 
 def connection_statuses(connections: Iterable[Connection], *, now: datetime | None = None) -> dict[int, SyncStatus]:

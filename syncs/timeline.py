@@ -3,8 +3,8 @@
 One row per property, one column per night. Every state shown, counted or filtered on is
 ``syncs.sync_state``'s, every double booking ``syncs.dashboard``'s (with the marks of
 ``syncs.conflicts``). A page costs a constant number of queries whatever the number of
-properties, syncs and blocks: the filter reads the states of the account's syncs that may be in
-the chosen state once (narrow rows), the page's properties are paged in the database, and their
+properties, syncs and blocks: the filter reads the ids of the account's syncs in the chosen
+state in one query (``sync_state.with_states``), the page's properties are paged in the database, and their
 syncs, blocks and double bookings are read for the page only.
 """
 
@@ -22,15 +22,14 @@ from django.utils.translation import gettext as _
 from syncs.conflicts import conflicts_marked
 from syncs.dashboard import property_conflicts
 from syncs.explain import describe_state
-from syncs.models import Account, Block, Connection, ExportToken, Property
+from syncs.models import Account, Block, Connection, Property
 from syncs.sync_labels import SyncLabel, label_syncs
 from syncs.sync_state import (
     NEEDS_ATTENTION,
     SyncState,
     SyncStatus,
-    candidates_in,
     connection_statuses,
-    statuses_of,
+    with_states,
     worst_first,
 )
 
@@ -69,13 +68,13 @@ class Filter:
         return state.value == self.state
 
 
-def _matching_statuses(account: Account, chosen: Filter, now: datetime) -> list[SyncStatus]:
-    """The account's syncs in the chosen state (narrow rows, three queries): only the syncs that
-    may be in it are read (sync_state.candidates_in), and sync_state decides."""
+def _matching_ids(account: Account, chosen: Filter, now: datetime) -> list[int]:
+    """The ids of the account's syncs in the chosen state: one query (sync_state.with_states)."""
     states = NEEDS_ATTENTION if chosen.state == ATTENTION else {SyncState(chosen.state)}
-    candidates = Connection.objects.for_account(account).filter(candidates_in(states))
-    statuses = statuses_of(candidates, tokens=ExportToken.objects.filter(connection__in=candidates), now=now)
-    return [status for status in statuses if chosen.state_matches(status.state)]
+    in_states = with_states(Connection.objects.for_account(account).order_by(), now=now).filter(
+        sync_state__in=[state.value for state in states]
+    )
+    return list(in_states.values_list("pk", flat=True))
 
 
 def properties_matching(
@@ -92,7 +91,7 @@ def properties_matching(
         syncs = syncs.filter(portal__slug=chosen.portal)
     if chosen.state:
         if matching_ids is None:
-            matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)]
+            matching_ids = _matching_ids(account, chosen, now)
         syncs = syncs.filter(pk__in=matching_ids)
     if chosen.portal or chosen.state:
         properties = properties.filter(Exists(syncs))
@@ -112,7 +111,7 @@ def connections_matching(
         connections = connections.filter(portal__slug=chosen.portal)
     if chosen.state:
         if matching_ids is None:
-            matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)]
+            matching_ids = _matching_ids(account, chosen, now)
         connections = connections.filter(pk__in=matching_ids)
     return connections
 
@@ -175,7 +174,7 @@ def timeline_read(
     end = start + timedelta(days=nights)
     days = [start + timedelta(days=n) for n in range(nights)]
     # The syncs in the chosen state, read once for the page and for "all matching".
-    matching_ids = [status.connection.id for status in _matching_statuses(account, chosen, now)] if chosen.state else None
+    matching_ids = _matching_ids(account, chosen, now) if chosen.state else None
     paged = Paginator(
         properties_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids), per_page
     ).get_page(page)

@@ -330,7 +330,7 @@ def check_export_pasted(connection: Connection, **_ignored) -> StepReport:
     words = describe_readers(facts, portal=portal.display_name)
     paste = str(PASTE_LINK.get(portal.slug, _("Paste it into %(portal)s's calendar import.") % {"portal": portal.display_name}))
     data = {"export_url": export_url(token)}
-    if facts.state == "reading" and not facts.old_url_reader:
+    if facts.state == "reading" and facts.old_url_read_at is None:
         return StepReport("export_pasted", Status.PASSED, words, data=data)
     if facts.state == "waiting":
         return StepReport("export_pasted", Status.WAITING, words, advice=paste, data=data)

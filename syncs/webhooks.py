@@ -46,7 +46,7 @@ from syncs.models import (
     Webhook,
     WebhookDelivery,
 )
-from syncs.sync_state import SyncState, connection_status, statuses_of
+from syncs.sync_state import SyncState, connection_status, statuses_of, with_states
 
 log = logging.getLogger(__name__)
 
@@ -343,10 +343,10 @@ def scan_not_reading(*, now: datetime) -> int:
     told = 0
     accounts = {w.account_id for w in Webhook.objects.filter(enabled=True) if Event.NOT_READING in w.events}
     for account_id in accounts:
-        statuses = statuses_of(
-            Connection.objects.filter(property__account_id=account_id),
-            tokens=ExportToken.objects.filter(property__account_id=account_id), now=now,
+        candidates = with_states(Connection.objects.filter(property__account_id=account_id), now=now).filter(
+            sync_state=SyncState.NOT_READING.value
         )
+        statuses = statuses_of(candidates, tokens=ExportToken.objects.filter(connection__in=candidates.values("pk")), now=now)
         not_reading = {s.connection.id: s for s in statuses if s.state == SyncState.NOT_READING}
         NotReadingAlert.objects.filter(connection__property__account_id=account_id).exclude(
             connection_id__in=list(not_reading)
