@@ -214,7 +214,8 @@ def _clashing_rows(blocks: QuerySet[Block]) -> list[tuple]:
 def _group_conflicts(rows: list[tuple]) -> list[Conflict]:
     """Overlapping clashing blocks (_clashing_rows) of one property become one conflict naming
     every source; their properties are read in one query."""
-    properties = Property.objects.in_bulk({row[1] for row in rows})
+    # What pages and emails show of a double booking's property (any other field loads on use).
+    properties = Property.objects.only("pk", "account_id", "name", "timezone").in_bulk({row[1] for row in rows})
     conflicts: list[Conflict] = []
     open_by_property: dict[int, Conflict] = {}
     words: dict[str | None, str] = {None: _("made here")}  # each portal's name in words, once

@@ -144,11 +144,18 @@ def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet
     the microsecond, on every database the suite runs: the two may never disagree."""
     direction = Connection.Direction
     importing = ~Q(direction=direction.EXPORT_ONLY)
-    # The moment a sync's last success goes stale: an exact date-time sum in both databases.
-    stale_at = F("last_success_at") + ExpressionWrapper(
-        ExpressionWrapper(F("sync_interval_minutes"), output_field=IntegerField())
-        * Value(timedelta(minutes=STALE_INTERVALS), output_field=DurationField()),
-        output_field=DurationField(),
+    # A success before this moment is stale: worked out here for each interval the syncs have,
+    # and by the database (exact too, but a function call a row on SQLite) for one set meanwhile.
+    intervals = connections.order_by().values_list("sync_interval_minutes", flat=True).distinct()
+    stale_before = Case(
+        *(When(sync_interval_minutes=minutes, then=Value(now - timedelta(minutes=minutes * STALE_INTERVALS)))
+          for minutes in intervals),
+        default=Value(now) - ExpressionWrapper(
+            ExpressionWrapper(F("sync_interval_minutes"), output_field=IntegerField())
+            * Value(timedelta(minutes=STALE_INTERVALS), output_field=DurationField()),
+            output_field=DurationField(),
+        ),
+        output_field=DateTimeField(),
     )
     # The moment before which a portal should have read our calendar again (readers.expected_within).
     read_since = Case(
@@ -171,7 +178,7 @@ def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet
         current_created_at=F("current_token__created_at"),
         current_read_at=F("current_token__last_read_at"),
         read_since=read_since,
-        stale_at=stale_at,
+        stale_before=stale_before,
     ).alias(old_url_read=old_url_read).annotate(sync_state=Case(
         When(enabled=False, then=Value(SyncState.SWITCHED_OFF.value)),
         When(importing & Q(paused_at__isnull=False, checking_since__isnull=False), then=Value(SyncState.CHECKING.value)),
@@ -179,7 +186,7 @@ def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet
         When(importing & ~Q(consecutive_failures=0), then=Value(SyncState.FAILING.value)),
         When(importing & ~Q(held_removals=0), then=Value(SyncState.HELD.value)),
         When(importing & Q(last_success_at__isnull=True), then=Value(SyncState.WAITING.value)),
-        When(importing & Q(stale_at__lt=now), then=Value(SyncState.STALE.value)),
+        When(importing & Q(last_success_at__lt=F("stale_before")), then=Value(SyncState.STALE.value)),
         When(readers_need_attention, then=Value(SyncState.NOT_READING.value)),
         default=Value(SyncState.WORKING.value), output_field=CharField(),
     ))

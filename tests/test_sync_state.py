@@ -224,15 +224,19 @@ def test_the_rules_in_sql_read_the_export_readers_as_classify_does():
 
 
 def test_the_stale_rule_in_sql_holds_at_each_interval_to_the_microsecond():
+    """For every interval the syncs have when the states are read, and for one set while they are
+    (the database then works the moment out)."""
     prop = PropertyFactory()
-    made = [
-        ConnectionFactory(property=prop, direction="import_only", sync_interval_minutes=minutes,
-                          last_success_at=NOW - timedelta(minutes=minutes * STALE_INTERVALS) + timedelta(microseconds=shift))
-        for minutes in (5, 30, 45, 1440, 10080) for shift in (-1, 0, 1)
-    ]
+    cases = [(minutes, shift) for minutes in (5, 30, 45, 1440, 10080) for shift in (-1, 0, 1)]
+    made = [ConnectionFactory(property=prop, direction="import_only", sync_interval_minutes=7) for _case in cases]
+    read_while_set = with_states(Connection.objects.filter(property=prop), now=NOW)  # knows of 7 only
+    for connection, (minutes, shift) in zip(made, cases, strict=True):
+        at = NOW - timedelta(minutes=minutes * STALE_INTERVALS) + timedelta(microseconds=shift)
+        Connection.objects.filter(pk=connection.pk).update(sync_interval_minutes=minutes, last_success_at=at)
     compared = _states_both_ways(made)
     assert [(c.pk, python) for c, python, _sql in compared] == [(c.pk, sql) for c, _python, sql in compared]
     assert [python for _c, python, _sql in compared].count(SyncState.STALE) == 5
+    assert dict(read_while_set.values_list("pk", "sync_state")) == {c.pk: python.value for c, python, _sql in compared}
 
 
 # --------------------------------------------------------------------------- transitions, in every place
