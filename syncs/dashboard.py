@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -161,33 +161,55 @@ def booking_like() -> Q:
 
 def account_conflicts(*, account: Account, today: date, limit: int | None = None) -> tuple[list[Conflict], bool]:
     """Nights that two sources both say are booked: possible double bookings, soonest first (the
-    first ``limit`` of them; all of them for None), and whether they are all of them (the read
-    did not stop at its limit).
+    first ``limit`` of them; all of them for None), and whether they are all of them. Each is
+    whole: all its stays, whatever the limit.
 
     Each pair has at least one imported block, and is found from that side: another source's
     block, or one made here, over the same nights. Two blocks made here never clash (the
     operator's own doing).
     """
-    blocks = _clashing(today, Q(property__account=account)).order_by("start_date", "property_id")
+    groups = _group_conflicts(_clashing_rows(today, Q(property__account=account)), soonest_first=True,
+                              limit=None if limit is None else limit + 1)
     if limit is None:
-        return _group_conflicts(_clashing_rows(blocks)), True
-    rows = _clashing_rows(blocks[: limit * 2])
-    conflicts = _group_conflicts(rows)
-    return conflicts[:limit], len(rows) < limit * 2 and len(conflicts) <= limit
+        return groups, True
+    return groups[:limit], len(groups) <= limit
 
 
-def _clashing(today: date, among: Q | None = None) -> QuerySet[Block]:
-    """Imported blocks that may be a stay and share a night with another source's (or one made
-    here): each possible double booking, seen from its imported side. ``among``: the properties
-    looked at (an account's, a page's), on both sides, so that the database compares these
-    properties' stays only, not every account's."""
+def _clashing_rows(today: date, among: Q | None) -> list[tuple]:
+    """The imported blocks that may be a stay and share a night with another source's (or with
+    one made here), ``among`` some properties (all for None), by property and first night: each
+    possible double booking seen from its imported side, as narrow rows (id, property, source,
+    first night, check-out day, kind, portal name).
+
+    One query reads the properties' current stays to come, in the order of their first nights,
+    and one pass compares each with those still running on its first night: two stays share a
+    night exactly when the later one starts before the earlier one's check-out day (each lasts
+    a night at least). Memory: the stays found, and those running on one night.
+    """
     booked = Block.objects.current().filter(booking_like(), end_date__gt=today)
     if among is not None:
         booked = booked.filter(among)
-    clashing = booked.filter(
-        property_id=OuterRef("property_id"), start_date__lt=OuterRef("end_date"), end_date__gt=OuterRef("start_date")
-    ).filter(Q(source__isnull=True) | ~Q(source_id=OuterRef("source_id")))
-    return booked.filter(source__isnull=False).filter(Exists(clashing))
+    stays = booked.order_by("property_id", "start_date", "pk").values_list(
+        "pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"
+    )
+    clashing: list[tuple] = []
+    found: set[int] = set()
+    running: list[tuple] = []  # the property's stays not yet over on the current first night
+    for stay in stays.iterator(chunk_size=2000):
+        if running and running[0][1] != stay[1]:
+            running = []  # another property
+        start, source = stay[3], stay[2]
+        running = [other for other in running if other[4] > start]
+        for other in running:
+            if other[2] == source:  # one source's own stays (or two made here) never clash
+                continue
+            for side in (other, stay):
+                if side[2] is not None and side[0] not in found:
+                    found.add(side[0])
+                    clashing.append(side)
+        running.append(stay)
+    clashing.sort(key=lambda row: (row[1], row[3], row[0]))
+    return clashing
 
 
 def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[int]:
@@ -202,40 +224,42 @@ def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[in
 def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[Conflict]:
     """Every possible double booking of these properties (of all properties for None), grouped
     as the overview groups them: two queries."""
-    rows = _clashing(today, None if property_ids is None else Q(property_id__in=property_ids))
-    return _group_conflicts(_clashing_rows(rows.order_by("property_id", "start_date", "pk")))
+    return _group_conflicts(_clashing_rows(today, None if property_ids is None else Q(property_id__in=property_ids)))
 
 
-def _clashing_rows(blocks: QuerySet[Block]) -> list[tuple]:
-    """The clashing blocks (an ordered queryset) as narrow rows: one query."""
-    return list(blocks.values_list("pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"))
-
-
-def _group_conflicts(rows: list[tuple]) -> list[Conflict]:
-    """Overlapping clashing blocks (_clashing_rows) of one property become one conflict naming
-    every source; their properties are read in one query."""
-    # What pages and emails show of a double booking's property (any other field loads on use).
-    properties = Property.objects.only("pk", "account_id", "name", "timezone").in_bulk({row[1] for row in rows})
-    conflicts: list[Conflict] = []
-    open_by_property: dict[int, Conflict] = {}
-    words: dict[str | None, str] = {None: _("made here")}  # each portal's name in words, once
+def _group_conflicts(rows: list[tuple], *, soonest_first: bool = False, limit: int | None = None) -> list[Conflict]:
+    """Overlapping clashing blocks (_clashing_rows: each property's in the order of their first
+    nights) of one property become one conflict naming every source; by property, or soonest
+    first; the first ``limit`` of them (all for None), whose properties are read in one query."""
+    groups: list[list] = []  # [property id, first night, check-out day, stays, portal names]
+    open_by_property: dict[int, list] = {}
     for pk, property_id, source_id, start, end, kind, portal_name in rows:
-        if property_id not in properties:  # deleted between the two reads
-            continue
-        if portal_name not in words:  # None: a block made here, which has no portal
-            words[portal_name] = Portal.name_in_words(portal_name)
-        name = words[portal_name]
         stay = (pk, source_id, start, end, kind)
         current = open_by_property.get(property_id)
-        if current and start < current.end:
-            current.end = max(current.end, end)
-            current.stays.append(stay)
-            if name not in current.sources:
-                current.sources.append(name)
+        if current and start < current[2]:
+            current[2] = max(current[2], end)
+            current[3].append(stay)
+            if portal_name not in current[4]:
+                current[4].append(portal_name)
             continue
-        current = Conflict(property=properties[property_id], start=start, end=end, sources=[name], stays=[stay])
+        current = [property_id, start, end, [stay], [portal_name]]
         open_by_property[property_id] = current
-        conflicts.append(current)
+        groups.append(current)
+    if soonest_first:
+        groups.sort(key=lambda group: (group[1], group[0]))
+    groups = groups if limit is None else groups[:limit]
+    # What pages and emails show of a double booking's property (any other field loads on use).
+    properties = Property.objects.only("pk", "account_id", "name", "timezone").in_bulk({group[0] for group in groups})
+    words: dict[str | None, str] = {None: _("made here")}  # each portal's name in words, once
+    conflicts = []
+    for property_id, start, end, stays, portal_names in groups:
+        if property_id not in properties:  # deleted between the two reads
+            continue
+        for name in portal_names:
+            if name not in words:
+                words[name] = Portal.name_in_words(name)
+        sources = list(dict.fromkeys(words[name] for name in portal_names))
+        conflicts.append(Conflict(property=properties[property_id], start=start, end=end, sources=sources, stays=stays))
     return conflicts
 
 

@@ -522,9 +522,8 @@ class Block(models.Model):
         ]
         indexes = [
             models.Index(fields=["property", "start_date"], name="block_property_start"),
-            # The double-booking search (syncs.dashboard._clashing) compares each current stay with
-            # the property's others: everything it reads of them is in this index, so SQLite's
-            # nested loops need not visit the table. PostgreSQL hashes and does not need it.
+            # The double-booking search (syncs.dashboard._clashing_rows) reads the current stays
+            # of some properties in the order of their first nights: in this index's order.
             models.Index(
                 fields=["property", "start_date", "end_date", "source", "kind"],
                 condition=Q(removed_at__isnull=True), name="block_current_span",

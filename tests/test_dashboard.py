@@ -120,6 +120,52 @@ def test_a_portal_echoing_our_closures_is_not_a_double_booking(operator_client, 
     assert 'id="conflicts"' not in operator_client.get(reverse("home")).content.decode()
 
 
+def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_with_another_source(account):
+    """Against the rule said plainly (every pair compared): random stays of several properties, of
+    two portals (one Booking.com, whose closures may be stays), made here, past, removed, of one
+    night or many, overlapping or touching at the check-out day."""
+    import random
+
+    from syncs.dashboard import account_conflicts, property_conflicts
+
+    chance = random.Random(20261202)
+    today = timezone.localdate()
+    properties = [PropertyFactory(account=account, name=f"Flat {n}") for n in range(6)]
+    stays = []
+    for prop in properties:
+        sources = [ConnectionFactory(property=prop, portal=portal(slug)) for slug in ("airbnb", "booking", "vrbo")] + [None]
+        for n in range(40):
+            start = today + timedelta(days=chance.randint(-10, 60))
+            stays.append(Block(
+                property=prop, source=chance.choice(sources), uid=f"{prop.pk}-{n}", start_date=start,
+                end_date=start + timedelta(days=chance.choice((1, 1, 2, 3, 7))), kind=chance.choice(("reserved", "blocked")),
+                removed_at=timezone.now() if chance.random() < 0.1 else None,
+            ))
+    Block.objects.bulk_create(stays)
+
+    def may_be_a_stay(block):
+        return block.kind == "reserved" or (block.source is not None and block.source.portal.slug == "booking")
+
+    current = [b for b in Block.objects.select_related("source__portal") if b.removed_at is None and b.end_date > today
+               and may_be_a_stay(b)]
+    expected = {
+        b.pk for b in current if b.source_id is not None and any(
+            other.pk != b.pk and other.property_id == b.property_id and other.source_id != b.source_id
+            and other.start_date < b.end_date and other.end_date > b.start_date for other in current
+        )
+    }
+    found = property_conflicts(property_ids=[p.pk for p in properties], today=today)
+    assert expected and {stay[0] for c in found for stay in c.stays} == expected
+    every, complete = account_conflicts(account=account, today=today)
+    assert complete and sorted(every, key=lambda c: (c.property.pk, c.start)) == found
+    assert [(c.start, c.property.pk) for c in every] == sorted((c.start, c.property.pk) for c in every)
+    # Each double booking is the stays chained by shared nights, named by their sources.
+    for conflict in found:
+        assert conflict.start == min(s[2] for s in conflict.stays) and conflict.end == max(s[3] for s in conflict.stays)
+    soonest, complete = account_conflicts(account=account, today=today, limit=3)
+    assert not complete and soonest == every[:3]
+
+
 def test_the_overview_status_refreshes_itself_every_30_seconds(operator_client, account):
     page = operator_client.get(reverse("home")).content.decode()
     assert f'hx-get="{reverse("overview-status")}" hx-trigger="every 30s"' in page
