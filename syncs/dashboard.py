@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from syncs.explain import describe_state
 from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Portal, Property
+from syncs.moments import values_rows
 from syncs.portals import HERE_LOOK
 from syncs.sync_labels import SyncLabel, label_syncs, labels_for
 from syncs.sync_state import (
@@ -175,27 +176,26 @@ def account_conflicts(*, account: Account, today: date, limit: int | None = None
     return groups[:limit], len(groups) <= limit
 
 
-def _clashing_rows(today: date, among: Q | None) -> list[tuple]:
+def _clashing_rows(today: date, among: Q) -> list[tuple]:
     """The imported blocks that may be a stay and share a night with another source's (or with
-    one made here), ``among`` some properties (all for None), by property and first night: each
+    one made here), ``among`` some properties, by property and first night: each
     possible double booking seen from its imported side, as narrow rows (id, property, source,
     first night, check-out day, kind, portal name).
 
     One query reads the properties' current stays to come, in the order of their first nights,
     and one pass compares each with those still running on its first night: two stays share a
     night exactly when the later one starts before the earlier one's check-out day (each lasts
-    a night at least). Memory: the stays found, and those running on one night.
+    a night at least).
     """
-    booked = Block.objects.current().filter(booking_like(), end_date__gt=today)
-    if among is not None:
-        booked = booked.filter(among)
-    stays = booked.order_by("property_id", "start_date", "pk").values_list(
-        "pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"
+    booked = Block.objects.current().filter(booking_like(), among, end_date__gt=today)
+    stays = values_rows(
+        booked.order_by("property_id", "start_date", "pk"),
+        ("pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"),
     )
     clashing: list[tuple] = []
     found: set[int] = set()
     running: list[tuple] = []  # the property's stays not yet over on the current first night
-    for stay in stays.iterator(chunk_size=2000):
+    for stay in stays:
         if running and running[0][1] != stay[1]:
             running = []  # another property
         start, source = stay[3], stay[2]
@@ -221,10 +221,22 @@ def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[in
     return {marked.conflict.property.pk for marked in unhandled}
 
 
+# Every property's double bookings (the worker's scan) are searched this many properties at a
+# time, so that its memory holds their stays, not every account's.
+PROPERTIES_PER_SEARCH = 500
+
+
 def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[Conflict]:
     """Every possible double booking of these properties (of all properties for None), grouped
-    as the overview groups them: two queries."""
-    return _group_conflicts(_clashing_rows(today, None if property_ids is None else Q(property_id__in=property_ids)))
+    as the overview groups them: two queries (for None, two for each PROPERTIES_PER_SEARCH)."""
+    if property_ids is not None:
+        return _group_conflicts(_clashing_rows(today, Q(property_id__in=property_ids)))
+    every = list(Property.objects.order_by("pk").values_list("pk", flat=True))
+    return [
+        conflict
+        for first in range(0, len(every), PROPERTIES_PER_SEARCH)
+        for conflict in _group_conflicts(_clashing_rows(today, Q(property_id__in=every[first:first + PROPERTIES_PER_SEARCH])))
+    ]
 
 
 def _group_conflicts(rows: list[tuple], *, soonest_first: bool = False, limit: int | None = None) -> list[Conflict]:

@@ -120,7 +120,7 @@ def test_a_portal_echoing_our_closures_is_not_a_double_booking(operator_client, 
     assert 'id="conflicts"' not in operator_client.get(reverse("home")).content.decode()
 
 
-def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_with_another_source(account):
+def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_with_another_source(account, monkeypatch):
     """Against the rule said plainly (every pair compared): random stays of several properties, of
     two portals (one Booking.com, whose closures may be stays), made here, past, removed, of one
     night or many, overlapping or touching at the check-out day."""
@@ -164,6 +164,9 @@ def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_wi
         assert conflict.start == min(s[2] for s in conflict.stays) and conflict.end == max(s[3] for s in conflict.stays)
     soonest, complete = account_conflicts(account=account, today=today, limit=3)
     assert not complete and soonest == every[:3]
+    # The worker's scan of every property, a few properties at a time, finds the same.
+    monkeypatch.setattr("syncs.dashboard.PROPERTIES_PER_SEARCH", 4)
+    assert property_conflicts(property_ids=None, today=today) == found
 
 
 def test_the_overview_status_refreshes_itself_every_30_seconds(operator_client, account):

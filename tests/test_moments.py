@@ -62,6 +62,22 @@ def test_token_moments_and_empty_reads(connections):
     )
 
 
+def test_dates_and_fields_across_relations_read_as_values_list_reads_them(connections):
+    from datetime import date
+
+    from syncs.models import Block
+    from tests.factories import BlockFactory
+
+    for n, day in enumerate((date(1999, 12, 31), date(2026, 2, 28), date(2028, 2, 29), date(2150, 1, 1))):
+        BlockFactory(property=connections[n].property, source=connections[n] if n % 2 else None, start_date=day,
+                     end_date=day + timedelta(days=1 + n))
+    fields = ("pk", "start_date", "end_date", "source__portal__name", "source__last_success_at", "property__created_at")
+    blocks = Block.objects.order_by("pk")
+    assert values_rows(blocks, fields) == list(blocks.values_list(*fields))
+    assert values_rows(blocks, fields, named=True) == list(blocks.values_list(*fields, named=True))
+    assert {type(row[1]) for row in values_rows(blocks, fields)} == {date}
+
+
 def test_states_read_from_narrow_rows_match_loaded_connections(connections):
     """The states of many syncs (narrow rows) and of one loaded sync agree, with every date-time
     the rules compare."""
