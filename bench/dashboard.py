@@ -1,6 +1,7 @@
 """How fast are the dashboard's pages for a big account? Run by hand, not a test:
 
     .venv/bin/python bench/dashboard.py [--properties 1000] [--connections-per-property 5] [--runs 20]
+        [--double-booked-every 1] [--database-url ...]
 
 Builds an account of N properties with M connections each (some paused, held, switched off,
 stale, with blocks and export reads) in a fresh SQLite database under a temporary folder (or
@@ -55,8 +56,10 @@ def setup_django(database_url: str | None) -> None:
     call_command("migrate", verbosity=0)
 
 
-def build_account(properties: int, per_property: int):
-    """A realistic big account, written in bulk (signals would make it take minutes)."""
+def build_account(properties: int, per_property: int, double_booked_every: int = 1):
+    """A realistic big account, written in bulk (signals would make it take minutes). Its syncs'
+    stays overlap on every ``double_booked_every``-th property (1: on all of them, a stress case
+    for the double-booking search); on the others each sync's stays keep to their own weeks."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
@@ -93,9 +96,11 @@ def build_account(properties: int, per_property: int):
     )
     ExportToken.objects.bulk_create([ExportToken(property=p, **new_token_fields()) for p in props], batch_size=1000)
     blocks = []
+    index_of = {prop.pk: index for index, prop in enumerate(props)}
     for c in connections:
+        clashing = index_of[c.property_id] % double_booked_every == 0
         for k in range(4):
-            start = today + timedelta(days=7 * k + c.pk % 5)
+            start = today + timedelta(days=7 * k + c.pk % 5 if clashing else 7 * (per_property * k + c.pk % per_property))
             blocks.append(Block(property_id=c.property_id, source=c, uid=f"{c.pk}-{k}", start_date=start,
                                 end_date=start + timedelta(days=3), kind="reserved" if k % 2 else "blocked"))
     Block.objects.bulk_create(blocks, batch_size=2000)
@@ -187,6 +192,8 @@ def account_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--properties", type=int, default=1000)
     parser.add_argument("--connections-per-property", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--double-booked-every", type=int, default=1,
+                        help="stays overlap on every N-th property only (default 1: on all, the stress case)")
     parser.add_argument("--database-url", default=None)
     return parser.parse_args()
 
@@ -203,7 +210,7 @@ def main() -> None:
     # (and fail) those of the big account too, which would then be measured in another state.
     call_command("seed_demo", sync=True, stdout=io.StringIO())
     started = time.perf_counter()
-    user, prop, conn = build_account(args.properties, args.connections_per_property)
+    user, prop, conn = build_account(args.properties, args.connections_per_property, args.double_booked_every)
     start_as_the_web_process()
     print(f"built {args.properties} properties, {args.properties * args.connections_per_property} connections "
           f"in {time.perf_counter() - started:.1f} s")

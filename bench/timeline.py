@@ -35,7 +35,7 @@ def main() -> None:
     from django.test import Client
     from django.urls import reverse
 
-    user, _prop, _conn = build_account(args.properties, args.connections_per_property)
+    user, _prop, _conn = build_account(args.properties, args.connections_per_property, args.double_booked_every)
     start_as_the_web_process()
     client = Client()
     client.force_login(user)

@@ -298,14 +298,16 @@ def states_counted(connections: QuerySet[Connection], *, now: datetime) -> tuple
 
 def states_with_attention(connections: QuerySet[Connection], *, now: datetime) -> tuple[dict[str, int], list[SyncStatus]]:
     """Syncs per state among ``connections``, and those that need attention, worst first, each
-    decided by ``classify`` with what it read (narrow rows): four queries, the rules' rows read
-    for the syncs that need attention only."""
+    decided by ``classify`` with what it read (narrow rows): six queries, the rules' rows read
+    for the syncs that need attention only (or for all, when most do)."""
     counts, troubled = states_counted(connections, now=now)
     if not troubled:
         return counts, []
-    statuses = statuses_of(
-        Connection.objects.filter(pk__in=troubled), tokens=ExportToken.objects.filter(connection_id__in=troubled), now=now
-    )
+    if len(troubled) * 2 <= sum(counts.values()):
+        rows, tokens = Connection.objects.filter(pk__in=troubled), ExportToken.objects.filter(connection_id__in=troubled)
+    else:  # most of them (after an outage, say): reading all costs less than naming each
+        rows, tokens = connections, ExportToken.objects.filter(connection__in=connections.values("pk"))
+    statuses = statuses_of(rows, tokens=tokens, now=now)
     return counts, worst_first(status for status in statuses if status.needs_attention)
 
 

@@ -37,7 +37,16 @@ from syncs.models import (
 from syncs.notifications import send_pause_notifications
 from syncs.readers import expected_within
 from syncs.sync import connection_sync_leased
-from syncs.sync_state import STALE_INTERVALS, SyncState, classify, connection_statuses, with_states
+from syncs.sync_state import (
+    STALE_INTERVALS,
+    SyncState,
+    classify,
+    connection_statuses,
+    states_with_attention,
+    statuses_of,
+    with_states,
+    worst_first,
+)
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 from tests.states import overview_tiles, places, sync_state_of
@@ -237,6 +246,23 @@ def test_the_stale_rule_in_sql_holds_at_each_interval_to_the_microsecond():
     assert [(c.pk, python) for c, python, _sql in compared] == [(c.pk, sql) for c, _python, sql in compared]
     assert [python for _c, python, _sql in compared].count(SyncState.STALE) == 5
     assert dict(read_while_set.values_list("pk", "sync_state")) == {c.pk: python.value for c, python, _sql in compared}
+
+
+@pytest.mark.parametrize("troubled", [1, 3, 6])  # few of the syncs (read by id), most, all
+def test_the_syncs_needing_attention_are_those_classify_finds_worst_first_however_many_they_are(troubled):
+    prop = PropertyFactory()
+    for n in range(6):
+        ConnectionFactory(property=prop, direction="import_only", last_success_at=NOW - timedelta(minutes=5 + 2 * n),
+                          consecutive_failures=2 if n < troubled and n % 2 else 0,
+                          paused_at=NOW - timedelta(hours=n) if n < troubled and not n % 2 else None)
+    syncs = Connection.objects.filter(property=prop)
+    counts, attention = states_with_attention(syncs, now=NOW)
+    every = statuses_of(syncs, tokens=ExportToken.objects.filter(property=prop), now=NOW)
+    assert [(s.connection.id, s.state) for s in attention] == [
+        (s.connection.id, s.state) for s in worst_first(s for s in every if s.needs_attention)
+    ]
+    assert len(attention) == troubled and sum(counts.values()) == 6
+    assert counts[SyncState.WORKING.value] == 6 - troubled
 
 
 # --------------------------------------------------------------------------- transitions, in every place
