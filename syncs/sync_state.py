@@ -284,8 +284,8 @@ def statuses_of(
 
 def states_counted(connections: QuerySet[Connection], *, now: datetime) -> tuple[dict[str, int], list[int]]:
     """Syncs per state among ``connections`` (every state present, 0 when none: they add up to the
-    number of syncs), and the ids of those that need attention: one query (with_states), two
-    narrow columns a sync, whatever their number."""
+    number of syncs), and the ids of those that need attention: three queries (with_states' two
+    small ones, then two narrow columns a sync), whatever their number."""
     counts = dict.fromkeys((state.value for state in TILES), 0)
     attention = {state.value for state in NEEDS_ATTENTION}
     troubled = []
