@@ -134,10 +134,10 @@ def classify(connection: Any, *, readers: ExportReaderFacts | None, now: datetim
     return SyncState.WORKING
 
 
-def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet[Connection]:
-    """``connections``, each with its state as ``sync_state`` (a SyncState value): ``classify``'s
-    rules, in its order, said in SQL, for reads of many syncs (an account's counts, a filter by
-    state) that need the state of rows they do not load.
+def _rules_in_sql(connections: QuerySet[Connection], now: datetime) -> tuple[QuerySet[Connection], list[tuple[SyncState, Q]]]:
+    """``classify``'s rules said in SQL, in its order: ``connections`` with the values the rules
+    compare, and (state, condition) for each rule; a sync is in the state of the first condition
+    that holds, working when none does.
 
     The one place the rules are said twice. A test puts every combination of the fields the rules
     read, and every situation of the export readers', through both, at each rule's boundary to
@@ -169,27 +169,55 @@ def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet
     readers_need_attention = (
         ~Q(direction=direction.IMPORT_ONLY) & Q(current_created_at__isnull=False) & (
             Q(current_read_at__isnull=True, current_created_at__lt=F("read_since"))
-            | Q(current_read_at__lt=F("read_since"))
+            | Q(current_read_at__isnull=False, current_read_at__lt=F("read_since"))
             | Q(old_url_read=True)
         )
     )
-    return connections.alias(
+    compared = connections.alias(
         current_token=FilteredRelation("export_tokens", condition=Q(export_tokens__expires_at__isnull=True)),
         current_created_at=F("current_token__created_at"),
         current_read_at=F("current_token__last_read_at"),
         read_since=read_since,
         stale_before=stale_before,
-    ).alias(old_url_read=old_url_read).annotate(sync_state=Case(
-        When(enabled=False, then=Value(SyncState.SWITCHED_OFF.value)),
-        When(importing & Q(paused_at__isnull=False, checking_since__isnull=False), then=Value(SyncState.CHECKING.value)),
-        When(importing & Q(paused_at__isnull=False), then=Value(SyncState.PAUSED.value)),
-        When(importing & ~Q(consecutive_failures=0), then=Value(SyncState.FAILING.value)),
-        When(importing & ~Q(held_removals=0), then=Value(SyncState.HELD.value)),
-        When(importing & Q(last_success_at__isnull=True), then=Value(SyncState.WAITING.value)),
-        When(importing & Q(last_success_at__lt=F("stale_before")), then=Value(SyncState.STALE.value)),
-        When(readers_need_attention, then=Value(SyncState.NOT_READING.value)),
+    ).alias(old_url_read=old_url_read)
+    # Each condition is true or false, never unknown (null): in_states negates them.
+    return compared, [
+        (SyncState.SWITCHED_OFF, Q(enabled=False)),
+        (SyncState.CHECKING, importing & Q(paused_at__isnull=False, checking_since__isnull=False)),
+        (SyncState.PAUSED, importing & Q(paused_at__isnull=False)),
+        (SyncState.FAILING, importing & ~Q(consecutive_failures=0)),
+        (SyncState.HELD, importing & ~Q(held_removals=0)),
+        (SyncState.WAITING, importing & Q(last_success_at__isnull=True)),
+        (SyncState.STALE, importing & Q(last_success_at__isnull=False, last_success_at__lt=F("stale_before"))),
+        (SyncState.NOT_READING, readers_need_attention),
+    ]
+
+
+def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet[Connection]:
+    """``connections``, each with its state as ``sync_state`` (a SyncState value), for reads of
+    many syncs that need the state of rows they do not load (an account's counts)."""
+    compared, rules = _rules_in_sql(connections, now)
+    return compared.annotate(sync_state=Case(
+        *(When(condition, then=Value(state.value)) for state, condition in rules),
         default=Value(SyncState.WORKING.value), output_field=CharField(),
     ))
+
+
+def in_states(connections: QuerySet[Connection], states: Iterable[SyncState], *, now: datetime) -> QuerySet[Connection]:
+    """Those of ``connections`` in one of these states (a filter by state). For one state, its
+    rule and the negation of those before it, so that the database can rule most syncs out on a
+    field or two; for several, each sync's state in full (one rule in order each time is more)."""
+    states = set(states)
+    if len(states) != 1:
+        return with_states(connections, now=now).filter(sync_state__in=[state.value for state in states])
+    [wanted] = states
+    compared, rules = _rules_in_sql(connections, now)
+    earlier = Q()  # no rule before this one holds
+    for state, condition in rules:
+        if state == wanted:
+            return compared.filter(earlier & condition)
+        earlier &= ~condition
+    return compared.filter(earlier)  # working: no rule holds
 
 
 @dataclass(frozen=True, slots=True)

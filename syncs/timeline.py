@@ -4,8 +4,8 @@ One row per property, one column per night. Every state shown, counted or filter
 ``syncs.sync_state``'s, every double booking ``syncs.dashboard``'s (with the marks of
 ``syncs.conflicts``). A page costs a constant number of queries whatever the number of
 properties, syncs and blocks: the filter reads the ids of the account's syncs in the chosen
-state in one query (``sync_state.with_states``), the page's properties are paged in the database, and their
-syncs, blocks and double bookings are read for the page only.
+state in one query (``sync_state.in_states``), the page's properties are paged in the
+database, and their syncs, blocks and double bookings are read for the page only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from syncs.sync_state import (
     SyncState,
     SyncStatus,
     connection_statuses,
-    with_states,
+    in_states,
     worst_first,
 )
 
@@ -69,12 +69,9 @@ class Filter:
 
 
 def _matching_ids(account: Account, chosen: Filter, now: datetime) -> list[int]:
-    """The ids of the account's syncs in the chosen state: one query (sync_state.with_states)."""
+    """The ids of the account's syncs in the chosen state: one query (sync_state.in_states)."""
     states = NEEDS_ATTENTION if chosen.state == ATTENTION else {SyncState(chosen.state)}
-    in_states = with_states(Connection.objects.for_account(account).order_by(), now=now).filter(
-        sync_state__in=[state.value for state in states]
-    )
-    return list(in_states.values_list("pk", flat=True))
+    return list(in_states(Connection.objects.for_account(account).order_by(), states, now=now).values_list("pk", flat=True))
 
 
 def properties_matching(

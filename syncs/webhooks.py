@@ -46,7 +46,7 @@ from syncs.models import (
     Webhook,
     WebhookDelivery,
 )
-from syncs.sync_state import SyncState, connection_status, statuses_of, with_states
+from syncs.sync_state import SyncState, connection_status, in_states, statuses_of
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +343,7 @@ def scan_not_reading(*, now: datetime) -> int:
     told = 0
     accounts = {w.account_id for w in Webhook.objects.filter(enabled=True) if Event.NOT_READING in w.events}
     for account_id in accounts:
-        candidates = with_states(Connection.objects.filter(property__account_id=account_id), now=now).filter(
-            sync_state=SyncState.NOT_READING.value
-        )
+        candidates = in_states(Connection.objects.filter(property__account_id=account_id), [SyncState.NOT_READING], now=now)
         statuses = statuses_of(candidates, tokens=ExportToken.objects.filter(connection__in=candidates.values("pk")), now=now)
         not_reading = {s.connection.id: s for s in statuses if s.state == SyncState.NOT_READING}
         NotReadingAlert.objects.filter(connection__property__account_id=account_id).exclude(

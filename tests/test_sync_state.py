@@ -38,10 +38,12 @@ from syncs.notifications import send_pause_notifications
 from syncs.readers import expected_within
 from syncs.sync import connection_sync_leased
 from syncs.sync_state import (
+    NEEDS_ATTENTION,
     STALE_INTERVALS,
     SyncState,
     classify,
     connection_statuses,
+    in_states,
     states_with_attention,
     statuses_of,
     with_states,
@@ -156,10 +158,17 @@ def test_every_sync_is_in_exactly_one_state_the_first_rule_that_applies(fields, 
 
 
 def _states_both_ways(connections) -> list[tuple[Connection, SyncState, SyncState]]:
-    """(sync, classify's state, with_states' state) of each of these saved syncs, at NOW."""
+    """(sync, classify's state, with_states' state) of each of these saved syncs, at NOW; and
+    in_states, asked for each state, finds exactly the syncs classify puts in it."""
     loaded = Connection.objects.select_related("portal").filter(pk__in=[c.pk for c in connections])
     by_python = connection_statuses(loaded, now=NOW)
-    by_sql = dict(with_states(Connection.objects.filter(pk__in=by_python), now=NOW).values_list("pk", "sync_state"))
+    these = Connection.objects.filter(pk__in=by_python)
+    by_sql = dict(with_states(these, now=NOW).values_list("pk", "sync_state"))
+    for state in SyncState:
+        in_state = {pk for pk, status in by_python.items() if status.state == state}
+        assert set(in_states(these, [state], now=NOW).values_list("pk", flat=True)) == in_state, state
+    attention = {pk for pk, status in by_python.items() if status.needs_attention}
+    assert set(in_states(these, NEEDS_ATTENTION, now=NOW).values_list("pk", flat=True)) == attention
     return [(c, by_python[c.pk].state, SyncState(by_sql[c.pk])) for c in loaded]
 
 
