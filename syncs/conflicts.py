@@ -88,21 +88,22 @@ def conflicts_listed(
 ) -> tuple[list[MarkedConflict], list[MarkedConflict]]:
     """The double bookings a page or an email lists, soonest first: (those nobody marked handled,
     those marked handled, listed apart), at most ``dashboard.CONFLICTS_SHOWN`` of each. The
-    account's (or these properties') own: the soonest are read first, and all of them when
-    those were nearly all marked handled, so that an empty first list means that none needs
-    attention."""
+    account's (or these properties') own: the marks of the soonest are looked up first, and of
+    the next ones while too few of those need attention, so that an empty first list means that
+    none needs attention."""
     from syncs import dashboard
 
     if property_ids is not None:
         found = property_conflicts(property_ids=property_ids, today=today) if property_ids else []
         unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.start, c.property.pk)))
     else:
-        found, complete = dashboard.account_conflicts(account=account, today=today, limit=dashboard.CONFLICTS_READ)
-        unhandled, handled = conflicts_marked(found)
-        if len(unhandled) < dashboard.CONFLICTS_SHOWN and not complete:
-            # The soonest ones were mostly marked handled and the read stopped there: the ones
-            # after them may need attention.
-            unhandled, handled = conflicts_marked(dashboard.account_conflicts(account=account, today=today)[0])
+        unhandled, handled = [], []
+        for batch in dashboard.account_conflicts(account=account, today=today, batch=dashboard.CONFLICTS_READ):
+            more_unhandled, more_handled = conflicts_marked(batch)
+            unhandled += more_unhandled
+            handled += more_handled
+            if len(unhandled) >= dashboard.CONFLICTS_SHOWN:
+                break
     return unhandled[: dashboard.CONFLICTS_SHOWN], handled[: dashboard.CONFLICTS_SHOWN]
 
 

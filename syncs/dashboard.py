@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar as calendar_module
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
@@ -106,9 +107,10 @@ class DashboardSummary:
 
 
 # The overview and the digest list this many double bookings needing attention (and as many
-# marked handled), from a first read of the soonest ones (syncs.conflicts.conflicts_listed).
+# marked handled), looking up the marks of the soonest this many at a time until they have
+# enough (syncs.conflicts.conflicts_listed).
 CONFLICTS_SHOWN = 20
-CONFLICTS_READ = 200
+CONFLICTS_READ = 2 * CONFLICTS_SHOWN
 
 
 def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> DashboardSummary:
@@ -160,20 +162,19 @@ def booking_like() -> Q:
     return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
 
 
-def account_conflicts(*, account: Account, today: date, limit: int | None = None) -> tuple[list[Conflict], bool]:
-    """Nights that two sources both say are booked: possible double bookings, soonest first (the
-    first ``limit`` of them; all of them for None), and whether they are all of them. Each is
-    whole: all its stays, whatever the limit.
+def account_conflicts(*, account: Account, today: date, batch: int) -> Iterator[list[Conflict]]:
+    """Nights that two sources both say are booked: the account's possible double bookings,
+    soonest first, ``batch`` at a time (the stays are read and compared once; each batch's
+    properties are read when it is reached). Each is whole: all its stays.
 
     Each pair has at least one imported block, and is found from that side: another source's
     block, or one made here, over the same nights. Two blocks made here never clash (the
     operator's own doing).
     """
-    groups = _group_conflicts(_clashing_rows(today, Q(property__account=account)), soonest_first=True,
-                              limit=None if limit is None else limit + 1)
-    if limit is None:
-        return groups, True
-    return groups[:limit], len(groups) <= limit
+    groups = _groups(_clashing_rows(today, Q(property__account=account)))
+    groups.sort(key=lambda group: (group[1], group[0]))
+    for first in range(0, len(groups), batch):
+        yield _conflicts_of(groups[first:first + batch])
 
 
 def _clashing_rows(today: date, among: Q) -> list[tuple]:
@@ -230,20 +231,20 @@ def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[C
     """Every possible double booking of these properties (of all properties for None), grouped
     as the overview groups them: two queries (for None, two for each PROPERTIES_PER_SEARCH)."""
     if property_ids is not None:
-        return _group_conflicts(_clashing_rows(today, Q(property_id__in=property_ids)))
+        return _conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=property_ids))))
     every = list(Property.objects.order_by("pk").values_list("pk", flat=True))
     return [
         conflict
         for first in range(0, len(every), PROPERTIES_PER_SEARCH)
-        for conflict in _group_conflicts(_clashing_rows(today, Q(property_id__in=every[first:first + PROPERTIES_PER_SEARCH])))
+        for conflict in _conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=every[first:first + PROPERTIES_PER_SEARCH]))))
     ]
 
 
-def _group_conflicts(rows: list[tuple], *, soonest_first: bool = False, limit: int | None = None) -> list[Conflict]:
+def _groups(rows: list[tuple]) -> list[list]:
     """Overlapping clashing blocks (_clashing_rows: each property's in the order of their first
-    nights) of one property become one conflict naming every source; by property, or soonest
-    first; the first ``limit`` of them (all for None), whose properties are read in one query."""
-    groups: list[list] = []  # [property id, first night, check-out day, stays, portal names]
+    nights) of one property are one double booking: [property id, first night, check-out day,
+    stays, portal names], by property."""
+    groups: list[list] = []
     open_by_property: dict[int, list] = {}
     for pk, property_id, source_id, start, end, kind, portal_name in rows:
         stay = (pk, source_id, start, end, kind)
@@ -257,9 +258,12 @@ def _group_conflicts(rows: list[tuple], *, soonest_first: bool = False, limit: i
         current = [property_id, start, end, [stay], [portal_name]]
         open_by_property[property_id] = current
         groups.append(current)
-    if soonest_first:
-        groups.sort(key=lambda group: (group[1], group[0]))
-    groups = groups if limit is None else groups[:limit]
+    return groups
+
+
+def _conflicts_of(groups: list[list]) -> list[Conflict]:
+    """These double bookings (_groups) as Conflicts naming every source, their properties read in
+    one query."""
     # What pages and emails show of a double booking's property (any other field loads on use).
     properties = Property.objects.only("pk", "account_id", "name", "timezone").in_bulk({group[0] for group in groups})
     words: dict[str | None, str] = {None: _("made here")}  # each portal's name in words, once
