@@ -230,13 +230,15 @@ PROPERTIES_PER_SEARCH = 500
 def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[Conflict]:
     """Every possible double booking of these properties (of all properties for None), grouped
     as the overview groups them: two queries (for None, two for each PROPERTIES_PER_SEARCH)."""
+    def among(ids: list[int]) -> list[Conflict]:
+        return _conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=ids))))
+
     if property_ids is not None:
-        return _conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=property_ids))))
+        return among(property_ids)
     every = list(Property.objects.order_by("pk").values_list("pk", flat=True))
     return [
-        conflict
-        for first in range(0, len(every), PROPERTIES_PER_SEARCH)
-        for conflict in _conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=every[first:first + PROPERTIES_PER_SEARCH]))))
+        conflict for first in range(0, len(every), PROPERTIES_PER_SEARCH)
+        for conflict in among(every[first:first + PROPERTIES_PER_SEARCH])
     ]
 
 
