@@ -14,9 +14,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from syncs.blocks import property_calendar_changed
 from syncs.models import (
     Account,
     Activity,
@@ -248,6 +250,25 @@ class BlockAdmin(AccountScopedAdmin):
     list_select_related = ("property", "source__portal", "source__property")
     date_hierarchy = "start_date"
     raw_id_fields = ("removed_by_run",)
+
+    # Every change to a property's blocks bumps its calendar version (syncs.blocks), so that its
+    # exports change at once.
+    def save_model(self, request, obj: Block, form, change: bool) -> None:
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            property_calendar_changed(property_id=obj.property_id)
+
+    def delete_model(self, request, obj: Block) -> None:
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            property_calendar_changed(property_id=obj.property_id)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            properties = set(queryset.values_list("property_id", flat=True))
+            super().delete_queryset(request, queryset)
+            for property_id in properties:
+                property_calendar_changed(property_id=property_id)
 
 
 @admin.register(SyncRun)

@@ -1,11 +1,13 @@
 """Every exporting connection, and every property, has an export URL from the moment it exists,
-however it was created (form, admin, seed, shell)."""
+however it was created (form, admin, seed, shell); and a deleted sync's nights leave the
+property's exports at once."""
 
 from __future__ import annotations
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from syncs.blocks import property_calendar_changed
 from syncs.export_tokens import export_token_ensure
 from syncs.models import Connection, Property
 
@@ -20,3 +22,9 @@ def give_property_an_export_url(sender, instance: Property, created: bool, raw: 
 def give_connection_an_export_url(sender, instance: Connection, raw: bool = False, **kwargs) -> None:
     if instance.exports and not raw:
         export_token_ensure(property=instance.property, connection=instance)
+
+
+@receiver(post_delete, sender=Connection, dispatch_uid="connection_deleted_calendar_changed")
+def deleted_sync_changes_the_calendar(sender, instance: Connection, **kwargs) -> None:
+    """Its blocks went with it (in the same transaction): the property's calendar changed."""
+    property_calendar_changed(property_id=instance.property_id)

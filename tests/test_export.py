@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections,
 from django.db import connection as db
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import reverse
+from django.utils import timezone
 
 from channelmgr.log_masking import MaskingGunicornLogger, MaskSecretsFilter
 from syncs.blocks import block_create_manual, block_remove_manual, property_calendar_changed
@@ -170,6 +171,29 @@ def test_a_manual_block_shows_in_the_export_at_once_and_its_removal_too(client, 
     assert (d(50), d(53)) in nights_in(after.content)
     block_remove_manual(block=block)
     assert (d(50), d(53)) not in nights_in(client.get(path).content)
+
+
+def test_a_deleted_sync_s_nights_and_an_admin_s_block_edit_change_the_export_at_once(client, flat, admin_client):
+    """Every change to a property's blocks changes its export's ETag, those not made by the
+    engine or the pages too: a portal asking with the old one gets the calendar as it is."""
+    prop, airbnb, booking = flat
+    path = feed_path(prop, booking)
+    etag = client.get(path)["ETag"]
+    airbnb.delete()  # its reservation of d(3)-d(6) goes with it
+    response = client.get(path, HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 200 and (d(3), d(6)) not in nights_in(response.content)
+
+    etag = response["ETag"]
+    made_here = Block.objects.get(property=prop, source=None)
+    changed = admin_client.post(reverse("admin:syncs_block_change", args=[made_here.pk]), {
+        "property": prop.pk, "source": "", "kind": "reserved", "start_date": d(40).isoformat(), "end_date": d(42).isoformat(),
+        "uid": made_here.uid, "recurrence_id": "", "summary": made_here.summary, "removed_by_run": "",
+        **{f"{name}_{part}": value for name in ("first_seen_at", "last_seen_at")
+           for part, value in enumerate(timezone.localtime(made_here.first_seen_at).strftime("%Y-%m-%d %H:%M:%S").split())},
+    })
+    assert changed.status_code == 302, changed.context["adminform"].form.errors
+    response = client.get(path, HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 200 and (d(40), d(42)) in nights_in(response.content)
 
 
 def test_a_manual_block_must_end_after_it_starts():
