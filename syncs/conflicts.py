@@ -1,7 +1,7 @@
 """Possible double bookings marked as handled, and noticed when they change.
 
 The double bookings themselves are found where the overview finds them
-(``syncs.dashboard.account_conflicts``, ``property_conflicts``): this module only names each one
+(``syncs.dashboard.account_conflict_groups``, ``property_conflicts``): this module only names each one
 and remembers what operators said about it. A double booking is named by its clashing stays
 (``key``: their block ids) and fingerprinted by what those stays say (dates, kinds, sources). A
 "handled" mark holds while the fingerprint it was made on is the current one: pages compare the
@@ -35,15 +35,21 @@ NOTE_MAX = 2000
 
 def conflict_key(conflict: Conflict) -> str:
     """Which stays clash: the same stays are the same double booking, whatever they say now."""
-    ids = ",".join(str(stay[0]) for stay in sorted(conflict.stays))
-    return hashlib.sha256(ids.encode()).hexdigest()
+    return _stays_key(conflict.stays)
 
 
 def conflict_fingerprint(conflict: Conflict) -> str:
     """What the clashing stays say: any change of dates, kind or source changes it."""
-    text = ";".join(
-        f"{pk}:{source}:{start.isoformat()}:{end.isoformat()}:{kind}" for pk, source, start, end, kind in sorted(conflict.stays)
-    )
+    return _stays_fingerprint(conflict.stays)
+
+
+def _stays_key(stays: list[tuple]) -> str:
+    ids = ",".join(str(stay[0]) for stay in sorted(stays))
+    return hashlib.sha256(ids.encode()).hexdigest()
+
+
+def _stays_fingerprint(stays: list[tuple]) -> str:
+    text = ";".join(f"{pk}:{source}:{start.isoformat()}:{end.isoformat()}:{kind}" for pk, source, start, end, kind in sorted(stays))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -83,28 +89,56 @@ def conflicts_marked(conflicts: Iterable[Conflict]) -> tuple[list[MarkedConflict
     return unhandled, handled
 
 
-def conflicts_listed(
-    *, account: Account, today: date, property_ids: list[int] | None = None
-) -> tuple[list[MarkedConflict], list[MarkedConflict]]:
-    """The double bookings a page or an email lists, soonest first: (those nobody marked handled,
-    those marked handled, listed apart), at most ``dashboard.CONFLICTS_SHOWN`` of each. The
-    account's (or these properties') own: the marks of the soonest are looked up first, and of
-    the next ones while too few of those need attention, so that an empty first list means that
-    none needs attention."""
+@dataclass(frozen=True)
+class ConflictsListed:
+    """The double bookings a page or an email lists, soonest first, at most
+    ``dashboard.CONFLICTS_SHOWN`` of each kind, and how many there are in all."""
+
+    unhandled: list[MarkedConflict]  # nobody marked them handled
+    handled: list[MarkedConflict]  # listed apart
+    unhandled_total: int
+    handled_total: int
+
+    @property
+    def unhandled_more(self) -> int:
+        return max(self.unhandled_total - len(self.unhandled), 0)
+
+    @property
+    def handled_more(self) -> int:
+        return max(self.handled_total - len(self.handled), 0)
+
+
+def conflicts_listed(*, account: Account, today: date, property_ids: list[int] | None = None) -> ConflictsListed:
+    """The account's (or these properties') double bookings to list: the soonest of those nobody
+    marked handled, the soonest of those marked handled, and how many there are of each. Which
+    are handled is decided for every one, so that a long run of handled ones never hides one
+    that needs attention behind it."""
     from syncs import dashboard
 
+    shown = dashboard.CONFLICTS_SHOWN
     if property_ids is not None:
         found = property_conflicts(property_ids=property_ids, today=today) if property_ids else []
         unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.start, c.property.pk)))
-    else:
-        unhandled, handled = [], []
-        for batch in dashboard.account_conflicts(account=account, today=today, batch=dashboard.CONFLICTS_READ):
-            more_unhandled, more_handled = conflicts_marked(batch)
-            unhandled += more_unhandled
-            handled += more_handled
-            if len(unhandled) >= dashboard.CONFLICTS_SHOWN:
-                break
-    return unhandled[: dashboard.CONFLICTS_SHOWN], handled[: dashboard.CONFLICTS_SHOWN]
+        return ConflictsListed(unhandled[:shown], handled[:shown], len(unhandled), len(handled))
+    groups = dashboard.account_conflict_groups(account=account, today=today)
+    marks = {
+        (property_id, key): fingerprint
+        for property_id, key, fingerprint in DoubleBooking.objects.filter(
+            property__account=account, handled_at__isnull=False
+        ).values_list("property_id", "key", "handled_fingerprint")
+    }
+    marked_properties = {property_id for property_id, _key in marks}
+    # By the rule of MarkedConflict.handled, worked out only where a property has a mark.
+    handled_groups = {
+        index for index, (property_id, _start, _end, stays, _sources) in enumerate(groups)
+        if property_id in marked_properties and marks.get((property_id, _stays_key(stays))) == _stays_fingerprint(stays)
+    }
+    listed = [group for index, group in enumerate(groups) if index not in handled_groups][:shown]
+    listed += [groups[index] for index in sorted(handled_groups)[:shown]]
+    listed.sort(key=lambda group: (group[1], group[0]))
+    # Read with their marks again: each one shown is put in its list by one read of its mark.
+    unhandled, handled = conflicts_marked(dashboard.conflicts_of(listed))
+    return ConflictsListed(unhandled[:shown], handled[:shown], len(groups) - len(handled_groups), len(handled_groups))
 
 
 def double_booking_mark_handled(*, user, property: Property, key: str, fingerprint: str, note: str) -> DoubleBooking:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import calendar as calendar_module
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
@@ -89,6 +88,16 @@ class DashboardSummary:
     attention_more: int
     conflicts: list[Conflict]  # the possible double bookings nobody marked handled
     handled_conflicts: list = field(default_factory=list)  # syncs.conflicts.MarkedConflict, listed apart
+    conflicts_more: int = 0  # those not listed (later ones)
+    handled_more: int = 0
+
+    @property
+    def conflicts_total(self) -> int:
+        return len(self.conflicts) + self.conflicts_more
+
+    @property
+    def handled_total(self) -> int:
+        return len(self.handled_conflicts) + self.handled_more
 
     @property
     def tiles(self) -> list[tuple[SyncState, int, str]]:
@@ -107,10 +116,8 @@ class DashboardSummary:
 
 
 # The overview and the digest list this many double bookings needing attention (and as many
-# marked handled), looking up the marks of the soonest this many at a time until they have
-# enough (syncs.conflicts.conflicts_listed).
+# marked handled), the soonest, and count the rest (syncs.conflicts.conflicts_listed).
 CONFLICTS_SHOWN = 20
-CONFLICTS_READ = 2 * CONFLICTS_SHOWN
 
 
 def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> DashboardSummary:
@@ -125,14 +132,16 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
     attention = _attention(troubled[:limit], now)
     from syncs.conflicts import conflicts_listed
 
-    unhandled, handled = conflicts_listed(account=account, today=timezone.localdate())
+    listed = conflicts_listed(account=account, today=timezone.localdate())
     return DashboardSummary(
         total=sum(counts.values()),
         counts=counts,
         attention=attention,
         attention_more=len(troubled) - len(attention),
-        conflicts=[marked.conflict for marked in unhandled],
-        handled_conflicts=handled,
+        conflicts=[marked.conflict for marked in listed.unhandled],
+        handled_conflicts=listed.handled,
+        conflicts_more=listed.unhandled_more,
+        handled_more=listed.handled_more,
     )
 
 
@@ -162,10 +171,10 @@ def booking_like() -> Q:
     return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
 
 
-def account_conflicts(*, account: Account, today: date, batch: int) -> Iterator[list[Conflict]]:
-    """Nights that two sources both say are booked: the account's possible double bookings,
-    soonest first, ``batch`` at a time (the stays are read and compared once; each batch's
-    properties are read when it is reached). Each is whole: all its stays.
+def account_conflict_groups(*, account: Account, today: date) -> list[list]:
+    """Nights that two sources both say are booked: the account's possible double bookings as
+    _groups, soonest first (each is whole: all its stays). ``conflicts_of`` makes Conflicts of
+    those to be shown.
 
     Each pair has at least one imported block, and is found from that side: another source's
     block, or one made here, over the same nights. Two blocks made here never clash (the
@@ -173,8 +182,7 @@ def account_conflicts(*, account: Account, today: date, batch: int) -> Iterator[
     """
     groups = _groups(_clashing_rows(today, Q(property__account=account)))
     groups.sort(key=lambda group: (group[1], group[0]))
-    for first in range(0, len(groups), batch):
-        yield _conflicts_of(groups[first:first + batch])
+    return groups
 
 
 def _clashing_rows(today: date, among: Q) -> list[tuple]:
@@ -231,7 +239,7 @@ def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[C
     """Every possible double booking of these properties (of all properties for None), grouped
     as the overview groups them: two queries (for None, two for each PROPERTIES_PER_SEARCH)."""
     def among(ids: list[int]) -> list[Conflict]:
-        return _conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=ids))))
+        return conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=ids))))
 
     if property_ids is not None:
         return among(property_ids)
@@ -263,7 +271,7 @@ def _groups(rows: list[tuple]) -> list[list]:
     return groups
 
 
-def _conflicts_of(groups: list[list]) -> list[Conflict]:
+def conflicts_of(groups: list[list]) -> list[Conflict]:
     """These double bookings (_groups) as Conflicts naming every source, their properties read in
     one query."""
     # What pages and emails show of a double booking's property (any other field loads on use).

@@ -95,7 +95,8 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
     )
     language = membership.language or settings.LANGUAGE_CODE
     with translation.override(language):  # the sources' names ("made here") in the reader's words
-        unhandled, handled = conflicts_listed(account=account, today=timezone.localdate(), property_ids=ids)
+        listed = conflicts_listed(account=account, today=timezone.localdate(), property_ids=ids)
+    unhandled = listed.unhandled
     # Double bookings marked handled are listed apart, and alone are nothing to tell.
     if not troubled and not episodes and not unhandled:
         return None
@@ -103,7 +104,8 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
         rows = [(statuses[pk], describe_state(statuses[pk], now)) for pk in loaded if pk in statuses]
         context = {
             "account": account.name, "rows": rows, "more": max(len(troubled) - len(rows), 0),
-            "episodes": list(episodes), "conflicts": [marked.conflict for marked in unhandled], "handled": handled,
+            "episodes": list(episodes), "conflicts": [marked.conflict for marked in unhandled], "handled": listed.handled,
+            "conflicts_more": listed.unhandled_more, "handled_more": listed.handled_more,
             "zone": membership.reading_time_zone(), "overview_url": settings.SITE_URL + reverse("home"),
         }
         subject = ngettext(

@@ -121,7 +121,6 @@ def test_the_overview_finds_a_double_booking_behind_many_marked_handled(monkeypa
     it reads on, rather than say that none needs attention."""
     from syncs.conflicts import conflict_fingerprint, conflict_key, double_booking_mark_handled
 
-    monkeypatch.setattr("syncs.dashboard.CONFLICTS_READ", 2)
     manager = MembershipFactory(role=Role.MANAGER)
     soon = [PropertyFactory(account=manager.account, name=f"Soon {n}") for n in range(3)]
     for n, prop in enumerate(soon):
@@ -134,6 +133,38 @@ def test_the_overview_finds_a_double_booking_behind_many_marked_handled(monkeypa
     assert [c.property.name for c in summary.conflicts] == ["Later"]
     assert not summary.nothing_needs_attention
     assert sorted(m.conflict.property.name for m in summary.handled_conflicts) == ["Soon 0", "Soon 1", "Soon 2"]
+
+
+def test_the_overview_and_the_digest_count_every_double_booking_beyond_those_they_list(client, mailoutbox, monkeypatch):
+    """With more double bookings than a page lists, the overview's heading counts them all and
+    says how many more come later; those marked handled are counted apart, wherever they fall
+    among the others; the digest says the same."""
+    from syncs.conflicts import conflict_fingerprint, conflict_key, double_booking_mark_handled
+    from syncs.dashboard import property_conflicts
+
+    monkeypatch.setattr("syncs.dashboard.CONFLICTS_SHOWN", 3)
+    owner = MembershipFactory(user__email="owner@example.com", email_digest=True, time_zone="UTC")
+    flats = [PropertyFactory(account=owner.account, name=f"Flat {n}") for n in range(9)]
+    for n, prop in enumerate(flats):
+        clash(prop, in_days=2 + n)
+    for prop in (flats[1], flats[5], flats[6], flats[7], flats[8]):  # one among the soonest, four later
+        [conflict] = property_conflicts(property_ids=[prop.pk], today=timezone.localdate())
+        double_booking_mark_handled(user=owner.user, property=prop, key=conflict_key(conflict),
+                                    fingerprint=conflict_fingerprint(conflict), note="moved")
+    summary = dashboard_summary(user=owner.user)
+    assert [c.property.name for c in summary.conflicts] == ["Flat 0", "Flat 2", "Flat 3"]
+    assert (summary.conflicts_total, summary.conflicts_more) == (4, 1)
+    assert [m.conflict.property.name for m in summary.handled_conflicts] == ["Flat 1", "Flat 5", "Flat 6"]
+    assert (summary.handled_total, summary.handled_more) == (5, 2)
+    client.force_login(owner.user)
+    page = client.get(reverse("home")).content.decode()
+    assert "4 possible double bookings" in page and "and 1 more, later: the properties list marks" in page
+    assert "5 double bookings marked handled" in page and "and 2 more, later</p>" in page
+
+    assert digests_send(now=timezone.now().replace(hour=9)) == 1
+    [digest] = mailoutbox
+    assert "- Flat 3: " in digest.body and "- Flat 4: " not in digest.body and "and 1 more, later" in digest.body
+    assert "- Flat 6: " in digest.body and "- Flat 7: " not in digest.body and "and 2 more, later" in digest.body
 
 
 def test_an_assigned_member_digest_names_their_double_booking_behind_the_account_s_first(mailoutbox):
@@ -158,7 +189,6 @@ def test_the_digest_lists_double_bookings_marked_handled_apart_and_alone_they_se
     all there is to tell is handled ones, no digest goes out."""
     from syncs.conflicts import conflict_fingerprint, conflict_key, double_booking_mark_handled
 
-    monkeypatch.setattr("syncs.dashboard.CONFLICTS_READ", 1)  # the first read stops among the handled
     owner = MembershipFactory(user__email="owner@example.com", email_digest=True, time_zone="UTC")
     for n in range(2):
         clash(PropertyFactory(account=owner.account, name=f"Soon {n}"), in_days=2 + n)

@@ -126,7 +126,7 @@ def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_wi
     night or many, overlapping or touching at the check-out day."""
     import random
 
-    from syncs.dashboard import account_conflicts, property_conflicts
+    from syncs.dashboard import account_conflict_groups, conflicts_of, property_conflicts
 
     chance = random.Random(20261202)
     today = timezone.localdate()
@@ -156,9 +156,7 @@ def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_wi
     }
     found = property_conflicts(property_ids=[p.pk for p in properties], today=today)
     assert expected and {stay[0] for c in found for stay in c.stays} == expected
-    batches = list(account_conflicts(account=account, today=today, batch=3))
-    every = [conflict for batch in batches for conflict in batch]
-    assert {len(batch) for batch in batches[:-1]} == {3} and 0 < len(batches[-1]) <= 3
+    every = conflicts_of(account_conflict_groups(account=account, today=today))
     assert sorted(every, key=lambda c: (c.property.pk, c.start)) == found
     assert [(c.start, c.property.pk) for c in every] == sorted((c.start, c.property.pk) for c in every)
     # Each double booking is the stays chained by shared nights, named by their sources.
