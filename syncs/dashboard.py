@@ -40,9 +40,10 @@ class Conflict:
     property: Property
     start: date
     end: date
-    sources: list[str] = field(default_factory=list)
-    # The clashing imported stays: (block id, source id, first night, check-out day, kind). What
-    # names the double booking and tells when a stay changed (syncs.conflicts).
+    sources: list[str] = field(default_factory=list)  # each portal's name once, and "made here"
+    # The clashing stays, imported or made here: (block id, source id or None, first night,
+    # check-out day, kind). What names the double booking and tells when a stay changed
+    # (syncs.conflicts).
     stays: list[tuple] = field(default_factory=list)
 
 
@@ -176,9 +177,8 @@ def account_conflict_groups(*, account: Account, today: date) -> list[list]:
     _groups, soonest first (each is whole: all its stays). ``conflicts_of`` makes Conflicts of
     those to be shown.
 
-    Each pair has at least one imported block, and is found from that side: another source's
-    block, or one made here, over the same nights. Two blocks made here never clash (the
-    operator's own doing).
+    Two blocks made here never clash (the operator's own doing); one made here (a direct booking)
+    clashes with an imported one as two portals' do, and is one of the double booking's stays.
     """
     groups = _groups(_clashing_rows(today, Q(property__account=account)))
     groups.sort(key=lambda group: (group[1], group[0]))
@@ -186,39 +186,33 @@ def account_conflict_groups(*, account: Account, today: date) -> list[list]:
 
 
 def _clashing_rows(today: date, among: Q) -> list[tuple]:
-    """The imported blocks that may be a stay and share a night with another source's (or with
-    one made here), ``among`` some properties, by property and first night: each
-    possible double booking seen from its imported side, as narrow rows (id, property, source,
-    first night, check-out day, kind, portal name).
+    """The blocks that may be a stay and share a night with another source's, ``among`` some
+    properties, by property and first night, as narrow rows (id, property, source, first night,
+    check-out day, kind). Every such pair has an imported block (two made here never clash).
 
-    One query reads the properties' current stays to come, in the order of their first nights,
-    and one pass compares each with those still running on its first night: two stays share a
-    night exactly when the later one starts before the earlier one's check-out day (each lasts
-    a night at least).
+    One query reads the properties' current stays to come, in that order, and one pass compares
+    each with those still running on its first night: two stays share a night exactly when the
+    later one starts before the earlier one's check-out day (each lasts a night at least).
     """
     booked = Block.objects.current().filter(booking_like(), among, end_date__gt=today)
     stays = values_rows(
-        booked.order_by("property_id", "start_date", "pk"),
-        ("pk", "property_id", "source_id", "start_date", "end_date", "kind", "source__portal__name"),
+        booked.order_by("property_id", "start_date", "pk"), ("pk", "property_id", "source_id", "start_date", "end_date", "kind")
     )
-    clashing: list[tuple] = []
-    found: set[int] = set()
+    clashing: set[int] = set()
     running: list[tuple] = []  # the property's stays not yet over on the current first night
+    current_property = None
     for stay in stays:
-        if running and running[0][1] != stay[1]:
-            running = []  # another property
-        start, source = stay[3], stay[2]
-        running = [other for other in running if other[4] > start]
-        for other in running:
-            if other[2] == source:  # one source's own stays (or two made here) never clash
-                continue
-            for side in (other, stay):
-                if side[2] is not None and side[0] not in found:
-                    found.add(side[0])
-                    clashing.append(side)
+        pk, property_id, source, start = stay[0], stay[1], stay[2], stay[3]
+        if property_id != current_property:
+            running, current_property = [], property_id
+        elif running:
+            running = [other for other in running if other[4] > start]
+            for other in running:
+                if other[2] != source:  # one source's own stays (or two made here) never clash
+                    clashing.add(other[0])
+                    clashing.add(pk)
         running.append(stay)
-    clashing.sort(key=lambda row: (row[1], row[3], row[0]))
-    return clashing
+    return [stay for stay in stays if stay[0] in clashing]
 
 
 def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[int]:
@@ -253,39 +247,47 @@ def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[C
 def _groups(rows: list[tuple]) -> list[list]:
     """Overlapping clashing blocks (_clashing_rows: each property's in the order of their first
     nights) of one property are one double booking: [property id, first night, check-out day,
-    stays, portal names], by property."""
+    stays, sources (connection ids, None for made here, each once)], by property."""
     groups: list[list] = []
     open_by_property: dict[int, list] = {}
-    for pk, property_id, source_id, start, end, kind, portal_name in rows:
+    for pk, property_id, source_id, start, end, kind in rows:
         stay = (pk, source_id, start, end, kind)
         current = open_by_property.get(property_id)
         if current and start < current[2]:
             current[2] = max(current[2], end)
             current[3].append(stay)
-            if portal_name not in current[4]:
-                current[4].append(portal_name)
+            if source_id not in current[4]:
+                current[4].append(source_id)
             continue
-        current = [property_id, start, end, [stay], [portal_name]]
+        current = [property_id, start, end, [stay], [source_id]]
         open_by_property[property_id] = current
         groups.append(current)
     return groups
 
 
 def conflicts_of(groups: list[list]) -> list[Conflict]:
-    """These double bookings (_groups) as Conflicts naming every source, their properties read in
-    one query."""
+    """These double bookings (_groups) as Conflicts naming every source (each portal once, and
+    "made here"), their properties and their sources' portals read in two queries."""
     # What pages and emails show of a double booking's property (any other field loads on use).
     properties = Property.objects.only("pk", "account_id", "name", "timezone").in_bulk({group[0] for group in groups})
+    sources = {source for group in groups for source in group[4] if source is not None}
+    portal_names = dict(Connection.objects.filter(pk__in=sources).values_list("pk", "portal__name")) if sources else {}
     words: dict[str | None, str] = {None: _("made here")}  # each portal's name in words, once
     conflicts = []
-    for property_id, start, end, stays, portal_names in groups:
+    for property_id, start, end, stays, source_ids in groups:
         if property_id not in properties:  # deleted between the two reads
             continue
-        for name in portal_names:
+        names = []
+        for source in source_ids:
+            name = portal_names.get(source) if source is not None else None
+            if source is not None and name is None:  # the sync was deleted between the two reads
+                continue
             if name not in words:
                 words[name] = Portal.name_in_words(name)
-        sources = list(dict.fromkeys(words[name] for name in portal_names))
-        conflicts.append(Conflict(property=properties[property_id], start=start, end=end, sources=sources, stays=stays))
+            names.append(words[name])
+        conflicts.append(
+            Conflict(property=properties[property_id], start=start, end=end, sources=list(dict.fromkeys(names)), stays=stays)
+        )
     return conflicts
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from syncs.dashboard import dashboard_summary
 from syncs.digests import digests_send
-from syncs.models import Activity, Connection, Membership, PauseEpisode
+from syncs.models import Activity, Block, Connection, Membership, PauseEpisode
 from syncs.notifications import pause_notifications_send
 from tests.factories import (
     BlockFactory,
@@ -165,6 +165,34 @@ def test_the_overview_and_the_digest_count_every_double_booking_beyond_those_the
     [digest] = mailoutbox
     assert "- Flat 3: " in digest.body and "- Flat 4: " not in digest.body and "and 1 more, later" in digest.body
     assert "- Flat 6: " in digest.body and "- Flat 7: " not in digest.body and "and 2 more, later" in digest.body
+
+
+def test_a_direct_booking_made_here_is_named_in_its_double_booking_and_a_new_one_brings_it_back(client):
+    """A portal's stay over nights taken by a direct booking made here is a double booking of
+    both: the overview names "made here", and once marked handled it comes back when the direct
+    booking is replaced by another over the same nights."""
+    from syncs.blocks import block_create_manual, block_remove_manual
+    from syncs.conflicts import conflict_fingerprint, conflict_key, double_booking_mark_handled
+
+    manager = MembershipFactory(role=Role.MANAGER)
+    prop = PropertyFactory(account=manager.account, name="Loft")
+    first = timezone.localdate() + timedelta(days=3)
+    BlockFactory(property=prop, source=ConnectionFactory(property=prop), kind="reserved", start_date=first,
+                 end_date=first + timedelta(days=2))
+    direct = block_create_manual(property=prop, start=first + timedelta(days=1), end=first + timedelta(days=4), kind="reserved")
+    [conflict] = dashboard_summary(user=manager.user).conflicts
+    assert conflict.sources == ["Airbnb", "made here"] and (conflict.start, conflict.end) == (first, first + timedelta(days=4))
+    client.force_login(manager.user)
+    assert "booked on Airbnb, made here" in client.get(reverse("home")).content.decode()
+    double_booking_mark_handled(user=manager.user, property=prop, key=conflict_key(conflict),
+                                fingerprint=conflict_fingerprint(conflict), note="guest moved")
+    assert dashboard_summary(user=manager.user).conflicts == []
+    block_remove_manual(block=direct)
+    block_create_manual(property=prop, start=first + timedelta(days=1), end=first + timedelta(days=4), kind="reserved")
+    assert [c.sources for c in dashboard_summary(user=manager.user).conflicts] == [["Airbnb", "made here"]]
+    # A closure made here is not a stay: no double booking.
+    Block.objects.filter(source__isnull=True).update(kind="blocked")
+    assert dashboard_summary(user=manager.user).conflicts == []
 
 
 def test_an_assigned_member_digest_names_their_double_booking_behind_the_account_s_first(mailoutbox):

@@ -149,7 +149,7 @@ def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_wi
     current = [b for b in Block.objects.select_related("source__portal") if b.removed_at is None and b.end_date > today
                and may_be_a_stay(b)]
     expected = {
-        b.pk for b in current if b.source_id is not None and any(
+        b.pk for b in current if any(
             other.pk != b.pk and other.property_id == b.property_id and other.source_id != b.source_id
             and other.start_date < b.end_date and other.end_date > b.start_date for other in current
         )
@@ -160,8 +160,10 @@ def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_wi
     assert sorted(every, key=lambda c: (c.property.pk, c.start)) == found
     assert [(c.start, c.property.pk) for c in every] == sorted((c.start, c.property.pk) for c in every)
     # Each double booking is the stays chained by shared nights, named by their sources.
+    source_of = {b.pk: b.source.portal.name if b.source else "made here" for b in current}
     for conflict in found:
         assert conflict.start == min(s[2] for s in conflict.stays) and conflict.end == max(s[3] for s in conflict.stays)
+        assert conflict.sources == list(dict.fromkeys(source_of[stay[0]] for stay in conflict.stays))
     # The worker's scan of every property, a few properties at a time, finds the same.
     monkeypatch.setattr("syncs.dashboard.PROPERTIES_PER_SEARCH", 4)
     assert property_conflicts(property_ids=None, today=today) == found
