@@ -217,7 +217,7 @@ def _clashing_rows(today: date, among: Q) -> list[tuple]:
 
 def properties_with_conflicts(*, property_ids: list[int], today: date) -> set[int]:
     """Which of these properties have a possible double booking (the overview's rule) that nobody
-    marked handled (syncs.conflicts): three queries."""
+    marked handled (syncs.conflicts): four queries."""
     from syncs.conflicts import conflicts_marked
 
     unhandled, _handled = conflicts_marked(property_conflicts(property_ids=property_ids, today=today))
@@ -231,7 +231,7 @@ PROPERTIES_PER_SEARCH = 500
 
 def property_conflicts(*, property_ids: list[int] | None, today: date) -> list[Conflict]:
     """Every possible double booking of these properties (of all properties for None), grouped
-    as the overview groups them: two queries (for None, two for each PROPERTIES_PER_SEARCH)."""
+    as the overview groups them: three queries (for None, three for each PROPERTIES_PER_SEARCH)."""
     def among(ids: list[int]) -> list[Conflict]:
         return conflicts_of(_groups(_clashing_rows(today, Q(property_id__in=ids))))
 
