@@ -272,19 +272,12 @@ def conflicts_of(groups: list[list]) -> list[Conflict]:
     properties = Property.objects.only("pk", "account_id", "name", "timezone").in_bulk({group[0] for group in groups})
     sources = {source for group in groups for source in group[4] if source is not None}
     portal_names = dict(Connection.objects.filter(pk__in=sources).values_list("pk", "portal__name")) if sources else {}
-    words: dict[str | None, str] = {None: _("made here")}  # each portal's name in words, once
+    words = {None: _("made here")} | {pk: Portal.name_in_words(name) for pk, name in portal_names.items()}
     conflicts = []
     for property_id, start, end, stays, source_ids in groups:
         if property_id not in properties:  # deleted between the two reads
             continue
-        names = []
-        for source in source_ids:
-            name = portal_names.get(source) if source is not None else None
-            if source is not None and name is None:  # the sync was deleted between the two reads
-                continue
-            if name not in words:
-                words[name] = Portal.name_in_words(name)
-            names.append(words[name])
+        names = [words[source] for source in source_ids if source in words]  # a sync deleted meanwhile is left out
         conflicts.append(
             Conflict(property=properties[property_id], start=start, end=end, sources=list(dict.fromkeys(names)), stays=stays)
         )
