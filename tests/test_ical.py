@@ -29,6 +29,9 @@ from syncs.portals import BLOCKED, KINDS, RESERVED, TENTATIVE
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 TODAY = date(2027, 3, 1)
+# A bounded rule finishes far inside the parser's own deadline (ical.PARSE_SECONDS), which a
+# rule that loops would reach instead; the margin keeps a loaded CI machine from failing it.
+QUICKLY = ical.PARSE_SECONDS / 3
 
 
 def feed(name: str) -> bytes:
@@ -839,7 +842,7 @@ def test_it_finishes_an_unbounded_secondly_rule_quickly_and_caps_it():
     started = time.monotonic()
     result = parse_feed(body, today=TODAY)
 
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < QUICKLY
     # A thousand seconds, all on one night: one event.
     assert nights(result) == [(date(2027, 3, 1), date(2027, 3, 2))]
     assert reasons(result) == ["too_many_occurrences"]
@@ -852,7 +855,7 @@ def test_it_ignores_a_secondly_rule_that_started_long_ago_quickly():
     started = time.monotonic()
     result = parse_feed(body, today=TODAY)
 
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < QUICKLY
     assert result.events == [] and reasons(result) == ["too_many_occurrences"]
 
 
@@ -898,7 +901,7 @@ def test_it_reads_a_rule_no_day_can_meet_quickly_as_its_first_occurrence(rule):
     started = time.monotonic()
     result = parse_feed(body, today=TODAY)
 
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < QUICKLY
     assert nights(result) == [(date(2027, 3, 1), date(2027, 3, 2))]
 
 
@@ -1131,7 +1134,7 @@ def test_a_rule_with_interval_zero_is_skipped_at_once_as_invalid():
     started = time.monotonic()
     result = parse_feed(body, today=TODAY)
 
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < QUICKLY
     assert [e.uid for e in result.events] == ["fine"]
     assert reasons(result) == ["invalid_rule"]
     assert "invalid_rule" in ical.INVALID_REASONS
