@@ -6,6 +6,7 @@ Connection.pause_reason); this is the one place that turns them into sentences.
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import date, datetime, timedelta
 
 from django.utils import formats, timezone
@@ -216,6 +217,11 @@ def day(value: date, *, with_year: bool = True) -> str:
         return formats.date_format(value, pgettext("date format with year", "j F Y"))
     # Translators: how a day without the year is written in a sentence, in Django's date format letters.
     return formats.date_format(value, pgettext("date format without year", "j F"))
+
+
+def day_of(moment: datetime, zone: str) -> str:
+    """The day a moment falls on in a time zone (a property's), in a sentence: "3 March 2027"."""
+    return day(timezone.localtime(moment, zoneinfo.ZoneInfo(zone)).date())
 
 
 def reader_name(slug: str, *, portal: str) -> str:

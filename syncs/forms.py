@@ -21,10 +21,11 @@ from django.utils.translation import gettext_lazy
 from syncs.editing import (
     FeedCheck,
     LinkCheckFailed,
-    connection_same_link,
     feed_check,
+    link_taken_error,
+    link_use,
+    link_warnings,
     property_name_taken_error,
-    same_link_error,
 )
 from syncs.explain import describe
 from syncs.export_tokens import is_our_export
@@ -229,6 +230,8 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
         self.instance = instance
         self.feed_check: FeedCheck | None = None
         self.portal_recognised = False
+        # Worth saying, not refusing (LinkUse): shown with the form, and after saving.
+        self.warnings: list[str] = []
         self.fields["sync_interval_minutes"].initial = settings.SYNC_DEFAULT_INTERVAL_MINUTES
         if instance is not None:
             self.initial.update(
@@ -284,12 +287,13 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
             self.add_error(
                 "import_url", _("Paste the portal's calendar link, or make the sync export-only.")
             )
-        existing = connection_same_link(property=self.property, import_url=url, exclude=self.instance) if url else None
-        if existing is not None:
+        use = link_use(account_id=self.property.account_id, import_url=url, exclude=self.instance)
+        if use.holder is not None:
             # One problem, one error: the link is the other sync's; whether we recognise its
             # address says nothing more.
-            self.add_error("import_url", same_link_error(existing))
+            self.add_error("import_url", link_taken_error(use.holder, property=self.property))
         else:
+            self.warnings = link_warnings(use)
             self._settle_portal(data, url=url, url_ok=url_ok)
         if not self.errors and data.get("check_now") and url and direction != Connection.Direction.EXPORT_ONLY:
             self._check_link(url, data["portal"])

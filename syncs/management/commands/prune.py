@@ -9,7 +9,10 @@ from syncs.retention import prune
 
 
 class Command(BaseCommand):
-    help = "Delete sync runs, removed blocks, export read counts and expired export URLs older than --days."
+    help = (
+        "Delete sync runs, removed blocks, export read counts and expired export URLs older than --days, and the "
+        "properties and syncs removed more than 30 days ago (they can no longer be restored)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=settings.RETENTION_DAYS, help="Keep this many days (default %(default)s).")
@@ -18,5 +21,6 @@ class Command(BaseCommand):
         pruned = prune(days=days)
         self.stdout.write(
             f"Pruned {pruned.runs} sync runs, {pruned.blocks} removed blocks, "
-            f"{pruned.read_days} export read counts, {pruned.tokens} expired export URLs (older than {days} days)."
+            f"{pruned.read_days} export read counts, {pruned.tokens} expired export URLs (older than {days} days); "
+            f"deleted for good {pruned.removed_properties} removed properties and {pruned.removed_syncs} removed syncs."
         )
