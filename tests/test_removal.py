@@ -33,6 +33,7 @@ from syncs.models import (
     Property,
     SyncRun,
     Webhook,
+    WebhookDelivery,
 )
 from syncs.notifications import pause_notifications_send
 from syncs.probing import connections_to_probe
@@ -40,7 +41,7 @@ from syncs.removal import connections_remove, property_remove
 from syncs.scheduling import connections_claim_due, unserved_requests
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
-from syncs.webhooks import scan_double_bookings, scan_not_reading
+from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_deliver
 from tests.conftest import NOW
 from tests.factories import (
     BlockFactory,
@@ -131,7 +132,7 @@ def test_the_confirmation_says_which_nights_leave_which_portals_calendars_and_ch
     assert "Remove the Airbnb sync of Casa Azul?" in page
     # Booking.com keeps 31 January (Vrbo has it too) and its own 20-22 January.
     assert ("The calendar we publish for Booking.com: 5 nights leave it, at once: 13 January to 16 January 2027 "
-            "(check-out); 30 January to 31 January 2027 (check-out); 1 February to 2 February 2027 (check-out) "
+            "(check-out); 30 January to 31 January 2027 (check-out); 1 February to 2 February 2027 (check-out). "
             "Booking.com sees these nights free after its next read of our calendar. "
             "Booking.com usually takes 60 to 240 minutes.") in page
     # Vrbo's calendar never held its own 31 January: every night Airbnb brought leaves it.
@@ -252,6 +253,19 @@ def test_the_webhook_scans_skip_a_removed_sync(account, casa):
     assert scan_double_bookings(now=timezone.now()) == 0
     assert scan_not_reading(now=timezone.now()) == 0
     assert not NotReadingAlert.objects.exists()
+
+
+def test_a_webhook_about_a_sync_removed_before_its_delivery_is_dropped_not_sent(account, casa):
+    _prop, airbnb, _booking, _vrbo = casa
+    Webhook.objects.create(account=account, url="https://hooks.example.com/x", events=["paused"], secret_nonce="n")
+    Connection.objects.filter(pk=airbnb.pk).update(paused_at=timezone.now(), pause_reason="timeout")
+    PauseEpisode.objects.create(connection=airbnb, reason="timeout")
+    pause_notifications_send()
+    delivery = WebhookDelivery.objects.get()
+
+    connections_remove(user=None, connections=[airbnb])
+
+    assert webhook_deliver(delivery_id=delivery.pk) == "dropped"
 
 
 # --------------------------------------------------------------------------- the exports

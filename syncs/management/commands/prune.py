@@ -5,13 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from syncs.models import RESTORE_DAYS
 from syncs.retention import prune
 
 
 class Command(BaseCommand):
     help = (
         "Delete sync runs, removed blocks, export read counts and expired export URLs older than --days, and the "
-        "properties and syncs removed more than 30 days ago (they can no longer be restored)."
+        f"properties and syncs removed more than {RESTORE_DAYS} days ago (they can no longer be restored)."
     )
 
     def add_arguments(self, parser):
