@@ -37,7 +37,7 @@ from syncs.models import (
 )
 from syncs.notifications import pause_notifications_send
 from syncs.probing import connections_to_probe
-from syncs.removal import connections_remove, property_remove
+from syncs.removal import connection_restore_problem, connections_remove, property_remove
 from syncs.scheduling import connections_claim_due, unserved_requests
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
@@ -376,8 +376,6 @@ def test_prune_deletes_what_was_removed_30_days_ago_and_leaves_one_entry_naming_
 
 
 def text_of_restore_problem(connection) -> str:
-    from syncs.removal import connection_restore_problem
-
     return connection_restore_problem(Connection.all_objects.select_related("property").get(pk=connection.pk))
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.urls import reverse
+
+from syncs.export_tokens import export_token_ensure, token_from_nonce
+from syncs.models import Connection
 
 try:
     from playwright.sync_api import expect
@@ -29,11 +33,6 @@ def log_in(page) -> None:
 
 
 def export_path(connection_id: int) -> str:
-    from django.urls import reverse
-
-    from syncs.export_tokens import export_token_ensure, token_from_nonce
-    from syncs.models import Connection
-
     connection = Connection.all_objects.select_related("property").get(pk=connection_id)
     token = export_token_ensure(property=connection.property, connection=connection)
     return reverse("export-feed", kwargs={"token": token_from_nonce(token.nonce)})
