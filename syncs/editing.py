@@ -266,7 +266,8 @@ def connection_edit(
     with transaction.atomic():
         _lock(connection.property)
         _refuse_taken_link(candidate)
-        Connection.objects.select_for_update().get(pk=connection.pk)  # one edit at a time
+        if not Connection.objects.select_for_update().filter(pk=connection.pk).exists():  # one edit at a time
+            raise ValidationError(_("This sync was removed a moment ago: restore it from its page to change it."))
         # Through the one settings service: a sync claimed or under way with the old settings is
         # dropped, and a new link or portal is read from scratch, at once.
         connection_settings_update(
