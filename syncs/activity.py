@@ -25,7 +25,7 @@ def activity_record_automatic(
     *, action: str, connection_id: int, property_id: int, params: dict | None = None, when: datetime | None = None
 ) -> Activity:
     """Record what the system did by itself to a connection (from ids: the engine holds no more)."""
-    account_id = Property.objects.filter(pk=property_id).values_list("account_id", flat=True).get()
+    account_id = Property.all_objects.filter(pk=property_id).values_list("account_id", flat=True).get()
     values = {"created_at": when} if when is not None else {}
     return Activity.objects.create(
         account_id=account_id, user=None, property_id=property_id, connection_id=connection_id, action=action,

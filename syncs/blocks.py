@@ -15,8 +15,9 @@ from syncs.models import Block, BlockKind, Property
 
 
 def property_calendar_changed(*, property_id: int, now: datetime | None = None) -> None:
-    """Call inside the transaction that changed the property's blocks."""
-    Property.objects.filter(pk=property_id).update(
+    """Call inside the transaction that changed the property's blocks (or which of them take
+    nights: a sync removed or restored), removed property or not."""
+    Property.all_objects.filter(pk=property_id).update(
         calendar_version=F("calendar_version") + 1, calendar_changed_at=now or timezone.now()
     )
 

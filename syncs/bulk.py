@@ -23,6 +23,7 @@ from django.db.models import QuerySet
 from syncs.activity import activity_record
 from syncs.connection_state import connection_switch
 from syncs.models import Activity, BulkAction, Connection
+from syncs.removal import connections_remove
 from syncs.sync import connection_accept_held_removals
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import SyncState, SyncStatus, connection_statuses
@@ -35,6 +36,7 @@ ACTIVITY = {
     Kind.SWITCH_ON: Activity.Action.BULK_SWITCHED_ON,
     Kind.SYNC_NOW: Activity.Action.BULK_SYNC_REQUESTED,
     Kind.ACCEPT_HELD: Activity.Action.BULK_HELD_ACCEPTED,
+    Kind.REMOVE: Activity.Action.BULK_REMOVED,
 }
 # At most this many syncs in one action: "all matching" of the biggest account.
 MAX_SYNCS = 5000
@@ -47,11 +49,16 @@ class BulkResult:
     skipped: int  # selected syncs it did not apply to (already off, export only, nothing held...)
 
 
-def bulk_run(*, user, account, kind: str, connections: QuerySet[Connection]) -> BulkResult:
-    """Do ``kind`` to each of ``connections`` (already scoped to the operator's account)."""
-    selected = list(
+def bulk_selected(*, account, connections: QuerySet[Connection]) -> list[Connection]:
+    """The syncs an action on ``connections`` concerns: the account's, at most MAX_SYNCS."""
+    return list(
         connections.filter(property__account=account).select_related("property", "portal").order_by("pk")[:MAX_SYNCS]
     )
+
+
+def bulk_run(*, user, account, kind: str, connections: QuerySet[Connection]) -> BulkResult:
+    """Do ``kind`` to each of ``connections`` (already scoped to the operator's account)."""
+    selected = bulk_selected(account=account, connections=connections)
     acted: list[int] = []
     awaited: list[int] = []
     held_answers: dict[str, str] = {}
@@ -79,6 +86,8 @@ def bulk_run(*, user, account, kind: str, connections: QuerySet[Connection]) -> 
                 held_answers[str(connection.pk)] = connection.held_answer
                 awaited.append(connection.pk)
             acted.append(connection.pk)
+        if kind == Kind.REMOVE:  # after the confirmation page (syncs.views.removal): one write for the lot
+            acted = connections_remove(user=user, connections=selected, each_recorded=False)
         action = BulkAction.objects.create(
             account=account, user=user if user.is_authenticated else None, kind=kind, connection_ids=acted,
             awaited_ids=awaited, held_answers=held_answers,

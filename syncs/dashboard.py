@@ -289,7 +289,9 @@ def property_list(*, user, search: str = "") -> QuerySet[Property]:
     properties = Property.objects.for_user(user)
     if search:
         properties = properties.filter(name__icontains=search.strip())
-    return properties.annotate(connection_count=Count("connections")).order_by("name", "pk")
+    # A join, not the live-rows manager: removed syncs are left out here.
+    live = Q(connections__archived_at__isnull=True)
+    return properties.annotate(connection_count=Count("connections", filter=live)).order_by("name", "pk")
 
 
 def properties_health(properties: list[Property], *, now: datetime | None = None) -> dict[int, PropertyHealth]:

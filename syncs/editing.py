@@ -13,14 +13,18 @@ import copy
 import time
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils.html import conditional_escape, format_html
 from django.utils.timezone import now
 from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record
+from syncs.explain import day_of
 from syncs.export_tokens import export_token_ensure
 from syncs.fetch import FetchError, fetch_feed, https_variant_works, link_identity
 from syncs.ical import INVALID_REASONS, FeedParseError, parse_feed
@@ -86,28 +90,128 @@ def property_edit(*, user, property: Property, name: str, timezone: str) -> list
 # --------------------------------------------------------------------------- connections
 
 
-def connection_same_link(
-    *, property: Property, import_url: str, exclude: Connection | None = None
-) -> Connection | None:
-    """The property's connection that already imports this link, however it is spelt
-    (``fetch.link_identity``: http and https as one, the host's case, a trailing dot, the
-    default port, a #fragment). A property has a handful of syncs: they are compared here."""
+@dataclass(frozen=True)
+class LinkUse:
+    """Which other syncs import a link, however it is spelt (``fetch.link_identity``: http and
+    https as one, the host's case, a trailing dot, the default port, a #fragment).
+
+    A portal's link belongs to one sync of an account: ``holder`` takes it. A removed sync does
+    not hold its link (it is free to use again), but its restore is then refused: ``removed``
+    names it. Two accounts may hold the same link (a hand-over between managers): that is only
+    worth a warning, and the other account is never named."""
+
+    holder: Connection | None = None  # the account's live sync that imports it
+    removed: Connection | None = None  # else, the account's latest removed sync that imported it
+    other_accounts: bool = False  # a live sync of another account imports it
+
+
+def link_use(*, account_id: int, import_url: str, exclude: Connection | None = None) -> LinkUse:
+    """Who else imports ``import_url``: one query for the three answers, whatever the number of
+    syncs (the database finds the candidates by a part every spelling contains, link_identity
+    decides), then the holder and the removed sync loaded with their property and portal."""
     if not import_url:
-        return None
+        return LinkUse()
     identity = link_identity(import_url)
-    others = Connection.objects.filter(property=property).exclude(import_url="")
-    if exclude is not None:
-        others = others.exclude(pk=exclude.pk)
-    # The links alone are compared; the one that matches, if any, is loaded whole.
-    same = next((pk for pk, link in others.order_by("pk").values_list("pk", "import_url") if link_identity(link) == identity), None)
-    return None if same is None else Connection.objects.select_related("portal").filter(pk=same).first()
-
-
-def same_link_error(existing: Connection) -> ValidationError:
-    return ValidationError(
-        _("This property already imports this link, in its %(portal)s sync. Edit that sync instead."),
-        code="duplicate", params={"portal": existing.portal.display_name},
+    candidates = Connection.all_objects.exclude(import_url="").filter(import_url__icontains=_link_part(import_url))
+    if exclude is not None and exclude.pk:
+        candidates = candidates.exclude(pk=exclude.pk)
+    rows = candidates.order_by("pk").values_list("pk", "import_url", "property__account_id", "archived_at")
+    same = [(pk, account, archived) for pk, link, account, archived in rows if link_identity(link) == identity]
+    holder = next((pk for pk, account, archived in same if account == account_id and archived is None), None)
+    removed = max(
+        ((archived, pk) for pk, account, archived in same if account == account_id and archived is not None),
+        default=(None, None),
+    )[1]
+    loaded = Connection.all_objects.select_related("property", "portal").in_bulk([pk for pk in (holder, removed) if pk])
+    return LinkUse(
+        holder=loaded.get(holder), removed=loaded.get(removed) if holder is None else None,
+        other_accounts=any(account != account_id and archived is None for _pk, account, archived in same),
     )
+
+
+def _link_part(url: str) -> str:
+    """A part of the link that every spelling of it contains, in some case: the path after its
+    first slash, with the query (link_identity keeps both, but for the hex case of %-escapes);
+    the host when there is neither. Unreadable, the whole link."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.hostname:
+        return text
+    part = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return part or parts.hostname.rstrip(".")
+
+
+class WordsWithLinks(str):
+    """A sentence that is plain text where text is stored or sent (a CSV preview's row, a log,
+    JSON), and links the names it gives in a page: templates render ``__html__``."""
+
+    def __new__(cls, text: str, html: str) -> WordsWithLinks:
+        words = super().__new__(cls, text)
+        words._html = html
+        return words
+
+    def __str__(self) -> str:
+        # str() of a form error must keep the links for the page (ValidationError yields str(message)).
+        return self
+
+    def __html__(self) -> str:
+        return self._html
+
+
+def words_with_links(sentence: str, **parts: tuple[str, str] | str) -> WordsWithLinks:
+    """``sentence`` (translated, with %(name)s placeholders) filled with ``parts``: a (text, URL)
+    pair is a link in pages; other words are put in as they are (links of their own included).
+    The sentence and every text are escaped, so a name such as ``<b>Villa</b>`` shows as written."""
+    text = sentence % {key: part[0] if isinstance(part, tuple) else str(part) for key, part in parts.items()}
+    html = {
+        key: format_html('<a href="{}">{}</a>', part[1], part[0]) if isinstance(part, tuple) else conditional_escape(part)
+        for key, part in parts.items()
+    }
+    return WordsWithLinks(text, str(conditional_escape(sentence) % html))
+
+
+def link_taken_error(holder: Connection, *, property: Property) -> ValidationError:
+    """The refusal of a link ``holder`` imports already: on ``property`` itself, or on another
+    of the account's properties, named with a link to it."""
+    portal = holder.portal.display_name
+    if holder.property_id == property.pk:
+        return ValidationError(
+            _("This property already imports this link, in its %(portal)s sync. Edit that sync instead.")
+            % {"portal": portal},
+            code="duplicate",
+        )
+    words = words_with_links(
+        _("%(property)s already imports this link, in its %(portal)s sync. A portal's calendar link belongs to "
+          "one sync: paste the link of this property's own listing, or remove that sync first."),
+        property=(holder.property.name, reverse("property-detail", args=[holder.property_id])),
+        portal=(portal, reverse("connection-detail", args=[holder.pk])),
+    )
+    return ValidationError(words, code="link_taken")
+
+
+def link_warnings(use: LinkUse) -> list[str]:
+    """What to tell about a link that may be saved: another account imports it too, or a
+    removed sync of this account did (which could then not be restored)."""
+    warnings = []
+    if use.other_accounts:
+        warnings.append(_(
+            "Another account of this service imports this link too, maybe the manager you take this "
+            "property over from. Both block the same nights: once the hand-over is done, that account "
+            "should remove its sync."
+        ))
+    if use.removed is not None:
+        removed = use.removed
+        warnings.append(_(
+            "The %(portal)s sync of %(property)s, removed on %(day)s, imported this link: with this one "
+            "saved, it can no longer be restored."
+        ) % {
+            "portal": removed.portal.display_name, "property": removed.property.name,
+            "day": day_of(removed.archived_at, removed.property.timezone),
+        })
+    return warnings
 
 
 def connection_create(
@@ -128,7 +232,7 @@ def connection_create(
     connection.full_clean()
     with transaction.atomic():
         _lock(property)
-        _refuse_same_link(connection)
+        _refuse_taken_link(connection)
         connection.save()
         activity_record(user=user, action=Activity.Action.CONNECTION_CREATED, connection=connection)
     return connection
@@ -161,8 +265,9 @@ def connection_edit(
     candidate.full_clean()
     with transaction.atomic():
         _lock(connection.property)
-        _refuse_same_link(candidate)
-        Connection.objects.select_for_update().get(pk=connection.pk)  # one edit at a time
+        _refuse_taken_link(candidate)
+        if not Connection.objects.select_for_update().filter(pk=connection.pk).exists():  # one edit at a time
+            raise ValidationError(_("This sync was removed a moment ago: restore it from its page to change it."))
         # Through the one settings service: a sync claimed or under way with the old settings is
         # dropped, and a new link or portal is read from scratch, at once.
         connection_settings_update(
@@ -180,18 +285,23 @@ def connection_edit(
 
 
 def _lock(property: Property) -> None:
-    """Serialise creates and edits of one property's syncs: "the same link twice" is checked
-    here, not by a database constraint."""
-    Property.objects.select_for_update().filter(pk=property.pk).exists()
+    account_links_lock(account_id=property.account_id)
 
 
-def _refuse_same_link(connection: Connection) -> None:
-    existing = connection_same_link(
-        property=connection.property, import_url=connection.import_url,
+def account_links_lock(*, account_id: int) -> None:
+    """Serialise what gives the account's syncs their links (adding, editing, restoring a sync):
+    "a link belongs to one sync of the account" is checked under this lock, not by a database
+    constraint. Call inside the transaction that writes."""
+    Account.objects.select_for_update().filter(pk=account_id).exists()
+
+
+def _refuse_taken_link(connection: Connection) -> None:
+    holder = link_use(
+        account_id=connection.property.account_id, import_url=connection.import_url,
         exclude=connection if connection.pk else None,
-    )
-    if existing is not None:
-        raise ValidationError({"import_url": same_link_error(existing)})
+    ).holder
+    if holder is not None:
+        raise ValidationError({"import_url": link_taken_error(holder, property=connection.property)})
 
 
 # --------------------------------------------------------------------------- checking a link now

@@ -6,6 +6,7 @@ Connection.pause_reason); this is the one place that turns them into sentences.
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import date, datetime, timedelta
 
 from django.utils import formats, timezone
@@ -13,6 +14,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext
 
+from syncs.models import Portal
 from syncs.portals import BY_SLUG
 from syncs.readers import STALE_FACTOR, ExportReaderFacts
 from syncs.sync_state import SyncState, SyncStatus
@@ -218,6 +220,11 @@ def day(value: date, *, with_year: bool = True) -> str:
     return formats.date_format(value, pgettext("date format without year", "j F"))
 
 
+def day_of(moment: datetime, zone: str) -> str:
+    """The day a moment falls on in a time zone (a property's), in a sentence: "3 March 2027"."""
+    return day(timezone.localtime(moment, zoneinfo.ZoneInfo(zone)).date())
+
+
 def reader_name(slug: str, *, portal: str) -> str:
     """A reader's name from its slug ("airbnb" -> "Airbnb"); unknown software is named as such."""
     if slug in BY_SLUG and slug != "other":
@@ -260,6 +267,23 @@ def describe_activity(entry) -> str:
         return ngettext("to %(n)d person", "to %(n)d people", params["recipients"]) % {"n": params["recipients"]}
     if action == "held_accepted" and "removals" in params:
         return ngettext("%(n)d removal", "%(n)d removals", params["removals"]) % {"n": params["removals"]}
+    if action in ("property_removed", "property_restored") and "syncs" in params:
+        words = ngettext("with its %(n)d sync", "with its %(n)d syncs", params["syncs"]) % {"n": params["syncs"]}
+        if params.get("kept"):
+            words += "; " + ngettext(
+                "%(n)d stays removed: another sync imports its link now",
+                "%(n)d stay removed: other syncs import their links now", params["kept"],
+            ) % {"n": params["kept"]}
+        return words
+    if action == "removed_deleted" and params.get("removed_at"):
+        removed = day(timezone.localtime(datetime.fromisoformat(params["removed_at"])).date())
+        what = (
+            _("the %(portal)s sync of %(property)s") % {"portal": Portal.name_in_words(params["portal"]), "property": params.get("property", "")}
+            if params.get("portal") else _("%(property)s and its syncs") % {"property": params.get("property", "")}
+        )
+        if params.get("removed_by"):
+            return _("%(what)s, removed on %(day)s by %(who)s") % {"what": what, "day": removed, "who": params["removed_by"]}
+        return _("%(what)s, removed on %(day)s") % {"what": what, "day": removed}
     if action == "sync_requested" and params.get("from") == "checklist":
         return _("from the fix checklist")
     if action == "switched_on" and params.get("automatic"):

@@ -79,9 +79,9 @@ def build_calendar(
 
 def exported_nights(*, token: ServingToken, today: date) -> list[tuple[date, date]]:
     """Nights from yesterday to the horizon, from every source except the token's own connection."""
-    blocks = Block.objects.filter(
+    # Current blocks: a removed sync's nights leave at once (Block.current).
+    blocks = Block.objects.current().filter(
         property_id=token.property_id,
-        removed_at__isnull=True,
         end_date__gt=today - timedelta(days=1),
         start_date__lt=today + timedelta(days=settings.EXPORT_HORIZON_DAYS),
     )

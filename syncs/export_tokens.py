@@ -78,6 +78,8 @@ class ServingToken:
     calendar_version: int
     calendar_changed_at: datetime
     export_summary: str | None  # the connection's; None for the property-wide URL
+    # Its sync or its property was removed (syncs.removal): the URL answers 410 Gone, not a calendar.
+    removed: bool = False
 
     @classmethod
     def of(cls, token: ExportToken) -> ServingToken:
@@ -91,10 +93,12 @@ class ServingToken:
         )
 
 
-# What serving a token's calendar reads, in ServingToken's order, then when the token expires.
+# What serving a token's calendar reads, in ServingToken's order, then when the token expires,
+# and when its property and its sync were removed (a join: not through the live-rows manager).
 _SERVING_FIELDS = (
     "pk", "nonce", "property_id", "connection_id", "property__name", "property__timezone",
     "property__calendar_version", "property__calendar_changed_at", "connection__export_summary", "expires_at",
+    "property__archived_at", "connection__archived_at",
 )
 
 
@@ -116,7 +120,8 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def export_token_find(token: str, *, now: datetime | None = None) -> ServingToken | None:
-    """The serving token for a URL's token (current, or rotated and within its grace), or None.
+    """The serving token for a URL's token (current, or rotated and within its grace), or None;
+    a removed sync's or property's token is found, ``removed``.
 
     Every token, well-formed or not, costs the same: one hash and one indexed query, which also
     reads the calendar's version, so that the next request after a change sees it.
@@ -130,7 +135,9 @@ def export_token_find(token: str, *, now: datetime | None = None) -> ServingToke
     expires_at = _aware(row[9])
     if expires_at is not None and expires_at <= (now or timezone.now()):
         return None
-    return ServingToken(*row[:7], calendar_changed_at=_aware(row[7]), export_summary=row[8])
+    return ServingToken(
+        *row[:7], calendar_changed_at=_aware(row[7]), export_summary=row[8], removed=row[10] is not None or row[11] is not None
+    )
 
 
 _EXPORT_PATH = re.compile(r"/ical/([^/]+)\.ics$")

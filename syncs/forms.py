@@ -1,7 +1,8 @@
 """The add/edit forms: a property, and a calendar sync made from a link pasted from a portal.
 
 Forms clean and check; the writes are in ``syncs.editing``. Every query goes through
-``for_user`` or through a property that did, so a form never sees another account's rows.
+``for_user`` or through a property that did, so a form never sees another account's rows; the
+one exception, ``editing.link_use``, learns only whether another account imports a link.
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ from urllib.parse import urlsplit
 from django import forms
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import F
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from syncs.editing import (
     FeedCheck,
     LinkCheckFailed,
-    connection_same_link,
     feed_check,
+    link_taken_error,
+    link_use,
+    link_warnings,
     property_name_taken_error,
-    same_link_error,
+    words_with_links,
 )
-from syncs.explain import describe
+from syncs.explain import day_of, describe
 from syncs.export_tokens import is_our_export
 from syncs.fetch import FetchError, validate_url
 from syncs.live_checks import CheckBusy, live_check_run
@@ -99,11 +104,20 @@ class PropertyForm(ServiceErrorsMixin, forms.Form):
 
     def clean_name(self) -> str:
         name = " ".join(self.cleaned_data["name"].split())
-        # Case-insensitive: "casa azul" next to "Casa Azul" is a typo, not a second flat.
-        same = Property.objects.for_user(self.user).filter(name__iexact=name)
+        # Case-insensitive: "casa azul" next to "Casa Azul" is a typo, not a second flat. A
+        # removed property keeps its name until it is deleted for good: it may come back.
+        same = Property.all_objects.for_user(self.user).filter(name__iexact=name)
         if self.instance is not None:
             same = same.exclude(pk=self.instance.pk)
-        if same.exists():
+        taken = same.order_by(F("archived_at").asc(nulls_first=True)).first()  # a live one first
+        if taken is not None and taken.archived_at is not None:
+            raise ValidationError(words_with_links(
+                _("%(name)s is the name of a property removed on %(day)s. Restore it from %(page)s, or choose "
+                  "another name."),
+                name=taken.name, day=day_of(taken.archived_at, taken.timezone),
+                page=(_("its page"), reverse("property-detail", args=[taken.pk])),
+            ), code="duplicate")
+        if taken is not None:
             raise property_name_taken_error(name)
         return name
 
@@ -229,6 +243,8 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
         self.instance = instance
         self.feed_check: FeedCheck | None = None
         self.portal_recognised = False
+        # Worth saying, not refusing (LinkUse): shown with the form, and after saving.
+        self.warnings: list[str] = []
         self.fields["sync_interval_minutes"].initial = settings.SYNC_DEFAULT_INTERVAL_MINUTES
         if instance is not None:
             self.initial.update(
@@ -284,12 +300,13 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
             self.add_error(
                 "import_url", _("Paste the portal's calendar link, or make the sync export-only.")
             )
-        existing = connection_same_link(property=self.property, import_url=url, exclude=self.instance) if url else None
-        if existing is not None:
+        use = link_use(account_id=self.property.account_id, import_url=url, exclude=self.instance)
+        if use.holder is not None:
             # One problem, one error: the link is the other sync's; whether we recognise its
             # address says nothing more.
-            self.add_error("import_url", same_link_error(existing))
+            self.add_error("import_url", link_taken_error(use.holder, property=self.property))
         else:
+            self.warnings = link_warnings(use)
             self._settle_portal(data, url=url, url_ok=url_ok)
         if not self.errors and data.get("check_now") and url and direction != Connection.Direction.EXPORT_ONLY:
             self._check_link(url, data["portal"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import uuid
 import zoneinfo
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -47,6 +47,26 @@ class AccountScopedQuerySet(models.QuerySet):
 
     def for_user(self, user) -> AccountScopedQuerySet:
         return self.for_account(Account.of_user(user))
+
+
+# A removed property or sync can be restored for this many days; then ``prune`` deletes it.
+RESTORE_DAYS = 30
+
+
+class LiveManager(models.Manager):
+    """The rows in use: a removed (archived) property or sync is not among them.
+
+    The default manager of the models that can be removed, so that every list, count, tile,
+    export, email and task, and every relation read from them (``property.connections``), sees
+    live rows only, without saying so. ``all_objects`` reads the removed ones too: for their own
+    pages (history stays readable), restore, prune. Joins are not managers: a query reaching a
+    removable row through a join (an annotation, ``Block.source``) filters on ``archived_at``
+    itself. A property is removed together with its syncs (``syncs.removal``), so a live sync
+    always belongs to a live property.
+    """
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(archived_at__isnull=True)
 
 
 class Account(models.Model):
@@ -313,12 +333,29 @@ class PropertyQuerySet(AccountScopedQuerySet):
     account_path = "account"
 
 
+class Removable(models.Model):
+    """Removed by an operator: archived, restorable for RESTORE_DAYS, then pruned (syncs.removal)."""
+
+    archived_at = models.DateTimeField(_("removed at"), null=True, blank=True, editable=False)
+    archived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False,
+        verbose_name=_("removed by"),
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def restorable_until(self) -> datetime | None:
+        return self.archived_at + timedelta(days=RESTORE_DAYS) if self.archived_at else None
+
+
 def today_in(zone: str) -> date:
     """Today in a time zone given by its name."""
     return timezone.localdate(timezone=zoneinfo.ZoneInfo(zone))
 
 
-class Property(models.Model):
+class Property(Removable):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="properties", verbose_name=_("account"))
     name = models.CharField(_("name"), max_length=200)
     timezone = models.CharField(
@@ -332,7 +369,8 @@ class Property(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
-    objects = PropertyQuerySet.as_manager()
+    objects = LiveManager.from_queryset(PropertyQuerySet)()
+    all_objects = PropertyQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("property")
@@ -361,7 +399,7 @@ class ConnectionQuerySet(AccountScopedQuerySet):
         )
 
 
-class Connection(models.Model):
+class Connection(Removable):
     """One iCal sync between a property and a portal, with the operator's on/off switch."""
 
     class Direction(models.TextChoices):
@@ -435,7 +473,8 @@ class Connection(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
-    objects = ConnectionQuerySet.as_manager()
+    objects = LiveManager.from_queryset(ConnectionQuerySet)()
+    all_objects = ConnectionQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("connection")
@@ -472,7 +511,10 @@ class BlockQuerySet(AccountScopedQuerySet):
     account_path = "property__account"
 
     def current(self) -> BlockQuerySet:
-        return self.filter(removed_at__isnull=True)
+        """The nights taken now: blocks not removed, made here or brought by a live sync (a
+        removed sync's blocks stay, for its restore, but take no night). Blocks made here on a
+        removed property are read only through that property, which no list reaches."""
+        return self.filter(Q(source__isnull=True) | Q(source__archived_at__isnull=True), removed_at__isnull=True)
 
 
 def _new_block_uid() -> str:
@@ -750,8 +792,15 @@ class Activity(models.Model):
         EXPORT_ROTATED = "export_rotated", _("issued a new export URL")
         CONNECTION_CREATED = "connection_created", _("added the sync")
         CONNECTION_EDITED = "connection_edited", _("edited the sync")
+        CONNECTION_REMOVED = "connection_removed", _("removed the sync")
+        CONNECTION_RESTORED = "connection_restored", _("restored the sync")
         PROPERTY_CREATED = "property_created", _("added the property")
         PROPERTY_EDITED = "property_edited", _("edited the property")
+        PROPERTY_REMOVED = "property_removed", _("removed the property")
+        PROPERTY_RESTORED = "property_restored", _("restored the property")
+        # By ``prune``, RESTORE_DAYS after the removal: the entry names what went (``params``),
+        # since the rows it was about, and their own entries, are gone.
+        REMOVED_DELETED = "removed_deleted", _("deleted for good what was removed")
         BLOCK_ADDED = "block_added", _("closed nights")
         BLOCK_REMOVED = "block_removed", _("opened nights")
         TEST_BLOCK_ADDED = "test_block_added", _("added a test block")
@@ -786,6 +835,7 @@ class Activity(models.Model):
         BULK_SWITCHED_ON = "bulk_switched_on", _("switched several syncs on at once")
         BULK_SYNC_REQUESTED = "bulk_sync_requested", _("pressed Sync now for several syncs at once")
         BULK_HELD_ACCEPTED = "bulk_held_accepted", _("accepted the held removals of several syncs at once")
+        BULK_REMOVED = "bulk_removed", _("removed several syncs at once")
         PROPERTIES_ASSIGNED = "properties_assigned", _("assigned properties to a member")
         PROPERTIES_UNASSIGNED = "properties_unassigned", _("took properties away from a member")
         DOUBLE_BOOKING_HANDLED = "double_booking_handled", _("marked a double booking as handled")
@@ -797,7 +847,7 @@ class Activity(models.Model):
     # What the system does by itself: such rows have no user.
     AUTOMATIC = frozenset({
         Action.PAUSED, Action.RESUMED, Action.PAUSE_EMAIL_SENT, Action.REMINDER_SENT, Action.RESTORED_EMAIL_SENT,
-        Action.DOUBLE_BOOKING_BACK,
+        Action.DOUBLE_BOOKING_BACK, Action.REMOVED_DELETED,
     })
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="activity", verbose_name=_("account"))
@@ -886,6 +936,7 @@ class BulkAction(models.Model):
         SWITCH_ON = "switch_on", _("Switch on")
         SYNC_NOW = "sync_now", _("Sync now")
         ACCEPT_HELD = "accept_held", _("Accept held removals")
+        REMOVE = "remove", _("Remove")
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="bulk_actions", verbose_name=_("account"))
     user = models.ForeignKey(

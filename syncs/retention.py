@@ -4,6 +4,9 @@ Pruned after ``days``: sync runs (but never a connection's latest run, nor any r
 open pause began: the checklist's "what changed while paused" reads them), soft-deleted blocks
 with their change history, per-day read counts of export URLs, and rotated export tokens that
 stopped working. Deleted in batches, so a big backlog never holds a long transaction.
+
+Whatever ``days`` says, properties and syncs an operator removed are deleted for good only when
+they can no longer be restored, RESTORE_DAYS after their removal (``syncs.removal``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from syncs.models import Block, ExportReadDay, ExportToken, PauseEpisode, SyncRun
+from syncs.removal import removed_prune
 
 BATCH = 2000
 
@@ -26,6 +30,8 @@ class Pruned:
     blocks: int = 0
     read_days: int = 0
     tokens: int = 0
+    removed_properties: int = 0
+    removed_syncs: int = 0
 
 
 def _delete_in_batches(queryset) -> int:
@@ -35,7 +41,7 @@ def _delete_in_batches(queryset) -> int:
         if not batch:
             return total
         with transaction.atomic():
-            queryset.model.objects.filter(pk__in=batch).delete()
+            queryset.model._base_manager.filter(pk__in=batch).delete()
         total += len(batch)
 
 
@@ -50,7 +56,10 @@ def prune(*, days: int, now: datetime | None = None) -> Pruned:
         SyncRun.objects.filter(started_at__lt=cutoff).filter(Exists(newer_run)).exclude(Exists(during_open_pause))
         .order_by("started_at")
     )
+    removed = removed_prune(now=now)
     return Pruned(
+        removed_properties=removed.properties,
+        removed_syncs=removed.connections,
         runs=_delete_in_batches(old_runs),
         blocks=_delete_in_batches(Block.objects.filter(removed_at__lt=cutoff).order_by("pk")),
         read_days=_delete_in_batches(ExportReadDay.objects.filter(day__lt=cutoff.date()).order_by("pk")),

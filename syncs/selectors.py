@@ -14,14 +14,18 @@ from syncs.sync_labels import SyncLabel, label_syncs, labels_for
 from syncs.sync_state import SyncState, SyncStatus, connection_status, status_from_tokens
 
 
-def property_get(*, user, property_id: int) -> Property:
-    """One of the account's properties, or 404."""
-    return get_object_or_404(Property.objects.for_user(user), pk=property_id)
+def property_get(*, user, property_id: int, removed: bool = False) -> Property:
+    """One of the account's properties, or 404; ``removed``: a removed one too (its page, its
+    restore), else live ones only (everything that acts on it)."""
+    properties = Property.all_objects if removed else Property.objects
+    return get_object_or_404(properties.for_user(user), pk=property_id)
 
 
-def connection_get(*, user, connection_id: int) -> Connection:
-    """One of the account's connections with its property and portal, or 404."""
-    return get_object_or_404(Connection.objects.for_user(user).select_related("property", "portal"), pk=connection_id)
+def connection_get(*, user, connection_id: int, removed: bool = False) -> Connection:
+    """One of the account's connections with its property and portal, or 404; ``removed``: a
+    removed one too (its page, its restore), else live ones only."""
+    connections = Connection.all_objects if removed else Connection.objects
+    return get_object_or_404(connections.for_user(user).select_related("property", "portal"), pk=connection_id)
 
 
 def connection_recent_runs(*, connection: Connection, limit: int = 50) -> list[SyncRun]:
@@ -29,9 +33,10 @@ def connection_recent_runs(*, connection: Connection, limit: int = 50) -> list[S
 
 
 def connection_blocks(*, connection: Connection, limit: int = 200) -> list[Block]:
-    """The current blocks this connection brought, from yesterday on."""
+    """The blocks this connection brought and its portal still has, from yesterday on (a removed
+    sync's too: the nights its restore brings back)."""
     today = timezone.localdate()
-    return list(connection.blocks.current().filter(end_date__gte=today).order_by("start_date")[:limit])
+    return list(connection.blocks.filter(removed_at__isnull=True, end_date__gte=today).order_by("start_date")[:limit])
 
 
 def property_manual_blocks(*, property: Property) -> list[Block]:

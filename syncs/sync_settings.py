@@ -92,6 +92,15 @@ def portal_settings_update(*, portal_id: int, values: dict, now: datetime | None
     return changed
 
 
+def connections_removed_update(*, connections: QuerySet, values: dict, now: datetime | None = None) -> int:
+    """Remove or restore syncs (``values``: their ``archived_at`` and ``archived_by``;
+    syncs.removal): in the same statement, a poll under way with the sync as it was records
+    nothing and gives its lease back, and a restored sync reads its portal at once. Returns how
+    many rows changed (``connections`` says which may: live ones to remove, removed ones to restore)."""
+    now = now or timezone.now()
+    return connections.update(**_void_older_polls(read_from_scratch=False, sync_now=True, now=now), **values)
+
+
 def _void(connections: QuerySet, *, now: datetime) -> None:
     importing = connections.exclude(direction=Connection.Direction.EXPORT_ONLY)
     importing.update(**_void_older_polls(read_from_scratch=True, sync_now=True, now=now))

@@ -94,4 +94,7 @@ def probe_paused_feeds() -> int:
 def prune_history() -> None:
     """Run by beat daily: forget old history (see syncs/retention.py)."""
     pruned = prune(days=settings.RETENTION_DAYS)
-    log.info("pruned runs=%d blocks=%d read_days=%d tokens=%d", pruned.runs, pruned.blocks, pruned.read_days, pruned.tokens)
+    log.info(
+        "pruned runs=%d blocks=%d read_days=%d tokens=%d removed_properties=%d removed_syncs=%d", pruned.runs,
+        pruned.blocks, pruned.read_days, pruned.tokens, pruned.removed_properties, pruned.removed_syncs,
+    )

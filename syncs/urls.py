@@ -22,6 +22,7 @@ from syncs.views import (
     members,
     onboarding,
     properties,
+    removal,
     timeline,
 )
 
@@ -62,6 +63,8 @@ urlpatterns = [
     path("properties/assign/", alerts.property_assign, name="property-assign"),
     path("properties/<int:property_id>/", properties.property_detail, name="property-detail"),
     path("properties/<int:property_id>/edit/", editing.property_edit, name="property-edit"),
+    path("properties/<int:property_id>/remove/", removal.property_remove_view, name="property-remove"),
+    path("properties/<int:property_id>/restore/", removal.property_restore_view, name="property-restore"),
     path("properties/<int:property_id>/blocks/", properties.property_block_add_view, name="property-block-add"),
     path("properties/<int:property_id>/export.ics", export.property_export_download, name="property-export-download"),
     path("properties/<int:property_id>/connections/new/", editing.connection_create, name="connection-create"),
@@ -70,6 +73,8 @@ urlpatterns = [
     # One sync: its page, its checklist, what is done to it.
     path("connections/<int:connection_id>/", connections.connection_detail, name="connection-detail"),
     path("connections/<int:connection_id>/edit/", editing.connection_edit, name="connection-edit"),
+    path("connections/<int:connection_id>/remove/", removal.connection_remove_view, name="connection-remove"),
+    path("connections/<int:connection_id>/restore/", removal.connection_restore_view, name="connection-restore"),
     path("connections/<int:connection_id>/fix/", fix.connection_fix, name="connection-fix"),
     path("connections/<int:connection_id>/fix/<slug:step>/", fix.connection_fix_step, name="connection-fix-step"),
     path("connections/<int:connection_id>/row/", connections.connection_row, name="connection-row"),

@@ -240,7 +240,10 @@ def _still_true(delivery: WebhookDelivery) -> bool:
     connection = delivery.connection
     if connection is None:
         return True
-    state = connection_status(Connection.objects.select_related("portal", "property").get(pk=connection.pk)).state
+    live = Connection.objects.select_related("portal", "property").filter(pk=connection.pk).first()
+    if live is None:  # removed since (syncs.removal): nothing about it is true any more
+        return False
+    state = connection_status(live).state
     if delivery.event in (Event.PAUSED, Event.REMINDER):
         return state == SyncState.PAUSED
     if delivery.event == Event.RESTORED:

@@ -28,12 +28,14 @@ from syncs.models import (
     SyncRun,
     Webhook,
 )
+from syncs.removal import connections_remove, property_remove
 from tests.factories import (
     BlockFactory,
     ConnectionFactory,
     MembershipFactory,
     PropertyFactory,
     SyncRunFactory,
+    portal,
 )
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +74,8 @@ ROUTE_ROLES = {
          "connection-sync-now", "connection-accept-held", "connection-export-rotate", "connection-export-download",
          "property-export-download", "property-block-add", "block-remove", "connection-fix", "connection-fix-step",
          "bulk-action", "double-booking-handle", "property-assign", "onboarding", "onboarding-preview",
-         "onboarding-progress", "onboarding-live", "onboarding-import", "exports-csv"],
+         "onboarding-progress", "onboarding-live", "onboarding-import", "exports-csv",
+         "connection-remove", "connection-restore", "property-remove", "property-restore"],
         Role.MANAGER,
     ),
     **dict.fromkeys(
@@ -87,6 +90,11 @@ OBJECT_KWARGS = {
     "property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block",
     "membership_id": "membership", "invitation_id": "invitation", "bulk_id": "bulk", "webhook_id": "webhook",
     "upload_id": "upload",
+}
+# Routes that aim at another object of the same kind: restoring needs a removed one.
+ROUTE_OBJECTS = {
+    "connection-restore": {"connection_id": "removed_connection"},
+    "property-restore": {"property_id": "removed_property"},
 }
 # Other route parameters, with a value that exists.
 PLAIN_KWARGS = {"step": "link"}
@@ -114,7 +122,13 @@ def account_objects(account, property_name: str) -> dict:
     """One of each kind of object a route can name, in ``account``."""
     connection = ConnectionFactory(property=PropertyFactory(account=account, name=property_name))
     export_token_ensure(property=connection.property, connection=connection)
+    removed_property = PropertyFactory(account=account, name=f"{property_name} (sold)")
+    ConnectionFactory(property=removed_property)
+    removed_connection = ConnectionFactory(property=connection.property, portal=portal("vrbo"))
+    property_remove(user=None, property=removed_property)
+    connections_remove(user=None, connections=[removed_connection])
     return {
+        "removed_property": removed_property, "removed_connection": removed_connection,
         "property": connection.property, "connection": connection, "run": SyncRunFactory(connection=connection),
         "block": BlockFactory(property=connection.property, source=None),
         "membership": MembershipFactory(account=account, role=Role.MANAGER),
@@ -267,7 +281,7 @@ def their_state(objects) -> tuple:
     prop = objects["property"]
     return (
         Property.objects.values().get(pk=prop.pk),
-        list(Connection.objects.filter(property=prop).values()),
+        list(Connection.all_objects.filter(property__account=prop.account).values()),
         list(Block.objects.filter(property=prop).values()),
         list(ExportToken.objects.filter(property=prop).values()),
         SyncRun.objects.filter(connection__property=prop).count(),
@@ -281,7 +295,7 @@ def account_state(objects) -> tuple:
     account = prop.account
     return (
         their_state(objects),
-        list(Property.objects.filter(account=account).values()),
+        list(Property.all_objects.filter(account=account).values()),
         Account.objects.values().get(pk=account.pk),
         list(Membership.objects.filter(account=account).values()),
         list(Invitation.objects.filter(account=account).values()),
@@ -289,8 +303,9 @@ def account_state(objects) -> tuple:
     )
 
 
-def route_kwargs(route: str, objects: dict) -> dict:
-    kwargs = {k: objects[obj].pk for k, obj in OBJECT_KWARGS.items() if f"<int:{k}>" in route}
+def route_kwargs(route: str, objects: dict, name: str = "") -> dict:
+    aimed = OBJECT_KWARGS | ROUTE_OBJECTS.get(name, {})
+    kwargs = {k: objects[obj].pk for k, obj in aimed.items() if f"<int:{k}>" in route}
     return kwargs | {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
 
 
@@ -302,7 +317,7 @@ def test_no_route_shows_or_changes_another_accounts_objects_by_id(client, two_ac
     before = account_state(theirs)
     object_routes = [(name, route) for name, route in project_routes() if any(f"<int:{k}>" in route for k in OBJECT_KWARGS)]
     for name, route in object_routes:
-        url = reverse(name, kwargs=route_kwargs(route, theirs))
+        url = reverse(name, kwargs=route_kwargs(route, theirs, name))
         for response in (client.get(url), client.post(url, FORM)):
             # 403 only where the role alone refuses, before anything is looked up.
             allowed = (404, 405) if RANK[role] >= RANK[ROUTE_ROLES[name]] else (403, 405)
@@ -324,7 +339,7 @@ def test_each_role_reaches_exactly_the_routes_it_may_in_its_own_account(client, 
     for name, route in routes:
         if RANK[role] >= RANK[ROUTE_ROLES[name]]:
             continue
-        url = reverse(name, kwargs=route_kwargs(route, mine))
+        url = reverse(name, kwargs=route_kwargs(route, mine, name))
         for method in (client.get, client.post):
             response = method(url, FORM) if method == client.post else method(url)
             assert response.status_code in (403, 405), f"{role} got {response.status_code} from {name}"
@@ -337,7 +352,7 @@ def test_each_role_reaches_exactly_the_routes_it_may_in_its_own_account(client, 
     for name, route in routes:
         if RANK[role] < RANK[ROUTE_ROLES[name]]:
             continue
-        url = reverse(name, kwargs=route_kwargs(route, mine))
+        url = reverse(name, kwargs=route_kwargs(route, mine, name))
         for response in (client.get(url), client.post(url, FORM)):
             assert response.status_code != 403, f"{role} was refused {name}"
 
@@ -350,11 +365,17 @@ def test_a_viewer_never_gets_a_secret_link_in_any_page(client):
     connection.paused_at = timezone.now()
     connection.pause_reason = "timeout"
     connection.save()
-    secrets = [connection.import_url, *(export_url(t) for t in ExportToken.objects.filter(property=connection.property))]
+    # A removed sync's export URL is shown to nobody (it answers 410).
+    live_tokens = ExportToken.objects.filter(property=connection.property).exclude(connection__archived_at__isnull=False)
+    secrets = [connection.import_url, *(export_url(t) for t in live_tokens)]
     export_token_ensure(property=connection.property)  # the property-wide one too
     secrets.append(export_url(ExportToken.objects.get(property=connection.property, connection=None)))
-    pages = [reverse(name, kwargs=route_kwargs(route, mine)) for name, route in project_routes()
+    pages = [reverse(name, kwargs=route_kwargs(route, mine, name)) for name, route in project_routes()
              if ROUTE_ROLES.get(name) == Role.VIEWER] + [reverse("profile")]
+    # The pages of a removed sync and a removed property too (their history stays readable).
+    secrets.append(mine["removed_connection"].import_url)
+    pages += [reverse("connection-detail", args=[mine["removed_connection"].pk]),
+              reverse("property-detail", args=[mine["removed_property"].pk])]
 
     def shown(page_client) -> str:
         return "".join(page_client.get(url).content.decode() for url in pages)

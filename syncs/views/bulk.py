@@ -13,10 +13,11 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
-from syncs.bulk import bulk_progress, bulk_run
-from syncs.models import Account, BulkAction, Connection
+from syncs.bulk import bulk_progress, bulk_run, bulk_selected
+from syncs.models import RESTORE_DAYS, Account, BulkAction, Connection
 from syncs.roles import Role, role_required
 from syncs.timeline import Filter, connections_matching
+from syncs.views.removal import bulk_remove_confirmation
 
 DONE_WORDS = {
     BulkAction.Kind.SWITCH_OFF: lambda n: ngettext("%(n)d sync switched off.", "%(n)d syncs switched off.", n),
@@ -24,6 +25,10 @@ DONE_WORDS = {
     BulkAction.Kind.SYNC_NOW: lambda n: ngettext("%(n)d sync queued to run now.", "%(n)d syncs queued to run now.", n),
     BulkAction.Kind.ACCEPT_HELD: lambda n: ngettext(
         "Held removals accepted for %(n)d sync.", "Held removals accepted for %(n)d syncs.", n
+    ),
+    BulkAction.Kind.REMOVE: lambda n: ngettext(
+        "%(n)d sync removed: it can be restored from its page for %(days)d days.",
+        "%(n)d syncs removed: each can be restored from its page for %(days)d days.", n,
     ),
 }
 
@@ -58,8 +63,10 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     if not connections.exists():
         messages.error(request, _("Select at least one sync first."))
         return redirect(back)
+    if kind == BulkAction.Kind.REMOVE and request.POST.get("confirmed") != "1":
+        return bulk_remove_confirmation(request, connections=bulk_selected(account=account, connections=connections), back=back)
     result = bulk_run(user=request.user, account=account, kind=kind, connections=connections)
-    words = DONE_WORDS[kind](result.done) % {"n": result.done}
+    words = DONE_WORDS[kind](result.done) % {"n": result.done, "days": RESTORE_DAYS}
     if result.skipped:
         words += " " + ngettext(
             "%(n)d selected sync was left as it was (nothing to do).",

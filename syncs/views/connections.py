@@ -24,6 +24,7 @@ from syncs.operator_actions import (
     connection_set_enabled,
 )
 from syncs.readers import connection_export_facts
+from syncs.removal import removed_facts
 from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
     connection_blocks,
@@ -31,6 +32,7 @@ from syncs.selectors import (
     connection_recent_runs,
     connection_rows,
     connection_state_get,
+    connection_state_of,
 )
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import SyncState
@@ -64,17 +66,19 @@ def connection_sync_state(request: HttpRequest, connection_id: int) -> HttpRespo
 @login_required
 @role_required(Role.VIEWER)
 def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
-    state = connection_state_get(user=request.user, connection_id=connection_id)
-    connection = state.connection
+    # A removed sync's page answers too: its history stays readable, and it is restored here.
+    connection = connection_get(user=request.user, connection_id=connection_id, removed=True)
     context = {
         "account": Account.of_user(request.user),
         "connection": connection,
-        # The heading's badge and the state box: one read, the one the messages were made from.
-        "state": state,
         "runs": connection_recent_runs(connection=connection),
         "blocks": connection_blocks(connection=connection),
         "activity": Activity.objects.for_user(request.user).filter(connection=connection).select_related("user", "connection__portal")[:20],
     }
+    if connection.archived_at is not None:
+        return render(request, "syncs/connection_detail.html", {**context, "removed": removed_facts(connection)})
+    # The heading's badge and the state box: one read, the one the messages were made from.
+    context["state"] = connection_state_of(connection)
     if connection.exports and can_see_secrets(request):
         context.update(connection_export_panel(connection))
     return render(request, "syncs/connection_detail.html", context)

@@ -18,7 +18,7 @@ from syncs import editing, operator_actions
 from syncs.editing import FeedCheck
 from syncs.explain import day
 from syncs.forms import ConnectionForm, PropertyForm, ServiceErrorsMixin, timezone_names
-from syncs.models import Account
+from syncs.models import RESTORE_DAYS, Account
 from syncs.portals import BY_SLUG
 from syncs.roles import Role, role_required
 from syncs.selectors import connection_get, connection_state_of, property_get
@@ -54,7 +54,8 @@ def _save(form: ServiceErrorsMixin, write: Callable[[], T]) -> T | None:
 def _property_page(request: HttpRequest, form: PropertyForm, **context) -> HttpResponse:
     return render(
         request, "syncs/forms/property_form.html",
-        {"account": Account.of_user(request.user), "form": form, "timezone_names": timezone_names(), **context},
+        {"account": Account.of_user(request.user), "form": form, "timezone_names": timezone_names(),
+         "restore_days": RESTORE_DAYS, **context},
     )
 
 
@@ -105,7 +106,8 @@ def _property_saved_words(name: str, changed: list[str]) -> str:
 def _connection_page(request: HttpRequest, form: ConnectionForm, **context) -> HttpResponse:
     return render(
         request, "syncs/forms/connection_form.html",
-        {"account": Account.of_user(request.user), "form": form, "property": form.property, **context},
+        {"account": Account.of_user(request.user), "form": form, "property": form.property, "restore_days": RESTORE_DAYS,
+         **context},
     )
 
 
@@ -218,6 +220,8 @@ def _report_saved(request: HttpRequest, form: ConnectionForm, words: str) -> Non
     messages.success(request, words)
     if form.plain_http:
         messages.warning(request, _plain_http_words(form.feed_check))
+    for warning in form.warnings:
+        messages.warning(request, warning)
 
 
 def _plain_http_words(check: FeedCheck | None) -> str:

@@ -41,12 +41,17 @@ def export_feed(request: HttpRequest, token: str) -> HttpResponse:
         # A database that does not answer within the deadline is a database that is down.
         with database_deadline(settings.EXPORT_DATABASE_DEADLINE_SECONDS):
             found = export_token_find(token)
-            exported = calendar_export(token=found) if found else None
+            exported = calendar_export(token=found) if found and not found.removed else None
     except DatabaseError:
         log.error("export unavailable: database error", exc_info=True)
         response = HttpResponse("Temporarily unavailable.\n", status=503, content_type="text/plain")
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return _private(response)
+    if found is not None and found.removed:
+        # The operator removed its sync or property (syncs.removal): gone, on purpose, and said
+        # so to the portal, rather than "not found" as for a mistyped URL. Restoring brings it back.
+        export_read_record(token_id=found.pk, status=410, user_agent=request.META.get("HTTP_USER_AGENT", ""))
+        return _private(HttpResponse("Gone: this calendar was removed.\n", status=410, content_type="text/plain"))
     if exported is None:
         # Unknown, revoked and malformed tokens all get this same answer.
         return _private(HttpResponse("Not found.\n", status=404, content_type="text/plain"))

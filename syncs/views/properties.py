@@ -19,8 +19,9 @@ from syncs.dashboard import property_list as property_list_read
 from syncs.date_inputs import month_bounds, month_from_query
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.horizon import latest_checkout
-from syncs.models import Account, Block, BlockKind, BulkAction, Membership
+from syncs.models import Account, Activity, Block, BlockKind, BulkAction, Membership
 from syncs.operator_actions import property_block_add, property_block_remove
+from syncs.removal import removed_facts, removed_of, removed_with
 from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
     connection_rows,
@@ -60,7 +61,14 @@ def property_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @role_required(Role.VIEWER)
 def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
-    prop = property_get(user=request.user, property_id=property_id)
+    # A removed property's page answers too: its history stays readable, and it is restored here.
+    prop = property_get(user=request.user, property_id=property_id, removed=True)
+    if prop.archived_at is not None:
+        return render(request, "syncs/property_removed.html", {
+            "account": Account.of_user(request.user), "property": prop, "removed": removed_facts(prop),
+            "removed_with": removed_with(prop), "removed_before": [c for c in removed_of(prop) if c.archived_at != prop.archived_at],
+            "activity": Activity.objects.for_user(request.user).filter(property=prop).select_related("user", "connection__portal")[:30],
+        })
     today = prop.local_today()
     month, refused = month_from_query(request.GET.get("month", ""), today=today)
     if refused:
@@ -85,6 +93,7 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
             "kinds": BlockKind.choices,
             "today": today,
             "last_checkout": latest_checkout(today),
+            "removed_syncs": [(c, removed_facts(c, problem=False)) for c in removed_of(prop)],
         },
     )
 
