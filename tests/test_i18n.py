@@ -23,6 +23,7 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
@@ -30,7 +31,12 @@ from django.utils.functional import Promise
 from django.utils.translation import trans_real
 
 from syncs.explain import describe
-from syncs.management.commands.compile_translations import catalogues, compile_catalogue
+from syncs.management.commands.compile_translations import (
+    catalogue_problems,
+    catalogues,
+    compile_catalogue,
+    plural_rule,
+)
 from syncs.models import Account, ExportToken, Membership, PauseEpisode
 from syncs.notifications import send_pause_notifications
 from tests.factories import (
@@ -239,6 +245,81 @@ def test_the_compiled_catalogue_is_the_po_file(language, compiled_catalogues):
     assert compiled == expected, (
         f"{mo.relative_to(BASE_DIR)} does not match its .po: run `manage.py compile_translations --force`"
     )
+
+
+@pytest.mark.skipif(shutil.which("msgfmt") is None, reason="GNU gettext's msgfmt is not installed (the polib check below runs)")
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+def test_msgfmt_check_accepts_every_catalogue(language):
+    result = subprocess.run(
+        ["msgfmt", "--check", "-o", "/dev/null", str(po_path(language))], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+def test_every_catalogue_passes_the_same_check_without_gettext(language):
+    assert catalogue_problems(polib.pofile(str(po_path(language)))) == []
+
+
+def test_a_plural_message_short_of_a_form_is_refused_as_msgfmt_refuses_it(tmp_path):
+    folder = tmp_path / "es" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    po = folder / "django.po"
+    po.write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n"Language: es\\n"\n'
+        '"Plural-Forms: nplurals=3; plural=n == 1 ? 0 : n != 0 && n % 1000000 == 0 ? 1 : 2;\\n"\n\n'
+        '#, python-format\nmsgid "%(n)d sync"\nmsgid_plural "%(n)d syncs"\n'
+        'msgstr[0] "%(n)d sincronización"\nmsgstr[1] "%(n)d sincronizaciones"\n\n'
+        '#, python-format\nmsgid "Hello %(name)s"\nmsgstr "Hola %(nombre)s"\n',
+        encoding="utf-8",
+    )
+    problems = catalogue_problems(polib.pofile(str(po)))
+    assert len(problems) == 2
+    assert "'%(n)d syncs' has forms [0, 1], the header declares 3" in problems[0]
+    assert "unknown placeholders ['nombre']" in problems[1]
+    with pytest.raises(CommandError, match="the header declares 3"):
+        compile_catalogue(po)
+    assert not po.with_suffix(".mo").exists()
+    if shutil.which("msgfmt"):
+        assert subprocess.run(["msgfmt", "--check", "-o", "/dev/null", str(po)], capture_output=True).returncode != 0
+
+
+# The counts every plural message is rendered at: none, one, two, several, and exact millions
+# (Spanish's second form, CLDR's "many").
+COUNTS = (0, 1, 2, 5, 1_000_000)
+
+
+def _plural_entries(language: str) -> list[polib.POEntry]:
+    return [e for e in polib.pofile(str(po_path(language))).translated_entries() if e.msgid_plural]
+
+
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+@pytest.mark.parametrize("n", COUNTS)
+def test_every_plural_message_comes_out_translated_at_every_count(language, n):
+    """Rendered as the pages do (ngettext, npgettext with a context), each plural message gives
+    the form its catalogue's own header rule picks for n, never the English, with its placeholders."""
+    catalogue = polib.pofile(str(po_path(language)))
+    _nplurals, rule = plural_rule(catalogue)
+    entries = _plural_entries(language)
+    assert len(entries) >= 50
+    problems = []
+    with translation.override(language):
+        for entry in entries:
+            if entry.msgctxt:
+                shown = translation.npgettext(entry.msgctxt, entry.msgid, entry.msgid_plural, n)
+            else:
+                shown = translation.ngettext(entry.msgid, entry.msgid_plural, n)
+            expected = entry.msgstr_plural[rule(n)]
+            if shown in (entry.msgid, entry.msgid_plural) or shown != expected:
+                problems.append((entry.msgid_plural, shown))
+                continue
+            # Form 0 is for one: like the English singular it may leave the number out.
+            needed = _placeholders(entry.msgid if n == 1 else entry.msgid_plural)
+            if not needed <= _placeholders(shown):
+                problems.append((entry.msgid_plural, shown, "lost a placeholder"))
+            values = dict.fromkeys(re.findall(r"%\(([a-zA-Z_]\w*)\)[sd]", shown), n)
+            shown % values  # formats as the code does, or raises
+    assert problems == [], f"{language}, n={n}: {problems[:5]}"
 
 
 def test_compile_translations_writes_only_what_is_out_of_date(tmp_path):
