@@ -13,7 +13,7 @@ register = template.Library()
 @register.simple_tag
 def run_words(run) -> str:
     """A sync run's outcome in plain words, naming the portal."""
-    return describe(run.outcome, run.error_params, portal=run.connection.portal.display_name)
+    return describe(run.outcome, run.error_params, portal=run.connection.portal.name_in_sentence)
 
 
 @register.simple_tag

@@ -86,7 +86,7 @@ def connection_export_panel(connection) -> dict:
     return {
         "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
         "reader_facts": facts,
-        "readers": describe_readers(facts, portal=connection.portal.display_name),
+        "readers": describe_readers(facts, portal=connection.portal.name_in_sentence),
         "rotation_grace_hours": settings.EXPORT_ROTATION_GRACE_HOURS,
     }
 
@@ -168,9 +168,14 @@ def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpRe
     connection = connection_get(user=request.user, connection_id=connection_id)
     if connection.exports:
         connection_rotate_export(connection=connection, user=request.user)
+        hours = settings.EXPORT_ROTATION_GRACE_HOURS
         messages.success(
             request,
-            _("New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.")
-            % {"portal": connection.portal.display_name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
+            ngettext(
+                "New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hour.",
+                "New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.",
+                hours,
+            )
+            % {"portal": connection.portal.display_name, "hours": hours},
         )
     return _panel_response(request, connection, "export-panel")
