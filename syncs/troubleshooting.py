@@ -344,8 +344,10 @@ def check_resync(connection: Connection, *, user, action: str, stored: dict, **_
     """Run the sync again: handed to a worker, as "Sync now" is, and followed until it is done
     (the step polls itself while it waits): the page never waits on the portal."""
     data = {}
-    if action == "run":
-        connection_request_sync(connection=connection, user=user, origin="checklist")
+    if not connection.enabled:
+        return StepReport("resync", Status.NEEDS_YOU, _("The sync is switched off: nothing is imported or checked."),
+                          advice=_("Switch it on when you are ready."), data={"switched_off": True})
+    if action == "run" and connection_request_sync(connection=connection, user=user, origin="checklist"):
         data["requested_at"] = connection.sync_requested_at.isoformat()
     elif stored.get("requested_at"):
         data["requested_at"] = stored["requested_at"]

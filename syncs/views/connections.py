@@ -134,8 +134,14 @@ def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
 @role_required(Role.MANAGER)
 def connection_sync_now(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
-    connection_request_sync(connection=connection, user=request.user)
-    messages.info(request, _("Syncing %(portal)s now…") % {"portal": connection.portal.display_name})
+    if connection_request_sync(connection=connection, user=request.user):
+        messages.info(request, _("Syncing %(portal)s now…") % {"portal": connection.portal.display_name})
+    else:
+        messages.warning(
+            request,
+            _("The %(portal)s sync is switched off, so it was not synced: nothing is imported until you switch it on.")
+            % {"portal": connection.portal.display_name},
+        )
     return _row_response(request, connection)
 
 
