@@ -62,7 +62,7 @@ def _english_after_each_test():
 # --------------------------------------------------------------------------- the template checker
 
 # Attributes whose values people read (or hear, or see in a tooltip or a copy button's feedback).
-VISIBLE_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "data-copied"}
+VISIBLE_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "data-copied", "data-announce"}
 # Names that are the same in every language.
 PROPER_NAMES = ("channelmgr", "Google Calendar", "Booking.com", "Airbnb", "Vrbo")
 # Attribute values that must stay as they are: Pico's CSS styles nav[aria-label=breadcrumb].
