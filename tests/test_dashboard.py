@@ -348,7 +348,7 @@ def test_sync_now_for_many_syncs_leaves_the_switched_off_ones_alone_and_says_so(
         page = operator_client.post(
             reverse("bulk-action"), {"action": "sync_now", "connection": [off.pk, on.pk]}, follow=True
         ).content.decode()
-    assert "1 sync queued to run now. 1 selected sync was left as it was (nothing to do)." in page
+    assert "1 sync queued to run now. 1 selected sync was not synced: it is switched off, or it only exports." in page
     no_broker.assert_called_once_with(on.pk)
     off.refresh_from_db()
     assert off.sync_requested_at is None
