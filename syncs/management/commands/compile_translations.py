@@ -44,14 +44,13 @@ def catalogue_problems(catalogue: polib.POFile) -> list[str]:
     """What `msgfmt --check` would refuse in the catalogue's translated entries, in words:
     a plural message without exactly the forms the header declares, a form left empty, a
     placeholder in a translation that the English text does not have."""
-    plural_entries = [e for e in catalogue.translated_entries() if e.msgid_plural]
-    if not plural_entries:
-        return []
-    try:
-        nplurals, _rule = plural_rule(catalogue)
-    except ValueError as exc:
-        return [str(exc)]
-    problems = []
+    problems: list[str] = []
+    nplurals = 0
+    if any(entry.msgid_plural for entry in catalogue.translated_entries()):
+        try:
+            nplurals = plural_rule(catalogue)[0]
+        except ValueError as exc:
+            return [str(exc)]
     for entry in catalogue.translated_entries():
         english = set(_PLACEHOLDER.findall(entry.msgid + entry.msgid_plural))
         if entry.msgid_plural:
