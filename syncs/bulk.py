@@ -76,9 +76,9 @@ def bulk_run(*, user, account, kind: str, connections: QuerySet[Connection]) -> 
                     connection_request_sync(connection=connection, user=user, pressed=False)
                     awaited.append(connection.pk)
             elif kind == Kind.SYNC_NOW:
-                if not connection.imports:
+                # Switched off: not synced (syncs.sync_requests), so left as it was.
+                if not connection.imports or not connection_request_sync(connection=connection, user=user, pressed=False):
                     continue
-                connection_request_sync(connection=connection, user=user, pressed=False)
                 awaited.append(connection.pk)
             elif kind == Kind.ACCEPT_HELD:
                 if not (connection.held_removals and connection.held_answer):

@@ -26,6 +26,7 @@ from django.utils.translation import ngettext
 
 from syncs.conflicts import conflicts_listed
 from syncs.explain import describe_state
+from syncs.languages import reader_language
 from syncs.models import Connection, EmailAlerts, Membership, PauseEpisode
 from syncs.sync_state import connection_statuses, states_with_attention
 
@@ -93,7 +94,7 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
         list(membership.assigned_properties.values_list("pk", flat=True))
         if membership.email_alerts == EmailAlerts.ASSIGNED else None
     )
-    language = membership.language or settings.LANGUAGE_CODE
+    language = reader_language(chosen=membership.language)
     with translation.override(language):  # the sources' names ("made here") in the reader's words
         listed = conflicts_listed(account=account, today=timezone.localdate(), property_ids=ids)
     unhandled = listed.unhandled

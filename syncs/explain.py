@@ -14,7 +14,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext
 
-from syncs.models import Portal
+from syncs.models import GENERIC_PORTAL_SLUG, Portal
 from syncs.portals import BY_SLUG
 from syncs.readers import STALE_FACTOR, ExportReaderFacts
 from syncs.sync_state import SyncState, SyncStatus
@@ -40,27 +40,40 @@ def since(moment: datetime, now: datetime | None = None) -> str:
 
 
 def describe(code: str, params: dict | None = None, *, portal: str | None = None) -> str:
-    """One sentence an operator understands, e.g. "Airbnb answered 404: the calendar link no longer exists"."""
+    """One sentence an operator understands, e.g. "Airbnb answered 404: the calendar link no longer exists".
+
+    ``portal``: the portal's name in a sentence (``Portal.name_in_sentence``); None words it as
+    "the portal", in a sentence of its own (a name cannot stand for it in every language).
+    """
     params = params or {}
-    who = portal or _("The portal")
-    status = params.get("status")
+    who = {"who": portal, "status": params.get("status")}
     sentences = {
         "ok_changed": lambda: _("Synced: the calendar changed and was updated."),
         "ok_unchanged": lambda: _("Synced: nothing changed."),
         "ok_empty": lambda: _("Synced: the portal's calendar is empty."),
         "dns": lambda: _("The portal's address could not be found (DNS). Check the link for typos."),
-        "connect": lambda: _("%(who)s could not be reached (connection refused or no route).") % {"who": who},
-        "timeout": lambda: _("%(who)s took too long to answer.") % {"who": who},
-        "tls": lambda: _("The secure connection to %(who)s failed (certificate or TLS error).") % {"who": who},
-        "http_4xx": lambda: _("%(who)s answered %(status)s: %(meaning)s.")
-        % {
-            "who": who,
-            "status": status,
-            "meaning": _HTTP_STATUS_WORDS.get(status, lambda: _("the request was refused"))(),
-        },
-        "http_5xx": lambda: _("%(who)s had an error of its own (HTTP %(status)s). This usually passes.")
-        % {"who": who, "status": status},
-        "rate_limited": lambda: _("%(who)s asked us to slow down; we will try again later.") % {"who": who},
+        "connect": lambda: (
+            _("%(who)s could not be reached (connection refused or no route).") if portal
+            else _("The portal could not be reached (connection refused or no route).")
+        ) % who,
+        "timeout": lambda: (
+            _("%(who)s took too long to answer.") if portal else _("The portal took too long to answer.")
+        ) % who,
+        "tls": lambda: (
+            _("The secure connection to %(who)s failed (certificate or TLS error).") if portal
+            else _("The secure connection to the portal failed (certificate or TLS error).")
+        ) % who,
+        "http_4xx": lambda: (
+            _("%(who)s answered %(status)s: %(meaning)s.") if portal else _("The portal answered %(status)s: %(meaning)s.")
+        ) % {**who, "meaning": _HTTP_STATUS_WORDS.get(params.get("status"), lambda: _("the request was refused"))()},
+        "http_5xx": lambda: (
+            _("%(who)s had an error of its own (HTTP %(status)s). This usually passes.") if portal
+            else _("The portal had an error of its own (HTTP %(status)s). This usually passes.")
+        ) % who,
+        "rate_limited": lambda: (
+            _("%(who)s asked us to slow down; we will try again later.") if portal
+            else _("The portal asked us to slow down; we will try again later.")
+        ) % who,
         "too_large": lambda: _("The calendar is larger than we accept (5 MiB): this is not a normal portal feed."),
         "blocked_address": lambda: _(
             "The link points to a private or local network address, which we never fetch."
@@ -111,16 +124,21 @@ def describe_state(status: SyncStatus, now: datetime | None = None) -> str:
     """
     now = now or timezone.now()
     connection, state = status.connection, status.state
-    portal = connection.portal.display_name
+    portal = connection.portal.name_in_sentence
     if state == SyncState.PAUSED:
         words = describe(connection.pause_reason, connection.pause_params, portal=portal)
         if connection.ready_to_resume_at:
             words += " " + _("Its calendar works again: ready to resume.")
         return words
     if state == SyncState.CHECKING:
-        return _(
-            "Switched back on %(ago)s ago: the next sync checks that %(portal)s's calendar works again. "
-            "It was paused because: %(reason)s"
+        return (
+            _(
+                "Switched back on %(ago)s ago: the next sync checks that %(portal)s's calendar works again. "
+                "It was paused because: %(reason)s"
+            ) if portal else _(
+                "Switched back on %(ago)s ago: the next sync checks that the portal's calendar works again. "
+                "It was paused because: %(reason)s"
+            )
         ) % {
             "ago": since(connection.checking_since, now),
             "portal": portal,
@@ -136,10 +154,16 @@ def describe_state(status: SyncStatus, now: datetime | None = None) -> str:
             connection.consecutive_failures,
         ) % {"n": connection.consecutive_failures, "when": when}
     if state == SyncState.HELD:
-        return ngettext(
-            "%(portal)s's calendar suddenly lost %(n)d future booking or block. It is kept until %(portal)s says the same again, or you accept the change.",
-            "%(portal)s's calendar suddenly lost %(n)d future bookings or blocks. They are kept until %(portal)s says the same again, or you accept the change.",
-            connection.held_removals,
+        return (
+            ngettext(
+                "%(portal)s's calendar suddenly lost %(n)d future booking or block. It is kept until %(portal)s says the same again, or you accept the change.",
+                "%(portal)s's calendar suddenly lost %(n)d future bookings or blocks. They are kept until %(portal)s says the same again, or you accept the change.",
+                connection.held_removals,
+            ) if portal else ngettext(
+                "The portal's calendar suddenly lost %(n)d future booking or block. It is kept until the portal says the same again, or you accept the change.",
+                "The portal's calendar suddenly lost %(n)d future bookings or blocks. They are kept until the portal says the same again, or you accept the change.",
+                connection.held_removals,
+            )
         ) % {"portal": portal, "n": connection.held_removals}
     if state == SyncState.NOT_READING:
         return describe_readers(status.readers, portal=portal)
@@ -186,24 +210,31 @@ def describe_notice(code: str, params: dict | None = None) -> str:
     return _("Note (%(code)s).") % {"code": code}
 
 
-def describe_readers(facts: ExportReaderFacts | None, *, portal: str) -> str:
-    """Whether the portal reads our calendar, e.g. "Airbnb last read this calendar 47 minutes ago"."""
+def describe_readers(facts: ExportReaderFacts | None, *, portal: str | None) -> str:
+    """Whether the portal reads our calendar, e.g. "Airbnb last read this calendar 47 minutes ago".
+
+    ``portal``: its name in a sentence (``Portal.name_in_sentence``), None for "the portal"."""
     if facts is None:
         return ""
     if facts.state == "waiting":
-        sentence = _("Not read yet: %(portal)s usually picks up a new calendar within %(delay)s.") % {
-            "portal": portal, "delay": timesince(timezone.now() - facts.expected_within / STALE_FACTOR),
-        }
+        sentence = (
+            _("Not read yet: %(portal)s usually picks up a new calendar within %(delay)s.") if portal
+            else _("Not read yet: the portal usually picks up a new calendar within %(delay)s.")
+        ) % {"portal": portal, "delay": timesince(timezone.now() - facts.expected_within / STALE_FACTOR)}
     elif facts.state == "never_read":
-        sentence = _(
-            "Never read since it was created: the URL was probably not pasted into %(portal)s, or pasted wrong."
+        sentence = (
+            _("Never read since it was created: the URL was probably not pasted into %(portal)s, or pasted wrong.") if portal
+            else _("Never read since it was created: the URL was probably not pasted into the portal, or pasted wrong.")
         ) % {"portal": portal}
     else:
         sentence = _("%(reader)s last read this calendar %(ago)s ago.") % {
             "reader": reader_name(facts.last_reader, portal=portal), "ago": since(facts.last_read_at),
         }
         if facts.state == "stale":
-            sentence += " " + _("%(portal)s seems to have stopped reading it.") % {"portal": portal}
+            sentence += " " + (
+                _("%(portal)s seems to have stopped reading it.") % {"portal": portal} if portal
+                else _("The portal seems to have stopped reading it.")
+            )
     if facts.old_url_read_at is not None:
         sentence += " " + _("%(reader)s still reads the old URL (last %(ago)s ago): paste the new one there.") % {
             "reader": reader_name(facts.old_url_reader, portal=portal), "ago": since(facts.old_url_read_at),
@@ -225,18 +256,21 @@ def day_of(moment: datetime, zone: str) -> str:
     return day(timezone.localtime(moment, zoneinfo.ZoneInfo(zone)).date())
 
 
-def reader_name(slug: str, *, portal: str) -> str:
-    """A reader's name from its slug ("airbnb" -> "Airbnb"); unknown software is named as such."""
-    if slug in BY_SLUG and slug != "other":
+def reader_name(slug: str, *, portal: str | None) -> str:
+    """A reader's name from its slug ("airbnb" -> "Airbnb"), as the subject of a sentence; unknown
+    software is named as such, an unnamed reader is the sync's portal (None: "The portal")."""
+    if slug in BY_SLUG and slug != GENERIC_PORTAL_SLUG:
         return BY_SLUG[slug].name
-    return _("A calendar program") if slug else portal
+    if slug:
+        return _("A calendar program")
+    return portal or _("The portal")
 
 
 def describe_activity(entry) -> str:
     """The details of an activity row (an Activity), e.g. why a sync was paused, which nights
     were closed, to how many people an email went; empty when the action says it all."""
     params = entry.params or {}
-    portal = entry.connection.portal.display_name if entry.connection_id else None
+    portal = entry.connection.portal.name_in_sentence if entry.connection_id else None
     action = entry.action
     if action == "paused":
         words = describe(params.get("code", ""), params.get("params"), portal=portal)

@@ -348,13 +348,13 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
         except CheckBusy as busy:
             self.add_error("import_url", ValidationError(busy.message, code="busy"))
         except FetchError as exc:  # the check as a whole ran out of time
-            self.add_error("import_url", link_error(exc, portal=portal.display_name))
+            self.add_error("import_url", link_error(exc, portal=portal.name_in_sentence))
         except LinkCheckFailed as failed:
             error = failed.error
             if isinstance(error, FetchError):
-                words = link_error(error, portal=portal.display_name).message
+                words = link_error(error, portal=portal.name_in_sentence).message
             else:
-                words = describe(error.code, portal=portal.display_name)
+                words = describe(error.code, portal=portal.name_in_sentence)
             if failed.https_works:
                 words += " " + _("Its https:// version works: add an “s” after http and save again.")
             self.add_error("import_url", ValidationError(words, code=error.code))

@@ -27,6 +27,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import base36_to_int, urlsafe_base64_encode
 from django.utils.translation import gettext as _
 
+from syncs.languages import reader_language
 from syncs.models import Account, Activity, Invitation, Membership
 
 Role = Membership.Role
@@ -366,7 +367,7 @@ def role_words(role: str) -> str:
 def invitation_email(*, invitation: Invitation, token: str) -> EmailMultiAlternatives:
     """The invitation, in the language the owner chose for it. It carries the link, nothing else
     secret."""
-    with translation.override(invitation.language or settings.LANGUAGE_CODE):
+    with translation.override(reader_language(chosen=invitation.language)):
         context = {
             "account": invitation.account.name,
             "inviter": invitation.invited_by.get_username() if invitation.invited_by else "",

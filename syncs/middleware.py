@@ -1,35 +1,22 @@
-"""Request middleware: the language a signed-in user chose, and text without control characters.
+"""Request middleware: the language a person reads, and text without control characters.
 
-The language a signed-in user chose is remembered on their membership.
-
-LocaleMiddleware picks the language from the language cookie or the browser; for a signed-in
-user who chose one in the top bar, that choice wins, on every device and in every new session.
-Choosing is Django's ``set_language`` view (it sets the cookie); this middleware also stores
-the choice on every one of the user's memberships (``Membership.language``: the same in each
-account they belong to) once the view has accepted it.
+LocaleMiddleware picks the language from the language cookie or the browser; then
+``UserLanguageMiddleware`` applies the one rule of ``syncs.languages`` (a signed-in person's
+saved choice wins, on every device and in every new session) and remembers a choice the
+language selector (Django's ``set_language``, which sets the cookie) accepted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils import translation
 from django.views.i18n import LANGUAGE_QUERY_PARAMETER  # "language", the field set_language reads
 
 from syncs.clean_text import clean, has_control_characters
-from syncs.models import Membership
-
-
-def user_language(user) -> str:
-    """The language the user chose ("" when none, or when it is no longer offered)."""
-    if user is None or not user.is_authenticated:
-        return ""
-    membership = Membership.current_of(user)
-    language = membership.language if membership else ""
-    return language if language in dict(settings.LANGUAGES) else ""
+from syncs.languages import chosen_language, language_choose, reader_language
 
 
 class UserLanguageMiddleware:
@@ -40,10 +27,9 @@ class UserLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        language = user_language(request.user)
-        if language:
-            translation.activate(language)
-            request.LANGUAGE_CODE = language
+        language = reader_language(chosen=chosen_language(request.user), request=request)
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
         response = self.get_response(request)
         self._remember_choice(request, response)
         return response
@@ -52,11 +38,9 @@ class UserLanguageMiddleware:
         # After the view, so that a request CsrfViewMiddleware refused (403) stores nothing.
         if request.method != "POST" or response.status_code not in (204, 302):
             return
-        if request.path != reverse("set_language") or not request.user.is_authenticated:
+        if request.path != reverse("set_language"):
             return
-        chosen = request.POST.get(LANGUAGE_QUERY_PARAMETER, "")
-        if chosen in dict(settings.LANGUAGES):
-            Membership.objects.filter(user=request.user).exclude(language=chosen).update(language=chosen)
+        language_choose(request=request, language=request.POST.get(LANGUAGE_QUERY_PARAMETER, ""))
 
 
 class ControlCharactersMiddleware:

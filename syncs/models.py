@@ -297,6 +297,10 @@ class BlockKind(models.TextChoices):
     TENTATIVE = "tentative", _("Tentative")
 
 
+# The portal of syncs with no portal of their own (syncs.portals: "Other").
+GENERIC_PORTAL_SLUG = "other"
+
+
 class Portal(models.Model):
     """A booking channel and what we know about its feeds (seeded from syncs.portals)."""
 
@@ -327,6 +331,13 @@ class Portal(models.Model):
     def name_in_words(name: str) -> str:
         """A portal's name in the reader's language: proper names stay, "Other" is translated."""
         return gettext(name)
+
+    @property
+    def name_in_sentence(self) -> str | None:
+        """The name a sentence that tells what the portal did gives it, or None for the portal
+        called "Other", which has no name of its own: such sentences then say "the portal"
+        ("The portal answered 404", never "Other answered 404")."""
+        return None if self.slug == GENERIC_PORTAL_SLUG else self.display_name
 
 
 class PropertyQuerySet(AccountScopedQuerySet):

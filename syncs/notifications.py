@@ -43,6 +43,7 @@ from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record_automatic
 from syncs.explain import describe, since
+from syncs.languages import reader_language
 from syncs.models import Activity, Connection, EmailAlerts, Membership, PauseEpisode
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,6 @@ def pause_episode_recipients_by_language(*, episode: PauseEpisode) -> dict[str, 
     as they happen (``Membership.email_alerts`` covers the property, and no daily digest instead),
     each once, grouped by the language each member reads (their chosen one, or the site's), the
     site's language first."""
-    offered = dict(settings.LANGUAGES)
     prop = episode.connection.property
     rows = (
         Membership.objects.filter(account_id=prop.account_id, email_digest=False, user__is_active=True)
@@ -284,7 +284,7 @@ def pause_episode_recipients_by_language(*, episode: PauseEpisode) -> dict[str, 
         if email in seen:
             continue
         seen.add(email)
-        language = chosen if chosen in offered else settings.LANGUAGE_CODE
+        language = reader_language(chosen=chosen)
         by_language.setdefault(language, []).append(email)
     return dict(sorted(by_language.items(), key=lambda item: item[0] != settings.LANGUAGE_CODE))
 
@@ -311,7 +311,7 @@ def pause_email(
         context = {
             **names,
             "reminder": reminder,
-            "reason": describe(episode.reason, episode.params, portal=connection.portal.display_name),
+            "reason": describe(episode.reason, episode.params, portal=connection.portal.name_in_sentence),
             "since": episode.started_at,
             "paused_for": since(episode.started_at, now),
             "exports": connection.exports,
@@ -344,9 +344,9 @@ def connection_fix_url(connection: Connection) -> str:
 
 
 def _language(language: str = "") -> translation.override:
-    # The readers' language, else the site's; never the language of whatever request happened to
-    # run the task (an eager task in a page view).
-    return translation.override(language or settings.LANGUAGE_CODE)
+    # The readers' language (syncs.languages), never the language of whatever request happened
+    # to run the task (an eager task in a page view).
+    return translation.override(reader_language(chosen=language))
 
 
 def _names(connection: Connection) -> dict[str, str]:

@@ -27,6 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from syncs.activity import activity_record
 from syncs.editing import connection_create, feed_check, property_create
@@ -89,10 +90,15 @@ def rows_read(data: bytes) -> tuple[list[Row], list[str]]:
             return rows, [_("Only the first %(n)d rows are read: split the file.") % {"n": MAX_ROWS}]
         cells += [""] * (COLUMNS - len(cells))
         row = Row(line=line, property=cells[0][:200], timezone=cells[1][:64], portal=cells[2][:100], url=cells[3][:2100], errors=[])
-        if len([cell for cell in cells if cell]) < 2 or len(cells) > COLUMNS + 2:
+        filled = len([cell for cell in cells if cell])
+        if filled < 2 or len(cells) > COLUMNS + 2:
             row.errors.append(
-                _("This line has %(n)d columns; each line needs 4: property name, time zone, portal, import link.")
-                % {"n": len([cell for cell in cells if cell])}
+                ngettext(
+                    "This line has %(n)d column; each line needs 4: property name, time zone, portal, import link.",
+                    "This line has %(n)d columns; each line needs 4: property name, time zone, portal, import link.",
+                    filled,
+                )
+                % {"n": filled}
             )
         rows.append(row)
     if not rows:
@@ -264,9 +270,7 @@ def onboarding_check_row(upload_id: int, index: int) -> None:
     if upload is None or index >= len(upload.rows):
         return
     row = upload.rows[index]
-    portal = Portal.objects.filter(slug=row["portal"].casefold()).first() or Portal.objects.filter(
-        name__iexact=row["portal"]
-    ).first()
+    portal = portals_by_typed_name().get(row["portal"].casefold())
     try:
         found = feed_check(url=row["url"].strip(), timezone=row["timezone"] or "UTC", portal=portal)
         live = {"ok": True, "events": found.events}
@@ -280,10 +284,18 @@ def onboarding_check_row(upload_id: int, index: int) -> None:
         locked.save(update_fields=["rows", "live_checked"])
 
 
-def live_words(live: dict, portal: str = "") -> str:
+def portals_by_typed_name() -> dict[str, Portal]:
+    """Every portal by the words a file may name it with: its slug or its name, in any case."""
+    portals = list(Portal.objects.all())
+    return {**{p.name.casefold(): p for p in portals}, **{p.slug.casefold(): p for p in portals}}
+
+
+def live_words(live: dict, portal: Portal | None = None) -> str:
+    """What the live check of a row's link found, naming its portal as sentences do."""
     if live.get("ok"):
-        return _("The link works: %(n)d events.") % {"n": live.get("events", 0)}
-    return describe(live.get("code", ""), live.get("params"), portal=portal or None)
+        events = live.get("events", 0)
+        return ngettext("The link works: %(n)d event.", "The link works: %(n)d events.", events) % {"n": events}
+    return describe(live.get("code", ""), live.get("params"), portal=portal.name_in_sentence if portal else None)
 
 
 # --------------------------------------------------------------------------- the export list

@@ -16,7 +16,9 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
+from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from syncs.auth_middleware import user_has_two_factor
 from syncs.models import Membership
@@ -59,6 +61,41 @@ def role_required(role: str) -> Callable:
         return checked
 
     return decorator
+
+
+# How many of the people who can change things a viewer's note names; the rest are counted.
+NAMES_SHOWN = 3
+
+
+def people_who_can_change(*, account) -> tuple[list[str], int]:
+    """The account's active owners and managers, by name (their full name, else their username),
+    owners first, then by name: the first NAMES_SHOWN names, and how many more there are."""
+    rows = Membership.objects.filter(
+        account=account, role__in=(Role.OWNER, Role.MANAGER), user__is_active=True
+    ).values_list("role", "user__first_name", "user__last_name", "user__username")
+    people = sorted(
+        ((role != Role.OWNER, " ".join(f"{first} {last}".split()) or username) for role, first, last, username in rows),
+        key=lambda person: (person[0], person[1].casefold()),
+    )
+    names = [name for _owner_last, name in people]
+    return names[:NAMES_SHOWN], max(len(names) - NAMES_SHOWN, 0)
+
+
+def viewer_note(membership: Membership | None) -> str:
+    """For a viewer, where a manager has controls: her role, and who can change things; "" for
+    anyone else."""
+    if not membership or membership.can_manage:  # a lazy membership of no one is falsy, not None
+        return ""
+    names, more = people_who_can_change(account=membership.account)
+    if more:
+        who = ngettext("%(names)s and %(n)s more", "%(names)s and %(n)s more", more) % {"names": ", ".join(names), "n": more}
+    else:
+        # Translators: the last word of a list of names, "Ana, Rui and Zé".
+        who = get_text_list(names, _("and"))
+    return _(
+        "Your role in %(account)s is %(role)s: you see everything here, but change nothing. "
+        "Owners and managers can: %(who)s."
+    ) % {"account": membership.account.name, "role": membership.get_role_display(), "who": who}
 
 
 def can_see_secrets(request: HttpRequest) -> bool:

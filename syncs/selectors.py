@@ -77,7 +77,7 @@ def connection_rows(*, property: Property, only: Connection | None = None) -> li
                 connection=connection,
                 status=status,
                 problem=describe_state(status, now),
-                readers=describe_readers(status.readers, portal=connection.portal.display_name) if connection.exports else "",
+                readers=describe_readers(status.readers, portal=connection.portal.name_in_sentence) if connection.exports else "",
                 export_url=export_url(current) if current else "",
                 label=labels[connection.pk],
             )

@@ -1,14 +1,16 @@
 """Every exporting connection, and every property, has an export URL from the moment it exists,
-however it was created (form, admin, seed, shell); and a deleted sync's nights leave the
-property's exports at once."""
+however it was created (form, admin, seed, shell); a deleted sync's nights leave the
+property's exports at once; and a language chosen on the log-in page is saved at sign-in."""
 
 from __future__ import annotations
 
+from django.contrib.auth.signals import user_logged_in
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from syncs.blocks import property_calendar_changed
 from syncs.export_tokens import export_token_ensure
+from syncs.languages import language_adopt_at_sign_in
 from syncs.models import Connection, Property
 
 
@@ -28,3 +30,8 @@ def give_connection_an_export_url(sender, instance: Connection, raw: bool = Fals
 def deleted_sync_changes_the_calendar(sender, instance: Connection, **kwargs) -> None:
     """Its blocks went with it (in the same transaction): the property's calendar changed."""
     property_calendar_changed(property_id=instance.property_id)
+
+
+@receiver(user_logged_in, dispatch_uid="language_chosen_before_sign_in")
+def save_the_language_chosen_before_sign_in(sender, request, user, **kwargs) -> None:
+    language_adopt_at_sign_in(request=request, user=user)

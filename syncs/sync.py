@@ -114,27 +114,34 @@ def connection_lease_and_read(*, connection_id: int, holder: str, claimed: bool 
 
 
 def connection_sync_leased(
-    *, connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None
+    *, connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None,
+    switched_off_too: bool = False,
 ) -> SyncRun | None:
-    """Take the connection's lease and sync it, unless it is gone, switched off or paused (for
+    """Take the connection's lease and sync it, unless it is gone, switched off, paused (for
     scheduled runs), or someone else holds it. ``holder``: the dispatcher's claim, for a
-    scheduled poll (its task, retried or not, takes the lease again); a new one otherwise."""
+    scheduled poll (its task, retried or not, takes the lease again); a new one otherwise.
+    ``switched_off_too``: an administrator's explicit sync from the command line, which reads a
+    switched-off sync all the same (the pages never do: syncs.sync_requests)."""
     claimed = holder is not None
     holder = holder or new_lease_holder()
     connection = connection_lease_and_read(connection_id=connection_id, holder=holder, claimed=claimed)
     if connection is None:
         log.info("sync skipped connection=%s reason=gone_or_leased", connection_id)
         return None
-    return _sync_holding(connection, trigger=trigger, holder=holder)
+    return _sync_holding(connection, trigger=trigger, holder=holder, switched_off_too=switched_off_too)
 
 
-def _sync_holding(connection: Connection, *, trigger: str, holder: str) -> SyncRun | None:
+def _sync_holding(connection: Connection, *, trigger: str, holder: str, switched_off_too: bool = False) -> SyncRun | None:
     run = None
     served = True  # a "Sync now" put off by a busy host stays requested
     try:
         if not connection.imports:
             return None
-        if trigger == SyncRun.Trigger.SCHEDULED and (not connection.enabled or connection.paused_at):
+        if not connection.enabled and not switched_off_too:
+            # Switched off since the request was made: nothing is imported until it is switched on.
+            log.info("sync skipped connection=%s reason=switched_off", connection.pk)
+            return None
+        if trigger == SyncRun.Trigger.SCHEDULED and connection.paused_at:
             return None
         run = connection_sync(connection=connection, trigger=trigger, holder=holder)
         return run

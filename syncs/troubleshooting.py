@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, gettext_noop, ngettext
+from django.utils.translation import gettext_lazy, gettext_noop, ngettext, npgettext
 
 from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
@@ -162,7 +162,7 @@ def check_switched_on(connection: Connection, *, user, action: str, **_ignored) 
                           [Finding(None, words)], data={"checking": True})
     episode = PauseEpisode.objects.filter(connection=connection).order_by("-started_at", "-pk").first()
     if state == SyncState.PAUSED:
-        reason = describe(connection.pause_reason, connection.pause_params, portal=connection.portal.display_name)
+        reason = describe(connection.pause_reason, connection.pause_params, portal=connection.portal.name_in_sentence)
         if episode is not None and episode.resume_failed_at:
             summary = _("Switched back on, but the check failed %(ago)s ago: %(reason)s It is paused again.") % {
                 "ago": since(episode.resume_failed_at), "reason": reason,
@@ -269,13 +269,13 @@ def _content_findings(connection: Connection, reading: _LinkReading, findings: l
     url = connection.import_url
     if reading.fetch_error is not None:
         error = reading.fetch_error
-        findings.append(Finding(False, describe(error.code, error.params, portal=portal.display_name)))
+        findings.append(Finding(False, describe(error.code, error.params, portal=portal.name_in_sentence)))
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
     fetched = reading.fetched
     secure = _("over an encrypted connection") if url.startswith("https://") else _("over plain http (not encrypted)")
     findings.append(Finding(True, _("%(portal)s answered (HTTP %(status)s) %(secure)s.") % {"portal": portal.display_name, "status": fetched.status, "secure": secure}))
     if reading.parse_error is not None:
-        findings.append(Finding(False, describe(reading.parse_error.code, portal=portal.display_name)))
+        findings.append(Finding(False, describe(reading.parse_error.code, portal=portal.name_in_sentence)))
         return StepReport("link", Status.FAILED, findings[-1].text, findings, advice=copy_again)
     feed = reading.feed
     findings.append(Finding(True, _("The content is a calendar.")))
@@ -327,7 +327,7 @@ def check_export_pasted(connection: Connection, **_ignored) -> StepReport:
         return StepReport("export_pasted", Status.PASSED, _("This sync only imports: the portal does not read us."))
     token = export_token_ensure(property=connection.property, connection=connection)
     facts = connection_export_facts(connection=connection)
-    words = describe_readers(facts, portal=portal.display_name)
+    words = describe_readers(facts, portal=portal.name_in_sentence)
     paste = str(PASTE_LINK.get(portal.slug, _("Paste it into %(portal)s's calendar import.") % {"portal": portal.display_name}))
     data = {"export_url": export_url(token)}
     if facts.state == "reading" and facts.old_url_read_at is None:
@@ -344,8 +344,10 @@ def check_resync(connection: Connection, *, user, action: str, stored: dict, **_
     """Run the sync again: handed to a worker, as "Sync now" is, and followed until it is done
     (the step polls itself while it waits): the page never waits on the portal."""
     data = {}
-    if action == "run":
-        connection_request_sync(connection=connection, user=user, origin="checklist")
+    if not connection.enabled:
+        return StepReport("resync", Status.NEEDS_YOU, _("The sync is switched off: nothing is imported or checked."),
+                          advice=_("Switch it on when you are ready."), data={"switched_off": True})
+    if action == "run" and connection_request_sync(connection=connection, user=user, origin="checklist"):
         data["requested_at"] = connection.sync_requested_at.isoformat()
     elif stored.get("requested_at"):
         data["requested_at"] = stored["requested_at"]
@@ -357,12 +359,16 @@ def check_resync(connection: Connection, *, user, action: str, stored: dict, **_
         return StepReport("resync", Status.WAITING, _("Another sync of this calendar was running: try again in a moment."))
     if run is None:
         return StepReport("resync", Status.NEEDS_YOU, _("Not synced yet: run it now."))
-    words = describe(run.outcome, run.error_params, portal=connection.portal.display_name)
+    words = describe(run.outcome, run.error_params, portal=connection.portal.name_in_sentence)
     when = _("%(ago)s ago") % {"ago": since(run.started_at)}
     if run.error_code:
         return StepReport("resync", Status.FAILED, f"{words} ({when})", data={"run_id": run.pk})
-    counts = _("%(added)s added, %(updated)s changed, %(removed)s removed.") % {
-        "added": run.events_added, "updated": run.events_updated, "removed": run.events_removed}
+    # Each count agrees with its own number ("1 añadido, 2 cambiados" in Spanish).
+    counts = _("%(added)s, %(updated)s, %(removed)s.") % {
+        "added": npgettext("bookings or blocks", "%(n)s added", "%(n)s added", run.events_added) % {"n": run.events_added},
+        "updated": npgettext("bookings or blocks", "%(n)s changed", "%(n)s changed", run.events_updated) % {"n": run.events_updated},
+        "removed": npgettext("bookings or blocks", "%(n)s removed", "%(n)s removed", run.events_removed) % {"n": run.events_removed},
+    }
     return StepReport("resync", Status.PASSED, f"{words} {counts} ({when})", data={"run_id": run.pk})
 
 
@@ -502,7 +508,9 @@ def _ours_to_portal(connection: Connection, data: dict) -> Finding:
         return Finding(True, _("%(portal)s has read your calendar since the test block was added, %(took)s later.") % {
             "portal": portal.display_name, "took": since(added, read)})
     low, high = portal.pickup_delay_min_minutes, portal.pickup_delay_max_minutes
-    usual = _("%(portal)s usually takes %(low)s to %(high)s minutes.") % {"portal": portal.display_name, "low": low, "high": high} if high else ""
+    usual = ngettext(
+        "%(portal)s usually takes %(low)s to %(high)s minute.", "%(portal)s usually takes %(low)s to %(high)s minutes.", high
+    ) % {"portal": portal.display_name, "low": low, "high": high} if high else ""
     return Finding(None, _("Waiting for %(portal)s to read the test block (added %(ago)s ago). %(usual)s") % {
         "portal": portal.display_name, "ago": since(added), "usual": usual})
 

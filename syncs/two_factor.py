@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django_otp import verify_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -156,4 +157,8 @@ def code_verify(*, user, code: str) -> Verified:
 
 def wait_words(until: datetime) -> str:
     seconds = max(1, int((until - timezone.now()).total_seconds()) + 1)
-    return _("Too many wrong codes: wait %(seconds)s seconds, then try again.") % {"seconds": seconds}
+    return ngettext(
+        "Too many wrong codes: wait %(seconds)s second, then try again.",
+        "Too many wrong codes: wait %(seconds)s seconds, then try again.",
+        seconds,
+    ) % {"seconds": seconds}

@@ -174,7 +174,7 @@ def webhooks_notify_episode(*, episode: PauseEpisode, event: str, now: datetime)
 
     with _site_words():
         names = {"portal": connection.portal.name, "property": connection.property.name}
-        reason = describe(episode.reason, episode.params, portal=connection.portal.name)
+        reason = describe(episode.reason, episode.params, portal=connection.portal.name_in_sentence)
         if event == Event.RESTORED:
             text = _("Restored: %(portal)s sync of %(property)s works again.") % names
         elif event == Event.REMINDER:
@@ -360,7 +360,7 @@ def scan_not_reading(*, now: datetime) -> int:
             if created:
                 connection = Connection.objects.select_related("property__account", "portal").get(pk=connection_id)
                 with _site_words():
-                    words = describe_readers(counted.readers, portal=connection.portal.name)
+                    words = describe_readers(counted.readers, portal=connection.portal.name_in_sentence)
                 told += _notify_not_reading(connection=connection, words=words, now=now)
     return told
 

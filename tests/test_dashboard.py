@@ -292,6 +292,82 @@ def test_the_dispatcher_hands_out_a_sync_now_the_broker_never_took(account):
     delay.assert_any_call(connection.pk, "manual")
 
 
+def test_a_switched_off_sync_offers_no_sync_now_and_a_post_to_it_imports_nothing(
+    operator_client, account, no_broker, httpserver, settings
+):
+    """The row says nothing is imported until it is switched on: the pages do not offer "Sync
+    now" for it, and the server holds to the same rule, saying so."""
+    settings.FETCH_ALLOW_LOOPBACK = True
+    today = timezone.localdate()
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb(("a", today + timedelta(days=2), today + timedelta(days=4))))
+    prop = PropertyFactory(account=account)
+    off = ConnectionFactory(property=prop, import_url=httpserver.url_for("/f.ics"), enabled=False)
+    on = ConnectionFactory(property=prop, portal=portal("vrbo"), import_url=httpserver.url_for("/f.ics"))
+    sync_now = {c: reverse("connection-sync-now", args=[c.pk]) for c in (off, on)}
+    for page in (reverse("property-detail", args=[prop.pk]), reverse("connection-detail", args=[off.pk])):
+        html = operator_client.get(page).content.decode()
+        assert f'action="{sync_now[off]}"' not in html, page
+        assert "Switch on the Airbnb sync" in html and "nothing is imported or checked until you switch it on" in html
+    assert f'action="{sync_now[on]}"' in operator_client.get(reverse("property-detail", args=[prop.pk])).content.decode()
+
+    with operator_client_on_commit():
+        fragment = operator_client.post(sync_now[off], **HTMX).content.decode()
+        plain = operator_client.post(sync_now[off], follow=True).content.decode()
+    for words in (fragment, plain):
+        assert "The Airbnb sync is switched off, so it was not synced: nothing is imported until you switch it on." in words
+        assert "Syncing" not in words
+    off.refresh_from_db()
+    assert off.sync_requested_at is None
+    no_broker.assert_not_called()
+    assert not Activity.objects.filter(action=Activity.Action.SYNC_REQUESTED).exists()
+    assert not SyncRun.objects.filter(connection=off).exists() and not Block.objects.filter(source=off).exists()
+    assert httpserver.log == []
+
+
+def test_a_sync_now_asked_before_the_sync_was_switched_off_is_dropped_by_the_worker(
+    operator_client, account, no_broker, httpserver, settings
+):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb())
+    connection = ConnectionFactory(property=PropertyFactory(account=account), import_url=httpserver.url_for("/f.ics"))
+    with operator_client_on_commit():
+        operator_client.post(reverse("connection-sync-now", args=[connection.pk]), **HTMX)
+        operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "0"}, **HTMX)
+    assert tasks.sync_connection(connection.pk, "manual") is None  # the worker takes the request
+    connection.refresh_from_db()
+    assert connection.sync_requested_at is None  # served: nothing more to hand out
+    assert not SyncRun.objects.filter(connection=connection).exists()
+    assert httpserver.log == []
+
+
+def test_sync_now_for_many_syncs_leaves_the_switched_off_ones_alone_and_says_so(operator_client, account, no_broker):
+    prop = PropertyFactory(account=account)
+    off = ConnectionFactory(property=prop, enabled=False)
+    on = ConnectionFactory(property=prop, portal=portal("vrbo"))
+    with operator_client_on_commit():
+        page = operator_client.post(
+            reverse("bulk-action"), {"action": "sync_now", "connection": [off.pk, on.pk]}, follow=True
+        ).content.decode()
+    assert "1 sync queued to run now. 1 selected sync was not synced: it is switched off, or it only exports." in page
+    no_broker.assert_called_once_with(on.pk)
+    off.refresh_from_db()
+    assert off.sync_requested_at is None
+
+
+def test_the_command_line_still_syncs_a_switched_off_sync_when_named(httpserver, settings):
+    """An administrator's explicit `sync_connections --connection ID` reads it all the same."""
+    import io
+
+    from django.core.management import call_command
+
+    settings.FETCH_ALLOW_LOOPBACK = True
+    httpserver.expect_request("/f.ics").respond_with_data(feeds.airbnb())
+    connection = ConnectionFactory(import_url=httpserver.url_for("/f.ics"), enabled=False)
+    out = io.StringIO()
+    call_command("sync_connections", "--connection", str(connection.pk), stdout=out)
+    assert SyncRun.objects.filter(connection=connection).count() == 1, out.getvalue()
+
+
 def test_the_property_page_shows_a_month_of_taken_nights_with_double_bookings_marked(operator_client, account):
     prop = PropertyFactory(account=account)
     airbnb = ConnectionFactory(property=prop, portal=portal("airbnb"))
@@ -398,8 +474,8 @@ def test_the_property_list_searches_and_paginates(operator_client, account):
 
 def test_the_activity_page_says_who_did_what(operator_client, account, operator, no_broker):
     connection = ConnectionFactory(property=PropertyFactory(account=account, name="Casa Azul"))
-    operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "0"})
     operator_client.post(reverse("connection-sync-now", args=[connection.pk]))
+    operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "0"})
     page = operator_client.get(reverse("activity")).content.decode()
     assert f"{operator.username}" in page
     assert "switched the sync off" in page

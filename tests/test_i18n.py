@@ -23,6 +23,7 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
@@ -30,7 +31,12 @@ from django.utils.functional import Promise
 from django.utils.translation import trans_real
 
 from syncs.explain import describe
-from syncs.management.commands.compile_translations import catalogues, compile_catalogue
+from syncs.management.commands.compile_translations import (
+    catalogue_problems,
+    catalogues,
+    compile_catalogue,
+    plural_rule,
+)
 from syncs.models import Account, ExportToken, Membership, PauseEpisode
 from syncs.notifications import send_pause_notifications
 from tests.factories import (
@@ -56,7 +62,7 @@ def _english_after_each_test():
 # --------------------------------------------------------------------------- the template checker
 
 # Attributes whose values people read (or hear, or see in a tooltip or a copy button's feedback).
-VISIBLE_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "data-copied"}
+VISIBLE_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "data-copied", "data-announce"}
 # Names that are the same in every language.
 PROPER_NAMES = ("channelmgr", "Google Calendar", "Booking.com", "Airbnb", "Vrbo")
 # Attribute values that must stay as they are: Pico's CSS styles nav[aria-label=breadcrumb].
@@ -239,6 +245,81 @@ def test_the_compiled_catalogue_is_the_po_file(language, compiled_catalogues):
     assert compiled == expected, (
         f"{mo.relative_to(BASE_DIR)} does not match its .po: run `manage.py compile_translations --force`"
     )
+
+
+@pytest.mark.skipif(shutil.which("msgfmt") is None, reason="GNU gettext's msgfmt is not installed (the polib check below runs)")
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+def test_msgfmt_check_accepts_every_catalogue(language):
+    result = subprocess.run(
+        ["msgfmt", "--check", "-o", "/dev/null", str(po_path(language))], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+def test_every_catalogue_passes_the_same_check_without_gettext(language):
+    assert catalogue_problems(polib.pofile(str(po_path(language)))) == []
+
+
+def test_a_plural_message_short_of_a_form_is_refused_as_msgfmt_refuses_it(tmp_path):
+    folder = tmp_path / "es" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    po = folder / "django.po"
+    po.write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n"Language: es\\n"\n'
+        '"Plural-Forms: nplurals=3; plural=n == 1 ? 0 : n != 0 && n % 1000000 == 0 ? 1 : 2;\\n"\n\n'
+        '#, python-format\nmsgid "%(n)d sync"\nmsgid_plural "%(n)d syncs"\n'
+        'msgstr[0] "%(n)d sincronización"\nmsgstr[1] "%(n)d sincronizaciones"\n\n'
+        '#, python-format\nmsgid "Hello %(name)s"\nmsgstr "Hola %(nombre)s"\n',
+        encoding="utf-8",
+    )
+    problems = catalogue_problems(polib.pofile(str(po)))
+    assert len(problems) == 2
+    assert "'%(n)d syncs' has forms [0, 1], the header declares 3" in problems[0]
+    assert "unknown placeholders ['nombre']" in problems[1]
+    with pytest.raises(CommandError, match="the header declares 3"):
+        compile_catalogue(po)
+    assert not po.with_suffix(".mo").exists()
+    if shutil.which("msgfmt"):
+        assert subprocess.run(["msgfmt", "--check", "-o", "/dev/null", str(po)], capture_output=True).returncode != 0
+
+
+# The counts every plural message is rendered at: none, one, two, several, and exact millions
+# (Spanish's second form, CLDR's "many").
+COUNTS = (0, 1, 2, 5, 1_000_000)
+
+
+def _plural_entries(language: str) -> list[polib.POEntry]:
+    return [e for e in polib.pofile(str(po_path(language))).translated_entries() if e.msgid_plural]
+
+
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+@pytest.mark.parametrize("n", COUNTS)
+def test_every_plural_message_comes_out_translated_at_every_count(language, n):
+    """Rendered as the pages do (ngettext, npgettext with a context), each plural message gives
+    the form its catalogue's own header rule picks for n, never the English, with its placeholders."""
+    catalogue = polib.pofile(str(po_path(language)))
+    _nplurals, rule = plural_rule(catalogue)
+    entries = _plural_entries(language)
+    assert len(entries) >= 50
+    problems = []
+    with translation.override(language):
+        for entry in entries:
+            if entry.msgctxt:
+                shown = translation.npgettext(entry.msgctxt, entry.msgid, entry.msgid_plural, n)
+            else:
+                shown = translation.ngettext(entry.msgid, entry.msgid_plural, n)
+            expected = entry.msgstr_plural[rule(n)]
+            if shown in (entry.msgid, entry.msgid_plural) or shown != expected:
+                problems.append((entry.msgid_plural, shown))
+                continue
+            # Form 0 is for one: like the English singular it may leave the number out.
+            needed = _placeholders(entry.msgid if n == 1 else entry.msgid_plural)
+            if not needed <= _placeholders(shown):
+                problems.append((entry.msgid_plural, shown, "lost a placeholder"))
+            values = dict.fromkeys(re.findall(r"%\(([a-zA-Z_]\w*)\)[sd]", shown), n)
+            shown % values  # formats as the code does, or raises
+    assert problems == [], f"{language}, n={n}: {problems[:5]}"
 
 
 def test_compile_translations_writes_only_what_is_out_of_date(tmp_path):
@@ -426,6 +507,97 @@ def test_error_words_are_produced_in_the_reader_language():
     assert english == "Airbnb answered 404: the calendar link no longer exists."
 
 
+# The sentences that tell what a portal did, for each code that names it.
+PORTAL_CODES = {"connect": {}, "timeout": {}, "tls": {}, "http_4xx": {"status": 404}, "http_5xx": {"status": 503},
+                "rate_limited": {"status": 429}}
+THE_PORTAL = {"en": "The portal", "pt": "O portal", "es": "El portal"}
+
+
+@pytest.mark.parametrize("language", ["en", *TRANSLATED_LANGUAGES])
+def test_a_portal_without_a_name_of_its_own_is_the_portal_in_every_error_sentence(language):
+    """"Other" is a portal's label, not a name that answers: its sentences say "the portal"."""
+    with translation.override(language):
+        other = gettext_module_other()
+        for code, params in PORTAL_CODES.items():
+            words = describe(code, params, portal=None)
+            assert other not in words and "%(" not in words, (code, words)
+            assert THE_PORTAL[language].lower() in words.lower(), (code, words)
+            assert words[0].isupper(), words
+        assert describe("http_4xx", {"status": 404}, portal=None).startswith(f"{THE_PORTAL[language]} ")
+
+
+def gettext_module_other() -> str:
+    return translation.gettext("Other")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["en", *TRANSLATED_LANGUAGES])
+def test_a_paused_sync_of_the_other_portal_says_the_portal_answered_on_every_page_and_email(
+    operator_client, operator, mailoutbox, language
+):
+    from tests.factories import portal
+
+    account = Account.of_user(operator)
+    Membership.objects.filter(user=operator).update(language=language)
+    operator.email = "op@example.com"
+    operator.save()
+    prop = PropertyFactory(account=account, name="Casa Verde")
+    connection = ConnectionFactory(
+        property=prop, portal=portal("other"), paused_at=datetime(2027, 1, 10, 12, 0, tzinfo=UTC),
+        pause_reason="http_4xx", pause_params={"status": 404},
+    )
+    PauseEpisode.objects.create(connection=connection, reason="http_4xx", params={"status": 404},
+                                started_at=datetime(2027, 1, 10, 12, 0, tzinfo=UTC))
+    with translation.override(language):
+        other, answered = translation.gettext("Other"), describe("http_4xx", {"status": 404}, portal=None)
+    assert answered.startswith(THE_PORTAL[language])
+    for url in (reverse("home"), reverse("property-detail", args=[prop.pk]), reverse("connection-detail", args=[connection.pk]),
+                reverse("connection-fix-step", args=[connection.pk, "switched_on"])):
+        page = html.unescape(operator_client.get(url).content.decode())
+        assert answered in page, url
+        assert f"{other} answered" not in page and f"{other} respondeu" not in page and f"{other} ha respondido" not in page
+    assert send_pause_notifications() >= 1
+    (email,) = [e for e in mailoutbox if e.to == ["op@example.com"]]
+    assert answered in email.body
+
+
+ONE = {
+    "en": ("The link works: 1 event.", "This line has 1 column;", "wait 1 second,", "1 added, 0 changed, 0 removed.",
+           "stops working after 1 hour,", "keeps working for 1 hour."),
+    "pt": ("O link funciona: 1 evento.", "Esta linha tem 1 coluna;", "aguarde 1 segundo e", "1 adicionado, 0 alterados, 0 removidos.",
+           "deixa de funcionar ao fim de 1 hora,", "continua a funcionar durante 1 hora."),
+    "es": ("El enlace funciona: 1 evento.", "Esta línea tiene 1 columna;", "espere 1 segundo y", "1 añadido, 0 cambiados, 0 eliminados.",
+           "deja de funcionar al cabo de 1 hora,", "sigue funcionando durante 1 hora."),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["en", *TRANSLATED_LANGUAGES])
+def test_a_count_of_one_reads_as_one_thing_in_every_language(operator_client, operator, settings, language):
+    """No "1 events", "1 columns", "wait 1 seconds", "1 añadidos" or "after 1 hours"."""
+    from django.utils import timezone
+
+    from syncs.onboarding import live_words, rows_read
+    from syncs.two_factor import wait_words
+
+    settings.EXPORT_ROTATION_GRACE_HOURS = 1
+    events, column, seconds, run_counts, rotation_page, rotation_toast = ONE[language]
+    with translation.override(language):
+        assert live_words({"ok": True, "events": 1}) == events
+        rows, _problems = rows_read(b"Casa Azul\nCasa Verde,Europe/Lisbon,airbnb,https://example.com/a.ics\n")
+        assert column in rows[0].errors[0]
+        assert seconds in wait_words(timezone.now())
+    Membership.objects.filter(user=operator).update(language=language)
+    connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)))
+    SyncRunFactory(connection=connection, events_added=1, events_updated=0, events_removed=0)
+    step = operator_client.get(reverse("connection-fix-step", args=[connection.pk, "resync"])).content.decode()
+    assert run_counts in html.unescape(step)
+    detail = html.unescape(operator_client.get(reverse("connection-detail", args=[connection.pk])).content.decode())
+    assert rotation_page in detail
+    toast = operator_client.post(reverse("connection-export-rotate", args=[connection.pk]), follow=True)
+    assert rotation_toast in html.unescape(toast.content.decode())
+
+
 # --------------------------------------------------------------------------- emails
 
 
@@ -565,3 +737,67 @@ def test_the_portal_list_of_the_form_is_in_the_reader_language(operator_client, 
     _switch(operator_client, "es", "/")
     page = operator_client.get(reverse("connection-create", args=[prop.pk])).content.decode()
     assert ">Otro</option>" in page
+
+
+# --------------------------------------------------------------------------- one rule for the language
+
+
+def _html_language(response) -> str:
+    return re.search(r'<html lang="(\w+)"', response.content.decode()).group(1)
+
+
+@pytest.fixture
+def ana_with_two_factor(client):
+    """Ana, with an authenticator app, whose saved language is Spanish."""
+    from tests.test_sign_in import enrol
+
+    ana = MembershipFactory(user__username="ana", user__email="ana@example.com", language="es").user
+    client.force_login(ana)
+    enrol(client)
+    client.logout()
+    return ana
+
+
+@pytest.mark.django_db
+def test_the_code_page_speaks_the_language_chosen_on_the_log_in_page_and_so_does_everything_after(ana_with_two_factor):
+    from tests.test_sign_in import log_in
+
+    browser = Client(HTTP_ACCEPT_LANGUAGE="en")
+    assert 'lang="pt"' in _switch(browser, "pt", reverse("login")).content.decode()
+    signed = log_in(browser)
+    code_page = browser.get(signed["Location"], follow=True)
+    assert code_page.redirect_chain[-1][0].startswith(reverse("two-factor-verify"))
+    assert _html_language(code_page) == "pt"
+    assert "Início de sessão em dois passos" in code_page.content.decode()
+    # The newest choice is hers now: on every device, and in her emails.
+    assert Membership.objects.get(user=ana_with_two_factor).language == "pt"
+    elsewhere = Client(HTTP_ACCEPT_LANGUAGE="es")
+    elsewhere.force_login(ana_with_two_factor)
+    assert _html_language(elsewhere.get(reverse("two-factor-verify"))) == "pt"
+
+
+@pytest.mark.django_db
+def test_the_code_page_speaks_the_saved_language_when_nothing_was_chosen_before_signing_in(ana_with_two_factor):
+    from tests.test_sign_in import log_in
+
+    # An English browser, and a language cookie left by a choice made long ago on this browser:
+    # the person's saved choice is newer than both.
+    browser = Client(HTTP_ACCEPT_LANGUAGE="en")
+    browser.cookies[settings.LANGUAGE_COOKIE_NAME] = "pt"
+    assert _html_language(browser.get(reverse("login"))) == "pt"
+    code_page = browser.get(log_in(browser)["Location"], follow=True)
+    assert _html_language(code_page) == "es"
+    assert "Inicio de sesión en dos pasos" in code_page.content.decode()
+    assert Membership.objects.get(user=ana_with_two_factor).language == "es"
+
+
+@pytest.mark.django_db
+def test_one_rule_decides_the_language_of_pages_and_emails(rf):
+    from syncs.languages import reader_language
+
+    browser_says_pt = rf.get("/", HTTP_ACCEPT_LANGUAGE="pt-PT,pt;q=0.9")
+    assert reader_language(chosen="es", request=browser_says_pt) == "es"  # the saved choice first
+    assert reader_language(chosen="", request=browser_says_pt) == "pt"  # then the browser's
+    assert reader_language(chosen="de", request=browser_says_pt) == "pt"  # a language no longer offered
+    assert reader_language(chosen="es") == "es"  # an email: the saved choice,
+    assert reader_language(chosen="") == settings.LANGUAGE_CODE == "en"  # else the site's

@@ -391,6 +391,55 @@ def test_a_viewer_never_gets_a_secret_link_in_any_page(client):
     assert all(s in shown(manager) for s in secrets)
 
 
+VIEWER_NOTE = {
+    "en": "Your role in Sol Rentals is Viewer: you see everything here, but change nothing. Owners and managers can: ",
+    "pt": "A sua função em Sol Rentals é Observador: vê tudo aqui, mas não altera nada. Os proprietários e gestores podem: ",
+    "es": "Su función en Sol Rentals es Observador: lo ve todo aquí, pero no cambia nada. Los propietarios y gestores pueden: ",
+}
+AND = {"en": "and", "pt": "e", "es": "y"}
+MORE = {"en": "and 2 more", "pt": "e mais 2", "es": "y 2 más"}
+
+
+@pytest.mark.parametrize("language", ["en", "pt", "es"])
+def test_a_viewer_is_told_her_role_and_who_can_change_things_where_a_manager_has_controls(client, language):
+    viewer = MembershipFactory(role=Role.VIEWER, account__name="Sol Rentals", language=language,
+                               user__first_name="Inês", user__last_name="Viewer")
+    account = viewer.account
+    MembershipFactory(account=account, role=Role.MANAGER, user__username="rui")
+    MembershipFactory(account=account, role=Role.OWNER, user__username="ana", user__first_name="Ana", user__last_name="Lima")
+    MembershipFactory(account=account, role=Role.VIEWER, user__username="vera")  # a viewer changes nothing either
+    MembershipFactory(account=account, role=Role.MANAGER, user__username="gone", user__is_active=False)
+    mine = account_objects(account, "My Villa")  # adds a manager with a generated username
+    connection = mine["connection"]
+    connection.paused_at, connection.pause_reason = timezone.now(), "timeout"
+    connection.save()
+    manager_name = mine["membership"].user.username
+    pages = {
+        "overview": reverse("home"), "property": reverse("property-detail", args=[connection.property_id]),
+        "sync": reverse("connection-detail", args=[connection.pk]), "timeline": reverse("timeline"),
+    }
+    client.force_login(viewer.user)
+    for where, url in pages.items():
+        page = client.get(url).content.decode()
+        note = page[page.index('id="viewer-note"'):]
+        note = note[:note.index("</p>")]
+        # The owners first, then the managers, by name; a viewer and a disabled sign-in are not named.
+        names = sorted([manager_name, "rui"], key=str.casefold)
+        assert VIEWER_NOTE[language] + f"Ana Lima, {names[0]} {AND[language]} {names[1]}." in note, where
+        assert "vera" not in note and "gone" not in note and "Inês" not in note
+    # A manager has the controls, and no note.
+    manager = Client()
+    manager.force_login(mine["membership"].user)
+    for url in pages.values():
+        assert 'id="viewer-note"' not in manager.get(url).content.decode()
+
+    # A few names, then how many more.
+    for n in range(2):
+        MembershipFactory(account=account, role=Role.MANAGER, user__username=f"zz{n}")
+    page = client.get(pages["overview"]).content.decode()
+    assert f"Ana Lima, {names[0]}, {names[1]} {MORE[language]}." in page
+
+
 def test_state_changes_are_refused_by_get(operator_client, operator):
     connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)))
     for name in ("connection-switch", "connection-sync-now", "connection-accept-held", "connection-export-rotate"):

@@ -84,6 +84,161 @@
     button.remove();
   });
 
+  // ---- Focus and the one live region, around every htmx swap --------------------------------
+  // A swap replaces the control just used (a switch, "Sync now", a checklist step's button) or
+  // a polled part that holds the focus. htmx keeps the focus only on an element with the same
+  // id; here it moves to the replacement of that control (same form and name, same link, or the
+  // control at the same place), else into what was swapped in: never to <body>, where the next
+  // Tab would start from the top. What the swap changed is said once, politely, through the
+  // page's one live region (#live-status): the messages it brought, else the words of the
+  // swapped parts (data-announce) that changed.
+  var FOCUSABLE = "a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]:not([tabindex='-1'])";
+  var swaps = new WeakMap();  // htmx target -> {key, targetId, said}
+
+  function describeControl(element) {
+    var form = element.form || element.closest("form");
+    return {
+      id: element.id || "",
+      tag: element.tagName.toLowerCase(),
+      name: element.getAttribute("name") || "",
+      action: form ? form.getAttribute("action") || "" : "",
+      href: element.getAttribute("href") || ""
+    };
+  }
+
+  function sameControl(key, element) {
+    if (element.tagName.toLowerCase() !== key.tag) return false;
+    if (key.href) return element.getAttribute("href") === key.href;
+    var form = element.form || element.closest("form");
+    return !!key.action && !!form && form.getAttribute("action") === key.action && (element.getAttribute("name") || "") === key.name;
+  }
+
+  function focusable(element) {
+    return !element.disabled && element.getClientRects().length > 0;
+  }
+
+  // The control ``key`` describes, found again in ``scope``; else (unless ``exactly``) the first
+  // control there, else ``scope`` itself.
+  function replacement(key, scope, exactly) {
+    if (key.id) {
+      var same = document.getElementById(key.id);
+      if (same && focusable(same)) return same;
+    }
+    var candidates = Array.prototype.filter.call(scope.querySelectorAll(FOCUSABLE), focusable);
+    var match = candidates.filter(function (element) { return sameControl(key, element); })[0];
+    if (match || exactly) return match || null;
+    if (candidates.length) return candidates[0];
+    if (!scope.hasAttribute("tabindex")) scope.setAttribute("tabindex", "-1");
+    return scope;
+  }
+
+  function announcements(root) {
+    var found = {};
+    if (!root || !root.querySelectorAll) return found;
+    var all = Array.prototype.slice.call(root.querySelectorAll("[data-announce]"));
+    if (root.hasAttribute && root.hasAttribute("data-announce")) all.unshift(root);
+    all.forEach(function (element, index) { found[element.id || index] = element.getAttribute("data-announce"); });
+    return found;
+  }
+
+  function say(words) {
+    var region = document.getElementById("live-status");
+    if (!region || !words) return;
+    // Emptied first, so that the same words said again are read again.
+    region.textContent = "";
+    setTimeout(function () { region.textContent = words; }, 50);
+  }
+
+  function inside(target, element) {
+    return element && element !== document.body && target.contains(element) ? describeControl(element) : null;
+  }
+
+  // Before the request, as a button may be disabled while it runs (hx-disabled-elt) and lose
+  // the focus; again before the swap, as the person may have moved meanwhile.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var target = event.detail.target;
+    if (!target) return;
+    var cause = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+    swaps.set(target, {
+      targetId: target.id, said: announcements(target), key: inside(target, document.activeElement),
+      // Pressed by the person (not a poll): what the swap shows is said even if it reads as before.
+      pressed: !!cause && ["click", "submit", "keyup", "change"].indexOf(cause.type) >= 0
+    });
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var entry = swaps.get(event.detail.target);
+    var key = entry && inside(event.detail.target, document.activeElement);
+    if (key) entry.key = key;
+  });
+  var toastsCame = false;
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "toasts") toastsCame = true;
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var entry = swaps.get(event.detail.target);
+    if (!entry) return;
+    swaps.delete(event.detail.target);
+    var swapped = (entry.targetId && document.getElementById(entry.targetId)) || event.target;
+    var active = document.activeElement;
+    if (entry.key && (!active || active === document.body || !document.contains(active))) {
+      replacement(entry.key, swapped).focus({ preventScroll: true });
+    }
+    var toasts = document.getElementById("toasts");
+    var news = toastsCame && toasts ? toasts.innerText.trim() : "";
+    toastsCame = false;
+    if (!news) {
+      var now = announcements(swapped);
+      news = Object.keys(now).filter(function (id) { return now[id] && (entry.pressed || now[id] !== entry.said[id]); })
+        .map(function (id) { return now[id]; }).join(" ");
+    }
+    say(news);
+  });
+
+  // A control that is busy (aria-disabled, so that it keeps the focus) does nothing when used.
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[aria-disabled=true]")) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+
+  // A plain form post (a bulk action) loads a page again: back on the page it was sent from,
+  // the focus returns to the control used, else to the main content; and the messages the page
+  // brings are said. A post that leads elsewhere (logging in) starts that page at the top.
+  var AFTER_POST = "channelmgr:focus-after-post";
+  document.addEventListener("submit", function (event) {
+    if (event.defaultPrevented) return;  // htmx's: handled above
+    var used = event.submitter || document.activeElement;
+    if (!used || used === document.body) return;
+    try {
+      sessionStorage.setItem(AFTER_POST, JSON.stringify({ key: describeControl(used), path: location.pathname, at: Date.now() }));
+    } catch (error) { /* storage refused: the page starts at the top, as without JavaScript */ }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var stored = null;
+    try {
+      stored = JSON.parse(sessionStorage.getItem(AFTER_POST) || "null");
+      sessionStorage.removeItem(AFTER_POST);
+    } catch (error) { stored = null; }
+    var toasts = document.getElementById("toasts");
+    if (toasts && toasts.innerText.trim()) say(toasts.innerText.trim());
+    if (!stored || stored.path !== location.pathname || Date.now() - stored.at > 60000) return;
+    var active = document.activeElement;
+    if (active && active !== document.body) return;  // an error or autofocus took it
+    var main = document.getElementById("main");
+    if (main) (replacement(stored.key, main, true) || main).focus();
+  });
+
+  // Skip links move the focus itself, so that the next Tab starts there in every browser.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("a.skip-link");
+    if (!link) return;
+    var target = document.querySelector(link.getAttribute("href"));
+    if (!target) return;
+    if (!target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
+    target.focus();
+  });
+
   // Toasts fade after a while.
   document.addEventListener("htmx:afterSettle", prune);
   document.addEventListener("DOMContentLoaded", prune);

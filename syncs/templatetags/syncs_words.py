@@ -6,6 +6,7 @@ from django.utils.translation import gettext
 from syncs.explain import describe, describe_activity, describe_notice
 from syncs.explain import since as time_since
 from syncs.fetch import mask_url
+from syncs.roles import viewer_note as viewer_note_words
 
 register = template.Library()
 
@@ -13,7 +14,7 @@ register = template.Library()
 @register.simple_tag
 def run_words(run) -> str:
     """A sync run's outcome in plain words, naming the portal."""
-    return describe(run.outcome, run.error_params, portal=run.connection.portal.display_name)
+    return describe(run.outcome, run.error_params, portal=run.connection.portal.name_in_sentence)
 
 
 @register.simple_tag
@@ -58,3 +59,9 @@ def portal_title(block) -> str:
     if summary.casefold() in {block.kind.casefold(), str(block.get_kind_display()).casefold()}:
         return ""
     return summary
+
+
+@register.simple_tag(takes_context=True)
+def viewer_note(context) -> str:
+    """A viewer's role and who can change things, where a manager has controls ("" otherwise)."""
+    return viewer_note_words(context.get("membership"))

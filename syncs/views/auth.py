@@ -22,7 +22,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
@@ -30,8 +30,8 @@ from django_otp import login as otp_login
 from syncs import two_factor
 from syncs.auth_middleware import user_has_two_factor
 from syncs.forms import timezone_names
+from syncs.languages import chosen_language, reader_language
 from syncs.members import first_password_tokens, membership_switch, user_activity_record
-from syncs.middleware import user_language
 from syncs.models import Activity, Membership, validate_timezone_name
 
 RECOVERY_CODES_SESSION = "syncs_recovery_codes"
@@ -60,7 +60,7 @@ class MemberPasswordResetForm(PasswordResetForm):
 
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
                   html_email_template_name=None):
-        with translation.override(user_language(context["user"]) or settings.LANGUAGE_CODE):
+        with translation.override(reader_language(chosen=chosen_language(context["user"]))):
             super().send_mail(
                 subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name
             )
@@ -307,7 +307,11 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
                 left = two_factor.recovery_codes_left(request.user)
                 messages.warning(
                     request,
-                    _("You signed in with a recovery code; %(left)s left. Make new ones on your sign-in page if few are left.")
+                    ngettext(
+                        "You signed in with a recovery code; %(left)s left. Make new ones on your sign-in page if few are left.",
+                        "You signed in with a recovery code; %(left)s left. Make new ones on your sign-in page if few are left.",
+                        left,
+                    )
                     % {"left": left},
                 )
             return redirect(target)

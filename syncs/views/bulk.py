@@ -67,7 +67,12 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         return bulk_remove_confirmation(request, connections=bulk_selected(account=account, connections=connections), back=back)
     result = bulk_run(user=request.user, account=account, kind=kind, connections=connections)
     words = DONE_WORDS[kind](result.done) % {"n": result.done, "days": RESTORE_DAYS}
-    if result.skipped:
+    if result.skipped and kind == BulkAction.Kind.SYNC_NOW:
+        words += " " + ngettext(
+            "%(n)d selected sync was not synced: it is switched off, or it only exports.",
+            "%(n)d selected syncs were not synced: they are switched off, or they only export.", result.skipped,
+        ) % {"n": result.skipped}
+    elif result.skipped:
         words += " " + ngettext(
             "%(n)d selected sync was left as it was (nothing to do).",
             "%(n)d selected syncs were left as they were (nothing to do).", result.skipped,

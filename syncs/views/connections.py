@@ -90,7 +90,7 @@ def connection_export_panel(connection) -> dict:
     return {
         "export_url": export_url(export_token_ensure(property=connection.property, connection=connection)),
         "reader_facts": facts,
-        "readers": describe_readers(facts, portal=connection.portal.display_name),
+        "readers": describe_readers(facts, portal=connection.portal.name_in_sentence),
         "rotation_grace_hours": settings.EXPORT_ROTATION_GRACE_HOURS,
     }
 
@@ -138,8 +138,14 @@ def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
 @role_required(Role.MANAGER)
 def connection_sync_now(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
-    connection_request_sync(connection=connection, user=request.user)
-    messages.info(request, _("Syncing %(portal)s now…") % {"portal": connection.portal.display_name})
+    if connection_request_sync(connection=connection, user=request.user):
+        messages.info(request, _("Syncing %(portal)s now…") % {"portal": connection.portal.display_name})
+    else:
+        messages.warning(
+            request,
+            _("The %(portal)s sync is switched off, so it was not synced: nothing is imported until you switch it on.")
+            % {"portal": connection.portal.display_name},
+        )
     return _row_response(request, connection)
 
 
@@ -172,9 +178,14 @@ def connection_export_rotate(request: HttpRequest, connection_id: int) -> HttpRe
     connection = connection_get(user=request.user, connection_id=connection_id)
     if connection.exports:
         connection_rotate_export(connection=connection, user=request.user)
+        hours = settings.EXPORT_ROTATION_GRACE_HOURS
         messages.success(
             request,
-            _("New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.")
-            % {"portal": connection.portal.display_name, "hours": settings.EXPORT_ROTATION_GRACE_HOURS},
+            ngettext(
+                "New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hour.",
+                "New export URL issued. Paste it into %(portal)s; the old one keeps working for %(hours)s hours.",
+                hours,
+            )
+            % {"portal": connection.portal.display_name, "hours": hours},
         )
     return _panel_response(request, connection, "export-panel")

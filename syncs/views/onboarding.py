@@ -22,6 +22,7 @@ from syncs.onboarding import (
     onboarding_import,
     onboarding_live_request,
     onboarding_preview,
+    portals_by_typed_name,
 )
 from syncs.roles import Role, role_required
 
@@ -53,8 +54,9 @@ def _upload(request: HttpRequest, upload_id: int) -> OnboardingUpload:
 
 def _context(upload: OnboardingUpload) -> dict:
     rows = upload.rows
+    portals = portals_by_typed_name()
     for row in rows:
-        row["live_words"] = live_words(row["live"], row["portal"]) if "live" in row else ""
+        row["live_words"] = live_words(row["live"], portals.get(row["portal"].casefold())) if "live" in row else ""
     good = sum(1 for row in rows if not row["errors"])
     waiting = sum(1 for row in rows if not row["errors"]) if upload.live_requested_at else 0
     return {"upload": upload, "rows": rows, "good": good, "bad": len(rows) - good,

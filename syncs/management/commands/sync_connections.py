@@ -29,7 +29,10 @@ class Command(BaseCommand):
         missing = set(connection) - set(Connection.objects.filter(pk__in=connection).values_list("pk", flat=True))
         if missing:
             raise CommandError(f"No connection with id {', '.join(map(str, sorted(missing)))}.")
-        jobs = [(pk, functools.partial(connection_sync_leased, connection_id=pk, trigger=SyncRun.Trigger.MANUAL)) for pk in connection]
+        jobs = [
+            (pk, functools.partial(connection_sync_leased, connection_id=pk, trigger=SyncRun.Trigger.MANUAL, switched_off_too=True))
+            for pk in connection
+        ]
         if due:
             claims = connections_claim_due()
             for claim in claims:
