@@ -19,9 +19,10 @@ from django.utils.translation import gettext_lazy, gettext_noop, ngettext
 
 from syncs.activity import activity_record
 from syncs.blocks import block_create_manual, block_remove_manual
-from syncs.dashboard import property_conflicts
+from syncs.conflicts import property_conflicts
 from syncs.date_inputs import night_error, parse_day
 from syncs.explain import (
+    clash_words,
     day,
     describe,
     describe_notice,
@@ -555,10 +556,9 @@ def check_changes(connection: Connection, **_ignored) -> StepReport:
         end = change.new_end_date or change.old_end_date
         findings.append(Finding(None, _("%(source)s: %(action)s %(start)s → %(end)s") % {
             "source": source, "action": change.get_action_display().lower(), "start": day(start), "end": day(end)}))
-    today = connection.property.local_today()
-    for conflict in property_conflicts(property_ids=[connection.property_id], today=today):
-        findings.append(Finding(False, _("Possible double booking %(start)s → %(end)s: %(sources)s") % {
-            "start": day(conflict.start), "end": day(conflict.end), "sources": ", ".join(conflict.sources)}))
+    for conflict in property_conflicts(property_ids=[connection.property_id]):
+        findings.append(Finding(False, _("Possible double booking, %(nights)s: %(sources)s") % {
+            "nights": clash_words(conflict.clash), "sources": ", ".join(conflict.sources)}))
     period = _("since the pause began %(ago)s ago") % {"ago": since(episode.started_at)}
     if not findings:
         return StepReport("changes", Status.PASSED, _("No booking changed %(since)s.") % {"since": period})
