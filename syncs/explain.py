@@ -65,7 +65,7 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
         ),
         "invalid_url": lambda: _("The link is not a valid http:// or https:// address."),
         "not_ical": lambda: _(
-            "The link returned a web page, not a calendar: often a login page. Copy the export link again."
+            "The link returned a web page, not a calendar: often a login page. Copy the portal's calendar link again."
         ),
         "parse_error": lambda: _("The calendar could not be read: it is damaged or cut short."),
         "too_slow": lambda: _(
