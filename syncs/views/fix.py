@@ -153,9 +153,9 @@ def _new_link(request: HttpRequest, connection) -> HttpResponse:
         if request.htmx:
             return _steps_response(request, run, main="link", new_link_form=form)
         return _checklist_page(request, run, checked="link", new_link_form=form)
-    saved = connection_edit_follow_up(request, form, connection, changed)
+    connection_edit_follow_up(request, form, connection, changed)  # says what the save did, as a message
     found = feed_check_words(form.feed_check) if form.feed_check else ""
-    report = link_saved_report(connection, found=found, saved=saved)
+    report = link_saved_report(connection, found=found)
     run = checklist_run(connection=connection, user=request.user, step="link", done=report)
     if not request.htmx:
         messages.success(request, report.summary)
