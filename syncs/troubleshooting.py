@@ -233,6 +233,7 @@ def checklist_run(
 
 
 def _no_action(*_args, **_kwargs) -> dict:
+    """Steps with no action of their own here (step 2's new link is the view's form): a look."""
     return {}
 
 
