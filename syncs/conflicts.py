@@ -1,36 +1,312 @@
-"""Possible double bookings marked as handled, and noticed when they change.
+"""Possible double bookings: found, their clashing nights decided, named, and marked handled.
 
-The double bookings themselves are found where the overview finds them
-(``syncs.dashboard.account_conflict_groups``, ``property_conflicts``): this module only names each one
-and remembers what operators said about it. A double booking is named by its clashing stays
-(``key``: their block ids) and fingerprinted by what those stays say (dates, kinds, sources). A
-"handled" mark holds while the fingerprint it was made on is the current one: pages compare the
-two when they read, so the moment either stay moves, is shortened or is cancelled and booked
-again, the double booking needs attention again, without waiting for any background job. The
-periodic scan (``double_bookings_scan``) then records that in the activity log and tells the
-webhooks.
+A possible double booking is two sources (two portals, or a portal and a direct booking made
+here) both taking a night with something that may be a guest's stay. This module is the one
+place that finds them (``property_conflicts``, ``account_conflict_groups``) and the one place
+that decides which nights clash (``clash_of``): the overview, the property's calendar, the
+timeline, the checklist, the digest, the activity log and the webhooks all read them from here.
+
+A double booking is named by its clashing stays (``key``: their block ids) and fingerprinted by
+what those stays say (dates, kinds, sources). A "handled" mark holds while the fingerprint it
+was made on is the current one: pages compare the two when they read, so the moment either stay
+moves, is shortened or is cancelled and booked again, the double booking needs attention again,
+without waiting for any background job. The periodic scan (``double_bookings_scan``) then
+records that in the activity log and tells the webhooks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import zoneinfo
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record, activity_record_automatic
-from syncs.dashboard import Conflict, property_conflicts
-from syncs.models import Account, Activity, DoubleBooking, Property
+from syncs.models import (
+    Account,
+    Activity,
+    Block,
+    BlockKind,
+    Connection,
+    DoubleBooking,
+    Portal,
+    Property,
+)
+from syncs.moments import values_rows
 
 log = logging.getLogger(__name__)
 
 NOTE_MAX = 2000
+
+# The overview and the digest list this many double bookings needing attention (and as many
+# marked handled), the soonest, and count the rest (conflicts_listed).
+CONFLICTS_SHOWN = 20
+
+# Every property's double bookings (the worker's scan) are searched this many properties at a
+# time, so that its memory holds their stays, not every account's.
+PROPERTIES_PER_SEARCH = 500
+
+
+# --------------------------------------------------------------------------- the clashing nights
+
+
+class Stay(NamedTuple):
+    """One stay of a double booking, imported or made here, with its own dates."""
+
+    pk: int  # the block's
+    source: int | None  # the connection it came from; None: made here
+    first_night: date
+    check_out: date  # the day after its last night
+    kind: str
+
+
+@dataclass(frozen=True)
+class Clash:
+    """The nights of a double booking that two sources both take: what the operator checks.
+
+    ``runs`` are the stretches of consecutive clashing nights, each (first night, the day after
+    its last night), in order. Usually one; several when a long stay of one source clashes with
+    two stays of others that are apart.
+    """
+
+    runs: tuple[tuple[date, date], ...]
+
+    @property
+    def first_night(self) -> date:
+        return self.runs[0][0]
+
+    @property
+    def last_night(self) -> date:
+        return self.runs[-1][1] - timedelta(days=1)
+
+    @property
+    def nights(self) -> int:
+        """How many nights clash (fewer than first to last when the runs are apart)."""
+        return sum((end - start).days for start, end in self.runs)
+
+    def __contains__(self, night: date) -> bool:
+        return any(start <= night < end for start, end in self.runs)
+
+    def as_dict(self) -> dict:
+        """As the webhooks and the activity log store it (ISO dates)."""
+        return {"first_night": self.first_night.isoformat(), "last_night": self.last_night.isoformat(), "nights": self.nights}
+
+
+def clash_of(stays: Iterable[Stay]) -> Clash:
+    """THE rule of which nights clash: a night clashes when stays of two different sources take
+    it (every stay made here is one source: the operator's own doings never clash with each
+    other). A stay takes the nights from its first night up to, not including, its check-out day.
+
+    Between two consecutive dates where a stay starts or ends, the same stays take every night:
+    each such stretch clashes or not as a whole.
+    """
+    stays = list(stays)
+    edges = sorted({stay.first_night for stay in stays} | {stay.check_out for stay in stays})
+    runs: list[list[date]] = []
+    for start, end in pairwise(edges):
+        sources = {stay.source for stay in stays if stay.first_night <= start and end <= stay.check_out}
+        if len(sources) < 2:
+            continue
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end])
+    if not runs:
+        raise ValueError("these stays do not clash")
+    return Clash(runs=tuple((start, end) for start, end in runs))
+
+
+@dataclass
+class Conflict:
+    """A possible double booking: its property, its clashing stays, the sources that took them
+    (each portal's name once, and "made here"), and the nights that clash."""
+
+    property: Property
+    stays: list[Stay]
+    sources: list[str] = field(default_factory=list)
+    # Each source's name by connection id (None: made here), as read with the double booking.
+    names: dict[int | None, str] = field(default_factory=dict, compare=False)
+    clash: Clash = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clash = clash_of(self.stays)
+
+    def source_of(self, stay: Stay) -> str:
+        return self.names.get(stay.source, "")
+
+    @property
+    def stays_first_night(self) -> date:
+        return min(stay.first_night for stay in self.stays)
+
+    @property
+    def stays_check_out(self) -> date:
+        return max(stay.check_out for stay in self.stays)
+
+
+# --------------------------------------------------------------------------- finding them
+
+
+def booking_like() -> Q:
+    """Blocks that may be a guest's stay: reservations, and Booking.com's closures (its feeds do
+    not tell bookings from closures). Two of these on one night from different sources may be a
+    double booking."""
+    booking = Portal.objects.filter(slug="booking").values_list("pk", flat=True).first()
+    return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
+
+
+def _earliest_today(now: datetime) -> date:
+    """The earliest date it is anywhere now (UTC-12): no property's today is before it."""
+    return (now.astimezone(UTC) - timedelta(hours=12)).date()
+
+
+def _clashing_rows(among: Q, *, today: date | None, now: datetime) -> list[tuple]:
+    """The blocks that may be a stay and share a night with another source's, ``among`` some
+    properties, by property and first night, as narrow rows (id, property, source, first night,
+    check-out day, kind). Every such pair has an imported block (two made here never clash).
+
+    Only stays not over yet count: their check-out day after ``today``, or, when None, after
+    today in the property's own time zone (the nights of a property at the other end of the
+    world are counted in its own days).
+
+    One query reads the properties' current stays to come, in that order, and one pass compares
+    each with those still running on its first night: two stays share a night exactly when the
+    later one starts before the earlier one's check-out day (each lasts a night at least).
+    """
+    booked = Block.objects.current().filter(booking_like(), among, end_date__gt=today or _earliest_today(now))
+    rows = values_rows(
+        booked.order_by("property_id", "start_date", "pk"),
+        ("pk", "property_id", "source_id", "start_date", "end_date", "kind", "property__timezone"),
+    )
+    if today is None:
+        todays: dict[str, date] = {}
+        for zone in {row[6] for row in rows}:
+            todays[zone] = timezone.localdate(now, timezone=zoneinfo.ZoneInfo(zone))
+        rows = [row for row in rows if row[4] > todays[row[6]]]
+    stays = [row[:6] for row in rows]
+    clashing: set[int] = set()
+    running: list[tuple] = []  # the property's stays not yet over on the current first night
+    current_property = None
+    for stay in stays:
+        pk, property_id, source, start = stay[0], stay[1], stay[2], stay[3]
+        if property_id != current_property:
+            running, current_property = [], property_id
+        elif running:
+            running = [other for other in running if other[4] > start]
+            for other in running:
+                if other[2] != source:  # one source's own stays (or two made here) never clash
+                    clashing.add(other[0])
+                    clashing.add(pk)
+        running.append(stay)
+    return [stay for stay in stays if stay[0] in clashing]
+
+
+@dataclass
+class _Group:
+    """One double booking as found, before its property and sources' names are read."""
+
+    property_id: int
+    check_out: date  # the latest check-out of its stays so far: a stay starting before it joins
+    stays: list[Stay]
+    sources: list[int | None]  # connection ids, None for made here, each once
+    clash: Clash | None = None
+
+
+def _groups(rows: list[tuple]) -> list[_Group]:
+    """Overlapping clashing blocks (_clashing_rows: each property's in the order of their first
+    nights) of one property are one double booking, by property; each with its clash."""
+    groups: list[_Group] = []
+    open_by_property: dict[int, _Group] = {}
+    for pk, property_id, source_id, start, end, kind in rows:
+        stay = Stay(pk, source_id, start, end, kind)
+        current = open_by_property.get(property_id)
+        if current and start < current.check_out:
+            current.check_out = max(current.check_out, end)
+            current.stays.append(stay)
+            if source_id not in current.sources:
+                current.sources.append(source_id)
+            continue
+        current = _Group(property_id=property_id, check_out=end, stays=[stay], sources=[source_id])
+        open_by_property[property_id] = current
+        groups.append(current)
+    for group in groups:
+        group.clash = clash_of(group.stays)
+    return groups
+
+
+def _soonest_first(group: _Group) -> tuple:
+    return (group.clash.first_night, group.property_id)
+
+
+def account_conflict_groups(*, account: Account, today: date | None = None, now: datetime | None = None) -> list[_Group]:
+    """The account's possible double bookings as _groups, the soonest clashing night first (each
+    is whole: all its stays). ``conflicts_of`` makes Conflicts of those to be shown.
+
+    Two blocks made here never clash (the operator's own doing); one made here (a direct booking)
+    clashes with an imported one as two portals' do, and is one of the double booking's stays.
+    """
+    groups = _groups(_clashing_rows(Q(property__account=account), today=today, now=now or timezone.now()))
+    groups.sort(key=_soonest_first)
+    return groups
+
+
+def conflicts_of(groups: list[_Group]) -> list[Conflict]:
+    """These double bookings (_groups) as Conflicts naming every source (each portal once, and
+    "made here"), their properties and their sources' portals read in two queries."""
+    # What pages and emails show of a double booking's property (any other field loads on use).
+    properties = Property.objects.only("pk", "account_id", "name", "timezone").in_bulk({group.property_id for group in groups})
+    sources = {source for group in groups for source in group.sources if source is not None}
+    portal_names = dict(Connection.objects.filter(pk__in=sources).values_list("pk", "portal__name")) if sources else {}
+    words = {None: _("made here")} | {pk: Portal.name_in_words(name) for pk, name in portal_names.items()}
+    conflicts = []
+    for group in groups:
+        if group.property_id not in properties:  # deleted between the two reads
+            continue
+        names = [words[source] for source in group.sources if source in words]  # a sync deleted meanwhile is left out
+        conflicts.append(Conflict(
+            property=properties[group.property_id], stays=group.stays, sources=list(dict.fromkeys(names)),
+            names={source: words[source] for source in group.sources if source in words},
+        ))
+    return conflicts
+
+
+def property_conflicts(*, property_ids: list[int] | None, today: date | None = None, now: datetime | None = None) -> list[Conflict]:
+    """Every possible double booking of these properties (of all properties for None), grouped
+    as the overview groups them, by property and first clashing night: three queries (for None,
+    three for each PROPERTIES_PER_SEARCH). Stays over before ``today`` (None: each property's
+    own today) are left out."""
+    now = now or timezone.now()
+
+    def among(ids: list[int]) -> list[Conflict]:
+        groups = _groups(_clashing_rows(Q(property_id__in=ids), today=today, now=now))
+        return conflicts_of(sorted(groups, key=lambda group: (group.property_id, group.clash.first_night)))
+
+    if property_ids is not None:
+        return among(property_ids) if property_ids else []
+    every = list(Property.objects.order_by("pk").values_list("pk", flat=True))
+    return [
+        conflict for first in range(0, len(every), PROPERTIES_PER_SEARCH)
+        for conflict in among(every[first:first + PROPERTIES_PER_SEARCH])
+    ]
+
+
+def properties_with_conflicts(*, property_ids: list[int], now: datetime | None = None) -> set[int]:
+    """Which of these properties have a possible double booking that nobody marked handled:
+    four queries."""
+    unhandled, _handled = conflicts_marked(property_conflicts(property_ids=property_ids, now=now))
+    return {marked.conflict.property.pk for marked in unhandled}
+
+
+# --------------------------------------------------------------------------- naming and marking them
 
 
 def conflict_key(conflict: Conflict) -> str:
@@ -43,12 +319,12 @@ def conflict_fingerprint(conflict: Conflict) -> str:
     return _stays_fingerprint(conflict.stays)
 
 
-def _stays_key(stays: list[tuple]) -> str:
-    ids = ",".join(str(stay[0]) for stay in sorted(stays))
+def _stays_key(stays: list[Stay]) -> str:
+    ids = ",".join(str(stay.pk) for stay in sorted(stays))
     return hashlib.sha256(ids.encode()).hexdigest()
 
 
-def _stays_fingerprint(stays: list[tuple]) -> str:
+def _stays_fingerprint(stays: list[Stay]) -> str:
     text = ";".join(f"{pk}:{source}:{start.isoformat()}:{end.isoformat()}:{kind}" for pk, source, start, end, kind in sorted(stays))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -91,8 +367,8 @@ def conflicts_marked(conflicts: Iterable[Conflict]) -> tuple[list[MarkedConflict
 
 @dataclass(frozen=True)
 class ConflictsListed:
-    """The double bookings a page or an email lists, soonest first, at most
-    ``dashboard.CONFLICTS_SHOWN`` of each kind, and how many there are in all."""
+    """The double bookings a page or an email lists, soonest first, at most CONFLICTS_SHOWN of
+    each kind, and how many there are in all."""
 
     unhandled: list[MarkedConflict]  # nobody marked them handled
     handled: list[MarkedConflict]  # listed apart
@@ -108,19 +384,17 @@ class ConflictsListed:
         return max(self.handled_total - len(self.handled), 0)
 
 
-def conflicts_listed(*, account: Account, today: date, property_ids: list[int] | None = None) -> ConflictsListed:
+def conflicts_listed(*, account: Account, now: datetime | None = None, property_ids: list[int] | None = None) -> ConflictsListed:
     """The account's (or these properties') double bookings to list: the soonest of those nobody
     marked handled, the soonest of those marked handled, and how many there are of each. Which
     are handled is decided for every one, so that a long run of handled ones never hides one
     that needs attention behind it."""
-    from syncs import dashboard
-
-    shown = dashboard.CONFLICTS_SHOWN
+    shown = CONFLICTS_SHOWN
     if property_ids is not None:
-        found = property_conflicts(property_ids=property_ids, today=today) if property_ids else []
-        unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.start, c.property.pk)))
+        found = property_conflicts(property_ids=property_ids, now=now)
+        unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.clash.first_night, c.property.pk)))
         return ConflictsListed(unhandled[:shown], handled[:shown], len(unhandled), len(handled))
-    groups = dashboard.account_conflict_groups(account=account, today=today)
+    groups = account_conflict_groups(account=account, now=now)
     marks = {
         (property_id, key): fingerprint
         for property_id, key, fingerprint in DoubleBooking.objects.filter(
@@ -130,14 +404,15 @@ def conflicts_listed(*, account: Account, today: date, property_ids: list[int] |
     marked_properties = {property_id for property_id, _key in marks}
     # By the rule of MarkedConflict.handled, worked out only where a property has a mark.
     handled_groups = {
-        index for index, (property_id, _start, _end, stays, _sources) in enumerate(groups)
-        if property_id in marked_properties and marks.get((property_id, _stays_key(stays))) == _stays_fingerprint(stays)
+        index for index, group in enumerate(groups)
+        if group.property_id in marked_properties
+        and marks.get((group.property_id, _stays_key(group.stays))) == _stays_fingerprint(group.stays)
     }
     listed = [group for index, group in enumerate(groups) if index not in handled_groups][:shown]
     listed += [groups[index] for index in sorted(handled_groups)[:shown]]
-    listed.sort(key=lambda group: (group[1], group[0]))
+    listed.sort(key=_soonest_first)
     # Read with their marks again: each one shown is put in its list by one read of its mark.
-    unhandled, handled = conflicts_marked(dashboard.conflicts_of(listed))
+    unhandled, handled = conflicts_marked(conflicts_of(listed))
     return ConflictsListed(unhandled[:shown], handled[:shown], len(groups) - len(handled_groups), len(handled_groups))
 
 
@@ -147,8 +422,7 @@ def double_booking_mark_handled(*, user, property: Property, key: str, fingerpri
     Only the double booking as the operator saw it: if a stay changed since the page was shown,
     nothing is marked (ValidationError) and the page shows it as it is now.
     """
-    today = timezone.localdate()
-    current = {conflict_key(c): c for c in property_conflicts(property_ids=[property.pk], today=today)}
+    current = {conflict_key(c): c for c in property_conflicts(property_ids=[property.pk])}
     conflict = current.get(key)
     if conflict is None:
         raise ValidationError(_("This double booking is gone: one of the stays changed or was cancelled."))
@@ -163,16 +437,18 @@ def double_booking_mark_handled(*, user, property: Property, key: str, fingerpri
                 "note": note.strip()[:NOTE_MAX],
             },
         )
-        activity_record(
-            user=user, action=Activity.Action.DOUBLE_BOOKING_HANDLED, property=property,
-            params={"start": conflict.start.isoformat(), "end": conflict.end.isoformat(), "sources": conflict.sources},
-        )
+        activity_record(user=user, action=Activity.Action.DOUBLE_BOOKING_HANDLED, property=property, params=_told(conflict))
     return row
+
+
+def _told(conflict: Conflict) -> dict:
+    """What the activity log keeps of a double booking: its clashing nights and sources."""
+    return conflict.clash.as_dict() | {"sources": [str(name) for name in conflict.sources]}
 
 
 def _seen(conflict: Conflict, fingerprint: str) -> dict:
     return {
-        "fingerprint": fingerprint, "start_date": conflict.start, "end_date": conflict.end,
+        "fingerprint": fingerprint, "start_date": conflict.clash.first_night, "end_date": conflict.clash.last_night,
         "sources": [str(name) for name in conflict.sources],
     }
 
@@ -183,13 +459,12 @@ class ScanResult:
     came_back: int
 
 
-def double_bookings_scan(*, today: date | None = None, now: datetime | None = None) -> ScanResult:
+def double_bookings_scan(*, now: datetime | None = None) -> ScanResult:
     """Run by the worker: remember every current double booking; drop the marks of those whose
     stays changed (recorded in the activity log, with no user); return those the webhooks were
     not told about yet, as they are now (``alerted_fingerprint`` is set by the caller's claim)."""
-    today = today or timezone.localdate()
     now = now or timezone.now()
-    unhandled, _handled = conflicts_marked(property_conflicts(property_ids=None, today=today))
+    unhandled, _handled = conflicts_marked(property_conflicts(property_ids=None, now=now))
     new, came_back = [], 0
     for marked in unhandled:
         conflict = marked.conflict
@@ -209,9 +484,7 @@ def double_bookings_scan(*, today: date | None = None, now: datetime | None = No
                 came_back += 1
                 activity_record_automatic(
                     action=Activity.Action.DOUBLE_BOOKING_BACK, connection_id=None, property_id=conflict.property.pk,
-                    params={"start": conflict.start.isoformat(), "end": conflict.end.isoformat(),
-                            "sources": [str(s) for s in conflict.sources]},
-                    when=now,
+                    params=_told(conflict), when=now,
                 )
         if row.alerted_fingerprint != marked.fingerprint:
             new.append(MarkedConflict(conflict=conflict, key=marked.key, fingerprint=marked.fingerprint, mark=row))

@@ -96,7 +96,7 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
     )
     language = reader_language(chosen=membership.language)
     with translation.override(language):  # the sources' names ("made here") in the reader's words
-        listed = conflicts_listed(account=account, today=timezone.localdate(), property_ids=ids)
+        listed = conflicts_listed(account=account, now=now, property_ids=ids)
     unhandled = listed.unhandled
     # Double bookings marked handled are listed apart, and alone are nothing to tell.
     if not troubled and not episodes and not unhandled:

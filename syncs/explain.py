@@ -80,7 +80,7 @@ def describe(code: str, params: dict | None = None, *, portal: str | None = None
         ),
         "invalid_url": lambda: _("The link is not a valid http:// or https:// address."),
         "not_ical": lambda: _(
-            "The link returned a web page, not a calendar: often a login page. Copy the export link again."
+            "The link returned a web page, not a calendar: often a login page. Copy the portal's calendar link again."
         ),
         "parse_error": lambda: _("The calendar could not be read: it is damaged or cut short."),
         "too_slow": lambda: _(
@@ -256,6 +256,26 @@ def day_of(moment: datetime, zone: str) -> str:
     return day(timezone.localtime(moment, zoneinfo.ZoneInfo(zone)).date())
 
 
+def nights_words(first: date, last: date, count: int) -> str:
+    """The nights of a double booking that clash, as the operator checks them on the portals:
+    "the night of 12 December 2026", "2 nights, 12 December to 13 December 2026" (both nights
+    named, never a check-out day), "3 nights between 2 December and 16 December 2026" when
+    they are apart."""
+    if count == 1:
+        return _("the night of %(night)s") % {"night": day(first)}
+    names = {"n": count, "first": day(first, with_year=first.year != last.year), "last": day(last)}
+    if (last - first).days + 1 == count:
+        return ngettext("%(n)d night, %(first)s to %(last)s", "%(n)d nights, %(first)s to %(last)s", count) % names
+    return ngettext(
+        "%(n)d night between %(first)s and %(last)s", "%(n)d nights between %(first)s and %(last)s", count
+    ) % names
+
+
+def clash_words(clash) -> str:
+    """A syncs.conflicts.Clash in words (nights_words)."""
+    return nights_words(clash.first_night, clash.last_night, clash.nights)
+
+
 def reader_name(slug: str, *, portal: str | None) -> str:
     """A reader's name from its slug ("airbnb" -> "Airbnb"), as the subject of a sentence; unknown
     software is named as such, an unnamed reader is the sync's portal (None: "The portal")."""
@@ -293,6 +313,9 @@ def describe_activity(entry) -> str:
         }
     if action in ("webhook_added", "webhook_removed"):
         return params.get("host", "")
+    if action in ("double_booking_handled", "double_booking_back") and params.get("first_night"):
+        first, last = date.fromisoformat(params["first_night"]), date.fromisoformat(params["last_night"])
+        return nights_words(first, last, params["nights"])
     if action in ("block_added", "block_removed", "test_block_added", "test_block_removed", "double_booking_handled",
                   "double_booking_back") and params.get("start"):
         start, end = date.fromisoformat(params["start"]), date.fromisoformat(params["end"])

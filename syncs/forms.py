@@ -196,7 +196,7 @@ class ConnectionForm(ServiceErrorsMixin, forms.Form):
     import_url = forms.CharField(
         label=gettext_lazy("The portal's calendar link"), required=False, strip=True,
         help_text=gettext_lazy(
-            "Paste the export (iCal) link the portal gives you; it usually ends in .ics. "
+            "Paste the portal's calendar link (iCal); it usually ends in .ics. "
             "Leave it empty only for an export-only sync."
         ),
         widget=forms.TextInput(

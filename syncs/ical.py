@@ -262,7 +262,7 @@ def _not_ical(kind: str) -> FeedParseError:
     elif kind == feed_decoding.JSON:
         message = (
             "The address returned JSON data, not a calendar: it is probably not the "
-            "calendar export link."
+            "portal's calendar link."
         )
     else:
         message = "The address did not return a calendar (it does not start with BEGIN:VCALENDAR)."

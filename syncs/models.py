@@ -575,7 +575,7 @@ class Block(models.Model):
         ]
         indexes = [
             models.Index(fields=["property", "start_date"], name="block_property_start"),
-            # The double-booking search (syncs.dashboard._clashing_rows) reads the current stays
+            # The double-booking search (syncs.conflicts._clashing_rows) reads the current stays
             # of some properties in the order of their first nights: in this index's order.
             models.Index(
                 fields=["property", "start_date", "end_date", "source", "kind"],
@@ -986,8 +986,9 @@ class DoubleBooking(models.Model):
     property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="double_bookings", verbose_name=_("property"))
     key = models.CharField(_("stays"), max_length=64)
     fingerprint = models.CharField(_("fingerprint"), max_length=64)
-    start_date = models.DateField(_("first night"))
-    end_date = models.DateField(_("check-out day"))
+    # The nights that clash (syncs.conflicts.clash_of), not the stays' own dates.
+    start_date = models.DateField(_("first night that clashes"))
+    end_date = models.DateField(_("last night that clashes"))
     sources = models.JSONField(_("sources"), default=list)
     first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
     handled_fingerprint = models.CharField(_("handled as"), max_length=64, blank=True)

@@ -1,8 +1,8 @@
 """Reads for the timeline of all properties, and the filter that bulk actions share with it.
 
 One row per property, one column per night. Every state shown, counted or filtered on is
-``syncs.sync_state``'s, every double booking ``syncs.dashboard``'s (with the marks of
-``syncs.conflicts``). A page costs a constant number of queries whatever the number of
+``syncs.sync_state``'s, every double booking and its clashing nights ``syncs.conflicts``'s (with
+their marks). A page costs a constant number of queries whatever the number of
 properties, syncs and blocks: the filter reads the ids of the account's syncs in the chosen
 state in one query (``sync_state.in_states``), the page's properties are paged in the
 database, and their syncs, blocks and double bookings are read for the page only.
@@ -19,8 +19,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from syncs.conflicts import conflicts_marked
-from syncs.dashboard import property_conflicts
+from syncs.conflicts import conflicts_marked, property_conflicts
 from syncs.explain import describe_state
 from syncs.models import Account, Block, Connection, Property
 from syncs.sync_labels import SyncLabel, label_syncs
@@ -204,7 +203,7 @@ def timeline_read(
     conflict_nights: dict[int, dict[date, bool]] = defaultdict(dict)  # night -> handled
     unhandled, handled = conflicts_marked(property_conflicts(property_ids=ids, today=start) if ids else [])
     for marked in [*handled, *unhandled]:  # an unhandled one wins a night both cover
-        for _pk, _source, first, checkout, _kind in marked.conflict.stays:
+        for first, checkout in marked.conflict.clash.runs:
             day = max(first, start)
             while day < checkout and day < end:
                 conflict_nights[marked.conflict.property.pk][day] = marked.handled
@@ -216,7 +215,7 @@ def timeline_read(
         row_nights = []
         for day in days:
             portals = sorted(nights_of.get(day, ()))
-            in_conflict = day in conflicts_of and len(portals) > 1
+            in_conflict = day in conflicts_of
             row_nights.append(
                 Night(day=day, portals=portals, conflict=in_conflict and not conflicts_of[day],
                       handled=in_conflict and conflicts_of[day])

@@ -33,7 +33,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record
-from syncs.explain import describe, describe_readers
+from syncs.conflicts import Conflict, double_bookings_scan
+from syncs.explain import clash_words, describe, describe_readers
 from syncs.fetch import FetchError, post_json
 from syncs.models import (
     Account,
@@ -191,21 +192,28 @@ def webhooks_notify_episode(*, episode: PauseEpisode, event: str, now: datetime)
     return len(_deliveries_create(hooks, event=event, payload=payload, text=f"{text} {payload['fix_url']}", connection=connection))
 
 
-def _notify_double_booking(*, record: DoubleBooking, now: datetime) -> int:
+def _notify_double_booking(*, record: DoubleBooking, conflict: Conflict, now: datetime) -> int:
+    """The clashing nights (syncs.conflicts decides them, as for every page) and each stay's own
+    dates. ``first_night`` and ``checkout`` stay what they always were (the first stay's first
+    night, the last stay's check-out day) for integrations that read them."""
     prop = record.property
     hooks = _subscribed(prop.account_id, Event.DOUBLE_BOOKING)
     if not hooks:
         return 0
     with _site_words():
-        text = _("Possible double booking at %(property)s: %(first)s to %(checkout)s, booked on %(sources)s.") % {
-            "property": prop.name, "first": record.start_date.isoformat(), "checkout": record.end_date.isoformat(),
-            "sources": ", ".join(record.sources),
+        text = _("Possible double booking at %(property)s: %(nights)s, booked on %(sources)s.") % {
+            "property": prop.name, "nights": clash_words(conflict.clash), "sources": ", ".join(record.sources),
         }
-    url = settings.SITE_URL + f"/properties/{prop.pk}/?month={record.start_date:%Y-%m}"
+        stays = [
+            {"source": conflict.source_of(stay), "first_night": stay.first_night.isoformat(), "check_out": stay.check_out.isoformat()}
+            for stay in sorted(conflict.stays, key=lambda stay: (stay.first_night, stay.pk))
+        ]
+    url = settings.SITE_URL + f"/properties/{prop.pk}/?month={conflict.clash.first_night:%Y-%m}"
     payload = {
         "event": Event.DOUBLE_BOOKING, "test": False, "account": prop.account.name, "property": prop.name,
-        "first_night": record.start_date.isoformat(), "checkout": record.end_date.isoformat(), "sources": record.sources,
-        "double_booking": record.key, "url": url, "occurred_at": now.isoformat(),
+        "clash": conflict.clash.as_dict(), "stays": stays,
+        "first_night": conflict.stays_first_night.isoformat(), "checkout": conflict.stays_check_out.isoformat(),
+        "sources": record.sources, "double_booking": record.key, "url": url, "occurred_at": now.isoformat(),
     }
     return len(_deliveries_create(hooks, event=Event.DOUBLE_BOOKING, payload=payload, text=f"{text} {url}", connection=None))
 
@@ -328,8 +336,6 @@ def scan_alerts() -> dict:
 
 
 def scan_double_bookings(*, now: datetime) -> int:
-    from syncs.conflicts import double_bookings_scan
-
     told = 0
     for marked in double_bookings_scan(now=now).new:
         # The claim: one scan tells the webhooks about this version of the double booking.
@@ -338,7 +344,7 @@ def scan_double_bookings(*, now: datetime) -> int:
         )
         if claimed:
             record = DoubleBooking.objects.select_related("property__account").get(pk=marked.mark.pk)
-            told += _notify_double_booking(record=record, now=now)
+            told += _notify_double_booking(record=record, conflict=marked.conflict, now=now)
     return told
 
 

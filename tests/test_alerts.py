@@ -139,10 +139,14 @@ def test_the_overview_and_the_digest_count_every_double_booking_beyond_those_the
     """With more double bookings than a page lists, the overview's heading counts them all and
     says how many more come later; those marked handled are counted apart, wherever they fall
     among the others; the digest says the same."""
-    from syncs.conflicts import conflict_fingerprint, conflict_key, double_booking_mark_handled
-    from syncs.dashboard import property_conflicts
+    from syncs.conflicts import (
+        conflict_fingerprint,
+        conflict_key,
+        double_booking_mark_handled,
+        property_conflicts,
+    )
 
-    monkeypatch.setattr("syncs.dashboard.CONFLICTS_SHOWN", 3)
+    monkeypatch.setattr("syncs.conflicts.CONFLICTS_SHOWN", 3)
     owner = MembershipFactory(user__email="owner@example.com", email_digest=True, time_zone="UTC")
     flats = [PropertyFactory(account=owner.account, name=f"Flat {n}") for n in range(9)]
     for n, prop in enumerate(flats):
@@ -181,7 +185,9 @@ def test_a_direct_booking_made_here_is_named_in_its_double_booking_and_a_new_one
                  end_date=first + timedelta(days=2))
     direct = block_create_manual(property=prop, start=first + timedelta(days=1), end=first + timedelta(days=4), kind="reserved")
     [conflict] = dashboard_summary(user=manager.user).conflicts
-    assert conflict.sources == ["Airbnb", "made here"] and (conflict.start, conflict.end) == (first, first + timedelta(days=4))
+    assert conflict.sources == ["Airbnb", "made here"]
+    assert (conflict.stays_first_night, conflict.stays_check_out) == (first, first + timedelta(days=4))
+    assert (conflict.clash.first_night, conflict.clash.last_night, conflict.clash.nights) == (first + timedelta(days=1),) * 2 + (1,)
     client.force_login(manager.user)
     assert "booked on Airbnb, made here" in client.get(reverse("home")).content.decode()
     double_booking_mark_handled(user=manager.user, property=prop, key=conflict_key(conflict),

@@ -51,7 +51,7 @@ def test_the_overview_puts_a_paused_sync_first_with_its_reason_in_words(operator
     assert f'id="attention-{broken.pk}"' in page
     assert reverse("connection-detail", args=[broken.pk]) in page
     assert "2\xa0hours ago" in page
-    assert "All your syncs are working" not in page
+    assert "All syncs are working" not in page
 
 
 def test_a_sync_that_just_worked_or_paused_reads_less_than_a_minute_ago_not_0_minutes(operator_client, account):
@@ -74,7 +74,7 @@ def test_a_sync_that_just_worked_or_paused_reads_less_than_a_minute_ago_not_0_mi
 def test_the_overview_says_so_when_everything_works(operator_client, account):
     ConnectionFactory(property=PropertyFactory(account=account), last_success_at=timezone.now())
     page = operator_client.get(reverse("home")).content.decode()
-    assert "All your syncs are working." in page
+    assert "All syncs are working; no double bookings." in page
 
 
 def test_the_overview_counts_connections_by_state(operator_client, account):
@@ -94,20 +94,24 @@ def test_the_overview_counts_connections_by_state(operator_client, account):
     assert overview_tiles(operator_client) == {**dict.fromkeys(counts, 0), **{k: v for k, v in counts.items() if v}}
 
 
-def test_possible_double_bookings_are_shown_on_top_loudly(operator_client, account):
+def test_a_possible_double_booking_is_listed_among_what_needs_attention_by_the_nights_that_clash(operator_client, account):
     prop = PropertyFactory(account=account, name="Casa Azul")
     airbnb = ConnectionFactory(property=prop, portal=portal("airbnb"), last_success_at=timezone.now())
     booking = ConnectionFactory(property=prop, portal=portal("booking"), last_success_at=timezone.now())
     start = timezone.localdate() + timedelta(days=10)
+    # Airbnb: nights start to start+2; Booking.com: start+2 to start+4. Only start+2 clashes.
     BlockFactory(property=prop, source=airbnb, kind="reserved", start_date=start, end_date=start + timedelta(days=3))
     BlockFactory(property=prop, source=booking, kind="blocked", start_date=start + timedelta(days=2), end_date=start + timedelta(days=5))
     page = operator_client.get(reverse("home")).content.decode()
-    assert 'id="conflicts"' in page
-    assert "booked on Airbnb, Booking.com" in page
-    # Both ends written alike (English once read "November 26 to Dec. 3, 2026").
-    first, checkout = (date_format(day, "DATE_FORMAT") for day in (start, start + timedelta(days=5)))
-    assert f"{first} \N{EN DASH} {checkout}" in page
-    assert page.index('id="conflicts"') < page.index("Needs your attention")
+    attention = page[page.index('<section id="attention"'):page.index("</section>", page.index('<section id="attention"'))]
+    assert 'id="conflicts"' in attention
+    assert "booked on Airbnb, Booking.com" in attention
+    night = start + timedelta(days=2)
+    assert f"the night of {night.day} {night:%B %Y}" in attention
+    assert f'data-first-night="{night}" data-last-night="{night}" data-nights="1"' in attention
+    assert date_format(start, "DATE_FORMAT") not in page  # not the stays' span
+    assert f"?month={night:%Y-%m}#calendar" in attention  # its action: the calendar of those nights
+    assert "no double bookings" not in page
 
 
 def test_a_portal_echoing_our_closures_is_not_a_double_booking(operator_client, account):
@@ -126,7 +130,7 @@ def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_wi
     night or many, overlapping or touching at the check-out day."""
     import random
 
-    from syncs.dashboard import account_conflict_groups, conflicts_of, property_conflicts
+    from syncs.conflicts import account_conflict_groups, conflicts_of, property_conflicts
 
     chance = random.Random(20261202)
     today = timezone.localdate()
@@ -157,15 +161,25 @@ def test_the_double_booking_search_finds_exactly_the_stays_that_share_a_night_wi
     found = property_conflicts(property_ids=[p.pk for p in properties], today=today)
     assert expected and {stay[0] for c in found for stay in c.stays} == expected
     every = conflicts_of(account_conflict_groups(account=account, today=today))
-    assert sorted(every, key=lambda c: (c.property.pk, c.start)) == found
-    assert [(c.start, c.property.pk) for c in every] == sorted((c.start, c.property.pk) for c in every)
+    assert sorted(every, key=lambda c: (c.property.pk, c.clash.first_night)) == found
+    soonest = [(c.clash.first_night, c.property.pk) for c in every]
+    assert soonest == sorted(soonest)
     # Each double booking is the stays chained by shared nights, named by their sources.
     source_of = {b.pk: b.source.portal.name if b.source else "made here" for b in current}
     for conflict in found:
-        assert conflict.start == min(s[2] for s in conflict.stays) and conflict.end == max(s[3] for s in conflict.stays)
+        assert conflict.stays_first_night == min(s[2] for s in conflict.stays)
+        assert conflict.stays_check_out == max(s[3] for s in conflict.stays)
+        # Its clashing nights: those two of its stays of different sources both take.
+        nights = {
+            night for a in conflict.stays for b in conflict.stays if a.source != b.source
+            for night in (a.first_night + timedelta(days=n) for n in range((a.check_out - a.first_night).days))
+            if b.first_night <= night < b.check_out
+        }
+        assert (conflict.clash.first_night, conflict.clash.last_night, conflict.clash.nights) == (min(nights), max(nights), len(nights))
+        assert all(night in conflict.clash for night in nights)
         assert conflict.sources == list(dict.fromkeys(source_of[stay[0]] for stay in conflict.stays))
     # The worker's scan of every property, a few properties at a time, finds the same.
-    monkeypatch.setattr("syncs.dashboard.PROPERTIES_PER_SEARCH", 4)
+    monkeypatch.setattr("syncs.conflicts.PROPERTIES_PER_SEARCH", 4)
     assert property_conflicts(property_ids=None, today=today) == found
 
 

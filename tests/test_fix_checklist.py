@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from unittest import mock
 
@@ -235,7 +237,7 @@ def test_step_7_lists_what_changed_while_paused_and_the_double_bookings(connecti
 def test_the_checklist_page_shows_every_step_and_remembers_who_checked(operator_client, connection, operator, portal_server):
     answer(portal_server, b"gone", 404, "text/plain")
     page = operator_client.get(reverse("connection-fix", args=[connection.pk])).content.decode()
-    for title in ("Is the sync switched on?", "Is the portal", "Is our link pasted in the portal?", "Run the sync again",
+    for title in ("Is the sync switched on?", "Is the portal", "Is our export link pasted in the portal?", "Run the sync again",
                   "Try https", "Final check, both ways", "What changed while the sync was paused"):
         assert title in page
     fragment = operator_client.get(reverse("connection-fix-step", args=[connection.pk, "link"]), **HTMX).content.decode()
@@ -258,3 +260,126 @@ def test_checklist_actions_are_posts_and_work_without_javascript(operator_client
 
 def test_an_unknown_step_is_a_404(operator_client, connection):
     assert operator_client.get(reverse("connection-fix-step", args=[connection.pk, "nope"])).status_code == 404
+
+
+# --------------------------------------------------------------------------- the checklist follows the truth live
+
+
+def steps_in(fragment: str) -> dict[str, str]:
+    """Each step in an htmx answer, by name: its body's own badge (the status it shows)."""
+    found = {}
+    for step, body in re.findall(r'<div id="step-(\w+)" class="step"[^>]*>(.*?)(?=<div id="step-|<span id="badge-|\Z)', fragment,
+                                 re.DOTALL):
+        badge = re.search(r'<span class="badge status-(\w+)">', body)
+        found[step] = badge.group(1) if badge else "pending"
+    return found
+
+
+def watching(fragment: str) -> bool:
+    watch = re.search(r'<div id="checklist-watch"[^>]*>', fragment)
+    assert watch, "the answer says nothing of the page's look"
+    return "hx-trigger=" in watch.group(0)
+
+
+def test_a_new_link_pasted_in_step_2_turns_every_step_from_one_read_and_the_page_follows_its_sync_until_it_ends(
+    operator_client, connection, portal_server
+):
+    """The issue's story: the sync resumed within seconds of a working link, and the open page
+    said "Run the sync again: Needs fixing" with the old pause reason for a minute."""
+    answer(portal_server, b"gone", 404, "text/plain")
+    connection_sync_leased(connection_id=connection.pk)  # paused: the link is gone
+    page = operator_client.get(reverse("connection-fix", args=[connection.pk])).content.decode()
+    assert not watching(page)
+    with mock.patch("syncs.troubleshooting.https_variant_works", return_value=False):  # as the page loads
+        operator_client.get(reverse("connection-fix-step", args=[connection.pk, "https"]), **HTMX)
+    portal_server.expect_request("/new.ics").respond_with_data(feeds.airbnb(("a", days(3), days(6))), content_type="text/calendar")
+    with mock.patch("syncs.sync_requests.enqueue_in_background"):  # the worker's turn comes below
+        response = operator_client.post(reverse("connection-fix-step", args=[connection.pk, "link"]),
+                                        {"action": "new_link", "import_url": portal_server.url_for("/new.ics")}, **HTMX)
+    fragment = response.content.decode()
+    # Every step decided from the read after the save: the link in place, the others beside it;
+    # https's reading was of the old link: it reads the new one from the portal, by itself.
+    shown = steps_in(fragment)
+    assert shown == {"link": "passed", "switched_on": "waiting", "export_pasted": shown["export_pasted"], "resync": "waiting",
+                     "https": "pending", "final_check": "waiting", "changes": shown["changes"]}
+    assert 'id="step-resync" class="step" hx-swap-oob="true"' in fragment
+    assert "Syncing Airbnb now" in fragment and "answered 404" not in fragment.split('id="step-switched_on"')[0]
+    assert '<span id="badge-resync" class="badge status-waiting" hx-swap-oob="true">' in fragment
+    assert watching(fragment)  # the page looks again while the new link's sync runs
+
+    connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the worker reads the new link
+    look = operator_client.get(reverse("connection-fix", args=[connection.pk]), **HTMX)
+    assert "HX-Request" in look["Vary"]
+    fragment = look.content.decode()
+    shown = steps_in(fragment)
+    assert (shown["switched_on"], shown["resync"]) == ("passed", "passed")
+    assert "link" not in shown  # its reading of the new link stands: the sync read it without error too
+    assert "Needs fixing" not in fragment and "404" not in fragment
+    assert not watching(fragment)  # the sync ended: the page stops looking
+    assert ChecklistStep.objects.get(connection=connection, step="resync").status == "passed"
+
+
+def test_a_sync_that_read_the_link_since_step_2_s_reading_and_found_otherwise_is_what_step_2_says(
+    operator_client, connection, portal_server, operator
+):
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6))))
+    assert step(connection, "link", operator).status == "passed"
+    answer(portal_server, b"gone", 404, "text/plain")
+    connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the link went away since
+    fragment = html.unescape(operator_client.get(reverse("connection-fix", args=[connection.pk]), **HTMX).content.decode())
+    assert steps_in(fragment)["link"] == "failed"
+    assert "Airbnb answered 404: the calendar link no longer exists." in fragment
+    assert "Copy the portal" not in fragment  # Airbnb's own place to copy it is named
+    assert "In Airbnb: Calendar > Availability > Connect calendars > Export calendar, and copy the link." in fragment
+
+
+def test_the_page_stops_looking_for_a_sync_nobody_serves(operator_client, connection):
+    import time_machine
+
+    with mock.patch("syncs.sync_requests.enqueue_in_background"):  # no worker ever takes it
+        response = operator_client.post(reverse("connection-fix-step", args=[connection.pk, "resync"]), {"action": "run"}, **HTMX)
+    assert watching(response.content.decode())
+    with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        assert watching(operator_client.get(reverse("connection-fix", args=[connection.pk]), **HTMX).content.decode())
+    with time_machine.travel(timezone.now() + timedelta(minutes=4)):
+        operator_client.force_login(ChecklistStep.objects.get(connection=connection, step="resync").checked_by)
+        fragment = operator_client.get(reverse("connection-fix", args=[connection.pk]), **HTMX).content.decode()
+    assert not watching(fragment)
+    assert steps_in(fragment)["resync"] == "waiting"  # still said as it is: asked for, not done
+
+
+def test_the_final_check_looks_every_minute_for_the_portal_s_longest_usual_delay_then_says_it_stopped(
+    connection, operator, portal_server
+):
+    import time_machine
+
+    answer(portal_server, feeds.airbnb(("a", days(3), days(6))))
+    connection_sync_leased(connection_id=connection.pk)
+    report = step(connection, "final_check", operator, action="add_test_block", form={"night": days(40).isoformat()})
+    assert report.status == "waiting" and report.data["watch"]
+    airbnb_longest = timedelta(minutes=connection.portal.pickup_delay_max_minutes)
+    with time_machine.travel(timezone.now() + airbnb_longest - timedelta(minutes=1)):
+        assert step(connection, "final_check", operator).data.get("watch")
+    with time_machine.travel(timezone.now() + airbnb_longest + timedelta(minutes=1)):
+        report = step(connection, "final_check", operator)
+    assert report.status == "waiting" and not report.data.get("watch")
+    assert "We stopped looking" in report.findings[-1].text
+
+
+@pytest.mark.parametrize(
+    ("language", "portal_s_link", "ours"),
+    [
+        ("en", "Copy the portal's calendar link again.", "Is our export link pasted in the portal?"),
+        ("pt", "Copie outra vez o link do calendário do portal.", "O nosso link de exportação está colado no portal?"),
+        ("es", "Vuelva a copiar el enlace del calendario del portal.", "¿Está nuestro enlace de exportación pegado en el portal?"),
+    ],
+)
+def test_the_portal_s_calendar_link_and_our_export_link_are_named_apart_in_every_language(language, portal_s_link, ours):
+    from django.utils import translation
+
+    from syncs.explain import describe
+    from syncs.troubleshooting import STEP_NAMES
+
+    with translation.override(language):
+        assert describe("not_ical", {}, portal="Airbnb").endswith(portal_s_link)
+        assert str(STEP_NAMES["export_pasted"]) == ours

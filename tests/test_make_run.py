@@ -57,7 +57,7 @@ def test_make_run_serves_the_demo_and_syncs_on_schedule(tmp_path, free_port):
         assert sum(tiles.values()) == 9, tiles
         assert (tiles["working"], tiles["paused"]) == (8, 1), tiles
         assert "Vrbo answered 404: the calendar link no longer exists." in home.text
-        assert "All your syncs are working" not in home.text
+        assert "All syncs are working" not in home.text
         assert "Subject: Paused: Vrbo sync of Apartamento Sol" in log.read_text(errors="replace")  # console email
         properties = session.get(f"{base}/properties/", timeout=10).text
         for name in ("Casa do Rio", "Apartamento Sol", "Beach Loft Algarve"):

@@ -85,10 +85,11 @@ def test_the_operator_logs_in_and_sees_what_is_broken_first(page, demo, shot):
     expect(conflicts).to_contain_text("Possible double booking")
     expect(conflicts).to_contain_text("Beach Loft Algarve")
     expect(conflicts).to_contain_text("booked on Airbnb, Vrbo")
-    # On top: above the counts and the attention list, first thing under the title.
-    assert conflicts.bounding_box()["y"] < page.locator(".counts").bounding_box()["y"]
-    assert conflicts.bounding_box()["y"] < page.locator("#attention").bounding_box()["y"]
-    assert page.locator("#status > *").first.get_attribute("id") == "conflicts"
+    # What needs the operator first, under the title: the paused sync, then the double booking
+    # to check; the counts after them.
+    assert page.locator("#status > *").first.get_attribute("id") == "attention"
+    assert paused.bounding_box()["y"] < conflicts.bounding_box()["y"] < page.locator(".counts").bounding_box()["y"]
+    assert fix.bounding_box()["y"] + fix.bounding_box()["height"] <= page.viewport_size["height"]
     shot(page, "3-overview")
 
     fix.click()  # opens this sync's page (its fix checklist)

@@ -239,7 +239,7 @@ def test_a_paused_vrbo_sync_is_fixed_step_by_step_from_the_overview(page, demo, 
     # ------------------------------------------------------------------ 5a. a test block Vrbo reads
     export_pasted = Step(page, "export_pasted").open()
     expect(export_pasted.badge).to_have_text("Waiting")  # nobody has read the URL yet
-    export_url = export_pasted.body.get_by_label("Export URL").input_value()
+    export_url = export_pasted.body.get_by_label("Our export link").input_value()
     assert re.fullmatch(re.escape(demo.base_url) + r"/ical/[\w-]+\.ics", export_url), export_url
 
     final = Step(page, "final_check").open()
@@ -296,5 +296,37 @@ def test_a_paused_vrbo_sync_is_fixed_step_by_step_from_the_overview(page, demo, 
     page.goto("/")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator(f"#attention-{connection_id}")).to_have_count(0)
-    expect(page.locator(".counts .count", has_text="paused by errors").locator("strong")).to_have_text("0")
+    expect(page.locator(".counts .count", has_text="paused by errors")).to_have_count(0)  # none: not shown
     shot(page, "12-overview-after")
+
+
+def test_a_working_link_pasted_in_the_checklist_turns_its_steps_ok_without_a_reload(page, demo, vrbo_portal, shot):
+    """The issue's story: the sync resumed within 2 s of a working link, but the open page said
+    "Run the sync again: Needs fixing", with the old pause reason, for a minute or more."""
+    connection_id = demo.ids["Apartamento Sol/vrbo"]
+    log_in(page)
+    page.goto(f"/connections/{connection_id}/fix/")
+    expect(page.locator(".step-loading:visible")).to_have_count(0, timeout=30_000)
+    for step in ("switched_on", "link", "resync"):  # the paused sync, its 404 link and its failed run
+        expect(page.locator(f"#badge-{step}")).to_have_text("Needs fixing")
+    page.evaluate("window.__marker = 1")  # survives only if the page is never reloaded
+
+    page.locator("#step-link-item summary").click()
+    page.locator("#step-link").get_by_label("Paste the new link from Vrbo").fill(vrbo_portal.url)
+    page.locator("#step-link").get_by_role("button", name="Check and save the new link").click()
+    # Within a bounded wait (the sync's own time and the page's look every 2 s), without a reload.
+    for step, words in (
+        ("switched_on", "The sync is switched on and running."),
+        ("link", "The new link works and is saved."),
+        ("resync", "Synced: the calendar changed and was updated. 2 added, 0 changed, 0 removed."),
+    ):
+        expect(page.locator(f"#badge-{step}")).to_have_text("OK", timeout=10_000)
+        expect(page.locator(f"#step-{step} strong").first).to_contain_text(words)
+    expect(page.locator("#step-final_check")).to_contain_text("A test night is closed on every portal that reads")
+    checklist = page.locator("#checklist")
+    expect(checklist.locator(".badge.status-failed")).to_have_count(0)
+    expect(checklist).not_to_contain_text("404")
+    # The sync ended: the page stopped looking.
+    expect(page.locator("#checklist-watch[hx-trigger]")).to_have_count(0)
+    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+    shot(page, "all-ok-without-reload")

@@ -77,7 +77,7 @@ def check_overview(page, shot, step: str, *, failing: dict[int, str]) -> dict[st
         row = page.locator(f"#attention-{connection_id}")
         expect(row).to_be_visible()
         expect(row).to_have_attribute("data-state", state)
-    expect(page.get_by_text("All your syncs are working")).to_have_count(0)
+    expect(page.get_by_text("All syncs are working")).to_have_count(0)
     expect(page.get_by_text("Nothing needs your attention")).to_have_count(0)
     shot(page, f"{step}-overview")
     return counts

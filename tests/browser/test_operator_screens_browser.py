@@ -203,7 +203,7 @@ def check_now(page, step: str) -> None:
     item = page.locator(f"#step-{step}-item")
     if item.locator("details").get_attribute("open") is None:
         item.locator("summary").click()
-    item.get_by_role("button", name="Check now").click()
+    item.get_by_role("button", name=re.compile("^Check (now|again)$")).click()
 
 
 def test_the_whole_checklist_works_without_javascript(new_page, demo, vrbo_portal, shot):  # noqa: F811
@@ -214,7 +214,8 @@ def test_the_whole_checklist_works_without_javascript(new_page, demo, vrbo_porta
     log_in(page)
     page.goto(f"/connections/{connection_id}/fix/")
     expect(page.get_by_text("Checking…").locator("visible=true")).to_have_count(0)
-    expect(page.locator(".checklist button", has_text="Check now")).to_have_count(7)
+    # Each step is a form: decided from the page's read ("Check again"), or read from the portal when asked ("Check now").
+    expect(page.locator(".checklist button", has_text=re.compile("^Check (now|again)$"))).to_have_count(7)
     shot(page, "1-no-javascript")
 
     check_now(page, "link")
