@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -282,14 +282,6 @@ def conflicts_of(groups: list[list]) -> list[Conflict]:
             Conflict(property=properties[property_id], start=start, end=end, sources=list(dict.fromkeys(names)), stays=stays)
         )
     return conflicts
-
-
-def property_list(*, user, search: str = "") -> QuerySet[Property]:
-    """The account's properties, searched by name, with their number of syncs."""
-    properties = Property.objects.for_user(user)
-    if search:
-        properties = properties.filter(name__icontains=search.strip())
-    return properties.annotate(connection_count=Count("connections")).order_by("name", "pk")
 
 
 def properties_health(properties: list[Property], *, now: datetime | None = None) -> dict[int, PropertyHealth]:
