@@ -118,7 +118,7 @@ class WebhookForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 @login_required
-@role_required(Role.OWNER)
+@role_required(Role.MANAGER)
 def webhooks(request: HttpRequest) -> HttpResponse:
     account = Account.of_user(request.user)
     form = WebhookForm(request.POST if request.method == "POST" else None)
@@ -150,7 +150,7 @@ def _hook(request: HttpRequest, webhook_id: int) -> Webhook:
 
 @require_POST
 @login_required
-@role_required(Role.OWNER)
+@role_required(Role.MANAGER)
 def webhook_remove_view(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook_remove(user=request.user, webhook=_hook(request, webhook_id))
     messages.success(request, _("Webhook removed."))
@@ -159,7 +159,7 @@ def webhook_remove_view(request: HttpRequest, webhook_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-@role_required(Role.OWNER)
+@role_required(Role.MANAGER)
 def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook_send_test(webhook=_hook(request, webhook_id))
     messages.info(request, _("Test sent: its answer appears below in a few seconds."))
