@@ -75,10 +75,14 @@ class FoldedField(models.CharField):
         return value
 
 
+def by_name(rows: Iterable[tuple[int, str]], language: str) -> list[tuple[int, str]]:
+    """(id, name) rows, their names in the reader's order (ties by id: a stable order for paging)."""
+    return sorted(rows, key=lambda row: (sort_key(row[1], language), row[0]))
+
+
 def in_name_order(rows: Iterable[tuple[int, str]], language: str) -> list[int]:
-    """The ids of (id, name) rows, their names in the reader's order (ties by id: a stable order
-    for paging)."""
-    return [pk for pk, _name in sorted(rows, key=lambda row: (sort_key(row[1], language), row[0]))]
+    """The ids of (id, name) rows, their names in the reader's order."""
+    return [pk for pk, _name in by_name(rows, language)]
 
 
 def name_matches(search: str, *, path: str = "") -> Q:

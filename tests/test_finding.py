@@ -116,6 +116,18 @@ def test_names_are_listed_in_the_order_of_the_readers_language(owner, stranger, 
     assert [names[int(pk)] for pk in TIMELINE_ROW.findall(timeline)] == expected
 
 
+def test_the_activity_pages_property_menu_and_a_members_assigned_properties_follow_the_same_order(owner, stranger):
+    manager = MembershipFactory(account=owner.account, role=Role.MANAGER)
+    for name in NAMES:
+        manager.assigned_properties.add(PropertyFactory(account=owner.account, name=name))
+    client = signed_in(manager, "es")
+    names = dict(Property.objects.values_list("pk", "name"))
+    activity = client.get(reverse("activity")).content.decode()
+    assert [names[int(pk)] for pk in re.findall(r'<option value="(\d+)"', activity)] == SPANISH_ORDER
+    alerts = client.get(reverse("my-alerts")).content.decode()
+    assert [names[int(pk)] for pk in re.findall(r'<li><a href="/properties/(\d+)/">', alerts)] == SPANISH_ORDER
+
+
 def test_a_name_without_accents_comes_before_the_same_name_with_them_and_lower_case_before_upper():
     assert sorted(["Árbol", "arbol", "Arbol", "árbol"], key=lambda name: sort_key(name, "pt")) == [
         "arbol", "Arbol", "árbol", "Árbol",

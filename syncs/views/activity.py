@@ -6,8 +6,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import translation
 from django.views.decorators.http import require_safe
 
+from syncs.collation import by_name
 from syncs.models import Account, Activity, Membership, Property
 from syncs.roles import Role, role_required
 
@@ -24,7 +26,7 @@ def reading_time_zone(user) -> str:
 @login_required
 @role_required(Role.VIEWER)
 def activity_list(request: HttpRequest) -> HttpResponse:
-    properties = list(Property.objects.for_user(request.user).order_by("name", "pk").values_list("pk", "name"))
+    properties = by_name(Property.objects.for_user(request.user).values_list("pk", "name"), translation.get_language())
     entries = Activity.objects.for_user(request.user).select_related("user", "property", "connection__portal")
     chosen_property = _chosen(request.GET.get("property", ""), {str(pk) for pk, _ in properties})
     chosen_kind = _chosen(request.GET.get("kind", ""), set(Activity.Action.values))
