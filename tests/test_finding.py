@@ -12,7 +12,9 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection as db_connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -205,6 +207,23 @@ def test_the_list_keeps_its_filter_and_order_in_every_link_and_pages_without_rep
     assert len(seen) == len(set(seen)) == 60
     names = dict(Property.objects.values_list("pk", "name"))
     assert [names[int(pk)] for pk in seen] == names_listed_all(client, query)
+
+
+@pytest.mark.parametrize("query", [{}, {"sort": "-health"}, {"sort": "last_sync", "state": "attention"}, {"q": "flat", "portal": "airbnb"}])
+def test_the_list_reads_the_same_number_of_queries_for_few_or_many_properties(owner, query):
+    client = signed_in(owner)
+
+    def queries() -> int:
+        with CaptureQueriesContext(db_connection) as captured:
+            assert client.get(reverse("property-list"), query).status_code == 200
+        return len(captured.captured_queries)
+
+    ConnectionFactory(property=PropertyFactory(account=owner.account, name="Flat 0"))
+    few = queries()
+    for index in range(40):
+        prop = PropertyFactory(account=owner.account, name=f"Flat {index + 1}")
+        ConnectionFactory.create_batch(2, property=prop, paused_at=timezone.now() if index % 2 else None, pause_reason="timeout")
+    assert queries() <= few
 
 
 def names_listed_all(client, query) -> list[str]:
