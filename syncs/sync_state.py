@@ -411,14 +411,17 @@ class PropertyHealth:
         return group, _RANK[worst] if worst is not None else len(SEVERITY), not self.double_booking
 
     @property
-    def labels(self) -> list[str]:
-        """The health in words, as the list's badges say it."""
-        words = [str(_("No sync yet"))] if self.no_sync else []
+    def badges(self) -> list[tuple[str, str, str]]:
+        """The health as the properties list and its spreadsheet say it: (kind, state, words) for
+        each badge, the kind naming its colour, the state (a SyncState value, "" for the property's
+        own marks) telling which syncs it counts; a lone state is not counted ("Working")."""
+        badges = [("no-sync", "", str(_("No sync yet")))] if self.no_sync else []
         if self.double_booking:
-            words.append(str(_("Possible double booking")))
-        if len(self.by_state) == 1 and self.by_state[0][1] == self.syncs:
-            return [*words, str(self.by_state[0][0].label)]
-        return [*words, *(f"{state.label}: {n}" for state, n in self.by_state)]
+            badges.append(("double-booking", "", str(_("Possible double booking"))))
+        alone = len(self.by_state) == 1
+        return badges + [
+            (state.value, state.value, str(state.label) if alone else f"{state.label}: {n}") for state, n in self.by_state
+        ]
 
 
 def property_health(statuses: Iterable[SyncStatus], *, double_booking: bool) -> PropertyHealth:

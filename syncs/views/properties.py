@@ -89,7 +89,7 @@ def property_list_csv(request: HttpRequest) -> HttpResponse:
     ]
     rows = [
         [
-            row.property.name, row.property.timezone, row.syncs, "; ".join(row.health.labels),
+            row.property.name, row.property.timezone, row.syncs, "; ".join(words for _kind, _state, words in row.health.badges),
             timezone.localtime(row.last_sync, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") if row.last_sync else "",
         ]
         for row in property_rows(ids)
