@@ -10,8 +10,10 @@ NAVIGATION = {
     "timeline": ("timeline", "bulk-"),
     "activity": ("activity",),
     "members": ("member", "invitation-"),
+    "my-alerts": ("my-alerts",),
+    "webhooks": ("webhook",),
     "account-settings": ("account-settings",),
-    "profile": ("profile", "password_change", "two-factor-", "recovery-codes", "my-alerts"),
+    "profile": ("profile", "password_change", "two-factor-", "recovery-codes"),
 }
 
 

@@ -12,7 +12,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -151,14 +150,6 @@ def _attention(statuses: list[SyncStatus], now: datetime) -> list[AttentionItem]
     return items
 
 
-def property_list(*, user, search: str = "") -> QuerySet[Property]:
-    """The account's properties, searched by name, with their number of syncs."""
-    properties = Property.objects.for_user(user)
-    if search:
-        properties = properties.filter(name__icontains=search.strip())
-    # A join, not the live-rows manager: removed syncs are left out here.
-    live = Q(connections__archived_at__isnull=True)
-    return properties.annotate(connection_count=Count("connections", filter=live)).order_by("name", "pk")
 
 
 def properties_health(properties: list[Property], *, now: datetime | None = None) -> dict[int, PropertyHealth]:

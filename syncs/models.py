@@ -22,6 +22,8 @@ from django.utils.timezone import now
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from syncs.collation import FoldedField
+
 
 def validate_timezone_name(value: str) -> None:
     try:
@@ -369,6 +371,8 @@ def today_in(zone: str) -> date:
 class Property(Removable):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="properties", verbose_name=_("account"))
     name = models.CharField(_("name"), max_length=200)
+    # The name without case or accents (syncs.collation), what searches compare: kept by the ORM.
+    name_key = FoldedField(_("name, as searched"), max_length=400, source="name", default="")
     timezone = models.CharField(
         _("time zone"), max_length=64, default="UTC", validators=[validate_timezone_name],
         help_text=_("The property's IANA time zone; feed times are turned into nights in this zone."),

@@ -1,10 +1,10 @@
 """Who may do what in an account: one rule, checked on the server by every view.
 
 Roles are ranked (``Membership.Role``): an *owner* does everything, members and settings
-included; a *manager* works on properties, syncs, the fix checklist, switches and blocks; a
-*viewer* sees states, calendars and history and changes nothing, and never sees a secret link
-(a portal's import URL, our export URLs). Every view names the least role it needs with
-``role_required``, under ``login_required``; pages hide what a role may not do, but hidden
+included; a *manager* works on properties, syncs, the fix checklist, switches, blocks and
+webhooks; a *viewer* sees states, calendars and history and changes nothing, and never sees a
+secret link (a portal's import URL, our export URLs). Every view names the least role it needs
+with ``role_required``, under ``login_required``; pages hide what a role may not do, but hidden
 buttons are not the protection: the view is.
 """
 

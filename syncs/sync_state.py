@@ -394,10 +394,44 @@ class PropertyHealth:
     def all_working(self) -> bool:
         return self.worst == SyncState.WORKING and len(self.by_state) == 1 and not self.double_booking
 
+    @property
+    def rank(self) -> tuple[int, int, bool]:
+        """Worst first, as the properties list sorts by health: a sync that needs attention (the
+        worst state first, a double booking before none), then a double booking alone, then no
+        sync at all, then syncs switched off, then all working."""
+        worst = self.worst
+        if worst in NEEDS_ATTENTION:
+            group = 0
+        elif self.double_booking:
+            group = 1
+        elif worst is None:
+            group = 2
+        else:
+            group = 3
+        return group, _RANK[worst] if worst is not None else len(SEVERITY), not self.double_booking
+
+    @property
+    def badges(self) -> list[tuple[str, str, str]]:
+        """The health as the properties list and its spreadsheet say it: (kind, state, words) for
+        each badge, the kind naming its colour, the state (a SyncState value, "" for the property's
+        own marks) telling which syncs it counts; a lone state is not counted ("Working")."""
+        badges = [("no-sync", "", str(_("No sync yet")))] if self.no_sync else []
+        if self.double_booking:
+            badges.append(("double-booking", "", str(_("Possible double booking"))))
+        alone = len(self.by_state) == 1
+        return badges + [
+            (state.value, state.value, str(state.label) if alone else f"{state.label}: {n}") for state, n in self.by_state
+        ]
+
 
 def property_health(statuses: Iterable[SyncStatus], *, double_booking: bool) -> PropertyHealth:
+    return health_of_states((status.state for status in statuses), double_booking=double_booking)
+
+
+def health_of_states(states: Iterable[SyncState], *, double_booking: bool) -> PropertyHealth:
+    """A property's health from the states of its syncs (each decided by these rules)."""
     counts: dict[SyncState, int] = defaultdict(int)
-    for status in statuses:
-        counts[status.state] += 1
+    for state in states:
+        counts[state] += 1
     by_state = sorted(counts.items(), key=lambda item: _RANK[item[0]])
     return PropertyHealth(syncs=sum(counts.values()), by_state=by_state, double_booking=double_booking)

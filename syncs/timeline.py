@@ -16,12 +16,13 @@ from datetime import date, datetime, timedelta
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Exists, OuterRef, QuerySet
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from syncs.collation import in_name_order, name_matches
 from syncs.conflicts import conflicts_marked, property_conflicts
 from syncs.explain import describe_state
-from syncs.models import Account, Block, Connection, Property
+from syncs.models import Account, Block, Connection, Portal, Property
 from syncs.sync_labels import SyncLabel, label_syncs
 from syncs.sync_state import (
     NEEDS_ATTENTION,
@@ -61,6 +62,16 @@ class Filter:
     def as_query(self) -> dict[str, str]:
         return {key: value for key, value in (("q", self.q), ("portal", self.portal), ("state", self.state)) if value}
 
+    def in_words(self) -> list[str]:
+        """The filter in force, in the reader's words: the search, the state, the portal."""
+        words = [f"“{self.q}”"] if self.q else []
+        if self.state:
+            words.append(_("Needs attention") if self.state == ATTENTION else str(SyncState(self.state).label))
+        portal = Portal.objects.filter(slug=self.portal).first() if self.portal else None
+        if portal is not None:
+            words.append(portal.display_name)
+        return words
+
     def state_matches(self, state: SyncState) -> bool:
         if self.state == ATTENTION:
             return state in NEEDS_ATTENTION
@@ -76,12 +87,13 @@ def _matching_ids(account: Account, chosen: Filter, now: datetime) -> list[int]:
 def properties_matching(
     *, account: Account, chosen: Filter, now: datetime | None = None, matching_ids: list[int] | None = None
 ) -> QuerySet[Property]:
-    """The account's properties the filter keeps: by name, having a sync of the portal, having a
-    sync in the state (that sync being of the portal, when both are chosen)."""
+    """The account's properties the filter keeps: by name (ignoring case and accents), having a
+    sync of the portal, having a sync in the state (that sync being of the portal, when both are
+    chosen). In no particular order: the reader's language orders names (syncs.collation)."""
     now = now or timezone.now()
     properties = Property.objects.for_account(account)
     if chosen.q:
-        properties = properties.filter(name__icontains=chosen.q)
+        properties = properties.filter(name_matches(chosen.q))
     syncs = Connection.objects.filter(property_id=OuterRef("pk"))
     if chosen.portal:
         syncs = syncs.filter(portal__slug=chosen.portal)
@@ -91,7 +103,7 @@ def properties_matching(
         syncs = syncs.filter(pk__in=matching_ids)
     if chosen.portal or chosen.state:
         properties = properties.filter(Exists(syncs))
-    return properties.order_by("name", "pk")
+    return properties.order_by()
 
 
 def connections_matching(
@@ -102,7 +114,7 @@ def connections_matching(
     now = now or timezone.now()
     connections = Connection.objects.for_account(account)
     if chosen.q:
-        connections = connections.filter(property__name__icontains=chosen.q)
+        connections = connections.filter(name_matches(chosen.q, path="property__"))
     if chosen.portal:
         connections = connections.filter(portal__slug=chosen.portal)
     if chosen.state:
@@ -163,18 +175,22 @@ class Timeline:
 
 def timeline_read(
     *, account: Account, chosen: Filter, start: date, nights: int = DEFAULT_NIGHTS, page: int | str | None = 1,
-    per_page: int = PROPERTIES_PER_PAGE, now: datetime | None = None,
+    per_page: int = PROPERTIES_PER_PAGE, now: datetime | None = None, language: str | None = None,
 ) -> Timeline:
-    """A page of the timeline: about a dozen queries, whatever the number of rows, syncs and blocks."""
+    """A page of the timeline, its properties in the order of their names in the reader's
+    ``language`` (the active one by default): about a dozen queries, whatever the number of rows,
+    syncs and blocks."""
     now = now or timezone.now()
     end = start + timedelta(days=nights)
     days = [start + timedelta(days=n) for n in range(nights)]
     # The syncs in the chosen state, read once for the page and for "all matching".
     matching_ids = _matching_ids(account, chosen, now) if chosen.state else None
+    matching = properties_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids)
     paged = Paginator(
-        properties_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids), per_page
+        in_name_order(matching.values_list("pk", "name"), language or translation.get_language()), per_page
     ).get_page(page)
-    properties = list(paged.object_list)
+    loaded = Property.objects.in_bulk(paged.object_list)
+    properties = [loaded[pk] for pk in paged.object_list if pk in loaded]  # one deleted meanwhile is left out
     ids = [p.pk for p in properties]
     connections = list(
         Connection.objects.filter(property_id__in=ids).select_related("portal", "property").order_by("portal__position", "pk")

@@ -59,6 +59,7 @@ urlpatterns = [
     path("alerts/webhooks/<int:webhook_id>/test/", alerts.webhook_test, name="webhook-test"),
     # Properties.
     path("properties/", properties.property_list, name="property-list"),
+    path("properties/list.csv", properties.property_list_csv, name="property-list-csv"),
     path("properties/new/", editing.property_create, name="property-create"),
     path("properties/assign/", alerts.property_assign, name="property-assign"),
     path("properties/<int:property_id>/", properties.property_detail, name="property-detail"),

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncs.dashboard import dashboard_summary, property_list
+from syncs.dashboard import dashboard_summary
 from syncs.digests import digest_message
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.forms import PropertyForm
@@ -37,6 +37,7 @@ from syncs.models import (
 )
 from syncs.notifications import pause_notifications_send
 from syncs.probing import connections_to_probe
+from syncs.property_listing import property_rows
 from syncs.removal import connection_restore_problem, connections_remove, property_remove
 from syncs.scheduling import connections_claim_due, unserved_requests
 from syncs.tasks import prune_history
@@ -180,7 +181,7 @@ def test_a_removed_sync_is_gone_from_the_overview_tiles_property_list_and_timeli
     assert "1 removed sync, restorable for a while" in page
     overview = operator_client.get(reverse("home")).content.decode()
     assert reverse("connection-detail", args=[airbnb.pk]) not in overview
-    assert [p.connection_count for p in property_list(user=operator)] == [2]
+    assert [row.syncs for row in property_rows([prop.pk])] == [2]
     timeline = timeline_read(account=account, chosen=Filter(), start=TODAY)
     [row] = timeline.rows
     assert {chip.connection.pk for chip in row.syncs} == {vrbo.pk, booking.pk}

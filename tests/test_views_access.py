@@ -66,7 +66,7 @@ Role = Membership.Role
 ROUTE_ROLES = {
     **dict.fromkeys(
         ["home", "overview-status", "activity", "property-list", "property-detail", "connection-detail",
-         "connection-row", "connection-sync-state", "timeline", "bulk-detail", "bulk-progress"],
+         "connection-row", "connection-sync-state", "timeline", "bulk-detail", "bulk-progress", "property-list-csv"],
         Role.VIEWER,
     ),
     **dict.fromkeys(
@@ -74,13 +74,14 @@ ROUTE_ROLES = {
          "connection-sync-now", "connection-accept-held", "connection-export-rotate", "connection-export-download",
          "property-export-download", "property-block-add", "block-remove", "connection-fix", "connection-fix-step",
          "bulk-action", "double-booking-handle", "property-assign", "onboarding", "onboarding-preview",
-         "onboarding-progress", "onboarding-live", "onboarding-import", "exports-csv",
-         "connection-remove", "connection-restore", "property-remove", "property-restore"],
+         "onboarding-progress", "onboarding-live", "onboarding-import", "exports-csv", "webhooks", "webhook-remove",
+         "connection-remove", "connection-restore", "property-remove", "property-restore",
+         "webhook-test"],
         Role.MANAGER,
     ),
     **dict.fromkeys(
         ["account-settings", "members", "member-invite", "member-role", "member-remove", "invitation-resend",
-         "invitation-revoke", "webhooks", "webhook-remove", "webhook-test"],
+         "invitation-revoke"],
         Role.OWNER,
     ),
 }

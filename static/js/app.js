@@ -239,6 +239,19 @@
     target.focus();
   });
 
+  // Folded tools (<details data-open-wide>: filters) are open where the screen has
+  // room for them; on a phone they stay folded, so that the list itself comes first.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.matchMedia("(min-width: 641px)").matches) return;
+    document.querySelectorAll("details[data-open-wide]").forEach(function (details) { details.open = true; });
+  });
+  // What to do with ticked rows (<details data-opens-on="bulk-form">) shows itself at the first tick.
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!box.checked || !box.form) return;
+    document.querySelectorAll('details[data-opens-on="' + box.form.id + '"]').forEach(function (details) { details.open = true; });
+  });
+
   // Toasts fade after a while.
   document.addEventListener("htmx:afterSettle", prune);
   document.addEventListener("DOMContentLoaded", prune);

@@ -6,9 +6,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
+from syncs.collation import by_name
 from syncs.models import Account, Activity, Membership, Property
 from syncs.roles import Role, role_required
 
@@ -26,11 +28,13 @@ def reading_time_zone(user) -> str:
 @role_required(Role.VIEWER)
 def activity_list(request: HttpRequest) -> HttpResponse:
     # Removed properties too, named so: their history is here.
-    properties = [
-        (pk, name if archived_at is None else _("%(name)s (removed)") % {"name": name})
-        for pk, name, archived_at in Property.all_objects.for_user(request.user).order_by("name", "pk")
-        .values_list("pk", "name", "archived_at")
-    ]
+    properties = by_name(
+        [
+            (pk, name if archived_at is None else _("%(name)s (removed)") % {"name": name})
+            for pk, name, archived_at in Property.all_objects.for_user(request.user).values_list("pk", "name", "archived_at")
+        ],
+        translation.get_language(),
+    )
     entries = Activity.objects.for_user(request.user).select_related("user", "property", "connection__portal")
     chosen_property = _chosen(request.GET.get("property", ""), {str(pk) for pk, _ in properties})
     chosen_kind = _chosen(request.GET.get("kind", ""), set(Activity.Action.values))

@@ -12,11 +12,13 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from syncs.activity import activity_record
+from syncs.collation import by_name
 from syncs.export_tokens import is_our_export
 from syncs.fetch import FetchError, validate_url
 from syncs.forms import link_error
@@ -48,7 +50,7 @@ def my_alerts(request: HttpRequest) -> HttpResponse:
         Membership.forget_current(request.user)
         messages.success(request, _("Email settings saved."))
         return redirect("my-alerts")
-    assigned = list(membership.assigned_properties.order_by("name", "pk").values_list("pk", "name")[:200])
+    assigned = by_name(membership.assigned_properties.values_list("pk", "name"), translation.get_language())[:200]
     return render(
         request, "syncs/scale/my_alerts.html",
         {"form": form, "account": membership.account, "assigned": assigned,
@@ -118,7 +120,7 @@ class WebhookForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 @login_required
-@role_required(Role.OWNER)
+@role_required(Role.MANAGER)
 def webhooks(request: HttpRequest) -> HttpResponse:
     account = Account.of_user(request.user)
     form = WebhookForm(request.POST if request.method == "POST" else None)
@@ -150,7 +152,7 @@ def _hook(request: HttpRequest, webhook_id: int) -> Webhook:
 
 @require_POST
 @login_required
-@role_required(Role.OWNER)
+@role_required(Role.MANAGER)
 def webhook_remove_view(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook_remove(user=request.user, webhook=_hook(request, webhook_id))
     messages.success(request, _("Webhook removed."))
@@ -159,7 +161,7 @@ def webhook_remove_view(request: HttpRequest, webhook_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-@role_required(Role.OWNER)
+@role_required(Role.MANAGER)
 def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
     webhook_send_test(webhook=_hook(request, webhook_id))
     messages.info(request, _("Test sent: its answer appears below in a few seconds."))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,16 +13,17 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from syncs.dashboard import properties_health, property_month
-from syncs.dashboard import property_list as property_list_read
+from syncs.dashboard import property_month
 from syncs.date_inputs import month_bounds, month_from_query
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.horizon import latest_checkout
-from syncs.models import Account, Activity, Block, BlockKind, BulkAction, Membership
+from syncs.models import Account, Activity, Block, BlockKind, BulkAction, Membership, Portal
 from syncs.operator_actions import property_block_add, property_block_remove
+from syncs.property_listing import SORTS, Order, property_ids, property_rows
 from syncs.removal import removed_facts, removed_of, removed_with
 from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
@@ -28,33 +31,76 @@ from syncs.selectors import (
     property_get,
     property_manual_blocks,
 )
-from syncs.timeline import Filter, connections_matching
+from syncs.spreadsheet_csv import rows_written
+from syncs.sync_state import SEVERITY
+from syncs.timeline import ATTENTION, Filter, connections_matching
 from syncs.views.htmx import back
 
 PROPERTIES_PER_PAGE = 25
+
+
+def _listing(request: HttpRequest) -> tuple[Account, Filter, Order, list[int]]:
+    """What the list shows: the account, the filter and order from the URL, and the ids of every
+    property they keep, in that order."""
+    account = Account.of_user(request.user)
+    chosen, order = Filter.from_query(request.GET), Order.from_query(request.GET)
+    ids = property_ids(account=account, chosen=chosen, order=order, language=translation.get_language())
+    return account, chosen, order, ids
 
 
 @require_safe
 @login_required
 @role_required(Role.VIEWER)
 def property_list(request: HttpRequest) -> HttpResponse:
-    search = request.GET.get("q", "")
-    page = Paginator(property_list_read(user=request.user, search=search), PROPERTIES_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
-    page.object_list = list(page.object_list)
-    health = properties_health(page.object_list)
-    for prop in page.object_list:
-        prop.health = health[prop.pk]
-    account = Account.of_user(request.user)
+    account, chosen, order, ids = _listing(request)
+    page = Paginator(ids, PROPERTIES_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = property_rows(list(page.object_list))
+    # This very list without its page: the pages and the spreadsheet add to it.
+    query = urlencode(chosen.as_query() | ({"sort": order.value} if order != Order() else {}))
+    # Each sortable column's link: the other direction when the list is sorted by it.
+    column_sorts = {
+        by: urlencode(chosen.as_query() | {"sort": Order(by, descending=order.by == by and not order.descending).value})
+        for by in SORTS
+    }
     return render(
         request, "syncs/property_list.html",
         {
-            "account": account, "page": page, "q": search, "bulk_kinds": BulkAction.Kind.choices,
-            "matching_syncs": connections_matching(account=account, chosen=Filter(q=search.strip())).count(),
+            "account": account, "page": page, "chosen": chosen, "order": order, "query": query,
+            "column_sorts": column_sorts,
+            "orders": Order.choices(), "portals": Portal.objects.order_by("position", "name"),
+            "applied": [*chosen.in_words(), *([order.label] if order != Order() else [])],
+            "states": SEVERITY, "attention": ATTENTION, "bulk_kinds": BulkAction.Kind.choices,
+            "matching_syncs": connections_matching(account=account, chosen=chosen).count(),
             "members": Membership.objects.filter(account=account).select_related("user").order_by("user__username"),
         },
     )
+
+
+@require_safe
+@login_required
+@role_required(Role.VIEWER)
+def property_list_csv(request: HttpRequest) -> HttpResponse:
+    """The list as a spreadsheet: every property the filter keeps (not only a page), in the same
+    order, with what the page shows of each. No secret link: viewers may take it too."""
+    _account, _chosen, _order, ids = _listing(request)
+    zone = Membership.current_of(request.user).reading_time_zone()
+    header = [
+        _("Property"), _("Time zone"), _("Syncs"), _("Health"),
+        _("Last successful sync (%(zone)s)") % {"zone": zone},
+    ]
+    rows = [
+        [
+            row.property.name, row.property.timezone, row.syncs, "; ".join(words for _kind, _state, words in row.health.badges),
+            timezone.localtime(row.last_sync, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") if row.last_sync else "",
+        ]
+        for row in property_rows(ids)
+    ]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="properties-{timezone.localdate():%Y-%m-%d}.csv"'
+    response["Cache-Control"] = "no-store"
+    response.write("\ufeff")  # spreadsheets read the file as UTF-8
+    response.write(rows_written([header, *rows]))
+    return response
 
 
 @require_safe

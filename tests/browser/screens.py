@@ -67,7 +67,16 @@ def demo_objects(demo) -> dict:
     """An object of each kind a route names, in the demo's account (made here when the demo has none)."""
     from django.contrib.auth import get_user_model
 
-    from syncs.models import Block, BulkAction, Connection, Invitation, Membership, SyncRun
+    from syncs.models import (
+        Block,
+        BulkAction,
+        Connection,
+        Invitation,
+        Membership,
+        SyncRun,
+        Webhook,
+        WebhookDelivery,
+    )
     from syncs.onboarding import onboarding_preview
     from syncs.webhooks import webhook_create
 
@@ -88,8 +97,14 @@ def demo_objects(demo) -> dict:
         account=account, user=owner, kind=BulkAction.Kind.SYNC_NOW,
         connection_ids=list(Connection.objects.filter(property_id=prop).values_list("pk", flat=True)),
     )
+    # Every event, as the form offers them, and deliveries that failed in words: the longest page.
     webhook, _secret = webhook_create(
-        user=owner, account=account, url="https://hooks.example.com/channelmgr", events=["paused"], slack_text=True,
+        user=owner, account=account, url="https://hooks.example.com/services/T0000/B0000/channelmgr-alerts-room",
+        events=list(Webhook.Event.values), slack_text=True,
+    )
+    WebhookDelivery.objects.create(
+        webhook=webhook, event=Webhook.Event.REMINDER, status=WebhookDelivery.Status.FAILED,
+        log=[{"status": 500}, {"error": "connection refused by hooks.example.com"}],
     )
     upload, _problems = onboarding_preview(
         user=owner, account=account, filename="listings.csv",
@@ -153,3 +168,24 @@ def axe_serious(page) -> list[str]:
 
 def page_width(page) -> int:
     return page.evaluate("document.documentElement.scrollWidth")
+
+
+def words_broken(page, selector: str) -> list[str]:
+    """The words inside the elements ``selector`` finds that the page shows broken across two
+    lines ("Prop" / "erties"): each word's boxes, measured by the browser, all on one line."""
+    return page.evaluate("""(selector) => {
+        const broken = [];
+        for (const element of document.querySelectorAll(selector)) {
+            const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                for (const match of node.textContent.matchAll(/[^\\s\\u002d\\u2010]+/g)) {
+                    const range = document.createRange();
+                    range.setStart(node, match.index);
+                    range.setEnd(node, match.index + match[0].length);
+                    const lines = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+                    if (lines.size > 1) broken.push(match[0]);
+                }
+            }
+        }
+        return broken;
+    }""", selector)

@@ -1,5 +1,6 @@
 """Every page, as an operator on a laptop and on a phone would use it, in English, Portuguese and
-Spanish: nothing wider than a 360 px screen, and axe-core (vendored in tests/browser/vendor/,
+Spanish: nothing wider than a 360 px screen, no word of a breadcrumb or heading broken across
+two lines, and axe-core (vendored in tests/browser/vendor/,
 never downloaded) finds no critical or serious accessibility problem, with the pages found from
 the project's routes (tests/browser/screens.py)."""
 
@@ -9,7 +10,14 @@ import re
 
 import pytest
 
-from tests.browser.screens import PHONE_360, Page, axe_serious, owner_pages, page_width
+from tests.browser.screens import (
+    PHONE_360,
+    Page,
+    axe_serious,
+    owner_pages,
+    page_width,
+    words_broken,
+)
 
 try:
     from playwright.sync_api import expect
@@ -58,6 +66,7 @@ def pages(demo) -> list[Page]:
         "home", "property-list", "property-detail", "connection-detail", "connection-fix", "members",
         "account-settings", "activity", "property-create", "property-edit", "connection-create",
         "connection-edit", "profile", "password_change", "login", "password_reset",
+        "timeline", "webhooks", "my-alerts", "onboarding", "onboarding-preview", "bulk-detail",
     } <= names, names
     return found
 
@@ -83,18 +92,23 @@ def _visit_all(new_page, pages: list[Page], *, viewport: dict, language: str, ph
 def test_no_page_is_wider_than_a_360_px_phone_in_any_language_and_axe_finds_nothing_serious_there(
     new_page, pages, shot
 ):
-    too_wide, findings = [], []
+    too_wide, findings, broken = [], [], []
 
     def check(target: Page, browser_page) -> None:
         width = page_width(browser_page)
         if width > PHONE_360["width"]:
             too_wide.append(f"{language} {target.name} ({target.path}): {width} px")
-        if language == "en" or target.name in ("home", "property-detail", "connection-fix", "activity"):
+        # Breadcrumbs and headings wrap between words, never inside one ("Prop/ertie/s").
+        words = words_broken(browser_page, "main nav[aria-label=breadcrumb], main h1")
+        if words:
+            broken.append(f"{language} {target.name}: {words}")
+        if language == "en" or target.name in ("home", "property-list", "property-detail", "connection-fix", "activity", "timeline", "webhooks"):
             findings.extend(f"{language} {target.name}: {line}" for line in axe_serious(browser_page))
 
     for language in LANGUAGES:
         _visit_all(new_page, pages, viewport=PHONE_360, language=language, phone=True, shot=shot, check=check)
     assert not too_wide, "wider than the 360 px screen:\n" + "\n".join(too_wide)
+    assert not broken, "words broken across two lines:\n" + "\n".join(broken)
     assert not findings, "axe-core, on a phone:\n" + "\n".join(findings)
 
 
