@@ -52,11 +52,13 @@ class Column:
 
 COLUMNS = (
     Column("id", gettext_lazy("Sync id"), ("id", "sync", "sync number")),
-    Column("property", gettext_lazy("Property"), ("name", "property name", "flat", "house", "nome", "nombre")),
+    Column("property", gettext_lazy("Property"),
+           ("name", "property name", "flat", "house", "nome", "nombre", "propriedade", "propiedad")),
     Column("timezone", gettext_lazy("Time zone"), ("timezone", "tz", "zone", "zona")),
     Column("portal", gettext_lazy("Portal"), ("channel", "canal", "site")),
     Column("url", gettext_lazy("Import link"),
-           ("import url", "link", "url", "ical", "ical link", "ical url", "calendar link", "feed")),
+           ("import url", "link", "url", "ical", "ical link", "ical url", "calendar link", "feed", "ligacao",
+            "ligacao de importacao", "url de importacao", "enlace", "url de importacion")),
     Column("direction", gettext_lazy("Direction"), ("direccion", "direcao", "sentido")),
     Column("enabled", gettext_lazy("Switched on"), ("on", "on off", "enabled", "active", "switch")),
     Column("interval", gettext_lazy("Interval (minutes)"), ("interval", "minutes", "sync interval", "every")),

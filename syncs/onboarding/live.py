@@ -155,13 +155,13 @@ def live_progress(*, upload: OnboardingUpload) -> LiveProgress:
 def verdict_words(check: LinkCheck | None, *, portal: str, given_up: bool = False) -> str:
     """A row's verdict in the reader's words ("" while it is awaited)."""
     if check is None:
-        return _("Could not be checked: no worker read it in time. Press “Check each new link” again.") if given_up else ""
+        return _("Could not be checked: no worker read it in time. Press “Check each new link live first” again.") if given_up else ""
     if check.ok:
         words = ngettext(
             "The link works: %(n)d booking or block.", "The link works: %(n)d bookings and blocks.", check.events
         ) % {"n": check.events}
     elif check.code == UNEXPECTED:
-        words = _("Could not be checked: an error on our side (it was logged). Press “Check each new link” again.")
+        words = _("Could not be checked: an error on our side (it was logged). Press “Check each new link live first” again.")
     else:
         words = describe(check.code, check.params, portal=portal or None)
     if check.https_works:
