@@ -43,7 +43,8 @@ def rows() -> list[dict]:
 # --------------------------------------------------------------------------- encodings
 
 
-NAME = "Casa D’Ouro € ção"  # a typographic apostrophe and the euro sign: where Latin-1 and Windows-1252 differ
+# A typographic apostrophe (U+2019) and the euro sign: where Latin-1 and Windows-1252 differ.
+NAME = "Casa D\u2019Ouro \u20ac ção"
 
 
 @pytest.mark.parametrize(
@@ -55,7 +56,7 @@ NAME = "Casa D’Ouro € ção"  # a typographic apostrophe and the euro sign: 
          b"\xff\xfe" + f"{NAME}\tEurope/Lisbon\tAirbnb\t{LINK.format(1)}\r\n".encode("utf-16-le")),
         ("UTF-16 BE with its mark", b"\xfe\xff" + f"{NAME};Europe/Lisbon;Airbnb;{LINK.format(1)}\n".encode("utf-16-be")),
         ("UTF-16 LE without a mark", f"{NAME},Europe/Lisbon,Airbnb,{LINK.format(1)}\n".encode("utf-16-le")),
-        # Windows-1252 by its code chart: 0x92 is ’, 0x80 is €, 0xE7 ç, 0xE3 ã.
+        # Windows-1252 by its code chart: 0x92 is U+2019, 0x80 is U+20AC, 0xE7 ç, 0xE3 ã.
         ("Windows-1252", b"Casa D\x92Ouro \x80 \xe7\xe3o;Europe/Lisbon;Airbnb;" + LINK.format(1).encode() + b"\r\n"),
     ],
 )
