@@ -126,9 +126,11 @@ def _start(upload: OnboardingUpload, task) -> None:
         task(upload.pk, upload.job_attempt)  # in the request: the page shows the outcome at once
         return
     upload_id, attempt = upload.pk, upload.job_attempt
-    transaction.on_commit(lambda: threading.Thread(
-        target=_publish, args=(task, upload_id, attempt), name=f"onboarding-{upload_id}", daemon=True
-    ).start())
+    transaction.on_commit(lambda: _in_background(task, upload_id, attempt))
+
+
+def _in_background(task, upload_id: int, attempt: int) -> None:
+    threading.Thread(target=_publish, args=(task, upload_id, attempt), name=f"onboarding-{upload_id}", daemon=True).start()
 
 
 def _publish(task, upload_id: int, attempt: int) -> None:

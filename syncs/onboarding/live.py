@@ -59,10 +59,12 @@ def onboarding_live_request(*, upload: OnboardingUpload) -> int:
     OnboardingUpload.objects.filter(pk=upload.pk).update(live_requested_at=now)
     upload.live_requested_at = now
     indexes = sorted(first_of.values())
-    transaction.on_commit(lambda: threading.Thread(
-        target=_publish, args=(upload.pk, indexes), name=f"onboarding-live-{upload.pk}", daemon=True
-    ).start())
+    transaction.on_commit(lambda: _in_background(upload.pk, indexes))
     return len(rows)
+
+
+def _in_background(upload_id: int, indexes: list[int]) -> None:
+    threading.Thread(target=_publish, args=(upload_id, indexes), name=f"onboarding-live-{upload_id}", daemon=True).start()
 
 
 def _publish(upload_id: int, indexes: list[int]) -> None:
