@@ -75,6 +75,7 @@ class RowChecker:
             connection.property = by_pk[connection.property_id]  # one object per property, whichever row reaches it
         self.seen: dict[int, int] = {}  # sync id -> the line that named it
         self.zone_asked: dict[str, tuple[str, int]] = {}  # property key -> (zone, line)
+        self.made_here: set[str] = set()  # the properties the file adds (their keys)
         self._zones: dict[str, str | None] = {}
         self._pending: list[Property] = []  # made by the row being saved
         # The preview's bare rows, written again in each transaction it opens (``replay``).
@@ -154,7 +155,7 @@ class RowChecker:
             changes += self._sync_changes(sync, form, wanted)
         row.update(
             action=ADD if sync is None else CHANGE if changes else SAME, changes=changes, property=prop.name,
-            property_new=new_property is not None,
+            property_new=property_key(prop.name) in self.made_here,
         )
         if expected is not None:
             self._same_as_previewed(row, expected)
@@ -337,6 +338,7 @@ class RowChecker:
             prop = editing.property_create(user=self.user, **values)
             self._pending.append(prop)
         self.zone_asked[property_key(prop.name)] = (prop.timezone, line)
+        self.made_here.add(property_key(prop.name))
         return prop
 
     def _zone_set(self, prop: Property, zone: str) -> None:
