@@ -792,7 +792,7 @@ class Activity(models.Model):
         DOUBLE_BOOKING_BACK = "double_booking_back", _("showed a handled double booking again: a stay changed")
         WEBHOOK_ADDED = "webhook_added", _("added a webhook")
         WEBHOOK_REMOVED = "webhook_removed", _("removed a webhook")
-        SYNCS_IMPORTED = "syncs_imported", _("added syncs from a file")
+        SYNCS_IMPORTED = "syncs_imported", _("saved syncs from a file")
 
     # What the system does by itself: such rows have no user.
     AUTOMATIC = frozenset({

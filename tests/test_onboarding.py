@@ -237,6 +237,8 @@ def test_an_edited_export_changes_exactly_its_edited_cells_and_exports_back_as_e
         ("connection_edited", airbnb.pk), ("switched_off", booking.pk), ("connection_edited", vrbo.pk),
     ])
     assert entries.get(action="syncs_imported").params == {"count": 0, "changed": 3, "rows": 5, "file": "syncs.csv"}
+    log = page_text(client.get(reverse("activity")))
+    assert "saved syncs from a file" in log and "0 syncs added and 3 changed, from syncs.csv" in log
 
     again = parsed(export(client))
     by_id[str(booking.pk)][8] = "Switched off"  # the state: read-only, and now what it is
