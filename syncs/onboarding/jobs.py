@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 Stage = OnboardingUpload.Stage
 # Up to this many rows, a file is checked and imported in the request itself.
 INLINE_ROWS = 200
+# A check reports its progress after each chunk, and each chunk writes the rows above it again:
+# chunks of at least this many rows, and at most CHUNKS of them.
 CHUNK_ROWS = 250
+CHUNKS = 5
 START_WITHIN = timedelta(minutes=2)
 SILENT_FOR = timedelta(minutes=2)
 # The check and the import of the biggest file end well within this (a task's time limit).
@@ -180,16 +183,17 @@ def onboarding_check_file(upload_id: int, attempt: int) -> None:
     try:
         with translation.override(upload.language or None):
             checker = RowChecker(user=_operator(upload), account=upload.account, dry_run=True)
-            for start in range(0, len(rows), CHUNK_ROWS):
+            size = max(CHUNK_ROWS, -(-len(rows) // CHUNKS))
+            for start in range(0, len(rows), size):
                 try:
                     with transaction.atomic():
                         checker.replay()
-                        for row in rows[start:start + CHUNK_ROWS]:
+                        for row in rows[start:start + size]:
                             checker.check(row)
                         raise _Rollback
                 except _Rollback:
                     pass
-                mine.update(rows_checked=min(start + CHUNK_ROWS, len(rows)), job_beat_at=timezone.now())
+                mine.update(rows_checked=min(start + size, len(rows)), job_beat_at=timezone.now())
         mine.update(stage=Stage.CHECKED, rows=rows, untouched=checker.untouched, rows_checked=len(rows))
     except _NotManager:
         mine.update(stage=Stage.CHECKED, outcome={"failed": "member"})
