@@ -429,3 +429,11 @@ def test_the_preview_function_keeps_its_shape(manager):
         data=b"Casa Nova,Europe/Lisbon,Airbnb,https://www.airbnb.com/calendar/ical/4242.ics?s=abc\n",
     )
     assert problems == [] and made.stage == "checked" and made.rows[0]["action"] == "add"
+
+
+def test_a_name_saved_with_a_control_character_before_they_were_removed_still_matches(client, manager):
+    ConnectionFactory(property=PropertyFactory(account=manager.account, name="Casa\x1b Azul\u009b"))
+    upload(client, export(client))
+    checked = OnboardingUpload.objects.get()
+    assert [row["errors"] for row in checked.rows] == [[], []]
+    assert {row["action"] for row in checked.rows} == {"same"}

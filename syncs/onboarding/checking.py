@@ -30,6 +30,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from syncs import editing, operator_actions
+from syncs.clean_text import clean
 from syncs.fetch import link_identity
 from syncs.forms import DEFAULT_EXPORT_SUMMARY, ConnectionForm, PropertyForm, tidy_link
 from syncs.models import Account, Connection, Portal, Property
@@ -43,8 +44,9 @@ _FORM_FIELDS = {"url": "import_url", "portal": "portal", "direction": "direction
 
 
 def property_key(name: str) -> str:
-    """How a property's name is matched: spaces collapsed, any case."""
-    return " ".join(name.split()).casefold()
+    """How a property's name is matched: spaces collapsed, any case, without the control
+    characters a file's cells lose (a name saved before they were removed still matches)."""
+    return " ".join(clean(name).split()).casefold()
 
 
 def live_key(*, url: str, timezone: str, portal: str) -> str:
