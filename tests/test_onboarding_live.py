@@ -97,6 +97,7 @@ def test_every_failure_of_the_fetch_and_the_parser_is_a_verdict_in_words(
         b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:2027\x00\r\n", content_type="text/calendar"
     )
     portal_server.expect_request("/odd.ics").respond_with_data(feeds.airbnb(), content_type="text/calendar")
+    portal_server.expect_request("/empty.ics").respond_with_data(b"", content_type="text/calendar")  # Booking.com's empty
     with socket.create_server(("127.0.0.1", 0)) as probe:
         refused_port = probe.getsockname()[1]
     base = portal_server.url_for("/")
@@ -112,6 +113,7 @@ def test_every_failure_of_the_fetch_and_the_parser_is_a_verdict_in_words(
         10: ("refused", f"http://127.0.0.1:{refused_port}/x.ics", "Other could not be reached (connection refused or no route)."),
         11: ("TLS", f"https://127.0.0.1:{portal_server.port}/tls.ics", "The secure connection to Other failed"),
         12: ("an unexpected exception", f"{base}odd.ics", "Could not be checked: an error on our side (it was logged)."),
+        13: ("an empty calendar", f"{base}empty.ics", "The link works; the calendar has no bookings or blocks for now."),
     }
     checked = upload(client, [f"Flat {line},Europe/Lisbon,Other,{url}" for line, (_name, url, _words) in rows.items()])
     assert all(not row["errors"] for row in checked.rows), checked.rows
@@ -128,7 +130,7 @@ def test_every_failure_of_the_fetch_and_the_parser_is_a_verdict_in_words(
         check_live(client, checked, django_capture_on_commit_callbacks)
     assert len(worker) == len(rows)
     html = page(client, checked)
-    assert "Links checked: 11 of 11" in html
+    assert "Links checked: 12 of 12" in html
     for line, (name, _url, words) in rows.items():
         assert words in verdict_of(html, line), name
     assert "RuntimeError: a bug of ours" in caplog.text  # logged with its traceback

@@ -158,7 +158,9 @@ def verdict_words(check: LinkCheck | None, *, portal: str, given_up: bool = Fals
     """A row's verdict in the reader's words ("" while it is awaited)."""
     if check is None:
         return _("Could not be checked: no worker read it in time. Press “Check each new link live first” again.") if given_up else ""
-    if check.ok:
+    if check.ok and not check.events:
+        words = _("The link works; the calendar has no bookings or blocks for now.")
+    elif check.ok:
         words = ngettext(
             "The link works: %(n)d booking or block.", "The link works: %(n)d bookings and blocks.", check.events
         ) % {"n": check.events}
