@@ -220,3 +220,15 @@ def test_empty_and_binary_files_are_refused_with_a_sentence(client, manager, dat
 
 def test_without_a_file_the_page_asks_for_one(client, manager):
     assert "Choose a CSV file first." in words(client.post(reverse("onboarding"), {}))
+
+
+@pytest.mark.parametrize(
+    ("language", "sentence"),
+    [
+        ("pt", "O ficheiro tem mais de 5.000 linhas: divida-o em ficheiros de até 5.000 linhas cada. Nada foi lido."),
+        ("es", "El archivo tiene más de 5\xa0000 filas: divídalo en archivos de hasta 5\xa0000 filas cada uno."),
+    ],
+)
+def test_a_refused_file_is_told_in_the_operators_language(client, manager, language, sentence):
+    data = "\n".join(f"Casa {n},Europe/Lisbon,Airbnb,{LINK.format(n)}" for n in range(5001)).encode()
+    assert sentence in words(post(client, data, language=language))

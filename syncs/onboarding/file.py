@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
-from django.utils import translation
+from django.utils import formats, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
@@ -151,7 +151,7 @@ def file_read(data: bytes) -> FileRead:
     if len(data) > MAX_BYTES:
         return _refused(
             _("The file is larger than %(size)s: split it into files of up to %(rows)s rows each.")
-            % {"size": filesizeformat(MAX_BYTES), "rows": f"{MAX_ROWS:,}"}
+            % {"size": filesizeformat(MAX_BYTES), "rows": _number(MAX_ROWS)}
         )
     if not data.strip():
         return _refused(_("The file is empty."))
@@ -178,18 +178,23 @@ def file_read(data: bytes) -> FileRead:
             if len(read.rows) >= MAX_ROWS:
                 return _refused(
                     _("The file has more than %(rows)s rows: split it into files of up to %(rows)s rows each. Nothing was read.")
-                    % {"rows": f"{MAX_ROWS:,}"}
+                    % {"rows": _number(MAX_ROWS)}
                 )
             read.rows.append(_row(start, cells, header))
     except csv.Error:
         return _refused(
             _("Line %(line)s could not be read: a cell runs on for more than %(limit)s characters, usually a quote "
               "that is never closed. Check the file around that line.")
-            % {"line": line, "limit": f"{csv.field_size_limit():,}"}
+            % {"line": line, "limit": _number(csv.field_size_limit())}
         )
     if not read.rows:
         return _refused(_("The file has no rows of syncs, only its first line."))
     return read
+
+
+def _number(n: int) -> str:
+    """A count in the reader's way of writing numbers: 5,000 / 5\xa0000 / 5.000."""
+    return formats.number_format(n, force_grouping=True)
 
 
 def _refused(problem: str) -> FileRead:
