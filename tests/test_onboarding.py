@@ -313,6 +313,7 @@ def test_a_sync_of_another_account_or_an_unknown_id_is_that_rows_error_and_nothi
         f"{theirs.pk},Old Flat,https://www.airbnb.com/calendar/ical/56.ics,60\n"
         "999999,Old Flat,https://www.airbnb.com/calendar/ical/57.ics,60\n"
         "abc,Old Flat,https://www.airbnb.com/calendar/ical/58.ics,60\n"
+        "²,Old Flat,https://www.airbnb.com/calendar/ical/59.ics,²\n"
     )
     page = page_text(upload(client, text))
     errors = [row["errors"] for row in OnboardingUpload.objects.get().rows]
@@ -320,6 +321,7 @@ def test_a_sync_of_another_account_or_an_unknown_id_is_that_rows_error_and_nothi
         [f"Your account has no sync {theirs.pk}: leave the id empty to add a new sync."],
         ["Your account has no sync 999999: leave the id empty to add a new sync."],
         ["“abc” is not a sync id: leave the cell empty to add a new sync."],
+        ["“²” is not a sync id: leave the cell empty to add a new sync."],
     ]
     assert "Their Villa" not in page and "55.ics" not in page
     assert list(Connection.objects.filter(pk=theirs.pk).values()) == before
@@ -437,3 +439,13 @@ def test_a_name_saved_with_a_control_character_before_they_were_removed_still_ma
     checked = OnboardingUpload.objects.get()
     assert [row["errors"] for row in checked.rows] == [[], []]
     assert {row["action"] for row in checked.rows} == {"same"}
+
+
+def test_an_interval_that_is_not_a_whole_number_or_too_short_gets_the_forms_error(client, manager):
+    old = Connection.objects.get()
+    upload(client, "Sync id,Property,Time zone,Import link,Interval (minutes)\n"
+                   f"{old.pk},Old Flat,,{old.import_url},²\n"
+                   ",Old Flat,,https://www.airbnb.com/calendar/ical/3.ics,3\n")
+    errors = [row["errors"] for row in OnboardingUpload.objects.get().rows]
+    assert errors[0] == ["Enter a whole number."]
+    assert "greater than or equal to 5" in errors[1][0]

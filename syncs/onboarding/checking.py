@@ -72,9 +72,11 @@ class RowChecker:
         self.properties = {property_key(prop.name): prop for prop in properties}
         self.zone_at_start = {prop.pk: prop.timezone for prop in properties}
         by_pk = {prop.pk: prop for prop in properties}
-        self.syncs = {connection.pk: connection for connection in Connection.objects.for_account(account).select_related("portal")}
-        for connection in self.syncs.values():
-            connection.property = by_pk[connection.property_id]  # one object per property, whichever row reaches it
+        self.syncs = {}
+        for connection in Connection.objects.for_account(account).select_related("portal"):
+            if connection.property_id in by_pk:  # one object per property, whichever row reaches it
+                connection.property = by_pk[connection.property_id]
+                self.syncs[connection.pk] = connection
         self.seen: dict[int, int] = {}  # sync id -> the line that named it
         self.zone_asked: dict[str, tuple[str, int]] = {}  # property key -> (zone, line)
         self.made_here: set[str] = set()  # the properties the file adds (their keys)
@@ -173,7 +175,7 @@ class RowChecker:
         cell = row["cells"].get("id", "")
         if not cell:
             return None
-        if not cell.isdigit() or len(cell) > 18:
+        if not (cell.isascii() and cell.isdigit()) or len(cell) > 18:
             raise ValidationError(
                 _("“%(value)s” is not a sync id: leave the cell empty to add a new sync.") % {"value": cell[:40]}
             )
@@ -397,4 +399,4 @@ class RowChecker:
 
 def _number(text: str) -> int | str:
     text = text.strip()
-    return int(text) if text.isdigit() and len(text) < 7 else text
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else text
