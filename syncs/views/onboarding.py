@@ -110,7 +110,8 @@ def onboarding_import_view(request: HttpRequest, upload_id: int) -> HttpResponse
     elif upload.stage == Stage.CHECKED and not _counts(upload)["ready"]:
         messages.error(request, _("Nothing to save: check the rows below."))
     elif not onboarding_import(upload=upload):
-        messages.info(request, _("This file is being saved already."))
+        messages.info(request, _("This file is still being checked.") if upload.stage == Stage.CHECKING
+                      else _("This file is being saved already."))
     return redirect("onboarding-preview", upload_id=upload.pk)
 
 
