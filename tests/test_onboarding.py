@@ -9,10 +9,12 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.models import Activity, Connection, Membership, OnboardingUpload, Property
 from syncs.onboarding import jobs
+from syncs.onboarding.file import file_read
 from syncs.onboarding.jobs import onboarding_import, onboarding_preview
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, portal
 
@@ -139,10 +141,6 @@ def test_a_thousand_rows_are_checked_with_a_few_queries_each_and_nothing_saved(m
 
 def _queued(membership, text: str) -> tuple[int, int]:
     """A file stored for the worker to check (as a big upload is), without checking it."""
-    from django.utils import timezone
-
-    from syncs.onboarding.file import file_read
-
     read = file_read(text.encode())
     upload_row = OnboardingUpload.objects.create(
         account=membership.account, user=membership.user, filename="big.csv", rows=read.rows,
@@ -288,8 +286,6 @@ def test_two_different_new_zones_for_one_property_are_refused(client, manager, s
 
 
 def test_a_new_link_on_a_paused_sync_is_read_at_once_as_after_the_edit_page(client, manager, syncs_of):
-    from django.utils import timezone
-
     vrbo = syncs_of["vrbo"]
     Connection.objects.filter(pk=vrbo.pk).update(paused_at=timezone.now(), pause_reason="http_4xx")
     rows = parsed(export(client))

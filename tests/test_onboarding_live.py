@@ -19,7 +19,7 @@ from channelmgr.celery import app
 from syncs.models import LinkCheck, Membership, OnboardingUpload
 from syncs.onboarding import live
 from tests import feeds
-from tests.factories import MembershipFactory
+from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -187,8 +187,6 @@ def test_without_a_worker_the_rows_say_they_could_not_be_checked_and_the_poll_st
 
 def test_only_new_links_are_checked_and_a_row_in_error_is_not(client, manager, worker, portal_server, feed_url,
                                                               django_capture_on_commit_callbacks):
-    from tests.factories import ConnectionFactory, PropertyFactory
-
     old = ConnectionFactory(property=PropertyFactory(account=manager.account, name="Old"))
     data = (
         "Sync id,Property,Time zone,Portal,Import link,Interval (minutes)\n"
