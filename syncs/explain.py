@@ -308,8 +308,14 @@ def describe_activity(entry) -> str:
     if action in ("properties_assigned", "properties_unassigned") and "count" in params:
         return ngettext("%(n)d property", "%(n)d properties", params["count"]) % {"n": params["count"]}
     if action == "syncs_imported" and "count" in params:
-        return ngettext("%(n)d sync from %(file)s", "%(n)d syncs from %(file)s", params["count"]) % {
-            "n": params["count"], "file": params.get("file", ""),
+        if "changed" not in params:  # before files could change syncs
+            return ngettext("%(n)d sync from %(file)s", "%(n)d syncs from %(file)s", params["count"]) % {
+                "n": params["count"], "file": params.get("file", ""),
+            }
+        return _("%(added)s and %(changed)s, from %(file)s") % {
+            "added": ngettext("%(n)d sync added", "%(n)d syncs added", params["count"]) % {"n": params["count"]},
+            "changed": ngettext("%(n)d changed", "%(n)d changed", params["changed"]) % {"n": params["changed"]},
+            "file": params.get("file", ""),
         }
     if action in ("webhook_added", "webhook_removed"):
         return params.get("host", "")

@@ -857,7 +857,7 @@ class Activity(models.Model):
         DOUBLE_BOOKING_BACK = "double_booking_back", _("showed a handled double booking again: a stay changed")
         WEBHOOK_ADDED = "webhook_added", _("added a webhook")
         WEBHOOK_REMOVED = "webhook_removed", _("removed a webhook")
-        SYNCS_IMPORTED = "syncs_imported", _("added syncs from a file")
+        SYNCS_IMPORTED = "syncs_imported", _("saved syncs from a file")
 
     # What the system does by itself: such rows have no user.
     AUTOMATIC = frozenset({
@@ -1119,18 +1119,40 @@ class NotReadingAlert(models.Model):
 
 
 class OnboardingUpload(models.Model):
-    """A CSV of syncs to add (syncs.onboarding): its rows as checked, kept between the preview and
-    the import, and the live checks' results written by the worker."""
+    """A CSV of syncs to add or change (syncs.onboarding): its rows as read and as checked, kept
+    between the preview and the import; and the job (check or import) a worker may be running on
+    it, so that the page that polls always learns how it ended."""
+
+    class Stage(models.TextChoices):
+        CHECKING = "checking", _("being checked")
+        CHECKED = "checked", _("checked")
+        IMPORTING = "importing", _("being saved")
+        IMPORTED = "imported", _("saved")
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="onboarding_uploads", verbose_name=_("account"))
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("user")
     )
     filename = models.CharField(_("file name"), max_length=200, blank=True)
-    # [{"line", "property", "timezone", "portal", "url", "errors": [{"code", "params"}], "live": {...}}]
+    # The uploader's language: a worker words the rows' errors in it.
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    # [{"line", "cells": {column: text}, "errors": [words], "action", "changes", ...}] (syncs.onboarding.checking)
     rows = models.JSONField(_("rows"), default=list)
+    # What the file as a whole said (columns ignored...), in the uploader's language.
+    notices = models.JSONField(_("notices"), default=list, blank=True)
+    stage = models.CharField(_("stage"), max_length=10, choices=Stage, default=Stage.CHECKED)
+    # A job handed to the worker: each new one has the next attempt number, and a task of an
+    # older attempt does nothing (syncs.onboarding.jobs).
+    job_attempt = models.PositiveIntegerField(_("attempt"), default=0)
+    job_queued_at = models.DateTimeField(_("job asked at"), null=True, blank=True)
+    job_started_at = models.DateTimeField(_("job started at"), null=True, blank=True)
+    job_beat_at = models.DateTimeField(_("job last progress"), null=True, blank=True)
+    rows_checked = models.PositiveIntegerField(_("rows checked"), default=0)
+    # The account's syncs that are not in the file (nothing changes for them).
+    untouched = models.PositiveIntegerField(_("syncs not in the file"), default=0)
+    # How the last job ended: {"added": n, "changed": n} after an import, {"failed": "check"}...
+    outcome = models.JSONField(_("outcome"), default=dict, blank=True)
     live_requested_at = models.DateTimeField(_("live check asked at"), null=True, blank=True)
-    live_checked = models.PositiveIntegerField(_("rows checked live"), default=0)
     imported_at = models.DateTimeField(_("imported at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
@@ -1141,3 +1163,26 @@ class OnboardingUpload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.filename}"
+
+
+class LinkCheck(models.Model):
+    """What one live read of a portal link found (syncs.onboarding.live), reused for a while so
+    that pressing "check the links" again does not fetch every link again. ``key`` names the link
+    (as ``fetch.link_identity`` reads it), the zone and the portal, hashed: no link is stored here."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", verbose_name=_("account"))
+    key = models.CharField(_("link"), max_length=64)
+    ok = models.BooleanField(_("works"), default=False)
+    events = models.PositiveIntegerField(_("events"), default=0)
+    code = models.CharField(_("error"), max_length=40, blank=True)
+    params = models.JSONField(_("error details"), default=dict, blank=True)
+    https_works = models.BooleanField(_("https variant works"), null=True, blank=True)
+    checked_at = models.DateTimeField(_("checked at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("link check")
+        verbose_name_plural = _("link checks")
+        indexes = [models.Index(fields=["account", "key", "checked_at"], name="linkcheck_account_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key[:8]} {'ok' if self.ok else self.code}"

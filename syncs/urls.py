@@ -95,6 +95,7 @@ urlpatterns = [
     path("onboarding/<int:upload_id>/progress/", onboarding.onboarding_progress, name="onboarding-progress"),
     path("onboarding/<int:upload_id>/live/", onboarding.onboarding_live, name="onboarding-live"),
     path("onboarding/<int:upload_id>/import/", onboarding.onboarding_import_view, name="onboarding-import"),
+    path("onboarding/<int:upload_id>/check/", onboarding.onboarding_recheck_view, name="onboarding-recheck"),
     path("syncs/export-urls.csv", onboarding.exports_csv, name="exports-csv"),
     # The demo portal's feeds (DEMO_MODE only).
     path("demo/portal/<slug:portal>/<slug:key>.ics", demo.demo_portal_feed, name="demo-portal-feed"),

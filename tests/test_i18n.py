@@ -562,11 +562,11 @@ def test_a_paused_sync_of_the_other_portal_says_the_portal_answered_on_every_pag
 
 
 ONE = {
-    "en": ("The link works: 1 event.", "This line has 1 column;", "wait 1 second,", "1 added, 0 changed, 0 removed.",
+    "en": ("The link works: 1 booking or block.", "This line has 1 column;", "wait 1 second,", "1 added, 0 changed, 0 removed.",
            "stops working after 1 hour,", "keeps working for 1 hour."),
-    "pt": ("O link funciona: 1 evento.", "Esta linha tem 1 coluna;", "aguarde 1 segundo e", "1 adicionado, 0 alterados, 0 removidos.",
+    "pt": ("O link funciona: 1 reserva ou bloqueio.", "Esta linha tem 1 coluna;", "aguarde 1 segundo e", "1 adicionado, 0 alterados, 0 removidos.",
            "deixa de funcionar ao fim de 1 hora,", "continua a funcionar durante 1 hora."),
-    "es": ("El enlace funciona: 1 evento.", "Esta línea tiene 1 columna;", "espere 1 segundo y", "1 añadido, 0 cambiados, 0 eliminados.",
+    "es": ("El enlace funciona: 1 reserva o bloqueo.", "Esta línea tiene 1 columna;", "espere 1 segundo y", "1 añadido, 0 cambiados, 0 eliminados.",
            "deja de funcionar al cabo de 1 hora,", "sigue funcionando durante 1 hora."),
 }
 
@@ -577,15 +577,17 @@ def test_a_count_of_one_reads_as_one_thing_in_every_language(operator_client, op
     """No "1 events", "1 columns", "wait 1 seconds", "1 añadidos" or "after 1 hours"."""
     from django.utils import timezone
 
-    from syncs.onboarding import live_words, rows_read
+    from syncs.models import LinkCheck
+    from syncs.onboarding.file import file_read
+    from syncs.onboarding.live import verdict_words
     from syncs.two_factor import wait_words
 
     settings.EXPORT_ROTATION_GRACE_HOURS = 1
     events, column, seconds, run_counts, rotation_page, rotation_toast = ONE[language]
     with translation.override(language):
-        assert live_words({"ok": True, "events": 1}) == events
-        rows, _problems = rows_read(b"Casa Azul\nCasa Verde,Europe/Lisbon,airbnb,https://example.com/a.ics\n")
-        assert column in rows[0].errors[0]
+        assert verdict_words(LinkCheck(ok=True, events=1), portal="Airbnb") == events
+        read = file_read(b"Casa Azul\nCasa Verde,Europe/Lisbon,airbnb,https://example.com/a.ics\n")
+        assert column in read.rows[0]["errors"][0]
         assert seconds in wait_words(timezone.now())
     Membership.objects.filter(user=operator).update(language=language)
     connection = ConnectionFactory(property=PropertyFactory(account=Account.of_user(operator)))

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from syncs import editing
 from syncs.models import Account, Connection, Membership, OnboardingUpload
-from syncs.onboarding import onboarding_import, onboarding_preview
+from syncs.onboarding.jobs import onboarding_import, onboarding_preview
 from syncs.removal import connections_remove
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, portal
 
@@ -228,8 +228,9 @@ def test_a_csv_row_with_another_propertys_link_is_refused_naming_the_property(op
     assert errors[3] == [TAKEN]
     assert errors[4] == [TAKEN.replace("Casa Azul", "Beach Loft").replace("Airbnb sync", "Vrbo sync")]
 
-    made, _rows = onboarding_import(user=operator, upload=OnboardingUpload.objects.get(pk=upload.pk))
-    assert [(c.property.name, c.portal.slug) for c in made] == [("Beach Loft", "vrbo")]
+    # The whole file is saved or nothing is: with rows in error, nothing.
+    onboarding_import(upload=OnboardingUpload.objects.get(pk=upload.pk))
+    assert not Connection.objects.filter(property__name="Beach Loft").exists()
     assert Connection.objects.filter(import_url__icontains="1234567").count() == 1
 
 

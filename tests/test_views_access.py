@@ -74,7 +74,7 @@ ROUTE_ROLES = {
          "connection-sync-now", "connection-accept-held", "connection-export-rotate", "connection-export-download",
          "property-export-download", "property-block-add", "block-remove", "connection-fix", "connection-fix-step",
          "bulk-action", "double-booking-handle", "property-assign", "onboarding", "onboarding-preview",
-         "onboarding-progress", "onboarding-live", "onboarding-import", "exports-csv", "webhooks", "webhook-remove",
+         "onboarding-progress", "onboarding-live", "onboarding-import", "onboarding-recheck", "exports-csv", "webhooks", "webhook-remove",
          "connection-remove", "connection-restore", "property-remove", "property-restore",
          "webhook-test"],
         Role.MANAGER,
