@@ -57,9 +57,9 @@ def test_the_live_check_of_a_404_a_web_page_and_a_hanging_link_ends_with_a_verdi
     page.get_by_role("button", name="Check each new link live first").click()
     # The page polls until every row has its verdict, then stops.
     expect(page.locator("#onboarding")).to_contain_text("Links checked: 3 of 3", timeout=20_000)
-    expect(page.locator("#row-2 .live-verdict")).to_contain_text("Other answered 404")
+    expect(page.locator("#row-2 .live-verdict")).to_contain_text("The portal answered 404")
     expect(page.locator("#row-3 .live-verdict")).to_contain_text("The link returned a web page, not a calendar")
-    expect(page.locator("#row-4 .live-verdict")).to_contain_text("Other took too long to answer.")
+    expect(page.locator("#row-4 .live-verdict")).to_contain_text("The portal took too long to answer.")
     assert page.locator("#onboarding").get_attribute("hx-get") is None  # the poll stopped
     shot(page, "2-verdicts")
     assert not Connection.objects.filter(property__name="Casa Nova").exists()  # checked, never saved
