@@ -197,7 +197,7 @@ def test_a_live_check_of_a_slow_feed_answers_at_its_deadline(operator_client, fl
     response = check_link(operator_client, flat, portal_server.url_for("/slow.ics"))
 
     assert time.monotonic() - started < 3
-    assert link_errors(response) == [describe("timeout", portal="Other")]
+    assert link_errors(response) == [describe("timeout", portal=None)]
     assert not Connection.objects.exists()
 
 
@@ -207,7 +207,7 @@ def test_a_live_check_of_a_feed_too_slow_to_read_says_so(operator_client, flat, 
     monkeypatch.setattr(ical, "PARSE_SECONDS", 0.0)
     portal_server.expect_request("/feed.ics").respond_with_data(feeds.airbnb(("a", days(3), days(6))))
     response = check_link(operator_client, flat, portal_server.url_for("/feed.ics"))
-    assert link_errors(response) == [describe("too_slow", portal="Other")]
+    assert link_errors(response) == [describe("too_slow", portal=None)]
 
 
 def test_a_second_live_check_of_the_same_user_is_refused_while_one_runs(operator_client, operator, flat, portal_server):
