@@ -3,7 +3,7 @@
 Pruned after ``days``: sync runs (but never a connection's latest run, nor any run since an
 open pause began: the checklist's "what changed while paused" reads them), soft-deleted blocks
 with their change history, per-day read counts of export URLs, and rotated export tokens that
-stopped working. Deleted in batches, so a big backlog never holds a long transaction.
+stopped working, finished jobs (syncs.jobs) and undo offers (syncs.undo), long past use. Deleted in batches, so a big backlog never holds a long transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from syncs.models import Block, ExportReadDay, ExportToken, PauseEpisode, SyncRun
+from syncs.models import Block, ExportReadDay, ExportToken, Job, PauseEpisode, SyncRun, Undo
 
 BATCH = 2000
 
@@ -26,6 +26,8 @@ class Pruned:
     blocks: int = 0
     read_days: int = 0
     tokens: int = 0
+    jobs: int = 0
+    undos: int = 0
 
 
 def _delete_in_batches(queryset) -> int:
@@ -55,4 +57,6 @@ def prune(*, days: int, now: datetime | None = None) -> Pruned:
         blocks=_delete_in_batches(Block.objects.filter(removed_at__lt=cutoff).order_by("pk")),
         read_days=_delete_in_batches(ExportReadDay.objects.filter(day__lt=cutoff.date()).order_by("pk")),
         tokens=_delete_in_batches(ExportToken.objects.filter(expires_at__lt=cutoff).order_by("pk")),
+        jobs=_delete_in_batches(Job.objects.filter(finished_at__lt=cutoff).order_by("pk")),
+        undos=_delete_in_batches(Undo.objects.filter(created_at__lt=cutoff).order_by("pk")),
     )

@@ -43,6 +43,7 @@ from syncs.models import (
     Connection,
     ExportToken,
     PauseEpisode,
+    Property,
 )
 from syncs.operator_actions import connection_set_enabled, connection_use_https
 from syncs.portals import portal_for_host
@@ -415,13 +416,18 @@ IMPORT_WORKS = frozenset({SyncState.WORKING, SyncState.HELD, SyncState.NOT_READI
 
 
 def test_night_audience(connection: Connection) -> list[str]:
-    """Who will see a test night closed: a night closed here is in every calendar we publish for
-    the property, so every portal that reads one of its export URLs: its syncs that export (by
-    their labels), and whoever reads the property-wide calendar."""
-    syncs = list(connection.property.connections.select_related("portal").order_by("portal__position", "pk"))
+    """Who will see a test night closed (see ``night_audience``)."""
+    return night_audience(connection.property)
+
+
+def night_audience(prop: Property) -> list[str]:
+    """Who sees a night closed (or opened) here: it is in every calendar we publish for the
+    property, so every portal that reads one of its export URLs: its syncs that export (by their
+    labels), and whoever reads the property-wide calendar."""
+    syncs = list(prop.connections.select_related("portal").order_by("portal__position", "pk"))
     labels = label_syncs(syncs)
     names = [labels[c.pk].label for c in syncs if c.exports]
-    property_wide = ExportToken.objects.serving().filter(property=connection.property, connection__isnull=True)
+    property_wide = ExportToken.objects.serving().filter(property=prop, connection__isnull=True)
     for slug in property_wide.exclude(last_reader="").values_list("last_reader", flat=True).distinct():
         name = reader_name(slug, portal=_("A calendar program"))
         if name not in names:

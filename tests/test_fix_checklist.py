@@ -15,6 +15,7 @@ from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.jobs import recorded_hand_over
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -50,7 +51,7 @@ def test_step_1_says_a_paused_sync_is_checked_after_switching_it_back_on_then_wh
     assert report.data["can_switch_on"]
 
     # Switched back on: not "running" yet, but being checked, and the step asks again until it knows.
-    with mock.patch("syncs.sync_requests.enqueue_in_background"):
+    with recorded_hand_over():
         report = step(connection, "switched_on", operator, action="switch_on")
     assert report.status == "waiting"
     assert report.summary == "Switched back on: checking its calendar now…"
@@ -64,7 +65,7 @@ def test_step_1_says_a_paused_sync_is_checked_after_switching_it_back_on_then_wh
     assert report.summary.endswith("It is paused again.")
 
     answer(portal_server, feeds.airbnb())
-    with mock.patch("syncs.sync_requests.enqueue_in_background"):
+    with recorded_hand_over():
         step(connection, "switched_on", operator, action="switch_on")
     connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the check: it works
     report = step(connection, "switched_on", operator)

@@ -84,13 +84,29 @@
     button.remove();
   });
 
-  // Toasts fade after a while.
+  // Toasts fade after a while. One that offers Undo stays as long as its offer holds (or until
+  // it is dismissed) and takes the focus, so that a keyboard reaches its button next and a screen
+  // reader reads it out (an action's page load or swap has left the focus nowhere useful).
   document.addEventListener("htmx:afterSettle", prune);
   document.addEventListener("DOMContentLoaded", prune);
   function prune() {
     document.querySelectorAll(".toast:not([data-timer])").forEach(function (toast) {
       toast.setAttribute("data-timer", "1");
-      setTimeout(function () { toast.remove(); }, 6000);
+      var undo = toast.querySelector("[data-undo-lifetime]");
+      var seconds = undo ? parseInt(undo.getAttribute("data-undo-lifetime"), 10) : 6;
+      setTimeout(function () { toast.remove(); }, seconds * 1000);
+      if (!undo) return;
+      var close = toast.querySelector("[data-dismiss-toast]");
+      if (close) close.hidden = false;
+      toast.setAttribute("tabindex", "-1");
+      toast.focus({ preventScroll: true });
     });
   }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-dismiss-toast]");
+    if (!button) return;
+    button.closest(".toast").remove();
+    var main = document.getElementById("main");
+    if (main) main.focus({ preventScroll: true });
+  });
 })();
