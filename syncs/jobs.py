@@ -30,6 +30,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import import_module
 
 from celery import Task, current_app, shared_task
 from celery.exceptions import Retry
@@ -104,7 +105,13 @@ def hand_over(message: Message) -> None:
 
 def send(message: Message) -> None:
     """Hand one message to the broker (or, with CELERY_TASK_ALWAYS_EAGER, run it here)."""
-    current_app.tasks[message.task].apply_async(message.args, task_id=message.task_id)
+    _task(message.task).apply_async(message.args, task_id=message.task_id)
+
+
+def _task(name: str) -> Task:
+    # A web process imports no task module of its own accord: a task's name says where it is.
+    import_module(name.rpartition(".")[0])
+    return current_app.tasks[name]
 
 
 class _Publisher:
@@ -141,7 +148,7 @@ class _Publisher:
             message = self.messages.get()
             try:
                 send(message)
-            except Exception:
+            except Exception as exc:
                 dropped = 1
                 while True:
                     try:
@@ -150,7 +157,10 @@ class _Publisher:
                         break
                     self.messages.task_done()
                     dropped += 1
-                log.warning("jobs not handed to the broker count=%d: broker unavailable; they are sent again once it is back", dropped)
+                log.warning(
+                    "jobs not handed to the broker count=%d error=%s: they are sent again once it takes them", dropped,
+                    type(exc).__name__,
+                )
             finally:
                 _close_thread_database_connections()
                 self.messages.task_done()
@@ -256,7 +266,7 @@ def resend_jobs() -> int:
             ):
                 continue
             message = _message(job)
-            current_app.tasks[message.task].apply_async(message.args, task_id=message.task_id, producer=producer)
+            _task(message.task).apply_async(message.args, task_id=message.task_id, producer=producer)
             sent += 1
     if sent:
         log.info("jobs sent again count=%d", sent)

@@ -49,10 +49,11 @@ def as_it_is(connection: Connection) -> dict:
 
 def undo_form(page: str) -> tuple[str, str]:
     """The Undo button's form in a page: its action and the page it comes back to."""
-    form = re.search(r'<form method="post" action="(/undo/\d+/)" class="inline undo-form"[^>]*>.*?</form>', page, re.S)
+    form = re.search(r'<form method="post" action="(/undo/(\d+)/)" class="inline undo-form" id="undo-\2"[^>]*>.*?</form>', page, re.S)
     assert form, "no Undo in the page"
-    back = re.search(r'name="next" value="([^"]*)"', form.group(0)).group(1)
-    assert '<button type="submit" class="undo-button">Undo</button>' in form.group(0)
+    back = re.search(r'name="next" value="([^"]*)" form="undo-\d+"', form.group(0)).group(1)
+    assert re.search(r'<button type="submit" class="undo-button" form="undo-\d+">Undo</button>', form.group(0))
+    assert re.search(r'name="csrfmiddlewaretoken" value="\w+" form="undo-\d+"', form.group(0))
     return form.group(1), html.unescape(back)
 
 

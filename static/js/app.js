@@ -92,7 +92,7 @@
   function prune() {
     document.querySelectorAll(".toast:not([data-timer])").forEach(function (toast) {
       toast.setAttribute("data-timer", "1");
-      var undo = toast.querySelector("[data-undo-lifetime]");
+      var undo = toast.querySelector("[data-undo-lifetime]");  // its form (the fields may sit beside it)
       var seconds = undo ? parseInt(undo.getAttribute("data-undo-lifetime"), 10) : 6;
       setTimeout(function () { toast.remove(); }, seconds * 1000);
       if (!undo) return;

@@ -67,7 +67,7 @@ def demo_objects(demo) -> dict:
     """An object of each kind a route names, in the demo's account (made here when the demo has none)."""
     from django.contrib.auth import get_user_model
 
-    from syncs.models import Block, BulkAction, Connection, Invitation, Membership, SyncRun
+    from syncs.models import Block, BulkAction, Connection, Invitation, Membership, SyncRun, Undo
     from syncs.onboarding import onboarding_preview
     from syncs.webhooks import webhook_create
 
@@ -96,7 +96,9 @@ def demo_objects(demo) -> dict:
         data=b"Casa Nova,Europe/Lisbon,Airbnb,https://www.airbnb.com/calendar/ical/4242.ics?s=abc\n"
              b"Casa Nova,Europe/Lisbon,Nowhere,not a link\n",
     )
+    undo = Undo.objects.create(account=account, user=owner, kind=Undo.Kind.SWITCH_OFF, versions={})
     return {
+        "undo_id": undo.pk,
         "bulk_id": bulk.pk,
         "webhook_id": webhook.pk,
         "upload_id": upload.pk,
