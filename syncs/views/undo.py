@@ -38,7 +38,7 @@ def undo_offered(message) -> int | None:
 def _names(connections) -> str:
     shown = ", ".join(f"{c.property.name} · {c.portal.display_name}" for c in connections[:5])
     more = len(connections) - 5
-    return shown + (" " + ngettext("and %(n)d more", "and %(n)d more", more) % {"n": more} if more > 0 else "")
+    return shown + (" " + ngettext("and %(n)s more", "and %(n)s more", more) % {"n": more} if more > 0 else "")
 
 
 @require_POST
