@@ -109,6 +109,8 @@ def test_an_undo_leaves_a_sync_changed_since_as_it_is_and_says_so(client, manage
         True, False, False,
     ]
     assert Activity.objects.get(action="switch_off_undone").params == {"count": 1, "left": 2}
+    log = client.get(reverse("activity")).content.decode()
+    assert "undid a switch-off" in log and "1 sync put back as it was; 2 changed since, left as they are" in log
 
 
 def test_an_undo_works_once(client, manager):
