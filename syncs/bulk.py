@@ -3,7 +3,7 @@
 The same rules as for one sync, through the same services: the switch is
 ``syncs.connection_state.connection_switch`` (a paused sync switched on is checked by a fetch,
 queued, as ``syncs.operator_actions.connection_set_enabled`` does), "Sync now" is
-``syncs.sync_requests.connection_request_sync``, and accepting held removals accepts the answer
+``syncs.sync_requests.connections_request_sync``, and accepting held removals accepts the answer
 the operator saw (``syncs.sync.connection_accept_held_answer``) and asks for a sync to apply it,
 as for one sync. Every sync asked for is a durable job (syncs.jobs): written with the action,
 handed to the broker after the commit, sent again until a worker ran it, run once; 500 syncs are
@@ -26,7 +26,7 @@ from syncs.activity import activity_record
 from syncs.connection_state import connection_switch
 from syncs.models import Activity, BulkAction, Connection, Job, Undo
 from syncs.sync import connection_accept_held_answer
-from syncs.sync_requests import connection_request_sync, sync_request_key
+from syncs.sync_requests import connections_request_sync, sync_request_key
 from syncs.sync_state import SyncState, SyncStatus, connection_statuses
 from syncs.undo import undo_offer_switch_off
 
@@ -73,21 +73,21 @@ def bulk_run(*, user, account, kind: str, connections: QuerySet[Connection]) -> 
                     continue
                 if connection_switch(connection=connection, enabled=True):
                     # A paused sync is being checked: its fetch is asked for at once, as one switch does.
-                    connection_request_sync(connection=connection, user=user, pressed=False)
                     awaited.append(connection.pk)
             elif kind == Kind.SYNC_NOW:
                 if not connection.imports:
                     continue
-                connection_request_sync(connection=connection, user=user, pressed=False)
                 awaited.append(connection.pk)
             elif kind == Kind.ACCEPT_HELD:
                 # Only the answer the operator saw: one that changed since is judged afresh.
                 if not (connection.held_removals and connection_accept_held_answer(connection=connection)):
                     continue
                 held_answers[str(connection.pk)] = connection.held_answer
-                connection_request_sync(connection=connection, user=user, pressed=False)
                 awaited.append(connection.pk)
             acted.append(connection.pk)
+        # The syncs the action asks for: requested together (each one a durable job).
+        asked = set(awaited)
+        connections_request_sync(connections=[c for c in selected if c.pk in asked])
         action = BulkAction.objects.create(
             account=account, user=user if user.is_authenticated else None, kind=kind, connection_ids=acted,
             awaited_ids=awaited, held_answers=held_answers,

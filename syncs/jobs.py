@@ -88,14 +88,33 @@ def job_enqueue(*, task: str, args: list, key: str = "", now: datetime | None = 
     """Write a job for the Celery task named ``task`` (one using ``DurableTask``) in the caller's
     transaction, and hand it to the broker after the commit. With a ``key``, nothing is added
     while a job of that key waits to start (that one will do the same work); returns None then."""
+    made = jobs_enqueue(task=task, work=[(args, key)], now=now)
+    return made[0] if made else None
+
+
+def jobs_enqueue(*, task: str, work: list[tuple[list, str]], now: datetime | None = None) -> list[Job]:
+    """``job_enqueue`` for many (args, key) at once, in a few statements: what a bulk action
+    asks for."""
     now = now or timezone.now()
-    with transaction.atomic():
-        if key and Job.objects.filter(key=key, finished_at__isnull=True, started_at__isnull=True).exists():
-            return None
-        job = Job.objects.create(task=task, args=args, key=key, created_at=now, resend_at=now + resend_after(0))
-        message = _message(job)
-        transaction.on_commit(lambda: hand_over(message))
-    return job
+    # Part of the caller's transaction (no savepoint of its own).
+    with transaction.atomic(savepoint=False):
+        keys = [key for _args, key in work if key]
+        waiting = set(
+            Job.objects.filter(key__in=keys, finished_at__isnull=True, started_at__isnull=True).values_list("key", flat=True)
+        ) if keys else set()
+        made = Job.objects.bulk_create([
+            Job(task=task, args=args, key=key, created_at=now, resend_at=now + resend_after(0))
+            for args, key in work if not (key and key in waiting)
+        ])
+        messages = [_message(job) for job in made]
+        if messages:
+            transaction.on_commit(lambda: _hand_over_all(messages))
+    return made
+
+
+def _hand_over_all(messages: list[Message]) -> None:
+    for message in messages:
+        hand_over(message)
 
 
 def hand_over(message: Message) -> None:

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from syncs.activity import activity_record
-from syncs.jobs import JobPutOff, job_enqueue
+from syncs.jobs import JobPutOff, jobs_enqueue
 from syncs.models import Activity, Connection, SyncRun
 from syncs.sync import connection_sync_leased
 
@@ -38,14 +38,23 @@ def connection_request_sync(
     """``pressed``: the operator pressed "Sync now" (recorded in the activity, with the page it
     was pressed on as ``origin``, e.g. "checklist"); False when the request follows another
     action already recorded, such as saving a new link."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        Connection.objects.filter(pk=connection.pk).update(sync_requested_at=now)
+    with transaction.atomic(savepoint=False):
+        connections_request_sync(connections=[connection], now=now)
         if pressed:
             activity_record(user=user, action=Activity.Action.SYNC_REQUESTED, connection=connection,
                             params={"from": origin} if origin else None)
-        job_enqueue(task=SYNC_TASK, args=[connection.pk, SyncRun.Trigger.MANUAL], key=sync_request_key(connection.pk), now=now)
-    connection.sync_requested_at = now
+
+
+def connections_request_sync(*, connections: list[Connection], now: datetime | None = None) -> None:
+    """Ask for a sync of each connection, following an action already recorded (a bulk action):
+    the requests and their jobs in a few statements, whatever their number."""
+    now = now or timezone.now()
+    ids = [connection.pk for connection in connections]
+    with transaction.atomic(savepoint=False):
+        Connection.objects.filter(pk__in=ids).update(sync_requested_at=now)
+        jobs_enqueue(task=SYNC_TASK, work=[([pk, SyncRun.Trigger.MANUAL], sync_request_key(pk)) for pk in ids], now=now)
+    for connection in connections:
+        connection.sync_requested_at = now
 
 
 def sync_request_serve(*, connection_id: int) -> SyncRun | None:

@@ -152,3 +152,17 @@ def test_the_progress_page_keeps_waiting_while_a_worker_has_taken_one_of_the_syn
         assert jobs.job_start(job_id=job.pk, holder="job-x")  # a worker took it, and runs it
     with time_machine.travel(timezone.now() + STALLED_AFTER + timedelta(seconds=10)):
         assert client.get(reverse("bulk-progress", args=[action.pk])).status_code == 200
+
+
+def test_sync_now_of_many_syncs_asks_for_them_in_as_many_statements_as_for_a_few(client, manager, django_assert_max_num_queries):
+    def press(connections) -> None:
+        client.post(reverse("bulk-action"), {"action": "sync_now", "connection": [c.pk for c in connections]})
+
+    prop = PropertyFactory(account=manager.account)
+    few = ConnectionFactory.create_batch(2, property=prop)
+    with django_assert_max_num_queries(40) as counted:
+        press(few)
+    many = ConnectionFactory.create_batch(40, property=prop)
+    with django_assert_max_num_queries(len(counted.captured_queries)):
+        press(many)
+    assert Job.objects.count() == 42
