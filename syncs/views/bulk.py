@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
@@ -17,7 +17,6 @@ from syncs.bulk import bulk_progress, bulk_run
 from syncs.models import Account, BulkAction, Connection
 from syncs.roles import Role, role_required
 from syncs.timeline import Filter, connections_matching
-from syncs.views.confirm import Confirmation, confirmation_page, confirmed
 from syncs.views.undo import message_with_undo
 
 DONE_WORDS = {
@@ -60,12 +59,6 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     if not connections.exists():
         messages.error(request, _("Select at least one sync first."))
         return redirect(back)
-    if kind == BulkAction.Kind.ACCEPT_HELD and not confirmed(request):
-        # No undo: the removed nights are free on the portals at their next read. Asked first.
-        return confirmation_page(
-            request, accept_held_words(connections), action=reverse("bulk-action"), cancel=resolve_url(back),
-            resend=True,
-        )
     result = bulk_run(user=request.user, account=account, kind=kind, connections=connections)
     words = DONE_WORDS[kind](result.done) % {"n": result.done}
     if result.skipped:
@@ -78,25 +71,6 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         url = reverse("bulk-detail", kwargs={"bulk_id": result.action.pk})
         return redirect(url + ("?" + urlencode({"next": back}) if back.startswith("/") else ""))
     return redirect(back)
-
-
-def accept_held_words(connections) -> Confirmation:
-    held = connections.filter(held_removals__gt=0).exclude(held_answer="")
-    syncs, removals = held.count(), sum(held.values_list("held_removals", flat=True))
-    return Confirmation(
-        title=ngettext(
-            "Apply the held removals of %(n)d sync?", "Apply the held removals of %(n)d syncs?", syncs
-        ) % {"n": syncs},
-        sentences=[
-            ngettext(
-                "%(n)d booking or block leaves our calendars: the portals that read them see its nights free at their next read, and may sell them.",
-                "%(n)d bookings or blocks leave our calendars: the portals that read them see their nights free at their next read, and may sell them.",
-                removals,
-            ) % {"n": removals},
-            _("Check on each portal first that they are really gone. A sync whose portal says something else by then is left as it is."),
-        ],
-        button=_("Yes, apply the removals"),
-    )
 
 
 def _action(request: HttpRequest, bulk_id: int) -> BulkAction:

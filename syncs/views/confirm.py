@@ -24,16 +24,8 @@ def confirmed(request: HttpRequest) -> bool:
     return request.method == "POST" and request.POST.get("confirmed") == "1"
 
 
-def confirmation_page(
-    request: HttpRequest, confirmation: Confirmation, *, action: str, cancel: str, resend: bool = False
-) -> HttpResponse:
-    """The question on a page of its own. ``resend``: the answer posts again every field the
-    question's form was sent with (a selection of syncs, a filter)."""
-    fields = [
-        (name, value) for name, values in request.POST.lists() for value in values
-        if name not in ("csrfmiddlewaretoken", "confirmed", "next")
-    ] if resend else []
+def confirmation_page(request: HttpRequest, confirmation: Confirmation, *, action: str, cancel: str) -> HttpResponse:
     return render(
         request, "syncs/confirm.html",
-        {"confirmation": confirmation, "action": action, "cancel": cancel, "next": request.POST.get("next", ""), "fields": fields},
+        {"confirmation": confirmation, "action": action, "cancel": cancel, "next": request.POST.get("next", "")},
     )
