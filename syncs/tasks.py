@@ -77,9 +77,9 @@ def sync_connection(
     connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None, *_legacy
 ) -> str | None:
     """Sync one connection: as claimed by the dispatcher (``holder``: the claim's lease holder),
-    or, for an operator's request (a job: "Sync now" and the like), taking its lease first if the
-    request still waits. ``_legacy``: what messages queued by an older version carried after the
-    holder; the connection is read afresh instead."""
+    or, for an operator's request (a job: "Sync now" and the like, run once however often it is
+    sent), taking its lease first. ``_legacy``: what messages queued by an older version carried
+    after the holder; the connection is read afresh instead."""
     if trigger == SyncRun.Trigger.MANUAL:
         run = sync_request_serve(connection_id=connection_id)
     else:
