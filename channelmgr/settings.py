@@ -314,11 +314,20 @@ CELERY_BEAT_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.beat"
 CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in (CELERY_BEAT_QUEUE, CELERY_TASK_DEFAULT_QUEUE)]
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DISPATCH_INTERVAL_SECONDS = env_int("DISPATCH_INTERVAL_SECONDS", 60, minimum=5)
+# An operator's action that no worker started within this long is handed to the broker again
+# (syncs.jobs); each further wait is twice as long, up to ten minutes.
+JOB_RESEND_AFTER_SECONDS = env_int("JOB_RESEND_AFTER_SECONDS", 60, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-syncs": {
         "task": "syncs.tasks.dispatch_due_syncs",
         "schedule": float(DISPATCH_INTERVAL_SECONDS),
         # A dispatcher message older than its interval is useless: the next one supersedes it.
+        "options": {"expires": DISPATCH_INTERVAL_SECONDS * 0.9},
+    },
+    # Operators' actions a worker finishes (syncs.jobs): sent again when the broker lost them.
+    "resend-jobs": {
+        "task": "syncs.jobs.resend_jobs",
+        "schedule": float(DISPATCH_INTERVAL_SECONDS),
         "options": {"expires": DISPATCH_INTERVAL_SECONDS * 0.9},
     },
     "send-pause-notifications": {

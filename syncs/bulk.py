@@ -3,30 +3,33 @@
 The same rules as for one sync, through the same services: the switch is
 ``syncs.connection_state.connection_switch`` (a paused sync switched on is checked by a fetch,
 queued, as ``syncs.operator_actions.connection_set_enabled`` does), "Sync now" is
-``syncs.sync_requests.connection_request_sync`` (written to the database, handed to the broker
-without waiting: 500 syncs are queued, never run in the request), and accepting held removals is
-``syncs.sync.connection_accept_held_removals``, run by the worker for each sync, only on the
-answer the operator saw. The whole action is one transaction and ONE activity entry with its
-count; a ``BulkAction`` row keeps which syncs it concerned, for the progress page.
+``syncs.sync_requests.connections_request_sync``, and accepting held removals accepts the answer
+the operator saw (``syncs.sync.connection_accept_held_answer``) and asks for a sync to apply it,
+as for one sync. Every sync asked for is a durable job (syncs.jobs): written with the action,
+handed to the broker after the commit, sent again until a worker ran it, run once; 500 syncs are
+queued, never run in the request. The whole action is one transaction and ONE activity entry
+with its count; a ``BulkAction`` row keeps which syncs it concerned, for the progress page.
+Switching off keeps an undo (syncs.undo) that puts the syncs back as they were.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from celery import shared_task
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
+from django.utils import timezone
 
 from syncs.activity import activity_record
 from syncs.connection_state import connection_switch
-from syncs.models import Activity, BulkAction, Connection
+from syncs.models import Activity, BulkAction, Connection, Job, Undo
 from syncs.removal import connections_remove
-from syncs.sync import connection_accept_held_removals
-from syncs.sync_requests import connection_request_sync
+from syncs.sync import connection_accept_held_answer
+from syncs.sync_requests import connections_request_sync, sync_request_key
 from syncs.sync_state import SyncState, SyncStatus, connection_statuses
+from syncs.undo import undo_offer_switch_off
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ ACTIVITY = {
 }
 # At most this many syncs in one action: "all matching" of the biggest account.
 MAX_SYNCS = 5000
+# The progress page stops waiting when none of the action's syncs has moved for this long: no
+# worker is taking them (it says so; they stay asked for, and run when a worker is back).
+STALLED_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class BulkResult:
     action: BulkAction
     done: int  # syncs the action changed or queued
     skipped: int  # selected syncs it did not apply to (already off, export only, nothing held...)
+    undo: Undo | None = None  # what puts the syncs back as they were (switching off)
 
 
 def bulk_selected(*, account, connections: QuerySet[Connection]) -> list[Connection]:
@@ -73,21 +80,24 @@ def bulk_run(*, user, account, kind: str, connections: QuerySet[Connection]) -> 
                     continue
                 if connection_switch(connection=connection, enabled=True):
                     # A paused sync is being checked: its fetch is asked for at once, as one switch does.
-                    connection_request_sync(connection=connection, user=user, pressed=False)
                     awaited.append(connection.pk)
             elif kind == Kind.SYNC_NOW:
                 # Switched off: not synced (syncs.sync_requests), so left as it was.
-                if not connection.imports or not connection_request_sync(connection=connection, user=user, pressed=False):
+                if not connection.imports or not connection.enabled:
                     continue
                 awaited.append(connection.pk)
             elif kind == Kind.ACCEPT_HELD:
-                if not (connection.held_removals and connection.held_answer):
+                # Only the answer the operator saw: one that changed since is judged afresh.
+                if not (connection.held_removals and connection_accept_held_answer(connection=connection)):
                     continue
                 held_answers[str(connection.pk)] = connection.held_answer
                 awaited.append(connection.pk)
             acted.append(connection.pk)
         if kind == Kind.REMOVE:  # after the confirmation page (syncs.views.removal): one write for the lot
             acted = connections_remove(user=user, connections=selected, each_recorded=False)
+        # The syncs the action asks for: requested together (each one a durable job).
+        asked = set(awaited)
+        connections_request_sync(connections=[c for c in selected if c.pk in asked])
         action = BulkAction.objects.create(
             account=account, user=user if user.is_authenticated else None, kind=kind, connection_ids=acted,
             awaited_ids=awaited, held_answers=held_answers,
@@ -96,47 +106,11 @@ def bulk_run(*, user, account, kind: str, connections: QuerySet[Connection]) -> 
             user=user, action=ACTIVITY[kind],
             params={"count": len(acted), "selected": len(selected), "bulk": action.pk},
         )
-        if held_answers:
-            transaction.on_commit(lambda: _in_background(action.pk))
-    return BulkResult(action=action, done=len(acted), skipped=len(selected) - len(acted))
-
-
-def _in_background(bulk_id: int) -> None:
-    """Publish from a thread: a hung broker costs the thread seconds, not the page."""
-    threading.Thread(target=_publish, args=(bulk_id,), name=f"bulk-{bulk_id}", daemon=True).start()
-
-
-def _publish(bulk_id: int) -> None:
-    try:
-        accept_held_fan_out.apply_async((bulk_id,))
-    except Exception:  # the broker is down: the operator sees the removals still held, and can retry
-        log.warning("bulk accept held not queued bulk=%s: broker unavailable", bulk_id)
-
-
-@shared_task(ignore_result=True)
-def accept_held_fan_out(bulk_id: int) -> int:
-    """One task per sync: each accepting is a fetch, and must not wait for the others."""
-    action = BulkAction.objects.filter(pk=bulk_id).first()
-    if action is None:
-        return 0
-    for connection_id in action.held_answers:
-        accept_held_one.delay(bulk_id, int(connection_id))
-    return len(action.held_answers)
-
-
-@shared_task(ignore_result=True, acks_late=True)
-def accept_held_one(bulk_id: int, connection_id: int) -> str | None:
-    """Apply one sync's held removals, if it still holds the answer the operator accepted: an
-    answer that changed since is judged afresh by the shrink guard, as for one sync."""
-    action = BulkAction.objects.filter(pk=bulk_id).first()
-    connection = Connection.objects.filter(pk=connection_id).select_related("property", "portal").first()
-    if action is None or connection is None:
-        return None
-    if connection.held_answer != action.held_answers.get(str(connection_id)):
-        log.info("bulk accept held skipped connection=%s reason=answer_changed", connection_id)
-        return None
-    run = connection_accept_held_removals(connection=connection)
-    return run.outcome if run else None
+        undo = None
+        if kind == Kind.SWITCH_OFF:
+            switched = set(acted)
+            undo = undo_offer_switch_off(user=user, account=account, connections=[c for c in selected if c.pk in switched])
+    return BulkResult(action=action, done=len(acted), skipped=len(selected) - len(acted), undo=undo)
 
 
 @dataclass(frozen=True)
@@ -144,6 +118,9 @@ class BulkProgress:
     action: BulkAction
     statuses: list[SyncStatus]  # of the awaited syncs, as they are now (sync_state's)
     finished: int
+    # When one of the syncs last moved (a worker took it, or it ran); None before any did.
+    last_moved: datetime | None = None
+    now: datetime | None = None
 
     @property
     def total(self) -> int:
@@ -152,6 +129,16 @@ class BulkProgress:
     @property
     def done(self) -> bool:
         return self.finished >= self.total
+
+    @property
+    def stalled(self) -> bool:
+        """Nothing moved for STALLED_AFTER: the page stops waiting and says so."""
+        since = max(self.last_moved or self.action.created_at, self.action.created_at)
+        return not self.done and (self.now or timezone.now()) - since >= STALLED_AFTER
+
+    @property
+    def stalled_minutes(self) -> int:
+        return int(STALLED_AFTER.total_seconds() // 60)
 
     @property
     def by_state(self) -> list[tuple[SyncState, int]]:
@@ -165,22 +152,22 @@ class BulkProgress:
         return 100 if not self.total else round(100 * self.finished / self.total)
 
 
-def bulk_progress(*, action: BulkAction) -> BulkProgress:
-    """How far the syncs the action asked for have come: two queries."""
+def bulk_progress(*, action: BulkAction, now: datetime | None = None) -> BulkProgress:
+    """How far the syncs the action asked for have come: three queries."""
     connections = list(
         Connection.objects.filter(pk__in=action.awaited_ids).select_related("property", "portal").order_by("property__name", "pk")
     )
     statuses = connection_statuses(connections)
-    finished = sum(1 for connection in connections if _finished(action, connection))
-    # A sync deleted meanwhile has nothing left to wait for.
+    # The worker clears a sync's request when it has served it (its run recorded, or nothing to
+    # run); a sync deleted meanwhile has nothing left to wait for.
+    finished = sum(1 for connection in connections if connection.sync_requested_at is None)
     finished += len(action.awaited_ids) - len(connections)
-    return BulkProgress(action=action, statuses=[statuses[c.pk] for c in connections], finished=finished)
-
-
-def _finished(action: BulkAction, connection: Connection) -> bool:
-    if action.kind == Kind.ACCEPT_HELD:
-        answer = action.held_answers.get(str(connection.pk))
-        tried = connection.last_attempt_at is not None and connection.last_attempt_at >= action.created_at
-        return tried or connection.held_answer != answer
-    # "Sync now" and the check after switching on: the worker clears the request when it has run.
-    return connection.sync_requested_at is None
+    ran = [c.last_attempt_at for c in connections if c.last_attempt_at and c.last_attempt_at >= action.created_at]
+    taken = Job.objects.filter(
+        key__in=[sync_request_key(pk) for pk in action.awaited_ids], started_at__gte=action.created_at
+    ).aggregate(last=Max("started_at"))["last"]
+    moments = [moment for moment in (*ran, taken) if moment is not None]
+    return BulkProgress(
+        action=action, statuses=[statuses[c.pk] for c in connections], finished=finished,
+        last_moved=max(moments) if moments else None, now=now or timezone.now(),
+    )

@@ -303,6 +303,15 @@ def describe_activity(entry) -> str:
             "edit": lambda: _("Its new link was read without error."),
             "probe": lambda: _("The background check found its calendar working, and your account resumes such syncs."),
         }.get(params.get("by"), lambda: _("A sync worked again."))()
+    if action == "switch_off_undone" and "count" in params:
+        words = ngettext("%(n)d sync put back as it was", "%(n)d syncs put back as they were", params["count"]) % {
+            "n": params["count"],
+        }
+        if params.get("left"):
+            words += "; " + ngettext(
+                "%(n)d changed since, left as it is", "%(n)d changed since, left as they are", params["left"]
+            ) % {"n": params["left"]}
+        return words
     if action.startswith("bulk_") and "count" in params:
         return ngettext("%(n)d sync", "%(n)d syncs", params["count"]) % {"n": params["count"]}
     if action in ("properties_assigned", "properties_unassigned") and "count" in params:

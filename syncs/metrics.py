@@ -90,7 +90,7 @@ class DatabaseCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        from syncs.models import Connection, ExportReadDay, WebhookDelivery
+        from syncs.models import Connection, ExportReadDay, Job, WebhookDelivery
         from syncs.sync_state import TILES, states_counted
 
         now = timezone.now()
@@ -102,6 +102,10 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "channelmgr_sync_requests_waiting", "Sync now requests no worker has served yet.",
             value=Connection.objects.filter(sync_requested_at__isnull=False).count(),
+        )
+        yield GaugeMetricFamily(
+            "channelmgr_jobs_waiting", "Operators' actions written and not started by a worker yet (sent again by the sweeper).",
+            value=Job.objects.filter(finished_at__isnull=True, started_at__isnull=True).count(),
         )
         yield GaugeMetricFamily(
             "channelmgr_syncs_overdue", "Syncs due for more than two minutes and not handed out (the dispatcher is behind or down).",

@@ -858,6 +858,8 @@ class Activity(models.Model):
         WEBHOOK_ADDED = "webhook_added", _("added a webhook")
         WEBHOOK_REMOVED = "webhook_removed", _("removed a webhook")
         SYNCS_IMPORTED = "syncs_imported", _("saved syncs from a file")
+        # Undo (syncs.undo): ``params["count"]`` syncs put back, ``params["left"]`` changed since and left alone.
+        SWITCH_OFF_UNDONE = "switch_off_undone", _("undid a switch-off")
 
     # What the system does by itself: such rows have no user.
     AUTOMATIC = frozenset({
@@ -972,6 +974,68 @@ class BulkAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {len(self.connection_ids)}"
+
+
+class Undo(models.Model):
+    """What an operator's action took out of service, kept so that "Undo" can put it back as it
+    was, once (syncs.undo). Each sync is kept with the settings version the action left on it:
+    a sync whose version moved on since was changed again by someone, and is left as it is."""
+
+    class Kind(models.TextChoices):
+        SWITCH_OFF = "switch_off", _("Switch off")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", verbose_name=_("account"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("user")
+    )
+    kind = models.CharField(_("action"), max_length=20, choices=Kind)
+    # {"<connection id>": the settings version the action left on it}
+    versions = models.JSONField(_("syncs"), default=dict)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    undone_at = models.DateTimeField(_("undone at"), null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("undone by"),
+    )
+
+    class Meta:
+        verbose_name = _("undo")
+        verbose_name_plural = _("undos")
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {len(self.versions)}"
+
+
+class Job(models.Model):
+    """An operator's action that a worker finishes ("Sync now", the check of a sync switched back
+    on, accepting held removals), written in the action's own transaction before its message is
+    handed to the broker (syncs.jobs). Handed out again until a worker has run it; run once."""
+
+    task = models.CharField(_("task"), max_length=200)
+    args = models.JSONField(_("arguments"), default=list)
+    # At most one job waiting to start per key (e.g. "sync:12"): a second press adds nothing.
+    key = models.CharField(_("key"), max_length=100, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    # When the sweeper hands the job out (again) unless it has finished: a while after it was
+    # last sent, or when the worker that started it stops holding it.
+    resend_at = models.DateTimeField(_("send again at"))
+    sends = models.PositiveIntegerField(_("times sent again"), default=0)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    # The message (Celery task id) running it, until lease_until.
+    holder = models.CharField(_("held by"), max_length=100, blank=True)
+    lease_until = models.DateTimeField(_("held until"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        indexes = [
+            models.Index(fields=["resend_at"], condition=Q(finished_at__isnull=True), name="job_unfinished_resend"),
+            models.Index(fields=["key"], condition=Q(finished_at__isnull=True), name="job_unfinished_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task}{self.args}"
 
 
 class DoubleBookingQuerySet(AccountScopedQuerySet):

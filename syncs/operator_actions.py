@@ -13,10 +13,11 @@ from syncs.clean_text import clean
 from syncs.connection_state import connection_switch
 from syncs.date_inputs import nights_error
 from syncs.export_tokens import export_token_ensure, export_token_rotate
-from syncs.models import Activity, Block, Connection, Property
+from syncs.models import Activity, Block, Connection, Property, Undo
 from syncs.sync import connection_accept_held_answer
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_settings import connection_settings_update
+from syncs.undo import undo_offer_switch_off
 
 
 def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> bool:
@@ -29,6 +30,17 @@ def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> bo
         if checking:
             connection_request_sync(connection=connection, user=user, pressed=False)
     return checking
+
+
+def connection_switch_off(*, connection: Connection, user) -> Undo | None:
+    """The operator's switch, off, with what puts the sync back as it was (None if it was off
+    already: there is nothing to put back)."""
+    with transaction.atomic():
+        was_on = Connection.objects.select_for_update().filter(pk=connection.pk, enabled=True).exists()
+        connection_set_enabled(connection=connection, enabled=False, user=user)
+        if not was_on:
+            return None
+        return undo_offer_switch_off(user=user, account=connection.property.account, connections=[connection])
 
 
 def connection_read_new_link(*, connection: Connection, user) -> None:

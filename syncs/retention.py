@@ -3,7 +3,8 @@
 Pruned after ``days``: sync runs (but never a connection's latest run, nor any run since an
 open pause began: the checklist's "what changed while paused" reads them), soft-deleted blocks
 with their change history, per-day read counts of export URLs, and rotated export tokens that
-stopped working. Deleted in batches, so a big backlog never holds a long transaction.
+stopped working, finished jobs (syncs.jobs) and undo offers (syncs.undo), long past use. Deleted
+in batches, so a big backlog never holds a long transaction.
 
 Whatever ``days`` says, properties and syncs an operator removed are deleted for good only when
 they can no longer be restored, RESTORE_DAYS after their removal (``syncs.removal``).
@@ -18,7 +19,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from syncs.models import Block, ExportReadDay, ExportToken, PauseEpisode, SyncRun
+from syncs.models import Block, ExportReadDay, ExportToken, Job, PauseEpisode, SyncRun, Undo
 from syncs.removal import removed_prune
 
 BATCH = 2000
@@ -32,6 +33,8 @@ class Pruned:
     tokens: int = 0
     removed_properties: int = 0
     removed_syncs: int = 0
+    jobs: int = 0
+    undos: int = 0
 
 
 def _delete_in_batches(queryset) -> int:
@@ -64,4 +67,6 @@ def prune(*, days: int, now: datetime | None = None) -> Pruned:
         blocks=_delete_in_batches(Block.objects.filter(removed_at__lt=cutoff).order_by("pk")),
         read_days=_delete_in_batches(ExportReadDay.objects.filter(day__lt=cutoff.date()).order_by("pk")),
         tokens=_delete_in_batches(ExportToken.objects.filter(expires_at__lt=cutoff).order_by("pk")),
+        jobs=_delete_in_batches(Job.objects.filter(finished_at__lt=cutoff).order_by("pk")),
+        undos=_delete_in_batches(Undo.objects.filter(created_at__lt=cutoff).order_by("pk")),
     )

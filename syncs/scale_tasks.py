@@ -3,7 +3,7 @@ autodiscovery reads only syncs.tasks) and the worker's metrics are recorded."""
 
 from __future__ import annotations
 
-from syncs import bulk, digests, onboarding, webhooks  # noqa: F401
+from syncs import digests, onboarding, webhooks  # noqa: F401
 from syncs.metrics import connect_worker_signals
 
 connect_worker_signals()

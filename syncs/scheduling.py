@@ -34,8 +34,6 @@ LEASE_RELEASED = {"lease_holder": "", "lease_until": None}
 JITTER_FRACTION = 0.1
 # Claimed connections of one interval get one of this many jitters (a record draws its own).
 CLAIM_JITTERS = 8
-# A "Sync now" the broker did not take within this long is handed out again by the dispatcher.
-UNSERVED_AFTER = timedelta(seconds=30)
 
 
 def _holder_names() -> tuple[str, itertools.count]:
@@ -129,13 +127,3 @@ def connection_defer(*, connection_id: int, holder: str, until: datetime) -> Non
     """Give the lease back and come back to the connection at ``until``: for a poll that may
     not ask its portal now (syncs.politeness). Nothing is recorded: no poll was made."""
     Connection.objects.filter(pk=connection_id, lease_holder=holder).update(next_sync_at=until, **LEASE_RELEASED)
-
-
-def unserved_requests(*, now: datetime | None = None) -> list[int]:
-    """Sync-now requests that no worker has served yet: the dispatcher hands them out again."""
-    now = now or timezone.now()
-    return list(
-        Connection.objects.filter(sync_requested_at__lte=now - UNSERVED_AFTER)
-        .exclude(direction=Connection.Direction.EXPORT_ONLY)
-        .values_list("pk", flat=True)[:500]
-    )

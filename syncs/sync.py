@@ -154,7 +154,7 @@ def _sync_holding(connection: Connection, *, trigger: str, holder: str, switched
     finally:
         if trigger != SyncRun.Trigger.SCHEDULED and served:
             # The operator's "Sync now" has been served (or the connection is gone); one put off
-            # stays requested, and the dispatcher hands it out again.
+            # stays requested, and its job comes back (syncs.sync_requests).
             Connection.objects.filter(pk=connection.pk, sync_requested_at__isnull=False).update(sync_requested_at=None)
         if run is None:
             # A recorded run gave the lease back in its own write.
@@ -436,9 +436,3 @@ def connection_accept_held_answer(*, connection: Connection) -> bool:
             held_accepted_answer=connection.held_answer
         )
     )
-
-
-def connection_accept_held_removals(*, connection: Connection) -> SyncRun | None:
-    """Accept the held answer and sync at once (for the worker: a page hands this to it)."""
-    connection_accept_held_answer(connection=connection)
-    return connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)

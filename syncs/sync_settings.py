@@ -48,12 +48,16 @@ def _void_older_polls(*, read_from_scratch: bool, sync_now: bool, now: datetime)
     return updates
 
 
-def connection_settings_update(*, connection_id: int, values: dict, now: datetime | None = None) -> list[str]:
+def connection_settings_update(
+    *, connection_id: int, values: dict, now: datetime | None = None, expected_version: int | None = None
+) -> list[str]:
     """Write ``values`` (connection fields by name) to one connection; if any of them is read by
     a sync, in the same statement void the polls made before. Returns the sync settings changed.
 
     ``values`` may set engine fields of its own (a resume sets ``next_sync_at`` and clears the
     pause): they win over the defaults above. Switching off does not bring a sync forward.
+    With ``expected_version``, nothing is written (and nothing returned) unless the connection's
+    settings are still that version: nobody changed them since it was read.
     """
     now = now or timezone.now()
     changed = sorted(SYNC_SETTINGS & set(values))
@@ -66,8 +70,11 @@ def connection_settings_update(*, connection_id: int, values: dict, now: datetim
             ),
             **values,
         }
-    if updates:
-        Connection.objects.filter(pk=connection_id).update(**updates)
+    rows = Connection.objects.filter(pk=connection_id)
+    if expected_version is not None:
+        rows = rows.filter(settings_version=expected_version)
+    if updates and not rows.update(**updates) and expected_version is not None:
+        return []
     return changed
 
 

@@ -14,12 +14,17 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from syncs.models import SyncRun
+from syncs.jobs import (
+    DurableTask,
+    resend_jobs,  # noqa: F401 - registers the task with the worker
+)
+from syncs.models import Connection, SyncRun
 from syncs.notifications import send_pause_notifications  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
 from syncs.retention import prune
-from syncs.scheduling import connections_claim_due, unserved_requests
+from syncs.scheduling import connections_claim_due
 from syncs.sync import connection_sync_leased
+from syncs.sync_requests import connection_request_sync, sync_request_serve
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,8 @@ def _publish(claims: list) -> None:
 
 @shared_task(ignore_result=True)
 def dispatch_due_syncs() -> int:
-    """Run by beat every minute: hand each due connection to a worker, and each "Sync now"
-    that the broker could not take when it was pressed."""
+    """Run by beat every minute: hand each due connection to a worker. (An operator's "Sync now"
+    is a job: syncs.jobs sends it again if the broker lost it.)"""
     ids = []
     started = time.monotonic()
     # Claim in batches until no full batch comes back: thousands of connections due at once (a
@@ -50,11 +55,8 @@ def dispatch_due_syncs() -> int:
         ids += [claim.connection_id for claim in batch]
         if len(batch) < DISPATCH_BATCH:
             break
-    requested = unserved_requests()
-    for connection_id in requested:
-        sync_connection.delay(connection_id, SyncRun.Trigger.MANUAL)
-    log.info("dispatched count=%d requested=%d", len(ids), len(requested))
-    return len(ids) + len(requested)
+    log.info("dispatched count=%d", len(ids))
+    return len(ids)
 
 
 # Only what stops the task itself is retried: the database could not even record a failed
@@ -62,6 +64,7 @@ def dispatch_due_syncs() -> int:
 # raise. A retry keeps the claim (``holder``), so it takes the lease again; its delays stay far
 # below the broker's visibility timeout, so a retried message is never delivered twice.
 @shared_task(
+    base=DurableTask,
     ignore_result=True,
     acks_late=True,
     autoretry_for=(OperationalError, InterfaceError),
@@ -74,19 +77,23 @@ def sync_connection(
     connection_id: int, trigger: str = SyncRun.Trigger.SCHEDULED, holder: str | None = None, *_legacy
 ) -> str | None:
     """Sync one connection: as claimed by the dispatcher (``holder``: the claim's lease holder),
-    or taking its lease first ("Sync now"). ``_legacy``: what messages queued by an older
-    version carried after the holder; the connection is read afresh instead."""
-    run = connection_sync_leased(connection_id=connection_id, trigger=trigger, holder=holder)
+    or, for an operator's request (a job: "Sync now" and the like, run once however often it is
+    sent), taking its lease first. ``_legacy``: what messages queued by an older version carried
+    after the holder; the connection is read afresh instead."""
+    if trigger == SyncRun.Trigger.MANUAL:
+        run = sync_request_serve(connection_id=connection_id)
+    else:
+        run = connection_sync_leased(connection_id=connection_id, trigger=trigger, holder=holder)
     return run.outcome if run else None
 
 
 @shared_task(ignore_result=True)
 def probe_paused_feeds() -> int:
     """Run by beat: quietly check the feeds of paused connections (see syncs/probing.py), and
-    hand the sync of each one switched back on to a worker."""
+    ask for the sync of each one switched back on (its check), as the operator's switch does."""
     done = probe_paused_connections()
-    for connection_id in done.resumed:
-        sync_connection.delay(connection_id, SyncRun.Trigger.MANUAL)
+    for connection in Connection.objects.filter(pk__in=done.resumed):
+        connection_request_sync(connection=connection, user=None, pressed=False)
     return done.probed
 
 
@@ -95,6 +102,7 @@ def prune_history() -> None:
     """Run by beat daily: forget old history (see syncs/retention.py)."""
     pruned = prune(days=settings.RETENTION_DAYS)
     log.info(
-        "pruned runs=%d blocks=%d read_days=%d tokens=%d removed_properties=%d removed_syncs=%d", pruned.runs,
-        pruned.blocks, pruned.read_days, pruned.tokens, pruned.removed_properties, pruned.removed_syncs,
+        "pruned runs=%d blocks=%d read_days=%d tokens=%d jobs=%d undos=%d removed_properties=%d removed_syncs=%d",
+        pruned.runs, pruned.blocks, pruned.read_days, pruned.tokens, pruned.jobs, pruned.undos, pruned.removed_properties,
+        pruned.removed_syncs,
     )

@@ -52,11 +52,11 @@ from syncs.models import (
     Connection,
     ExportToken,
     PauseEpisode,
+    Property,
 )
 from syncs.operator_actions import connection_set_enabled, connection_use_https
 from syncs.portals import portal_for_host
 from syncs.readers import connection_export_facts
-from syncs.scheduling import UNSERVED_AFTER
 from syncs.sync_labels import label_syncs
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import SyncState, SyncStatus, connection_status
@@ -135,9 +135,11 @@ LIVE_STEPS = frozenset({"link", "https"})
 
 def _run_watched_for() -> timedelta:
     """How long after a sync was asked for (or a paused one switched back on) the open checklist
-    keeps looking for its end: time for the broker or the dispatcher to hand it out, and for the
-    task's own time limit. A sync nobody serves never keeps a page asking."""
-    return UNSERVED_AFTER + timedelta(minutes=1) + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    keeps looking for its end: time for its job to be sent again once (syncs.jobs) and handed
+    out, and for the task's own time limit. A sync nobody serves never keeps a page asking."""
+    return timedelta(seconds=settings.JOB_RESEND_AFTER_SECONDS) + timedelta(minutes=1) + timedelta(
+        seconds=settings.CELERY_TASK_TIME_LIMIT
+    )
 
 
 @dataclass(frozen=True)
@@ -608,13 +610,18 @@ IMPORT_WORKS = frozenset({SyncState.WORKING, SyncState.HELD, SyncState.NOT_READI
 
 
 def test_night_audience(connection: Connection) -> list[str]:
-    """Who will see a test night closed: a night closed here is in every calendar we publish for
-    the property, so every portal that reads one of its export URLs: its syncs that export (by
-    their labels), and whoever reads the property-wide calendar."""
-    syncs = list(connection.property.connections.select_related("portal").order_by("portal__position", "pk"))
+    """Who will see a test night closed (see ``night_audience``)."""
+    return night_audience(connection.property)
+
+
+def night_audience(prop: Property) -> list[str]:
+    """Who sees a night closed (or opened) here: it is in every calendar we publish for the
+    property, so every portal that reads one of its export URLs: its syncs that export (by their
+    labels), and whoever reads the property-wide calendar."""
+    syncs = list(prop.connections.select_related("portal").order_by("portal__position", "pk"))
     labels = label_syncs(syncs)
     names = [labels[c.pk].label for c in syncs if c.exports]
-    property_wide = ExportToken.objects.serving().filter(property=connection.property, connection__isnull=True)
+    property_wide = ExportToken.objects.serving().filter(property=prop, connection__isnull=True)
     for slug in property_wide.exclude(last_reader="").values_list("last_reader", flat=True).distinct():
         name = reader_name(slug, portal=_("A calendar program"))
         if name not in names:

@@ -24,6 +24,7 @@ from syncs.views import (
     properties,
     removal,
     timeline,
+    undo,
 )
 
 urlpatterns = [
@@ -90,6 +91,7 @@ urlpatterns = [
     path("bulk/", bulk.bulk_action, name="bulk-action"),
     path("bulk/<int:bulk_id>/", bulk.bulk_detail, name="bulk-detail"),
     path("bulk/<int:bulk_id>/progress/", bulk.bulk_progress_view, name="bulk-progress"),
+    path("undo/<int:undo_id>/", undo.undo_view, name="undo"),
     path("onboarding/", onboarding.onboarding, name="onboarding"),
     path("onboarding/<int:upload_id>/", onboarding.onboarding_preview_view, name="onboarding-preview"),
     path("onboarding/<int:upload_id>/progress/", onboarding.onboarding_progress, name="onboarding-progress"),

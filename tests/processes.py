@@ -51,3 +51,31 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str, log:
         time.sleep(0.3)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise AssertionError(f"{what} did not happen within {timeout} s.\n{tail}")
+
+
+class RedisServer:
+    """A Redis server of a test's own, on one port, that the test can stop and start again: a
+    broker that goes away and comes back empty (no persistence), as after a crash."""
+
+    def __init__(self, *, port: int, folder: Path):
+        import shutil
+
+        self.binary = shutil.which("redis-server")
+        self.port = port
+        self.folder = folder
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis.Redis.from_url(self.url).ping(), timeout=10, what="our Redis answering")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

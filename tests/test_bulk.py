@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 
-from syncs.models import Activity, BulkAction, Connection, Membership
+from syncs import jobs
+from syncs.bulk import STALLED_AFTER
+from syncs.models import Activity, BulkAction, Connection, Job, Membership
 from tests.factories import (
     BlockFactory,
     ConnectionFactory,
@@ -27,9 +30,7 @@ def manager(client):
     return membership
 
 
-def test_sync_now_of_many_syncs_is_queued_recorded_once_and_shows_progress(client, manager, monkeypatch):
-    published = []
-    monkeypatch.setattr("syncs.sync_requests.enqueue_in_background", published.append)
+def test_sync_now_of_many_syncs_is_queued_recorded_once_and_shows_progress(client, manager):
     prop = PropertyFactory(account=manager.account)
     mine = ConnectionFactory.create_batch(5, property=prop)
     theirs = ConnectionFactory(property=PropertyFactory(account=MembershipFactory().account))
@@ -109,3 +110,59 @@ def test_two_syncs_of_one_portal_are_told_apart_on_the_timeline_and_their_clash_
     day = formats.date_format(night, "DATE_FORMAT")
     assert f'<span class="visually-hidden">{day}: Airbnb 1, Airbnb 2 — possible double booking</span>' in page
     assert "Select the Airbnb 1 sync of Two listings" in page and "Select the Airbnb 2 sync of Two listings" in page
+
+
+def test_accepting_held_removals_in_bulk_accepts_the_answers_seen_and_asks_a_worker_for_each(client, manager):
+    prop = PropertyFactory(account=manager.account)
+    held = ConnectionFactory.create_batch(2, property=prop, held_answer="answer-a", held_removals=4, held_since=timezone.now())
+    nothing_held = ConnectionFactory(property=prop)
+    response = client.post(reverse("bulk-action"), {"action": "accept_held", "connection": [c.pk for c in [*held, nothing_held]]})
+    action = BulkAction.objects.get()
+    assert response["Location"].startswith(reverse("bulk-detail", args=[action.pk]))
+    assert sorted(action.awaited_ids) == sorted(c.pk for c in held)
+    for connection in held:
+        connection.refresh_from_db()
+        assert (connection.held_accepted_answer, connection.sync_requested_at is not None) == ("answer-a", True)
+    # Each sync asked for is a durable job, written with the action (handed over after the commit).
+    assert sorted(Job.objects.values_list("args", flat=True)) == sorted([c.pk, "manual"] for c in held)
+    assert not Connection.objects.get(pk=nothing_held.pk).sync_requested_at
+
+
+def test_the_progress_page_ends_saying_so_when_no_worker_takes_the_syncs(client, manager):
+    connection = ConnectionFactory(property=PropertyFactory(account=manager.account))
+    client.post(reverse("bulk-action"), {"action": "sync_now", "connection": [connection.pk]})
+    action = BulkAction.objects.get()
+    progress = client.get(reverse("bulk-progress", args=[action.pk]))
+    assert progress.status_code == 200 and "Running…" in progress.content.decode()
+    with time_machine.travel(timezone.now() + STALLED_AFTER):
+        progress = client.get(reverse("bulk-progress", args=[action.pk]))
+        page = client.get(reverse("bulk-detail", args=[action.pk])).content.decode()
+    assert progress.status_code == 286  # htmx stops polling
+    assert "Nothing has moved for 5 minutes: no worker is taking these syncs" in progress.content.decode()
+    assert "Waiting for a worker." in page and 'hx-trigger="every 2s"' not in page
+
+
+def test_the_progress_page_keeps_waiting_while_a_worker_has_taken_one_of_the_syncs(client, manager):
+    first, second = ConnectionFactory.create_batch(2, property=PropertyFactory(account=manager.account))
+    client.post(reverse("bulk-action"), {"action": "sync_now", "connection": [first.pk, second.pk]})
+    action = BulkAction.objects.get()
+    later = timezone.now() + STALLED_AFTER - timedelta(seconds=30)
+    job = Job.objects.get(args=[first.pk, "manual"])
+    with time_machine.travel(later, tick=False):
+        assert jobs.job_start(job_id=job.pk, holder="job-x")  # a worker took it, and runs it
+    with time_machine.travel(timezone.now() + STALLED_AFTER + timedelta(seconds=10)):
+        assert client.get(reverse("bulk-progress", args=[action.pk])).status_code == 200
+
+
+def test_sync_now_of_many_syncs_asks_for_them_in_as_many_statements_as_for_a_few(client, manager, django_assert_max_num_queries):
+    def press(connections) -> None:
+        client.post(reverse("bulk-action"), {"action": "sync_now", "connection": [c.pk for c in connections]})
+
+    prop = PropertyFactory(account=manager.account)
+    few = ConnectionFactory.create_batch(2, property=prop)
+    with django_assert_max_num_queries(40) as counted:
+        press(few)
+    many = ConnectionFactory.create_batch(40, property=prop)
+    with django_assert_max_num_queries(len(counted.captured_queries)):
+        press(many)
+    assert Job.objects.count() == 42

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import functools
 import socket
-import threading
 import time
 from datetime import timedelta
 from unittest import mock
 
 import pytest
+import time_machine
 from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from channelmgr.celery import app
-from syncs import sync_requests, tasks
-from syncs.models import Account, Activity, Block, Connection, SyncRun
+from syncs import jobs, tasks
+from syncs.models import Account, Activity, Block, Connection, Job, SyncRun
 from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.jobs import recorded_hand_over
 from tests.states import overview_tiles, sync_state_of
 
 pytestmark = pytest.mark.django_db
@@ -35,8 +36,8 @@ def account(operator):
 @pytest.fixture
 def no_broker():
     """Record what "Sync now" hands to the broker instead of publishing it."""
-    with mock.patch.object(sync_requests, "enqueue_in_background") as enqueue:
-        yield enqueue
+    with recorded_hand_over() as handed:
+        yield handed
 
 
 def test_the_overview_puts_a_paused_sync_first_with_its_reason_in_words(operator_client, account):
@@ -221,7 +222,7 @@ def test_switching_a_paused_sync_back_on_checks_it_at_once(operator_client, acco
         fragment = operator_client.post(reverse("connection-switch", args=[connection.pk]), {"enabled": "1"}, **HTMX)
     assert "checking its calendar now" in fragment.content.decode()
     assert sync_state_of(connection) == SyncState.CHECKING
-    no_broker.assert_called_once_with(connection.pk)  # the check is a sync run at once, not at the next turn
+    assert no_broker.syncs() == [connection.pk]  # the check is a sync run at once, not at the next turn
 
 
 def test_sync_now_shows_progress_until_the_run_is_done(operator_client, account, no_broker, httpserver, settings):
@@ -233,7 +234,7 @@ def test_sync_now_shows_progress_until_the_run_is_done(operator_client, account,
         fragment = operator_client.post(reverse("connection-sync-now", args=[connection.pk]), **HTMX).content.decode()
     assert "Syncing…" in fragment
     assert 'hx-trigger="every 2s"' in fragment
-    no_broker.assert_called_once_with(connection.pk)
+    assert no_broker.syncs() == [connection.pk]
     # The worker runs the task it was handed.
     tasks.sync_connection(connection.pk, "manual")
     row = operator_client.get(reverse("connection-row", args=[connection.pk]), **HTMX).content.decode()
@@ -273,8 +274,9 @@ def operator_client_on_commit():
     return TestCase.captureOnCommitCallbacks(execute=True)
 
 
-def test_sync_now_returns_at_once_when_the_broker_hangs_and_the_dispatcher_picks_it_up(operator_client, account):
+def test_sync_now_returns_at_once_when_the_broker_hangs_and_the_sweeper_sends_it_again(operator_client, account):
     connection = ConnectionFactory(property=PropertyFactory(account=account))
+    publisher = jobs._Publisher.instance().messages
     with socket.socket() as blackhole:  # accepts connections, never answers: a hung Redis
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(16)
@@ -285,25 +287,22 @@ def test_sync_now_returns_at_once_when_the_broker_hangs_and_the_dispatcher_picks
             with operator_client_on_commit():  # the request, and its commit that hands the task over
                 response = operator_client.post(reverse("connection-sync-now", args=[connection.pk]), **HTMX)
             elapsed = time.monotonic() - started
-            publisher = next(t for t in threading.enumerate() if t.name == f"sync-now-{connection.pk}")
-            assert publisher.is_alive()  # still waiting for the broker: the page did not
-    publisher.join(timeout=15)  # closing the blackhole resets the connection it waits on
-    assert not publisher.is_alive()
+            assert publisher.unfinished_tasks == 1  # still waiting for the broker: the page did not
+            blackhole.close()  # the broker goes away: the publisher gives up on it
+            deadline = time.monotonic() + 15
+            while publisher.unfinished_tasks and time.monotonic() < deadline:
+                time.sleep(0.05)
+    assert not publisher.unfinished_tasks
     assert response.status_code == 200
     assert elapsed < 1.0
     connection.refresh_from_db()
     assert connection.sync_requested_at is not None
-    later = timezone.now() + sync_requests.UNSERVED_AFTER
-    assert connection.pk in sync_requests.unserved_requests(now=later)
-
-
-def test_the_dispatcher_hands_out_a_sync_now_the_broker_never_took(account):
-    connection = ConnectionFactory(
-        property=PropertyFactory(account=account), paused_at=timezone.now(), sync_requested_at=timezone.now() - timedelta(minutes=2)
-    )
-    with mock.patch.object(tasks.sync_connection, "delay") as delay:
-        tasks.dispatch_due_syncs()
-    delay.assert_any_call(connection.pk, "manual")
+    job = Job.objects.get()
+    assert (job.args, job.started_at) == ([connection.pk, "manual"], None)  # written first, never lost
+    with time_machine.travel(job.resend_at, tick=False), mock.patch.object(tasks.sync_connection, "apply_async") as send:
+        jobs.resend_jobs()
+    assert send.call_args.args == ([connection.pk, "manual"],)
+    assert send.call_args.kwargs["task_id"].startswith(f"job-{job.pk}-")
 
 
 def test_a_switched_off_sync_offers_no_sync_now_and_a_post_to_it_imports_nothing(
@@ -332,7 +331,7 @@ def test_a_switched_off_sync_offers_no_sync_now_and_a_post_to_it_imports_nothing
         assert "Syncing" not in words
     off.refresh_from_db()
     assert off.sync_requested_at is None
-    no_broker.assert_not_called()
+    assert no_broker.syncs() == []
     assert not Activity.objects.filter(action=Activity.Action.SYNC_REQUESTED).exists()
     assert not SyncRun.objects.filter(connection=off).exists() and not Block.objects.filter(source=off).exists()
     assert httpserver.log == []
@@ -363,7 +362,7 @@ def test_sync_now_for_many_syncs_leaves_the_switched_off_ones_alone_and_says_so(
             reverse("bulk-action"), {"action": "sync_now", "connection": [off.pk, on.pk]}, follow=True
         ).content.decode()
     assert "1 sync queued to run now. 1 selected sync was not synced: it is switched off, or it only exports." in page
-    no_broker.assert_called_once_with(on.pk)
+    assert no_broker.syncs() == [on.pk]
     off.refresh_from_db()
     assert off.sync_requested_at is None
 
@@ -417,7 +416,7 @@ def test_the_operator_closes_and_opens_nights_and_every_export_shows_it(operator
     feed = reverse("export-feed", kwargs={"token": token_from_nonce(export_token_ensure(property=prop, connection=connection).nonce)})
     assert f"DTSTART;VALUE=DATE:{start:%Y%m%d}" in client.get(feed).content.decode()
     block = Block.objects.get(property=prop, source=None)
-    operator_client.post(reverse("block-remove", args=[block.pk]))
+    operator_client.post(reverse("block-remove", args=[block.pk]), {"confirmed": "1"})
     assert "BEGIN:VEVENT" not in client.get(feed).content.decode()
     assert list(Activity.objects.filter(property=prop).values_list("action", flat=True)) == ["block_removed", "block_added"]
 

@@ -17,6 +17,7 @@ from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.jobs import recorded_hand_over
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -52,7 +53,7 @@ def test_step_1_says_a_paused_sync_is_checked_after_switching_it_back_on_then_wh
     assert report.data["can_switch_on"]
 
     # Switched back on: not "running" yet, but being checked, and the step asks again until it knows.
-    with mock.patch("syncs.sync_requests.enqueue_in_background"):
+    with recorded_hand_over():
         report = step(connection, "switched_on", operator, action="switch_on")
     assert report.status == "waiting"
     assert report.summary == "Switched back on: checking its calendar now…"
@@ -66,7 +67,7 @@ def test_step_1_says_a_paused_sync_is_checked_after_switching_it_back_on_then_wh
     assert report.summary.endswith("It is paused again.")
 
     answer(portal_server, feeds.airbnb())
-    with mock.patch("syncs.sync_requests.enqueue_in_background"):
+    with recorded_hand_over():
         step(connection, "switched_on", operator, action="switch_on")
     connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the check: it works
     report = step(connection, "switched_on", operator)
@@ -293,7 +294,7 @@ def test_a_new_link_pasted_in_step_2_turns_every_step_from_one_read_and_the_page
     with mock.patch("syncs.troubleshooting.https_variant_works", return_value=False):  # as the page loads
         operator_client.get(reverse("connection-fix-step", args=[connection.pk, "https"]), **HTMX)
     portal_server.expect_request("/new.ics").respond_with_data(feeds.airbnb(("a", days(3), days(6))), content_type="text/calendar")
-    with mock.patch("syncs.sync_requests.enqueue_in_background"):  # the worker's turn comes below
+    with recorded_hand_over():  # the worker's turn comes below
         response = operator_client.post(reverse("connection-fix-step", args=[connection.pk, "link"]),
                                         {"action": "new_link", "import_url": portal_server.url_for("/new.ics")}, **HTMX)
     fragment = response.content.decode()
@@ -336,7 +337,7 @@ def test_a_sync_that_read_the_link_since_step_2_s_reading_and_found_otherwise_is
 def test_the_page_stops_looking_for_a_sync_nobody_serves(operator_client, connection):
     import time_machine
 
-    with mock.patch("syncs.sync_requests.enqueue_in_background"):  # no worker ever takes it
+    with recorded_hand_over():  # no worker ever takes it
         response = operator_client.post(reverse("connection-fix-step", args=[connection.pk, "resync"]), {"action": "run"}, **HTMX)
     assert watching(response.content.decode())
     with time_machine.travel(timezone.now() + timedelta(minutes=2)):

@@ -14,7 +14,7 @@ from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs import editing, sync_requests
+from syncs import editing
 from syncs.explain import describe
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
 from syncs.models import (
@@ -30,6 +30,7 @@ from syncs.models import (
 from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, portal
+from tests.jobs import recorded_hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -473,7 +474,7 @@ def test_a_new_link_for_a_paused_sync_is_read_by_a_worker_at_once_and_resumes_it
     connection = _paused_sync(flat)
 
     with (
-        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        recorded_hand_over() as enqueue,
         TestCase.captureOnCommitCallbacks(execute=True),
     ):
         response = edit_sync(operator_client, connection, import_url=portal_server.url_for(FEED_PATH))
@@ -481,7 +482,7 @@ def test_a_new_link_for_a_paused_sync_is_read_by_a_worker_at_once_and_resumes_it
     # Handed to a worker at once: the request never waits on the portal.
     assert response.status_code == 302
     assert "the new link is being read now, and the sync resumes if it works" in said(response)[0]
-    enqueue.assert_called_once_with(connection.pk)
+    assert enqueue.syncs() == [connection.pk]
     connection.refresh_from_db()
     assert connection.checking_since is not None and connection.sync_requested_at is not None
     # The worker's read works: the pause ends, ended by the edit.
@@ -501,14 +502,14 @@ def test_a_new_link_for_a_switched_off_sync_waits_for_the_operator_to_switch_it_
     connection = _paused_sync(flat, enabled=False)
 
     with (
-        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        recorded_hand_over() as enqueue,
         TestCase.captureOnCommitCallbacks(execute=True),
     ):
         response = edit_sync(operator_client, connection, import_url=portal_server.url_for(FEED_PATH))
 
     assert response.status_code == 302
     assert "This sync is switched off: switch it on to read the new link." in said(response)[0]
-    enqueue.assert_not_called()
+    assert not enqueue
     connection.refresh_from_db()
     assert connection.sync_requested_at is None
     assert connection.paused_at is not None

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncs.metrics import task_finished, task_started
 from syncs.models import Connection
+from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import TILES
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory
 
@@ -35,13 +36,15 @@ def test_metrics_count_syncs_by_state_as_the_overview_does(client, settings):
     prop = PropertyFactory(account=MembershipFactory().account)
     ConnectionFactory(property=prop, paused_at=timezone.now(), pause_reason="timeout")
     ConnectionFactory(property=prop, enabled=False)
-    ConnectionFactory(property=prop, sync_requested_at=timezone.now())
+    asked = ConnectionFactory(property=prop)
+    connection_request_sync(connection=asked, user=None)
     families = scrape(client)
     by_state = {sample.labels["state"]: sample.value for sample in families["channelmgr_syncs"].samples}
     assert set(by_state) == {state.value for state in TILES}
     assert by_state["paused"] == 1 and by_state["switched_off"] == 1
     assert sum(by_state.values()) == Connection.objects.count()
     assert families["channelmgr_sync_requests_waiting"].samples[0].value == 1
+    assert families["channelmgr_jobs_waiting"].samples[0].value == 1
     assert "channelmgr_broker_up" in families
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.contrib.messages import get_messages
@@ -16,7 +15,6 @@ from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from syncs import sync_requests
 from syncs.management.commands.portal_colours import STYLESHEET, with_portal_css
 from syncs.models import Account, Block, Connection, SyncRun
 from syncs.portals import CATALOGUE, HERE_LOOK, LOOKS, portal_css
@@ -25,6 +23,7 @@ from syncs.sync_labels import label_syncs
 from syncs.troubleshooting import TEST_BLOCK_SUMMARY
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.jobs import recorded_hand_over
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -197,7 +196,7 @@ def test_a_new_link_pasted_in_step_2_is_checked_saved_and_read_and_the_sync_work
     httpserver.expect_request("/new.ics").respond_with_data(feeds.airbnb(("a", start, start + timedelta(days=2))), content_type="text/calendar")
     url = reverse("connection-fix-step", args=[paused.pk, "link"])
     with (
-        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        recorded_hand_over() as enqueue,
         TestCase.captureOnCommitCallbacks(execute=True),
     ):
         response = operator_client.post(url, {"action": "new_link", "import_url": f" {httpserver.url_for('/new.ics')} "}, **HTMX)
@@ -212,7 +211,7 @@ def test_a_new_link_pasted_in_step_2_is_checked_saved_and_read_and_the_sync_work
     paused.refresh_from_db()
     assert paused.import_url == httpserver.url_for("/new.ics")
     # Read at once by a worker, as after an edit: the sync is "checking" until then.
-    enqueue.assert_called_once_with(paused.pk)
+    assert enqueue.syncs() == [paused.pk]
     assert paused.checking_since is not None
     connection_sync_leased(connection_id=paused.pk, trigger=SyncRun.Trigger.MANUAL)
     paused.refresh_from_db()

@@ -39,7 +39,8 @@ from syncs.notifications import pause_notifications_send
 from syncs.probing import connections_to_probe
 from syncs.property_listing import property_rows
 from syncs.removal import connection_restore_problem, connections_remove, property_remove
-from syncs.scheduling import connections_claim_due, unserved_requests
+from syncs.scheduling import connections_claim_due
+from syncs.sync_requests import sync_request_serve
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
 from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_deliver
@@ -214,7 +215,10 @@ def test_a_removed_sync_is_not_dispatched_probed_or_served_a_sync_now(casa):
     connections_remove(user=None, connections=[airbnb, booking])
 
     assert connections_claim_due() == []
-    assert unserved_requests() == []
+    # A request left waiting for a removed sync is served by no sync.
+    runs = SyncRun.objects.filter(connection_id=airbnb.pk).count()
+    assert sync_request_serve(connection_id=airbnb.pk) is None
+    assert SyncRun.objects.filter(connection_id=airbnb.pk).count() == runs
     assert connections_to_probe(now=timezone.now()) == []
 
 

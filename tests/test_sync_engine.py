@@ -17,7 +17,7 @@ from syncs import ical
 from syncs import sync as sync_module
 from syncs.ical import parse_feed
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, SyncRun
-from syncs.sync import connection_accept_held_removals, connection_sync_leased
+from syncs.sync import connection_accept_held_answer, connection_sync_leased
 from syncs.sync_state import SyncState
 from tests import feeds
 from tests.conftest import NOW
@@ -352,7 +352,8 @@ def test_the_operator_can_accept_held_removals_at_once(clock, airbnb_server, con
     sync(connection)
     answer(airbnb_server, feeds.airbnb())
     sync(connection)
-    run = connection_accept_held_removals(connection=connection)
+    assert connection_accept_held_answer(connection=connection)
+    run = connection_sync_leased(connection_id=connection.pk, trigger="manual")  # the sync the operator asked for
     connection.refresh_from_db()
     assert (run.trigger, run.events_removed, run.removals_held) == ("manual", 4, False)
     assert current_nights(connection) == []

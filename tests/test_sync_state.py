@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
 import pytest
 import time_machine
@@ -20,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs import notifications, sync_requests
+from syncs import notifications
 from syncs.connection_state import connection_switch
 from syncs.dashboard import dashboard_summary
 from syncs.export_tokens import new_token_fields
@@ -51,6 +50,7 @@ from syncs.sync_state import (
 )
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.jobs import recorded_hand_over
 from tests.states import overview_tiles, places, sync_state_of
 
 pytestmark = pytest.mark.django_db
@@ -321,9 +321,9 @@ def test_switching_a_paused_sync_back_on_checks_it_and_a_check_that_fails_pauses
     send_pause_notifications()
     places(operator_client, sync).everywhere(SyncState.PAUSED)
 
-    with mock.patch.object(sync_requests, "enqueue_in_background") as enqueue, operator_client_on_commit():
+    with recorded_hand_over() as enqueue, operator_client_on_commit():
         operator_client.post(reverse("connection-switch", args=[sync.pk]), {"enabled": "1"})
-    enqueue.assert_called_once_with(sync.pk)  # the check is run at once
+    assert enqueue.syncs() == [sync.pk]  # the check is run at once
     shown = places(operator_client, sync)
     shown.everywhere(SyncState.CHECKING)
     assert "Switched back on less than a minute ago: the next sync checks" in shown.overview_page
@@ -348,7 +348,7 @@ def test_a_check_that_works_ends_the_pause_and_restored_goes_out_once_it_kept_wo
     answer(server, b"gone", status=404, content_type="text/plain")
     run(sync)
     send_pause_notifications()
-    with mock.patch.object(sync_requests, "enqueue_in_background"):
+    with recorded_hand_over():
         connection_switch(connection=sync, enabled=True)
     answer(server, feeds.airbnb(*stays()))
     tasks_run_the_check(sync)
@@ -398,7 +398,7 @@ def test_a_pause_email_is_not_sent_while_the_operator_already_switched_the_sync_
 ):
     answer(server, b"gone", status=404, content_type="text/plain")
     run(sync)
-    with mock.patch.object(sync_requests, "enqueue_in_background"):
+    with recorded_hand_over():
         connection_switch(connection=sync, enabled=True)  # before the notifier's next pass
     assert send_pause_notifications() == 0
     answer(server, feeds.airbnb())
@@ -543,7 +543,7 @@ def test_the_overview_and_the_properties_list_read_the_same_number_of_queries_fo
 def save_new_link(operator_client, sync, url: str):
     """The edit form saving a new link; the worker's read is held back (the test plays the worker)."""
     with (
-        mock.patch.object(sync_requests, "enqueue_in_background") as enqueue,
+        recorded_hand_over() as enqueue,
         TestCase.captureOnCommitCallbacks(execute=True),
     ):
         response = operator_client.post(
@@ -572,7 +572,7 @@ def test_after_saving_a_link_for_a_paused_sync_the_message_and_the_state_box_bot
     assert "the new link is being read now, and the sync resumes if it works" in toast(page)
     assert re.search(r'id="state-box" data-state="checking"', page)
     assert sync_state_of(sync) == SyncState.CHECKING
-    assert [call.args for call in enqueue.call_args_list] == [(sync.pk,)]
+    assert enqueue.syncs() == [sync.pk]
     # The worker's read fails too: the page says paused, with the new reason.
     run(sync)
     page = operator_client.get(reverse("connection-detail", args=[sync.pk])).content.decode()
@@ -635,7 +635,7 @@ def test_every_operator_action_is_in_the_log_the_checklists_sync_now_and_test_bl
     night = timezone.localdate() + timedelta(days=60)
     operator_client.post(final, {"action": "add_test_block", "night": night.isoformat()})
     operator_client.post(final, {"action": "finish"})
-    with mock.patch.object(sync_requests, "enqueue_in_background"):
+    with recorded_hand_over():
         operator_client.post(reverse("connection-sync-now", args=[sync.pk]))
     rows = list(Activity.objects.filter(connection=sync).order_by("created_at", "pk").values_list("action", "user", "params"))
     assert [(action, user) for action, user, _ in rows] == [
@@ -724,7 +724,7 @@ def test_a_reopened_episode_is_a_plain_pause_not_a_check_that_failed(operator_cl
     answer(server, b"gone", status=404, content_type="text/plain")
     run(sync)
     send_pause_notifications()
-    with mock.patch.object(sync_requests, "enqueue_in_background"):
+    with recorded_hand_over():
         connection_switch(connection=sync, enabled=True)
     answer(server, feeds.airbnb(*stays()))
     tasks_run_the_check(sync)  # works: ended by the operator's switch

@@ -103,26 +103,6 @@ def test_a_claimed_sync_goes_ahead_when_only_the_export_summary_changed(feed_url
     assert tasks.sync_connection(*message) == "ok_changed"
 
 
-def test_a_sync_now_pressed_while_a_claimed_poll_holds_the_connection_is_served_after_it(feed_url):
-    connection = ConnectionFactory(import_url=feed_url)
-    scheduled = dispatched(connection)  # claimed, waiting in the queue
-    pressed = timezone.now() - timedelta(minutes=1)
-    Connection.objects.filter(pk=connection.pk).update(sync_requested_at=pressed)
-
-    assert tasks.sync_connection(connection.pk, SyncRun.Trigger.MANUAL) is None  # held by the claim
-    connection.refresh_from_db()
-    assert connection.sync_requested_at == pressed  # not lost: still asked for
-    assert tasks.sync_connection(*scheduled) == "ok_changed"
-    with mock.patch.object(tasks.sync_connection, "delay") as send:
-        tasks.dispatch_due_syncs()
-    send.assert_called_once_with(connection.pk, SyncRun.Trigger.MANUAL)
-
-    assert tasks.sync_connection(connection.pk, SyncRun.Trigger.MANUAL) == "ok_unchanged"
-    assert list(SyncRun.objects.order_by("pk").values_list("trigger", flat=True)) == ["scheduled", "manual"]
-    connection.refresh_from_db()
-    assert connection.sync_requested_at is None
-
-
 def test_a_sync_task_imports_the_feed_records_the_run_and_releases_its_lease(feed_url):
     connection = ConnectionFactory(import_url=feed_url)
     assert tasks.sync_connection(connection.pk) == "ok_changed"

@@ -26,6 +26,7 @@ from syncs.models import (
     OnboardingUpload,
     Property,
     SyncRun,
+    Undo,
     Webhook,
 )
 from syncs.removal import connections_remove, property_remove
@@ -76,7 +77,7 @@ ROUTE_ROLES = {
          "bulk-action", "double-booking-handle", "property-assign", "onboarding", "onboarding-preview",
          "onboarding-progress", "onboarding-live", "onboarding-import", "onboarding-recheck", "exports-csv", "webhooks", "webhook-remove",
          "connection-remove", "connection-restore", "property-remove", "property-restore",
-         "webhook-test"],
+         "webhook-test", "undo"],
         Role.MANAGER,
     ),
     **dict.fromkeys(
@@ -90,7 +91,7 @@ RANK = {Role.VIEWER: 0, Role.MANAGER: 1, Role.OWNER: 2}
 OBJECT_KWARGS = {
     "property_id": "property", "connection_id": "connection", "run_id": "run", "block_id": "block",
     "membership_id": "membership", "invitation_id": "invitation", "bulk_id": "bulk", "webhook_id": "webhook",
-    "upload_id": "upload",
+    "upload_id": "upload", "undo_id": "undo",
 }
 # Routes that aim at another object of the same kind: restoring needs a removed one.
 ROUTE_OBJECTS = {
@@ -104,7 +105,7 @@ FORM = {
     "enabled": "0", "start": "2030-01-01", "end": "2030-01-03", "kind": "blocked", "name": "Mine now", "timezone": "UTC",
     "import_url": "https://www.airbnb.com/calendar/ical/1.ics", "role": "owner", "email": "new@example.com",
     "language": "en", "auto_resume": "on", "portal": "1", "direction": "two_way", "sync_interval_minutes": "30",
-    "export_summary": "Not available",
+    "export_summary": "Not available", "confirmed": "1",
 }
 
 
@@ -140,6 +141,7 @@ def account_objects(account, property_name: str) -> dict:
         "bulk": BulkAction.objects.create(account=account, kind="sync_now", connection_ids=[connection.pk], awaited_ids=[connection.pk]),
         "webhook": Webhook.objects.create(account=account, url="https://hooks.example.com/x", events=["paused"], secret_nonce="n"),
         "upload": OnboardingUpload.objects.create(account=account, filename="f.csv", rows=[]),
+        "undo": Undo.objects.create(account=account, kind="switch_off", versions={str(connection.pk): connection.settings_version}),
     }
 
 

@@ -101,16 +101,20 @@
       id: element.id || "",
       tag: element.tagName.toLowerCase(),
       name: element.getAttribute("name") || "",
+      value: element.tagName === "BUTTON" ? element.getAttribute("value") || "" : "",
       action: form ? form.getAttribute("action") || "" : "",
       href: element.getAttribute("href") || ""
     };
   }
 
-  function sameControl(key, element) {
+  // ``strict``: the same button value too (one of a form's several buttons: the bulk actions);
+  // otherwise a button whose value changed (a switch now offering the other way) is the same.
+  function sameControl(key, element, strict) {
     if (element.tagName.toLowerCase() !== key.tag) return false;
     if (key.href) return element.getAttribute("href") === key.href;
     var form = element.form || element.closest("form");
-    return !!key.action && !!form && form.getAttribute("action") === key.action && (element.getAttribute("name") || "") === key.name;
+    return !!key.action && !!form && form.getAttribute("action") === key.action && (element.getAttribute("name") || "") === key.name &&
+      (!strict || !key.value || element.getAttribute("value") === key.value);
   }
 
   function focusable(element) {
@@ -125,7 +129,8 @@
       if (same && focusable(same)) return same;
     }
     var candidates = Array.prototype.filter.call(scope.querySelectorAll(FOCUSABLE), focusable);
-    var match = candidates.filter(function (element) { return sameControl(key, element); })[0];
+    var match = candidates.filter(function (element) { return sameControl(key, element, true); })[0] ||
+      candidates.filter(function (element) { return sameControl(key, element, false); })[0];
     if (match || exactly) return match || null;
     if (candidates.length) return candidates[0];
     if (!scope.hasAttribute("tabindex")) scope.setAttribute("tabindex", "-1");
@@ -147,6 +152,13 @@
     // Emptied first, so that the same words said again are read again.
     region.textContent = "";
     setTimeout(function () { region.textContent = words; }, 50);
+  }
+
+  // What the messages say (not their buttons' names).
+  function toastWords() {
+    return Array.prototype.map.call(document.querySelectorAll("#toasts .toast-words"), function (words) {
+      return words.innerText.trim();
+    }).join(" ");
   }
 
   function inside(target, element) {
@@ -183,8 +195,7 @@
     if (entry.key && (!active || active === document.body || !document.contains(active))) {
       replacement(entry.key, swapped).focus({ preventScroll: true });
     }
-    var toasts = document.getElementById("toasts");
-    var news = toastsCame && toasts ? toasts.innerText.trim() : "";
+    var news = toastsCame ? toastWords() : "";
     toastsCame = false;
     if (!news) {
       var now = announcements(swapped);
@@ -220,13 +231,18 @@
       stored = JSON.parse(sessionStorage.getItem(AFTER_POST) || "null");
       sessionStorage.removeItem(AFTER_POST);
     } catch (error) { stored = null; }
-    var toasts = document.getElementById("toasts");
-    if (toasts && toasts.innerText.trim()) say(toasts.innerText.trim());
+    say(toastWords());
     if (!stored || stored.path !== location.pathname || Date.now() - stored.at > 60000) return;
     var active = document.activeElement;
     if (active && active !== document.body) return;  // an error or autofocus took it
     var main = document.getElementById("main");
-    if (main) (replacement(stored.key, main, true) || main).focus();
+    if (!main) return;
+    // A control folded away with the others (what to do with ticked rows) is unfolded to take it.
+    main.querySelectorAll("details:not([open])").forEach(function (details) {
+      var folded = details.querySelectorAll(FOCUSABLE);
+      if (Array.prototype.some.call(folded, function (element) { return sameControl(stored.key, element, true); })) details.open = true;
+    });
+    (replacement(stored.key, main, true) || main).focus();
   });
 
   // Skip links move the focus itself, so that the next Tab starts there in every browser.
@@ -252,13 +268,35 @@
     document.querySelectorAll('details[data-opens-on="' + box.form.id + '"]').forEach(function (details) { details.open = true; });
   });
 
-  // Toasts fade after a while.
+  // Toasts fade after a while. One that offers Undo stays as long as its offer holds (or until
+  // it is dismissed). It leaves the focus on the control used, as every swap does: its words are
+  // said through the live region, and the keyboard reaches its Undo by Alt+Z.
   document.addEventListener("htmx:afterSettle", prune);
   document.addEventListener("DOMContentLoaded", prune);
   function prune() {
     document.querySelectorAll(".toast:not([data-timer])").forEach(function (toast) {
       toast.setAttribute("data-timer", "1");
-      setTimeout(function () { toast.remove(); }, 6000);
+      var undo = toast.querySelector("[data-undo-lifetime]");  // its form (the fields may sit beside it)
+      var seconds = undo ? parseInt(undo.getAttribute("data-undo-lifetime"), 10) : 6;
+      setTimeout(function () { toast.remove(); }, seconds * 1000);
+      if (!undo) return;
+      var close = toast.querySelector("[data-dismiss-toast]");
+      if (close) close.hidden = false;
     });
   }
+  // Alt+Z presses the newest Undo on the page (aria-keyshortcuts on the button says so).
+  document.addEventListener("keydown", function (event) {
+    if (!event.altKey || event.ctrlKey || event.metaKey || event.code !== "KeyZ") return;
+    var buttons = document.querySelectorAll("#toasts .undo-button");
+    if (!buttons.length) return;
+    event.preventDefault();
+    buttons[buttons.length - 1].click();
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-dismiss-toast]");
+    if (!button) return;
+    button.closest(".toast").remove();
+    var main = document.getElementById("main");
+    if (main) main.focus({ preventScroll: true });
+  });
 })();

@@ -3,6 +3,8 @@ the account's webhooks."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -24,6 +26,7 @@ from syncs.fetch import FetchError, validate_url
 from syncs.forms import link_error
 from syncs.models import Account, Activity, Membership, Property, Webhook, WebhookDelivery
 from syncs.roles import Role, role_required
+from syncs.views.confirm import Confirmation, confirmation_page, confirmed
 from syncs.views.htmx import back
 from syncs.webhooks import webhook_create, webhook_remove, webhook_send_test
 
@@ -136,6 +139,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     deliveries = {hook.pk: list(WebhookDelivery.objects.filter(webhook=hook).order_by("-created_at", "-pk")[:10]) for hook in hooks}
     labels = dict(Webhook.Event.choices)
     for hook in hooks:
+        hook.removal = removal_words(hook)
         hook.recent = deliveries[hook.pk]
         hook.event_labels = [labels[event] for event in hook.events if event in labels]
         for delivery in hook.recent:
@@ -150,11 +154,28 @@ def _hook(request: HttpRequest, webhook_id: int) -> Webhook:
     return get_object_or_404(Webhook.objects.for_user(request.user), pk=webhook_id)
 
 
+def removal_words(hook: Webhook) -> Confirmation:
+    """What removing a webhook means: it cannot be undone, its secret cannot be shown again."""
+    return Confirmation(
+        title=_("Remove the webhook to %(host)s?") % {"host": urlsplit(hook.url).hostname or hook.url},
+        sentences=[
+            _("It stops receiving alerts at once, and the log of what was sent to it is deleted."),
+            _("Its signing secret cannot be shown again: a webhook added back gets a new secret, which your receiver must then be given."),
+        ],
+        button=_("Yes, remove the webhook"),
+    )
+
+
 @require_POST
 @login_required
 @role_required(Role.MANAGER)
 def webhook_remove_view(request: HttpRequest, webhook_id: int) -> HttpResponse:
-    webhook_remove(user=request.user, webhook=_hook(request, webhook_id))
+    hook = _hook(request, webhook_id)
+    if not confirmed(request):
+        return confirmation_page(
+            request, removal_words(hook), action=reverse("webhook-remove", args=[hook.pk]), cancel=reverse("webhooks")
+        )
+    webhook_remove(user=request.user, webhook=hook)
     messages.success(request, _("Webhook removed."))
     return redirect("webhooks")
 

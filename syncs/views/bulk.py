@@ -18,6 +18,7 @@ from syncs.models import RESTORE_DAYS, Account, BulkAction, Connection
 from syncs.roles import Role, role_required
 from syncs.timeline import Filter, connections_matching
 from syncs.views.removal import bulk_remove_confirmation
+from syncs.views.undo import message_with_undo
 
 DONE_WORDS = {
     BulkAction.Kind.SWITCH_OFF: lambda n: ngettext("%(n)d sync switched off.", "%(n)d syncs switched off.", n),
@@ -77,7 +78,7 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
             "%(n)d selected sync was left as it was (nothing to do).",
             "%(n)d selected syncs were left as they were (nothing to do).", result.skipped,
         ) % {"n": result.skipped}
-    messages.success(request, words)
+    message_with_undo(request, words, result.undo)
     if result.action.awaited_ids:
         url = reverse("bulk-detail", kwargs={"bulk_id": result.action.pk})
         return redirect(url + ("?" + urlencode({"next": back}) if back.startswith("/") else ""))
@@ -103,10 +104,11 @@ def bulk_detail(request: HttpRequest, bulk_id: int) -> HttpResponse:
 @login_required
 @role_required(Role.VIEWER)
 def bulk_progress_view(request: HttpRequest, bulk_id: int) -> HttpResponse:
-    """Polled by htmx every two seconds while the syncs run; stops polling when all are done."""
+    """Polled by htmx every two seconds while the syncs run; stops polling when all are done, or
+    when none has moved for a while (and says so)."""
     progress = bulk_progress(action=_action(request, bulk_id))
     response = render(request, "syncs/scale/bulk.html#progress", {"progress": progress})
-    if progress.done:
+    if progress.done or progress.stalled:
         stop = HttpResponseStopPolling(response.content)
         return stop
     return response

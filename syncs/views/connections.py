@@ -22,6 +22,7 @@ from syncs.operator_actions import (
     connection_accept_held,
     connection_rotate_export,
     connection_set_enabled,
+    connection_switch_off,
 )
 from syncs.readers import connection_export_facts
 from syncs.removal import removed_facts
@@ -37,6 +38,7 @@ from syncs.selectors import (
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import SyncState
 from syncs.views.htmx import back, partial_with_toasts
+from syncs.views.undo import message_with_undo
 
 
 @require_safe
@@ -118,18 +120,21 @@ def _panel_response(request: HttpRequest, connection, panel: str) -> HttpRespons
 @role_required(Role.MANAGER)
 def connection_switch(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = connection_get(user=request.user, connection_id=connection_id)
-    enabled = request.POST.get("enabled") == "1"
-    checking = connection_set_enabled(connection=connection, enabled=enabled, user=request.user)
+    if request.POST.get("enabled") != "1":
+        # Undone in one click, as it was (a paused sync paused again, not checked anew).
+        undo = connection_switch_off(connection=connection, user=request.user)
+        words = _("%(portal)s sync switched off.") % {"portal": connection.portal.display_name}
+        message_with_undo(request, words, undo, level=messages.INFO)
+        return _row_response(request, connection)
+    checking = connection_set_enabled(connection=connection, enabled=True, user=request.user)
     if checking:
         messages.info(
             request,
             _("%(portal)s sync switched back on: checking its calendar now. It works again only if this check works.")
             % {"portal": connection.portal.display_name},
         )
-    elif enabled:
-        messages.success(request, _("%(portal)s sync switched on: it syncs within a minute.") % {"portal": connection.portal.display_name})
     else:
-        messages.info(request, _("%(portal)s sync switched off.") % {"portal": connection.portal.display_name})
+        messages.success(request, _("%(portal)s sync switched on: it syncs within a minute.") % {"portal": connection.portal.display_name})
     return _row_response(request, connection)
 
 

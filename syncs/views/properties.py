@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
@@ -34,6 +35,8 @@ from syncs.selectors import (
 from syncs.spreadsheet_csv import rows_written
 from syncs.sync_state import SEVERITY
 from syncs.timeline import ATTENTION, Filter, connections_matching
+from syncs.troubleshooting import night_audience
+from syncs.views.confirm import Confirmation, confirmation_page, confirmed
 from syncs.views.htmx import back
 
 PROPERTIES_PER_PAGE = 25
@@ -122,6 +125,11 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
     first, last = month_bounds(today)
     calendar = property_month(property=prop, month=month, today=today)
     rows = connection_rows(property=prop)
+    manual_blocks = property_manual_blocks(property=prop)
+    if manual_blocks:
+        audience = night_audience(prop)
+        for block in manual_blocks:
+            block.opening = opening_words(block, audience=audience)
     return render(
         request,
         "syncs/property_detail.html",
@@ -135,7 +143,7 @@ def property_detail(request: HttpRequest, property_id: int) -> HttpResponse:
             "next_month": (month.replace(day=28) + 4 * date.resolution).replace(day=1) if month < last else None,
             "weeks": calendar.weeks,
             "legend": calendar.legend,
-            "manual_blocks": property_manual_blocks(property=prop),
+            "manual_blocks": manual_blocks,
             "kinds": BlockKind.choices,
             "today": today,
             "last_checkout": latest_checkout(today),
@@ -171,11 +179,35 @@ def property_block_add_view(request: HttpRequest, property_id: int) -> HttpRespo
     return back(request, reverse("property-detail", kwargs={"property_id": prop.pk}))
 
 
+def opening_words(block: Block, *, audience: list[str]) -> Confirmation:
+    """What opening nights closed here again means: the portals that read our calendar see them
+    free at their next read, and may sell them; no undo can take that back, so it is asked first."""
+    first, checkout = date_format(block.start_date, "DATE_FORMAT"), date_format(block.end_date, "DATE_FORMAT")
+    sentences = [_("This is a booking made here: its guest's nights become free.")] if block.kind == BlockKind.RESERVED else []
+    if audience:
+        sentences.append(
+            _("%(portals)s will see these nights free the next time they read our calendar, and may take bookings for them.")
+            % {"portals": ", ".join(audience)}
+        )
+    else:
+        sentences.append(_("No portal reads this property's calendar from us yet: they become free here only."))
+    return Confirmation(
+        title=_("Open the nights from %(first)s to %(checkout)s (check-out) again?") % {"first": first, "checkout": checkout},
+        sentences=sentences, button=_("Yes, open these nights"),
+    )
+
+
 @require_POST
 @login_required
 @role_required(Role.MANAGER)
 def property_block_remove_view(request: HttpRequest, block_id: int) -> HttpResponse:
     block = get_object_or_404(Block.objects.for_user(request.user).filter(source__isnull=True), pk=block_id)
+    if not confirmed(request):
+        return confirmation_page(
+            request, opening_words(block, audience=night_audience(block.property)),
+            action=reverse("block-remove", args=[block.pk]),
+            cancel=reverse("property-detail", kwargs={"property_id": block.property_id}),
+        )
     property_block_remove(block=block, user=request.user)
     messages.success(request, _("Nights opened again."))
     return back(request, reverse("property-detail", kwargs={"property_id": block.property_id}))

@@ -74,6 +74,7 @@ def demo_objects(demo) -> dict:
         Invitation,
         Membership,
         SyncRun,
+        Undo,
         Webhook,
         WebhookDelivery,
     )
@@ -111,7 +112,9 @@ def demo_objects(demo) -> dict:
         data=b"Casa Nova,Europe/Lisbon,Airbnb,https://www.airbnb.com/calendar/ical/4242.ics?s=abc\n"
              b"Casa Nova,Europe/Lisbon,Nowhere,not a link\n",
     )
+    undo = Undo.objects.create(account=account, user=owner, kind=Undo.Kind.SWITCH_OFF, versions={})
     return {
+        "undo_id": undo.pk,
         "bulk_id": bulk.pk,
         "webhook_id": webhook.pk,
         "upload_id": upload.pk,

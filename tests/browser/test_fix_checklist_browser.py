@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from syncs import sync_requests
+from syncs import jobs
 from tests import feeds
 
 try:
@@ -150,7 +150,7 @@ def test_a_paused_vrbo_sync_is_fixed_step_by_step_from_the_overview(page, demo, 
     # not from a background thread: SQLite's in-memory test database locks a table being written
     # against the page's reads ("database table is locked"); a file database in WAL mode, as
     # `make run` uses, and PostgreSQL do not.
-    monkeypatch.setattr(sync_requests, "enqueue_in_background", sync_requests._enqueue)
+    monkeypatch.setattr(jobs, "hand_over", jobs.send)
     connection_id = demo.ids["Apartamento Sol/vrbo"]
     feed_url = vrbo_portal.url
     assert feed_url.startswith("http://127.0.0.1:")

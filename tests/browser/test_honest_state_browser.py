@@ -18,7 +18,7 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
-from syncs import sync_requests
+from syncs import jobs
 from syncs.models import Connection
 from syncs.notifications import send_pause_notifications
 from tests import feeds
@@ -98,7 +98,7 @@ def test_three_new_syncs_one_working_one_404_one_refused_are_each_counted_and_th
     settings.SITE_URL = demo.base_url
     # Sync now runs within the request (SQLite's in-memory test database locks a table being
     # written against the page's reads; see test_fix_checklist_browser.py).
-    monkeypatch.setattr(sync_requests, "enqueue_in_background", sync_requests._enqueue)
+    monkeypatch.setattr(jobs, "hand_over", jobs.send)
     today = timezone.localdate()
     httpserver.expect_request("/airbnb.ics").respond_with_data(
         feeds.airbnb(("stay-1", today + timedelta(days=400), today + timedelta(days=403))), content_type="text/calendar"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncs import sync_requests
+from syncs import jobs
 
 try:
     from playwright.sync_api import expect
@@ -98,7 +98,7 @@ def test_switch_and_sync_now_by_keyboard_keep_the_focus_and_say_what_happened(pa
 def test_the_fix_checklist_by_keyboard_keeps_the_focus_on_the_step_and_says_its_result(page, demo, monkeypatch, shot):
     # The sync the checklist asks for runs within the request (see test_fix_checklist_browser.py:
     # SQLite's in-memory test database locks a table a background thread writes).
-    monkeypatch.setattr(sync_requests, "enqueue_in_background", sync_requests._enqueue)
+    monkeypatch.setattr(jobs, "hand_over", jobs.send)
     connection_id = demo.ids["Apartamento Sol/vrbo"]
     log_in(page)
     page.goto(f"/connections/{connection_id}/fix/")

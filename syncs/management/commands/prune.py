@@ -22,6 +22,7 @@ class Command(BaseCommand):
         pruned = prune(days=days)
         self.stdout.write(
             f"Pruned {pruned.runs} sync runs, {pruned.blocks} removed blocks, "
-            f"{pruned.read_days} export read counts, {pruned.tokens} expired export URLs (older than {days} days); "
+            f"{pruned.read_days} export read counts, {pruned.tokens} expired export URLs, {pruned.jobs} finished jobs, "
+            f"{pruned.undos} undo offers (older than {days} days); "
             f"deleted for good {pruned.removed_properties} removed properties and {pruned.removed_syncs} removed syncs."
         )
