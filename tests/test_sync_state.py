@@ -556,7 +556,7 @@ def save_new_link(operator_client, sync, url: str):
 
 
 def toast(page: str) -> str:
-    return re.search(r'<div class="toast[^"]*" role="status">(.*?)</div>', page, re.DOTALL).group(1)
+    return re.search(r'<div class="toast[^"]*"><span class="toast-words">(.*?)</span>', page, re.DOTALL).group(1)
 
 
 def test_after_saving_a_link_for_a_paused_sync_the_message_and_the_state_box_both_say_checking(
