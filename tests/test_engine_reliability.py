@@ -1,6 +1,8 @@
 """What the engine does when things go wrong around a sync: anything that fails between the fetch
-and the commit is a recorded failure; portal hosts are asked politely; beat's tasks never wait
-behind syncs; the export answers 503 soon when its database stalls."""
+and the commit is a recorded failure, except our own database being unavailable, which is
+retried and never held against the sync; portal hosts are asked politely; beat's tasks never
+wait behind syncs, and calls to the outside world have a queue of their own; the export answers
+503 soon when its database stalls."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
+import psycopg
+import psycopg_pool
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings as django_settings
-from django.db import OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.db import connection as db
 from django.urls import reverse
 from django.utils import timezone
@@ -29,16 +33,26 @@ from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Block, PauseEpisode, SyncRun
 from syncs.sync import connection_sync_leased
 from syncs.sync_state import SyncState
+from syncs.tasks import sync_connection
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory
 from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
 
 
+def as_django_raises(django_error: type[Exception], driver_error: Exception) -> Exception:
+    """``driver_error`` as Django's database layer raises it: its own class, the driver's error
+    as the cause (django.db.utils.DatabaseErrorWrapper)."""
+    error = django_error(*driver_error.args)
+    error.__cause__ = driver_error
+    return error
+
+
 @pytest.mark.parametrize(
     ("where", "error", "code"),
     [
-        ("apply_diff", OperationalError("canceling statement due to lock timeout"), "database_error"),
+        ("apply_diff", as_django_raises(OperationalError, psycopg.errors.QueryCanceled("canceling statement due to statement timeout")), "database_error"),
+        ("apply_diff", as_django_raises(DataError, psycopg.errors.StringDataRightTruncation("value too long")), "database_error"),
         ("parse_feed", SoftTimeLimitExceeded(), "sync_failed"),
         ("diff_blocks", KeyError("a bug"), "sync_failed"),
     ],
@@ -66,6 +80,40 @@ def test_a_database_that_cannot_even_record_the_failure_makes_the_task_retry(fee
     ), pytest.raises(OperationalError):
         connection_sync_leased(connection_id=connection.pk)
     assert not Block.objects.exists() and not SyncRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        as_django_raises(OperationalError, psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec")),
+        as_django_raises(OperationalError, psycopg.errors.TooManyConnections("sorry, too many clients already")),
+        as_django_raises(OperationalError, psycopg.errors.CannotConnectNow("the database system is starting up")),
+        as_django_raises(OperationalError, psycopg.errors.AdminShutdown("terminating connection due to administrator command")),
+        as_django_raises(OperationalError, psycopg.errors.ConnectionFailure("connection failure")),
+        as_django_raises(OperationalError, psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")),
+        as_django_raises(OperationalError, psycopg.errors.DeadlockDetected("deadlock detected")),
+        as_django_raises(OperationalError, __import__("sqlite3").OperationalError("database is locked")),
+        as_django_raises(InterfaceError, psycopg.InterfaceError("the connection is closed")),
+    ],
+    ids=lambda error: type(error.__cause__).__name__,
+)
+def test_our_database_unavailable_is_retried_and_never_held_against_the_sync(feed_url, error):
+    connection = ConnectionFactory(import_url=feed_url, sync_requested_at=timezone.now())
+    for trigger in (SyncRun.Trigger.SCHEDULED, SyncRun.Trigger.MANUAL, SyncRun.Trigger.MANUAL):
+        with mock.patch.object(sync_module, "apply_diff", side_effect=error), pytest.raises(type(error)) as raised:
+            connection_sync_leased(connection_id=connection.pk, trigger=trigger)
+        # The task retries what reaches it.
+        assert isinstance(raised.value, sync_connection.autoretry_for)
+    # No failed run, no step towards a pause, nothing applied; the lease is free for the retry,
+    # and the operator's "Sync now" is still requested.
+    assert not SyncRun.objects.exists() and not Block.objects.exists()
+    connection.refresh_from_db()
+    assert connection.consecutive_failures == 0 and connection.paused_at is None and connection.last_error_code == ""
+    assert sync_state_of(connection) != SyncState.PAUSED
+    assert connection.lease_holder == "" and connection.sync_requested_at is not None
+    # Once the database answers again, the retry syncs.
+    run = connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)
+    assert run.outcome == "ok_changed" and Block.objects.count() == 1
 
 
 def answered(slots: politeness.HostSlots, host: str, times: int) -> None:
