@@ -184,9 +184,17 @@ def test_beats_tasks_have_their_own_queue_which_the_worker_serves_first():
     # Every one of beat's tasks, those added since the dispatcher included: under a backlog of
     # syncs, one left on the syncs' queue expires unrun (the webhooks' scan did).
     assert {"syncs.tasks.dispatch_due_syncs", "syncs.webhooks.scan_alerts", "syncs.digests.send_digests"} <= scheduled
+    outgoing = django_settings.CELERY_OUTGOING_QUEUE
     for name in scheduled:
-        assert app.amqp.router.route({}, name)["queue"].name == beat, name
+        # Those that call the outside world (the emails) have the outgoing queue, like webhooks.
+        expected = outgoing if name in django_settings.OUTGOING_TASKS else beat
+        assert app.amqp.router.route({}, name)["queue"].name == expected, name
     assert app.amqp.router.route({}, "syncs.tasks.sync_connection")["queue"].name == syncs
+    assert app.amqp.router.route({}, "syncs.webhooks.deliver_webhook")["queue"].name == outgoing
+    assert {"syncs.notifications.send_pause_notifications", "syncs.digests.send_digests"} <= set(django_settings.OUTGOING_TASKS)
+    # A worker started without -Q (the sync workers) serves beat's queue and the syncs', never
+    # the outgoing one, even after routing to it.
+    assert outgoing not in [queue.name for queue in app.amqp.queues.values()]
     if django_settings.CELERY_BROKER_URL.startswith("redis"):
         assert django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
 
@@ -208,6 +216,17 @@ def test_the_procfile_and_compose_start_the_same_workers_within_twenty_database_
         assert words[: words.index("-n")] == command
     pool = int(os.environ.get("DATABASE_POOL_SIZE", 8))
     assert len(workers) * pool <= 20
+
+
+def test_the_procfile_and_compose_start_an_outgoing_worker_on_its_own_queue():
+    root = Path(__file__).resolve().parent.parent
+    [outgoing] = [line.split(":", 1)[1].split() for line in (root / "Procfile").read_text().splitlines() if line.startswith("outgoing:")]
+    compose = (root / "docker-compose.yml").read_text()
+    command = json.loads(re.search(r"\n  outgoing:\n(?:.*\n)*?\s+command: (\[(?:.|\n)*?\])", compose).group(1))
+    assert outgoing == command
+    assert outgoing[outgoing.index("-Q") + 1] == "${CELERY_QUEUE:-celery}.outgoing"
+    assert f"{django_settings.CELERY_TASK_DEFAULT_QUEUE}.outgoing" == django_settings.CELERY_OUTGOING_QUEUE
+    assert int(outgoing[outgoing.index("--concurrency") + 1]) == 8
 
 
 def test_the_export_honours_a_weak_etag(client):
