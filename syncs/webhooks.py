@@ -354,8 +354,9 @@ def delivery_claim_next(*, now: datetime) -> WebhookDelivery | None:
 
 
 def webhook_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
-    """One attempt at this delivery now, whatever its turn (for the operator's tools and the
-    tests; the worker takes turns, ``webhook_deliver_next``). Returns its status afterwards."""
+    """One attempt at this delivery now, whatever its turn and its account's attempts in flight
+    (from a shell, and in tests; the worker takes turns: ``webhook_deliver_next``). Returns its
+    status afterwards."""
     now = now or timezone.now()
     with transaction.atomic():
         _claims_one_at_a_time()
