@@ -350,8 +350,19 @@ CELERY_BEAT_SCHEDULE = {
     "scan-alerts": {"task": "syncs.webhooks.scan_alerts", "schedule": 60.0, "options": {"expires": 54}},
     "send-digests": {"task": "syncs.digests.send_digests", "schedule": 600.0, "options": {"expires": 540}},
 }
-# Every task beat sends goes to beat's queue: one added to the schedule cannot be forgotten here.
-CELERY_TASK_ROUTES = {entry["task"]: {"queue": CELERY_BEAT_QUEUE} for entry in CELERY_BEAT_SCHEDULE.values()}
+# Calls to the outside world that are not portal fetches (webhooks, the operators' emails) go to
+# a queue of their own, served only by the outgoing worker (Procfile: `-Q <queue>.outgoing`,
+# a small pool of threads): a receiver or mail server that hangs holds its threads, never the
+# syncs'. It is not in CELERY_TASK_QUEUES, and routed to as a Queue rather than by name, so that
+# the sync workers (started without -Q) never serve it.
+CELERY_OUTGOING_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.outgoing"
+_OUTGOING = {"queue": Queue(CELERY_OUTGOING_QUEUE, Exchange(CELERY_OUTGOING_QUEUE), routing_key=CELERY_OUTGOING_QUEUE)}
+OUTGOING_TASKS = ("syncs.webhooks.deliver_webhook", "syncs.notifications.send_pause_notifications", "syncs.digests.send_digests")
+# Every other task beat sends goes to beat's queue: one added to the schedule cannot be forgotten here.
+CELERY_TASK_ROUTES = {
+    **{entry["task"]: {"queue": CELERY_BEAT_QUEUE} for entry in CELERY_BEAT_SCHEDULE.values()},
+    **dict.fromkeys(OUTGOING_TASKS, _OUTGOING),
+}
 
 # /metrics answers only with this token (Authorization: Bearer ...); unset, /metrics is a 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")

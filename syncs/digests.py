@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from syncs.conflicts import conflicts_listed
+from syncs.db_connections import database_idle
 from syncs.explain import describe_state
 from syncs.languages import reader_language
 from syncs.models import Connection, EmailAlerts, Membership, PauseEpisode
@@ -68,6 +69,7 @@ def digest_send(*, membership: Membership, now: datetime) -> int:
     message = digest_message(membership=membership, since=previous or now - EVERY, now=now)
     if message is None:
         return 0
+    database_idle()  # a mail server that hangs holds this thread, never a database connection
     try:
         message.send()
     except Exception as exc:

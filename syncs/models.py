@@ -1148,6 +1148,11 @@ class WebhookDelivery(models.Model):
     status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    # The attempts' claims (syncs.webhooks): when the last one began, which decides whose turn it
+    # is among accounts, and, while one is in flight, when its claim lapses (a worker lost in
+    # the middle of one gives its slot back then).
+    claimed_at = models.DateTimeField(_("last attempt began"), null=True, blank=True)
+    sending_until = models.DateTimeField(_("being sent until"), null=True, blank=True)
     # Each attempt: {"at": ISO time, "status": HTTP status or null, "error": code}.
     log = models.JSONField(_("attempts log"), default=list)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
@@ -1159,7 +1164,10 @@ class WebhookDelivery(models.Model):
         verbose_name = _("webhook delivery")
         verbose_name_plural = _("webhook deliveries")
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due"),
+            models.Index(fields=["claimed_at"], name="webhookdelivery_claimed"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.webhook_id} {self.event} {self.status}"

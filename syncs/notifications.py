@@ -42,6 +42,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record_automatic
+from syncs.db_connections import database_idle
 from syncs.explain import describe, since
 from syncs.languages import reader_language
 from syncs.models import Activity, Connection, EmailAlerts, Membership, PauseEpisode
@@ -206,6 +207,7 @@ def _notice_send(
     sent: list[str] = []
     try:
         messages = [(language, message(episode, recipients, language)) for language, recipients in by_language.items()]
+        database_idle()  # a mail server that hangs holds this thread, never a database connection
         with get_connection() as mail:  # one connection to the mail server for the whole notice
             for language, email in messages:
                 email.connection = mail

@@ -14,12 +14,13 @@ from datetime import date, datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, connections, transaction
 from django.utils import timezone
 
 from syncs import politeness
 from syncs.apply import apply_diff
 from syncs.connection_state import failure_updates, success_updates
+from syncs.db_connections import database_idle, database_unavailable
 from syncs.diff import (
     BlockDiff,
     StoredBlock,
@@ -46,7 +47,9 @@ OK_CHANGED, OK_UNCHANGED, OK_EMPTY = "ok_changed", "ok_unchanged", "ok_empty"
 # Parse failures that mean the URL is wrong, not that the portal had a bad moment.
 PERMANENT_PARSE_CODES = frozenset({"not_ical"})
 # Whatever else stops a sync between its fetch and its commit, recorded as a transient failure:
-# the database failed us, or something we did not foresee (a soft time limit included).
+# a statement our database refused, or something we did not foresee (a soft time limit included).
+# Our database being unavailable is not among them: it is ours to bear, never the connection's
+# (syncs.db_connections), and the task tries again.
 DATABASE_ERROR, SYNC_FAILED = "database_error", "sync_failed"
 # What a sync reads of its connection, property and portal (other fields would load on first use,
 # one query each: tests count a poll's queries).
@@ -148,6 +151,11 @@ def _sync_holding(connection: Connection, *, trigger: str, holder: str, switched
     except HostBusy:
         served = False
         return None
+    except (DatabaseError, InterfaceError):
+        # Our database failed us and nothing was recorded (connection_sync): the task tries
+        # again, and a "Sync now" stays requested in case it gives up.
+        served = False
+        raise
     except LeaseLost:
         log.warning("sync dropped connection=%s reason=lease_lost_or_settings_changed", connection.pk)
         return None
@@ -159,14 +167,6 @@ def _sync_holding(connection: Connection, *, trigger: str, holder: str, switched
         if run is None:
             # A recorded run gave the lease back in its own write.
             connection_release_lease(connection_id=connection.pk, holder=holder)
-
-
-def _database_idle() -> None:
-    """Give this thread's database connection back to the pool while we wait on a portal, when
-    there is a pool and no transaction is open: waits on portals hold no database connection."""
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.settings_dict.get("OPTIONS", {}).get("pool") and not db.in_atomic_block:
-        db.close()
 
 
 def _after_error() -> None:
@@ -182,7 +182,8 @@ def connection_sync(*, connection: Connection, trigger: str, holder: str, now: d
 
     Raises HostBusy, having written nothing but the connection's next turn, when its portal host
     may not be asked now (syncs.politeness). Anything that goes wrong after the fetch is recorded
-    as a failed run, in a transaction of its own: nothing of the feed is half-applied.
+    as a failed run, in a transaction of its own: nothing of the feed is half-applied. Except our
+    database being unavailable (syncs.db_connections): that raises, with nothing recorded.
     """
     started = now or timezone.now()
     clock = time.monotonic()
@@ -193,18 +194,27 @@ def connection_sync(*, connection: Connection, trigger: str, holder: str, now: d
         connection_defer(connection_id=connection.pk, holder=holder, until=until)
         log.info("sync put off connection=%s reason=portal_host_busy seconds=%d", connection.pk, (until - started).total_seconds())
         raise HostBusy
-    _database_idle()
+    database_idle()  # waits on portals hold no database connection
     try:
         outcome = _parse(connection, _fetch(connection, host))
         run = _record(connection=connection, holder=holder, trigger=trigger, outcome=outcome, started=started)
     except LeaseLost:
         raise
     except (Exception, SoftTimeLimitExceeded) as exc:
-        # Rolled back already (the record's transaction ended with the exception). Recorded on
-        # its own, so that it counts towards the pause like any other failure; if the database
-        # cannot take even that, the error reaches the task, which is retried.
-        log.exception("sync failed connection=%s", connection.pk)
+        # Rolled back already (the record's transaction ended with the exception).
+        unavailable = database_unavailable(exc)
         _after_error()
+        if unavailable:
+            # Our database, not the portal: no failed run, no step towards a pause; the task
+            # tries again.
+            log.warning(
+                "sync not recorded connection=%s reason=database_unavailable error=%s, will retry",
+                connection.pk, type(exc.__cause__ or exc).__name__,
+            )
+            raise
+        # Recorded on its own, so that it counts towards the pause like any other failure; if
+        # the database cannot take even that, the error reaches the task, which is retried.
+        log.exception("sync failed connection=%s", connection.pk)
         failure = Failure(DATABASE_ERROR if isinstance(exc, DatabaseError) else SYNC_FAILED, {})
         run = _record(connection=connection, holder=holder, trigger=trigger, outcome=Outcome(failure=failure), started=started)
     if log.isEnabledFor(logging.INFO):  # masking the URL is work of its own

@@ -1,17 +1,25 @@
 """Per-account webhooks: pauses, reminders, restores, double bookings and portals that stopped
-reading our calendar, POSTed as signed JSON by the worker, with retries, each delivery logged.
+reading our calendar, POSTed as signed JSON by the outgoing worker, with retries, each delivery
+logged.
 
 * What is sent is true when it is sent: pause, reminder and restore events are created when the
   notifier claims the notice (syncs.notifications, which checks the state in the claim), and
   every attempt checks again that the event still holds (``sync_state``): a pause that ended
   before its delivery went out is dropped, not sent late.
-* Signature: ``X-Channelmgr-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` under
-  the webhook's secret. The secret is derived from a nonce with the server's key (as export
-  tokens are), shown once when the webhook is made.
+* Signature (version 2): ``X-Channelmgr-Signature: t=<unix time>,v2=<hex HMAC-SHA256 of
+  "<t>.<delivery id>.<event>.<body>">`` under the webhook's secret, so that the delivery id and
+  event headers are covered as well as the time and the body (the README shows a receiver's
+  check). The secret is derived from a nonce with the server's key (as export tokens are), shown
+  once when the webhook is made.
 * The URL is checked like every URL we fetch (syncs.fetch: private and special addresses
   refused, at save and at connect time); it is POSTed through the same client.
 * Attempts: at once, then after 30 s, 1, 2 and 4 minutes (five in all, each far below the
-  broker's visibility timeout). A request the broker lost is sent again by the periodic scan.
+  broker's visibility timeout); a test is tried once. A turn the broker lost is sent again by
+  the periodic scan.
+* One account cannot hold up another's: attempts are made by a worker of their own (the
+  outgoing queue), which holds no database connection while it waits on a receiver, and takes
+  turns between accounts (see "delivering" below). "Send a test" is one at a time per webhook,
+  at most TEST_LIMIT_PER_MINUTE a minute.
 """
 
 from __future__ import annotations
@@ -20,20 +28,23 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record
 from syncs.conflicts import Conflict, double_bookings_scan
+from syncs.db_connections import database_idle
 from syncs.explain import clash_words, describe, describe_readers
 from syncs.fetch import FetchError, post_json
 from syncs.models import (
@@ -54,10 +65,15 @@ log = logging.getLogger(__name__)
 Event = Webhook.Event
 Status = WebhookDelivery.Status
 SIGNATURE_HEADER = "X-Channelmgr-Signature"
+EVENT_HEADER = "X-Channelmgr-Event"
+DELIVERY_HEADER = "X-Channelmgr-Delivery"
 RETRY_DELAYS = (30, 60, 120, 240)  # seconds after the 1st, 2nd, 3rd, 4th failed attempt
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
-# A pending delivery this late was lost by the broker: the scan sends it again.
+# A delivery due this long and not being sent lost its turn (the broker or a worker lost it):
+# the scan gives its account a turn again.
 LOST_AFTER = timedelta(minutes=2)
+# "Send a test": one at a time per webhook, and at most this many a minute.
+TEST_LIMIT_PER_MINUTE = 10
 
 
 # --------------------------------------------------------------------------- secrets, signatures
@@ -68,21 +84,38 @@ def webhook_secret(webhook: Webhook) -> str:
     return "whsec_" + hmac.new(key, webhook.secret_nonce.encode(), hashlib.sha256).hexdigest()
 
 
-def signature(*, secret: str, body: bytes, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def _mac(*, secret: str, timestamp: int | str, delivery_id: int | str, event: str, body: bytes) -> str:
+    signed = f"{timestamp}.{delivery_id}.{event}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def signature_valid(*, secret: str, body: bytes, header: str, tolerance: int = 300, now: float | None = None) -> bool:
-    """How a receiver checks a delivery (documented in the README; used by the tests)."""
-    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
+def signature(*, secret: str, body: bytes, timestamp: int, delivery_id: int, event: str) -> str:
+    """The signature header's value: the time it was made and the HMAC of the time, the delivery
+    id, the event and the body (the fields cannot hold a ".", so the string reads one way only)."""
+    return f"t={timestamp},v2={_mac(secret=secret, timestamp=timestamp, delivery_id=delivery_id, event=event, body=body)}"
+
+
+def signature_valid(
+    *, secret: str, body: bytes, header: str, delivery_id: str, event: str, tolerance: int = 300, leeway: int = 60,
+    now: float | None = None,
+) -> bool:
+    """How a receiver checks a delivery (the README's snippet does the same with the standard
+    library): a v2 signature of this time, delivery id, event and body, made at most
+    ``tolerance`` seconds ago (an older one is a replay) and at most ``leeway`` seconds ahead
+    of our clock."""
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if sep:
+            fields.setdefault(key, []).append(value)
+    stamps = fields.get("t", [])
+    if len(stamps) != 1 or not re.fullmatch(r"[0-9]{1,12}", stamps[0]):
         return False
-    if abs((now or time.time()) - timestamp) > tolerance:
+    age = (time.time() if now is None else now) - int(stamps[0])
+    if age > tolerance or age < -leeway:
         return False
-    return hmac.compare_digest(signature(secret=secret, body=body, timestamp=timestamp), header)
+    expected = _mac(secret=secret, timestamp=stamps[0], delivery_id=delivery_id, event=event, body=body)
+    return any(hmac.compare_digest(expected, given) for given in fields.get("v2", []))
 
 
 # --------------------------------------------------------------------------- operator actions
@@ -105,11 +138,33 @@ def webhook_remove(*, user, webhook: Webhook) -> None:
         webhook.delete()
 
 
+class WebhookTestRefused(Exception):
+    """A "send a test" refused: one is on its way already (IN_FLIGHT), or the webhook had
+    TEST_LIMIT_PER_MINUTE in the last minute (TOO_MANY)."""
+
+    IN_FLIGHT, TOO_MANY = "in_flight", "too_many"
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def webhook_send_test(*, webhook: Webhook) -> WebhookDelivery:
-    """The "send a test" button: a delivery like any other, marked as a test."""
-    text = _("Test from channelmgr: this webhook works.")
-    payload = {"event": "test", "test": True, "account": webhook.account.name, "occurred_at": timezone.now().isoformat()}
-    return _deliveries_create([webhook], event="test", payload=payload, text=text, connection=None, test=True)[0]
+    """The "send a test" button: a delivery like any other, marked as a test and tried once.
+    Raises WebhookTestRefused while one is on its way, or after TEST_LIMIT_PER_MINUTE in a
+    minute; Webhook.DoesNotExist if it was removed meanwhile."""
+    with transaction.atomic():
+        # Presses of one webhook are taken one at a time (its row is locked until the commit),
+        # so each press counts the tests of every press before it.
+        Webhook.objects.select_for_update(no_key=True).only("pk").get(pk=webhook.pk)
+        tests = WebhookDelivery.objects.filter(webhook=webhook, test=True)
+        if tests.filter(status=Status.PENDING).exists():
+            raise WebhookTestRefused(WebhookTestRefused.IN_FLIGHT)
+        if tests.filter(created_at__gt=timezone.now() - timedelta(minutes=1)).count() >= TEST_LIMIT_PER_MINUTE:
+            raise WebhookTestRefused(WebhookTestRefused.TOO_MANY)
+        text = _("Test from channelmgr: this webhook works.")
+        payload = {"event": "test", "test": True, "account": webhook.account.name, "occurred_at": timezone.now().isoformat()}
+        return _deliveries_create([webhook], event="test", payload=payload, text=text, connection=None, test=True)[0]
 
 
 def _host(url: str) -> str:
@@ -237,6 +292,106 @@ def _notify_not_reading(*, connection: Connection, words: str, now: datetime) ->
 
 # --------------------------------------------------------------------------- delivering
 
+# Attempts are made by the outgoing worker: a queue of its own (settings.CELERY_OUTGOING_QUEUE)
+# served by a small pool of threads of its own, so no receiver can hold a thread or a database
+# connection that syncs need. Each message on that queue is a turn, not a delivery: the thread
+# that takes it claims the due attempt of the account served longest ago, among the accounts
+# with fewer than ACCOUNT_IN_FLIGHT attempts in flight, and makes it. So one account's backlog
+# (hanging receivers, many webhooks) holds at most ACCOUNT_IN_FLIGHT threads, and another
+# account's delivery waits at most for the next thread that frees, wherever its message is in
+# the queue. A turn that made an attempt hands a turn on while attempts are due.
+ACCOUNT_IN_FLIGHT = 2
+# An attempt ends within post_json's deadline (15 s): a claim this old was lost with its worker.
+CLAIM_LAPSES_AFTER = timedelta(seconds=60)
+# Whose turn it is goes by the last claim within this window; longer ago counts as never.
+TURNS_REMEMBERED = timedelta(hours=1)
+# Claims are made one at a time (a PostgreSQL advisory lock held to the claim's commit; SQLite's
+# transactions are serial already), so that two threads never both see a free slot of one account.
+CLAIMS_LOCK_KEY = 0x63686D_77686B  # "chm" "whk"
+
+
+def _claims_one_at_a_time() -> None:
+    db = transaction.get_connection()
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIMS_LOCK_KEY])
+
+
+def _not_in_flight(now: datetime) -> Q:
+    return Q(sending_until__isnull=True) | Q(sending_until__lte=now)
+
+
+def _due(now: datetime):
+    return WebhookDelivery.objects.filter(_not_in_flight(now), status=Status.PENDING, next_attempt_at__lte=now).order_by()
+
+
+def _claim(delivery_id: int, now: datetime) -> WebhookDelivery:
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        attempts=F("attempts") + 1, claimed_at=now, sending_until=now + CLAIM_LAPSES_AFTER
+    )
+    return WebhookDelivery.objects.select_related("webhook__account", "connection").get(pk=delivery_id)
+
+
+def delivery_claim_next(*, now: datetime) -> WebhookDelivery | None:
+    """Claim the next attempt to make: the oldest due one of the account whose last attempt
+    began longest ago, among accounts with a slot free. None when there is none."""
+    with transaction.atomic():
+        _claims_one_at_a_time()
+        due = _due(now)
+        accounts = set(due.values_list("webhook__account_id", flat=True).distinct())
+        if not accounts:
+            return None
+        in_flight = Counter(
+            WebhookDelivery.objects.filter(status=Status.PENDING, sending_until__gt=now, webhook__account_id__in=accounts)
+            .values_list("webhook__account_id", flat=True)
+        )
+        free = [account for account in accounts if in_flight[account] < ACCOUNT_IN_FLIGHT]
+        if not free:
+            return None
+        last_turn = dict(
+            WebhookDelivery.objects.filter(webhook__account_id__in=free, claimed_at__gte=now - TURNS_REMEMBERED)
+            .order_by()
+            .values("webhook__account_id")
+            .annotate(last=Max("claimed_at"))
+            .values_list("webhook__account_id", "last")
+        )
+        never = datetime.min.replace(tzinfo=UTC)
+        account = min(free, key=lambda pk: (last_turn.get(pk, never), pk))
+        delivery_id = due.filter(webhook__account_id=account).order_by("next_attempt_at", "pk").values_list("pk", flat=True)[0]
+        return _claim(delivery_id, now)
+
+
+def webhook_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
+    """One attempt at this delivery now, whatever its turn and its account's attempts in flight
+    (from a shell, and in tests; the worker takes turns: ``webhook_deliver_next``). Returns its
+    status afterwards."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _claims_one_at_a_time()
+        found = WebhookDelivery.objects.filter(pk=delivery_id).values_list("status", "sending_until").first()
+        if found is None:
+            return ""
+        status, sending_until = found
+        if status != Status.PENDING or (sending_until and sending_until > now):
+            return status
+        delivery = _claim(delivery_id, now)
+    return _attempt(delivery, now)
+
+
+def webhook_deliver_next(*, now: datetime | None = None) -> WebhookDelivery | None:
+    """One turn: claim the next attempt (``delivery_claim_next``) and make it. Returns the
+    delivery as it is afterwards, or None when no attempt could be claimed."""
+    now = now or timezone.now()
+    delivery = delivery_claim_next(now=now)
+    if delivery is None:
+        return None
+    delivery.status = _attempt(delivery, now)
+    return delivery
+
+
+def webhooks_due(*, now: datetime | None = None) -> bool:
+    return _due(now or timezone.now()).exists()
+
 
 def _still_true(delivery: WebhookDelivery) -> bool:
     """Whether the event still holds now: what the dashboard says is what a late message says."""
@@ -261,30 +416,19 @@ def _still_true(delivery: WebhookDelivery) -> bool:
     return True
 
 
-def webhook_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
-    """One attempt at one delivery. Returns its status afterwards; the caller schedules a retry
-    when it is still pending."""
-    now = now or timezone.now()
-    delivery = WebhookDelivery.objects.select_related("webhook__account", "connection").filter(pk=delivery_id).first()
-    if delivery is None or delivery.status != Status.PENDING:
-        return delivery.status if delivery else ""
-    # The claim: one worker per attempt (the attempt counter is the version).
-    claimed = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.PENDING, attempts=delivery.attempts).update(
-        attempts=F("attempts") + 1, next_attempt_at=now + timedelta(seconds=60)
-    )
-    if not claimed:
-        return Status.PENDING
-    attempt = delivery.attempts + 1
+def _attempt(delivery: WebhookDelivery, now: datetime) -> str:
+    """Make the attempt ``delivery`` was claimed for (its ``attempts`` counts it already)."""
+    attempt = delivery.attempts
     if not _still_true(delivery):
         _finish(delivery, Status.DROPPED, now, {"at": now.isoformat(), "status": None, "error": "no_longer_true"})
         return Status.DROPPED
     body = json.dumps(delivery.payload, sort_keys=True).encode()
-    secret = webhook_secret(delivery.webhook)
-    headers = {
-        SIGNATURE_HEADER: signature(secret=secret, body=body, timestamp=int(time.time())),
-        "X-Channelmgr-Event": delivery.event,
-        "X-Channelmgr-Delivery": str(delivery.pk),
-    }
+    signed = signature(
+        secret=webhook_secret(delivery.webhook), body=body, timestamp=int(time.time()), delivery_id=delivery.pk,
+        event=delivery.event,
+    )
+    headers = {SIGNATURE_HEADER: signed, EVENT_HEADER: delivery.event, DELIVERY_HEADER: str(delivery.pk)}
+    database_idle()  # a receiver that hangs holds this thread, never a database connection
     status_code, error, permanent = None, "", False
     try:
         status_code = post_json(
@@ -297,30 +441,50 @@ def webhook_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
     if status_code is not None and 200 <= status_code < 300:
         _finish(delivery, Status.DELIVERED, now, entry)
         return Status.DELIVERED
-    if permanent or attempt >= MAX_ATTEMPTS:
+    # A test says whether the webhook works now: it is not tried again.
+    if permanent or delivery.test or attempt >= MAX_ATTEMPTS:
         _finish(delivery, Status.FAILED, now, entry)
         log.warning("webhook failed delivery=%s attempts=%d status=%s error=%s", delivery.pk, attempt, status_code, error)
         return Status.FAILED
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        log=[*delivery.log, entry], next_attempt_at=now + timedelta(seconds=RETRY_DELAYS[attempt - 1])
+        log=[*delivery.log, entry], next_attempt_at=timezone.now() + timedelta(seconds=RETRY_DELAYS[attempt - 1]),
+        sending_until=None,
     )
     return Status.PENDING
 
 
 def _finish(delivery: WebhookDelivery, status: str, now: datetime, entry: dict) -> None:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        status=status, finished_at=now, next_attempt_at=None, log=[*delivery.log, entry]
+        status=status, finished_at=timezone.now(), next_attempt_at=None, sending_until=None, log=[*delivery.log, entry]
     )
 
 
-@shared_task(bind=True, ignore_result=True, acks_late=True)
-def deliver_webhook(self, delivery_id: int) -> str:
-    status = webhook_deliver(delivery_id=delivery_id)
-    if status == Status.PENDING:
-        attempts = WebhookDelivery.objects.filter(pk=delivery_id).values_list("attempts", flat=True).first() or 1
-        # Below the broker's visibility timeout (600 s): a retried message is never delivered twice.
-        deliver_webhook.apply_async((delivery_id,), countdown=RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
-    return status
+def _hand_on_turn(**options) -> None:
+    """Publish a turn on the outgoing queue; a turn the broker refuses is given by the scan."""
+    try:
+        deliver_webhook.apply_async((), **options)
+    except Exception:
+        log.warning("webhook turn not queued: broker unavailable, the scan will retry")
+
+
+# Retried like a sync when our database fails us: the turn claimed nothing yet, or its claim
+# lapses and the attempt is made in another turn.
+@shared_task(
+    ignore_result=True, acks_late=True, autoretry_for=(OperationalError, InterfaceError), retry_backoff=10,
+    retry_backoff_max=120, retry_jitter=True, max_retries=3,
+)
+def deliver_webhook(delivery_id: int | None = None) -> str:
+    """One turn of the outgoing worker (see "delivering"). ``delivery_id``: the delivery whose
+    creation sent this turn, for the logs; the turn may make another account's attempt first."""
+    delivery = webhook_deliver_next()
+    if delivery is None:
+        return ""
+    if delivery.status == Status.PENDING:
+        # Its retry's turn, below the broker's visibility timeout (600 s): never delivered twice.
+        _hand_on_turn(countdown=RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1])
+    if webhooks_due():
+        _hand_on_turn()
+    return delivery.status
 
 
 # --------------------------------------------------------------------------- the periodic scan
@@ -372,14 +536,13 @@ def scan_not_reading(*, now: datetime) -> int:
 
 
 def resend_lost(*, now: datetime) -> int:
-    lost = list(
-        WebhookDelivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now - LOST_AFTER).values_list("pk", flat=True)[:200]
-    )
-    for delivery_id in lost:
+    """Give a turn to each account with a delivery that lost its turn (due for LOST_AFTER and not
+    being sent): the turns of one account follow each other from there."""
+    accounts = list(_due(now - LOST_AFTER).values_list("webhook__account_id", flat=True).distinct()[:200])
+    for _account in accounts:
         try:
-            deliver_webhook.delay(delivery_id)
+            deliver_webhook.delay()
         except Exception:
             log.warning("webhook resend not queued: broker unavailable")
             break
-    return len(lost)
-
+    return len(accounts)

@@ -21,6 +21,15 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def database_url() -> str:
+    """The URL of the test database (PostgreSQL), for the processes a test starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """Start a process in its own group, so that stopping it stops its children too."""
     handle = log.open("wb")

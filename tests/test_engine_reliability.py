@@ -1,6 +1,8 @@
 """What the engine does when things go wrong around a sync: anything that fails between the fetch
-and the commit is a recorded failure; portal hosts are asked politely; beat's tasks never wait
-behind syncs; the export answers 503 soon when its database stalls."""
+and the commit is a recorded failure, except our own database being unavailable, which is
+retried and never held against the sync; portal hosts are asked politely; beat's tasks never
+wait behind syncs, and calls to the outside world have a queue of their own; the export answers
+503 soon when its database stalls."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
+import psycopg
+import psycopg_pool
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings as django_settings
-from django.db import OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.db import connection as db
 from django.urls import reverse
 from django.utils import timezone
@@ -29,16 +33,26 @@ from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Block, PauseEpisode, SyncRun
 from syncs.sync import connection_sync_leased
 from syncs.sync_state import SyncState
+from syncs.tasks import sync_connection
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory
 from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
 
 
+def as_django_raises(django_error: type[Exception], driver_error: Exception) -> Exception:
+    """``driver_error`` as Django's database layer raises it: its own class, the driver's error
+    as the cause (django.db.utils.DatabaseErrorWrapper)."""
+    error = django_error(*driver_error.args)
+    error.__cause__ = driver_error
+    return error
+
+
 @pytest.mark.parametrize(
     ("where", "error", "code"),
     [
-        ("apply_diff", OperationalError("canceling statement due to lock timeout"), "database_error"),
+        ("apply_diff", as_django_raises(OperationalError, psycopg.errors.QueryCanceled("canceling statement due to statement timeout")), "database_error"),
+        ("apply_diff", as_django_raises(DataError, psycopg.errors.StringDataRightTruncation("value too long")), "database_error"),
         ("parse_feed", SoftTimeLimitExceeded(), "sync_failed"),
         ("diff_blocks", KeyError("a bug"), "sync_failed"),
     ],
@@ -66,6 +80,40 @@ def test_a_database_that_cannot_even_record_the_failure_makes_the_task_retry(fee
     ), pytest.raises(OperationalError):
         connection_sync_leased(connection_id=connection.pk)
     assert not Block.objects.exists() and not SyncRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        as_django_raises(OperationalError, psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec")),
+        as_django_raises(OperationalError, psycopg.errors.TooManyConnections("sorry, too many clients already")),
+        as_django_raises(OperationalError, psycopg.errors.CannotConnectNow("the database system is starting up")),
+        as_django_raises(OperationalError, psycopg.errors.AdminShutdown("terminating connection due to administrator command")),
+        as_django_raises(OperationalError, psycopg.errors.ConnectionFailure("connection failure")),
+        as_django_raises(OperationalError, psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")),
+        as_django_raises(OperationalError, psycopg.errors.DeadlockDetected("deadlock detected")),
+        as_django_raises(OperationalError, __import__("sqlite3").OperationalError("database is locked")),
+        as_django_raises(InterfaceError, psycopg.InterfaceError("the connection is closed")),
+    ],
+    ids=lambda error: type(error.__cause__).__name__,
+)
+def test_our_database_unavailable_is_retried_and_never_held_against_the_sync(feed_url, error):
+    connection = ConnectionFactory(import_url=feed_url, sync_requested_at=timezone.now())
+    for trigger in (SyncRun.Trigger.SCHEDULED, SyncRun.Trigger.MANUAL, SyncRun.Trigger.MANUAL):
+        with mock.patch.object(sync_module, "apply_diff", side_effect=error), pytest.raises(type(error)) as raised:
+            connection_sync_leased(connection_id=connection.pk, trigger=trigger)
+        # The task retries what reaches it.
+        assert isinstance(raised.value, sync_connection.autoretry_for)
+    # No failed run, no step towards a pause, nothing applied; the lease is free for the retry,
+    # and the operator's "Sync now" is still requested.
+    assert not SyncRun.objects.exists() and not Block.objects.exists()
+    connection.refresh_from_db()
+    assert connection.consecutive_failures == 0 and connection.paused_at is None and connection.last_error_code == ""
+    assert sync_state_of(connection) != SyncState.PAUSED
+    assert connection.lease_holder == "" and connection.sync_requested_at is not None
+    # Once the database answers again, the retry syncs.
+    run = connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL)
+    assert run.outcome == "ok_changed" and Block.objects.count() == 1
 
 
 def answered(slots: politeness.HostSlots, host: str, times: int) -> None:
@@ -136,9 +184,17 @@ def test_beats_tasks_have_their_own_queue_which_the_worker_serves_first():
     # Every one of beat's tasks, those added since the dispatcher included: under a backlog of
     # syncs, one left on the syncs' queue expires unrun (the webhooks' scan did).
     assert {"syncs.tasks.dispatch_due_syncs", "syncs.webhooks.scan_alerts", "syncs.digests.send_digests"} <= scheduled
+    outgoing = django_settings.CELERY_OUTGOING_QUEUE
     for name in scheduled:
-        assert app.amqp.router.route({}, name)["queue"].name == beat, name
+        # Those that call the outside world (the emails) have the outgoing queue, like webhooks.
+        expected = outgoing if name in django_settings.OUTGOING_TASKS else beat
+        assert app.amqp.router.route({}, name)["queue"].name == expected, name
     assert app.amqp.router.route({}, "syncs.tasks.sync_connection")["queue"].name == syncs
+    assert app.amqp.router.route({}, "syncs.webhooks.deliver_webhook")["queue"].name == outgoing
+    assert {"syncs.notifications.send_pause_notifications", "syncs.digests.send_digests"} <= set(django_settings.OUTGOING_TASKS)
+    # A worker started without -Q (the sync workers) serves beat's queue and the syncs', never
+    # the outgoing one, even after routing to it.
+    assert outgoing not in [queue.name for queue in app.amqp.queues.values()]
     if django_settings.CELERY_BROKER_URL.startswith("redis"):
         assert django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
 
@@ -160,6 +216,17 @@ def test_the_procfile_and_compose_start_the_same_workers_within_twenty_database_
         assert words[: words.index("-n")] == command
     pool = int(os.environ.get("DATABASE_POOL_SIZE", 8))
     assert len(workers) * pool <= 20
+
+
+def test_the_procfile_and_compose_start_an_outgoing_worker_on_its_own_queue():
+    root = Path(__file__).resolve().parent.parent
+    [outgoing] = [line.split(":", 1)[1].split() for line in (root / "Procfile").read_text().splitlines() if line.startswith("outgoing:")]
+    compose = (root / "docker-compose.yml").read_text()
+    command = json.loads(re.search(r"\n  outgoing:\n(?:.*\n)*?\s+command: (\[(?:.|\n)*?\])", compose).group(1))
+    assert outgoing == command
+    assert outgoing[outgoing.index("-Q") + 1] == "${CELERY_QUEUE:-celery}.outgoing"
+    assert f"{django_settings.CELERY_TASK_DEFAULT_QUEUE}.outgoing" == django_settings.CELERY_OUTGOING_QUEUE
+    assert int(outgoing[outgoing.index("--concurrency") + 1]) == 8
 
 
 def test_the_export_honours_a_weak_etag(client):

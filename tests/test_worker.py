@@ -15,15 +15,9 @@ from channelmgr.celery import app
 from syncs.models import Block, SyncRun
 from tests import feeds
 from tests.factories import ConnectionFactory
-from tests.processes import child_env, start, stop, wait_for
+from tests.processes import child_env, database_url, start, stop, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-
-def database_url() -> str:
-    db = db_connection.settings_dict
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(postgres, redis_url, tmp_path, httpserver):

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import translation
@@ -28,7 +28,13 @@ from syncs.models import Account, Activity, Membership, Property, Webhook, Webho
 from syncs.roles import Role, role_required
 from syncs.views.confirm import Confirmation, confirmation_page, confirmed
 from syncs.views.htmx import back
-from syncs.webhooks import webhook_create, webhook_remove, webhook_send_test
+from syncs.webhooks import (
+    TEST_LIMIT_PER_MINUTE,
+    WebhookTestRefused,
+    webhook_create,
+    webhook_remove,
+    webhook_send_test,
+)
 
 
 class MemberAlertsForm(forms.ModelForm):
@@ -146,7 +152,8 @@ def webhooks(request: HttpRequest) -> HttpResponse:
             delivery.event_label = labels.get(delivery.event, delivery.event)
     return render(
         request, "syncs/scale/webhooks.html",
-        {"account": account, "form": form, "hooks": hooks, "secret": secret, "created": created},
+        {"account": account, "form": form, "hooks": hooks, "secret": secret, "created": created,
+         "test_limit": TEST_LIMIT_PER_MINUTE},
     )
 
 
@@ -184,7 +191,20 @@ def webhook_remove_view(request: HttpRequest, webhook_id: int) -> HttpResponse:
 @login_required
 @role_required(Role.MANAGER)
 def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
-    webhook_send_test(webhook=_hook(request, webhook_id))
+    try:
+        webhook_send_test(webhook=_hook(request, webhook_id))
+    except Webhook.DoesNotExist:
+        raise Http404 from None  # removed meanwhile
+    except WebhookTestRefused as refused:
+        if refused.reason == WebhookTestRefused.IN_FLIGHT:
+            messages.error(request, _("A test is already on its way to this webhook: its answer appears below. Send another once it is there."))
+        else:
+            messages.error(request, ngettext(
+                "At most %(n)d test a minute for each webhook: try again in a minute.",
+                "At most %(n)d tests a minute for each webhook: try again in a minute.",
+                TEST_LIMIT_PER_MINUTE,
+            ) % {"n": TEST_LIMIT_PER_MINUTE})
+        return redirect("webhooks")
     messages.info(request, _("Test sent: its answer appears below in a few seconds."))
     return redirect("webhooks")
 
