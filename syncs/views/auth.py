@@ -13,14 +13,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.validators import MaxLengthValidator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import translation
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -30,20 +30,29 @@ from django_otp import login as otp_login
 from syncs import two_factor
 from syncs.auth_middleware import user_has_two_factor
 from syncs.forms import timezone_names
+from syncs.id_inputs import parse_id
 from syncs.members import first_password_tokens, membership_switch, user_activity_record
 from syncs.middleware import user_language
 from syncs.models import Activity, Membership, validate_timezone_name
+from syncs.views.htmx import next_path
 
 RECOVERY_CODES_SESSION = "syncs_recovery_codes"
 # At most one reset email per person this often: the form must not become a way to flood an inbox.
 RESET_EMAIL_EVERY_SECONDS = 120
 
 
-def _next_url(request: HttpRequest, fallback: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return target
-    return fallback
+# --------------------------------------------------------------------------- signing in with a password
+
+
+class SignInForm(AuthenticationForm):
+    """Django's log-in form, where a username longer than any username gets the form's error
+    before any password is checked (Django sets the field's max_length after building its
+    validators, so it only reaches the HTML)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators.append(MaxLengthValidator(field.max_length))
 
 
 # --------------------------------------------------------------------------- passwords
@@ -188,8 +197,8 @@ def profile(request: HttpRequest) -> HttpResponse:
 def account_switch(request: HttpRequest) -> HttpResponse:
     """Work in another of the person's accounts, on every device (404 for any other account)."""
     try:
-        membership = membership_switch(user=request.user, account_id=int(request.POST.get("account", "")))
-    except (ValueError, Membership.DoesNotExist) as exc:
+        membership = membership_switch(user=request.user, account_id=parse_id(request.POST.get("account")))
+    except Membership.DoesNotExist as exc:
         raise Http404 from exc
     messages.info(request, _("You are working in %(account)s now.") % {"account": membership.account.name})
     # Home, not back: the page the person was on belongs to the other account.
@@ -237,7 +246,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             form.add_error("code", error)
         else:
             device.refresh_from_db()
-            otp_login(request, device)  # this session passed the second factor
+            _second_factor_passed(request, device)
             request.session[RECOVERY_CODES_SESSION] = codes
             messages.success(request, _("Two-factor sign-in is on."))
             return redirect(reverse("recovery-codes") + "?" + _next_query(request))
@@ -246,13 +255,21 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
         "syncs/two_factor_setup.html",
         {
             "form": form, "secret": two_factor.app_secret(device), "qr_code": two_factor.app_qr_code(device),
-            "next": _next_url(request, ""),
+            "next": next_path(request, ""),
         },
     )
 
 
+def _second_factor_passed(request: HttpRequest, device) -> None:
+    """This session passed the second factor: under a new session key, so that a session whose
+    key someone else knows (planted in this browser after typing a password) is not the one
+    that becomes fully signed in. The old key stops working."""
+    request.session.cycle_key()
+    otp_login(request, device)
+
+
 def _next_query(request: HttpRequest) -> str:
-    nxt = _next_url(request, "")
+    nxt = next_path(request, "")
     return urlencode({"next": nxt}) if nxt else ""
 
 
@@ -260,17 +277,19 @@ def _next_query(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 @login_required
 def recovery_codes(request: HttpRequest) -> HttpResponse:
-    """The recovery codes, shown once: after the set-up, or when the person asks for new ones."""
-    if request.method == "POST":
-        if not user_has_two_factor(request.user):
-            return redirect("profile")
+    """The recovery codes, shown once: after the set-up, or when the person asks for new ones,
+    which needs the password again (codes sign in without the app: whoever holds a session
+    left open must not be able to make their own)."""
+    if not user_has_two_factor(request.user):
+        return redirect("profile")
+    codes = request.session.pop(RECOVERY_CODES_SESSION, None) if request.method == "GET" else None
+    form = PasswordConfirmForm(request.POST if request.method == "POST" else None, user=request.user)
+    if request.method == "POST" and form.is_valid():
         codes = two_factor.recovery_codes_renew(user=request.user)
         messages.success(request, _("New recovery codes made: the old ones no longer work."))
-    else:
-        codes = request.session.pop(RECOVERY_CODES_SESSION, None)
-        if not codes:
-            return redirect("profile")
-    return render(request, "syncs/recovery_codes.html", {"codes": codes, "next": _next_url(request, reverse("profile"))})
+    if not codes:
+        return render(request, "syncs/recovery_codes.html", {"form": form}, status=400 if form.is_bound else 200)
+    return render(request, "syncs/recovery_codes.html", {"codes": codes, "next": next_path(request, reverse("profile"))})
 
 
 @require_http_methods(["GET", "POST"])
@@ -295,14 +314,14 @@ def two_factor_disable(request: HttpRequest) -> HttpResponse:
 @login_required
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     """The second step of signing in: a code from the app, or a recovery code."""
-    target = _next_url(request, reverse(settings.LOGIN_REDIRECT_URL))
+    target = next_path(request, reverse(settings.LOGIN_REDIRECT_URL))
     if request.user.is_verified() or not user_has_two_factor(request.user):
-        return redirect(target)
+        return HttpResponseRedirect(target)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         result = two_factor.code_verify(user=request.user, code=form.cleaned_data["code"])
         if result.device is not None:
-            otp_login(request, result.device)
+            _second_factor_passed(request, result.device)
             if result.recovery_code:
                 left = two_factor.recovery_codes_left(request.user)
                 messages.warning(
@@ -310,9 +329,12 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
                     _("You signed in with a recovery code; %(left)s left. Make new ones on your sign-in page if few are left.")
                     % {"left": left},
                 )
-            return redirect(target)
-        form.add_error(
-            "code",
-            two_factor.wait_words(result.wait_until) if result.wait_until else _("That code did not match. Try the code your app shows now."),
-        )
+            return HttpResponseRedirect(target)
+        if result.wait_until:
+            words = two_factor.wait_words(result.wait_until)
+        elif result.reused:
+            words = two_factor.reused_words()
+        else:
+            words = _("That code did not match. Try the code your app shows now.")
+        form.add_error("code", words)
     return render(request, "registration/two_factor_verify.html", {"form": form, "next": target})
