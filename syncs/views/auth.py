@@ -13,32 +13,35 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
-from django.core.cache import cache
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
+from channelmgr.client_ip import client_ip
 from syncs import two_factor
 from syncs.auth_middleware import user_has_two_factor
 from syncs.forms import timezone_names
 from syncs.id_inputs import parse_id
 from syncs.members import first_password_tokens, membership_switch, user_activity_record
-from syncs.middleware import user_language
 from syncs.models import Activity, Membership, validate_timezone_name
+from syncs.password_reset import (
+    RESET_CLIENT_WINDOW_SECONDS,
+    ResetNotQueued,
+    TooManyResetRequests,
+    password_reset_request,
+    reset_link_hours,
+)
 from syncs.views.htmx import next_path
 
 RECOVERY_CODES_SESSION = "syncs_recovery_codes"
-# At most one reset email per person this often: the form must not become a way to flood an inbox.
-RESET_EMAIL_EVERY_SECONDS = 120
 
 
 # --------------------------------------------------------------------------- signing in with a password
@@ -58,36 +61,29 @@ class SignInForm(AuthenticationForm):
 # --------------------------------------------------------------------------- passwords
 
 
-class MemberPasswordResetForm(PasswordResetForm):
-    """Django's reset form; the email goes out in the member's language, with the site's own
-    address (never the Host header's), at most once per RESET_EMAIL_EVERY_SECONDS per person."""
-
-    def get_users(self, email):
-        for user in super().get_users(email):
-            if cache.add(f"syncs:password-reset:{user.pk}", 1, RESET_EMAIL_EVERY_SECONDS):
-                yield user
-
-    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
-                  html_email_template_name=None):
-        with translation.override(user_language(context["user"]) or settings.LANGUAGE_CODE):
-            super().send_mail(
-                subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name
-            )
-
-
 class PasswordResetView(auth_views.PasswordResetView):
-    form_class = MemberPasswordResetForm
-    template_name = "registration/password_reset_form.html"
-    email_template_name = "emails/password_reset.txt"
-    html_email_template_name = "emails/password_reset.html"
-    subject_template_name = "emails/password_reset_subject.txt"
+    """Asks for a reset link: the request only counts and queues (syncs.password_reset), the
+    worker looks the address up and sends the email."""
 
-    @property
-    def extra_email_context(self) -> dict:  # read when the form is sent: settings as they are then
-        return {"site_url": settings.SITE_URL, "hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+    template_name = "registration/password_reset_form.html"
+
+    def form_valid(self, form):
+        try:
+            password_reset_request(email=form.cleaned_data["email"], client=client_ip(self.request))
+        except TooManyResetRequests:
+            minutes = RESET_CLIENT_WINDOW_SECONDS // 60
+            form.add_error(None, ngettext(
+                "Too many requests from your network: try again in %(minutes)d minute.",
+                "Too many requests from your network: try again in %(minutes)d minutes.", minutes,
+            ) % {"minutes": minutes})
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        except ResetNotQueued:
+            form.add_error(None, _("The email cannot be sent just now. Try again in a few minutes."))
+            return self.render_to_response(self.get_context_data(form=form), status=503)
+        return HttpResponseRedirect(self.get_success_url())
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "password_reset_hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+        return {**super().get_context_data(**kwargs), "password_reset_hours": reset_link_hours()}
 
 
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):
