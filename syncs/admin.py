@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -74,7 +75,24 @@ def scoped(model, user, queryset=None):
     return queryset.none()  # a model nobody scoped: nothing, rather than everything
 
 
-class SuperuserOnlyMixin:
+class DayListChangeList(ChangeList):
+    """Django's list page, where a date drill-down at the ends of the calendar
+    (``?start_date__year=9999&start_date__month=12&start_date__day=31``: the day after it is no
+    date) is a wrong filter, answered as any other (the list again, with "?e=1"), not an error."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class DayListMixin:
+    def get_changelist(self, request, **kwargs):
+        return DayListChangeList
+
+
+class SuperuserOnlyMixin(DayListMixin):
     """Pages only superusers may open, whatever permissions a staff user was given."""
 
     def has_module_permission(self, request):
@@ -137,7 +155,7 @@ def _changed_values(obj, form) -> dict:
     return {name: getattr(obj, name) for name in form.changed_data}
 
 
-class AccountScopedAdmin(admin.ModelAdmin):
+class AccountScopedAdmin(DayListMixin, admin.ModelAdmin):
     """Scopes the list, the detail pages, the foreign-key choices and the related filters to the
     staff member's account, for staff who manage it."""
 
@@ -306,7 +324,7 @@ class ConnectionAdmin(AccountScopedAdmin):
         return status.label
 
 
-class _ConnectionChangeList(ChangeList):
+class _ConnectionChangeList(DayListChangeList):
     """The page of connections, each with its state: read for the whole page at once."""
 
     def get_results(self, request):
