@@ -317,6 +317,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# What a task prints stays on standard output rather than becoming log lines: the console email
+# backend (no EMAIL_HOST: development) prints emails there whole, links included, as the web
+# process does, since that is where a development machine reads them. Log lines go through
+# settings.LOGGING's filter, which masks tokens (channelmgr/log_masking.py).
+CELERY_WORKER_REDIRECT_STDOUTS = False
 # Celery's Django fixup closes every database connection around each task unless this is set;
 # channelmgr/celery.py does what Django does around a request instead (a pooled connection goes
 # back to its pool, a kept one is kept unless it failed or is too old).

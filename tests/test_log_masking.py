@@ -166,17 +166,17 @@ def test_ten_reset_requests_through_two_gunicorn_processes_send_one_email(tmp_pa
 
 
 def test_celerys_logging_keeps_the_filter_and_masks_a_worker_line(tmp_path):
-    """The worker sets up its logging on top of Django's (it does not take the root logger over):
-    a line a task logs, or prints, goes through the same filter."""
+    """The worker sets up its logging on top of Django's (it does not take the root logger over)
+    and gives its task logger handlers of its own: a line a task or the worker logs goes through
+    the same filter."""
     token = secrets.token_urlsafe(32)
     script = (
-        "import logging, sys, django; django.setup()\n"
+        "import logging, django; django.setup()\n"
         "from channelmgr.celery import app\n"
-        "app.log.setup(loglevel='INFO', redirect_stdouts=True)\n"
+        "app.log.setup(loglevel='INFO')\n"
         "from celery.utils.log import get_task_logger\n"
         f"get_task_logger('syncs.tasks').warning('sent %s', 'https://x/invitations/{token}/')\n"
-        f"print('GET /accounts/reset/MQ/{token}/')\n"
-        "sys.stdout.flush()\n"
+        f"logging.getLogger('celery.worker').warning('GET /accounts/reset/MQ/{token}/')\n"
     )
     done = subprocess.run([str(VENV_BIN / "python"), "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env=child_env(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="channelmgr.settings"))

@@ -247,3 +247,31 @@ def test_the_admins_date_drill_downs_at_the_ends_of_the_calendar_are_wrong_filte
             if response.status_code >= 500:
                 failures.append(f"{model._meta.label}: {response.status_code}")
     assert failures == []
+
+
+def test_an_over_long_username_at_login_gets_the_forms_error_and_no_attempt_is_recorded(client):
+    from axes.models import AccessAttempt
+
+    page = client.post(reverse("login"), {"username": "u" * 300, "password": "whatever"})
+    assert page.status_code == 200
+    assert "Ensure this value has at most 150 characters (it has 300)." in page.content.decode()
+    assert not AccessAttempt.objects.exists()  # refused before any password was checked
+
+
+def test_an_over_long_time_zone_gets_the_forms_error(client, owner):
+    client.force_login(owner.user)
+    page = client.post(reverse("profile"), {"form": "time_zone", "time_zone": "Europe/" + "x" * 1000})
+    assert page.status_code == 200
+    assert "Ensure this value has at most 64 characters" in page.content.decode()
+    assert Membership.objects.get(pk=owner.pk).time_zone == ""
+
+
+def test_a_timeline_from_a_far_date_shows_the_nearest_it_can_and_says_so(client, owner):
+    client.force_login(owner.user)
+    for far in ("9999-12-31", "0001-01-01"):
+        page = client.get(reverse("timeline"), {"from": far})
+        assert page.status_code == 200
+        assert "can be shown:" in page.content.decode()
+        rows = client.get(reverse("timeline"), {"from": far, "page": "2"}, HTTP_HX_REQUEST="true")
+        assert rows.status_code == 200
+    assert "is not a date" in client.get(reverse("timeline"), {"from": "2027-02-30"}).content.decode()
