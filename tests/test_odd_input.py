@@ -275,3 +275,21 @@ def test_a_timeline_from_a_far_date_shows_the_nearest_it_can_and_says_so(client,
         rows = client.get(reverse("timeline"), {"from": far, "page": "2"}, HTTP_HX_REQUEST="true")
         assert rows.status_code == 200
     assert "is not a date" in client.get(reverse("timeline"), {"from": "2027-02-30"}).content.decode()
+
+
+def test_an_id_that_is_not_a_number_is_not_found_or_a_bad_request_and_changes_nothing(client, owner):
+    from syncs.models import Activity
+
+    objects = account_objects(owner.account, "My Villa")
+    client.force_login(owner.user)
+    member, prop, connection = objects["membership"], objects["property"], objects["connection"]
+    for odd in ("abc", "\u00b2", "1.5", "-1", "99999999999999999999999", ""):
+        assert client.post(reverse("property-assign"), {"member": odd, "property": prop.pk}).status_code == 404, odd
+        assert client.post(reverse("property-assign"), {"member": member.pk, "property": [prop.pk, odd]}).status_code == 400, odd
+        assert client.post(reverse("bulk-action"), {"action": "switch_off", "connection": [connection.pk, odd]}).status_code == 400, odd
+        assert client.post(reverse("bulk-action"), {"action": "switch_off", "property": odd}).status_code == 400, odd
+        assert client.post(reverse("account-switch"), {"account": odd}).status_code == 404, odd
+    assert not member.assigned_properties.exists()
+    connection.refresh_from_db()
+    assert connection.enabled
+    assert not Activity.objects.filter(account=owner.account).exists()
