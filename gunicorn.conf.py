@@ -1,5 +1,6 @@
 # Read by gunicorn from the working directory: `make run`, the Procfile and docker compose.
-# Export URLs are secrets: the access log masks their tokens.
+# Links whose token is the key (export feeds, invitations, first-password and reset links) are
+# secrets: the access and error logs mask their tokens (channelmgr/log_masking.py).
 from __future__ import annotations
 
 import errno

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
 from django.db import close_old_connections
+
+from channelmgr.log_masking import MaskSecretsFilter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channelmgr.settings")
 
@@ -25,3 +27,13 @@ def close_old_database_connections(sender=None, **_) -> None:
     if getattr(sender.request, "is_eager", False):
         return
     close_old_connections()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def mask_secrets_in_worker_logs(logger=None, **_) -> None:
+    """The worker gives its task logger handlers of its own, which do not pass through Django's
+    (settings.LOGGING): the same filter goes on them, so a task's line never shows a token."""
+    for handler in logger.handlers if logger is not None else ():
+        if not any(isinstance(f, MaskSecretsFilter) for f in handler.filters):
+            handler.addFilter(MaskSecretsFilter())

@@ -1,4 +1,5 @@
-"""The client's address, for the log-in lockout (django-axes' ``AXES_CLIENT_IP_CALLABLE``).
+"""Who a log-in attempt comes from, for the lockout: the client's address (django-axes'
+``AXES_CLIENT_IP_CALLABLE``) and the username tried (``AXES_USERNAME_CALLABLE``).
 
 Nothing a client says about itself is trusted by default: the address is the connection's
 (``REMOTE_ADDR``). Behind reverse proxies, ``PROXY_COUNT`` says how many stand in front of
@@ -14,6 +15,18 @@ import ipaddress
 
 from django.conf import settings
 from django.http import HttpRequest
+
+# django-axes stores the username tried in a column of this size (AccessAttempt.username).
+USERNAME_KEPT = 255
+
+
+def client_username(request: HttpRequest, credentials: dict | None = None) -> str:
+    """The username tried, as django-axes reads it, cut to what it stores: a 1,000-character
+    username is a failed log-in like any other, not a database error. Usernames are at most
+    150 characters, so no two real ones are cut to the same."""
+    field = getattr(settings, "AXES_USERNAME_FORM_FIELD", "username")
+    source = credentials if credentials else getattr(request, "POST", {})
+    return str(source.get(field) or "")[:USERNAME_KEPT]
 
 
 def client_ip(request: HttpRequest) -> str:

@@ -81,6 +81,8 @@ MIDDLEWARE = [
     "syncs.middleware.ControlCharactersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Signed-in pages are never cached (Cache-Control: private, no-store), unless they say otherwise.
+    "syncs.middleware.PrivatePagesMiddleware",
     # Whether this session passed the second factor (request.user.is_verified()).
     "django_otp.middleware.OTPMiddleware",
     # The language a signed-in user chose, over the browser's (after authentication, which it reads).
@@ -193,10 +195,12 @@ AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 # then X-Forwarded-For is never read. With N, the client is the N-th address from its right end.
 PROXY_COUNT = env_int("PROXY_COUNT", 0, minimum=0)
 AXES_CLIENT_IP_CALLABLE = "channelmgr.client_ip.client_ip"
+AXES_USERNAME_CALLABLE = "channelmgr.client_ip.client_username"
 # Members and sign-in (syncs.members, syncs.views.auth). A password-reset link works once, for
-# this long; the first-run link of `create_account` and an invitation's link last longer, since
-# they wait for someone who has not used the service yet.
-PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_HOURS", 2, minimum=1) * 3600
+# this long (an hour: it is asked for by someone waiting for it, and a link that lives on in a
+# mailbox is a way in); the first-run link of `create_account` and an invitation's link last
+# longer, since they wait for someone who has not used the service yet.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_HOURS", 1, minimum=1) * 3600
 FIRST_PASSWORD_LINK_HOURS = env_int("FIRST_PASSWORD_LINK_HOURS", 72, minimum=1)
 INVITATION_DAYS = env_int("INVITATION_DAYS", 7, minimum=1)
 # The name authenticator apps show next to the codes.
@@ -246,8 +250,25 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"channelmgr <noreply@{SITE_HOST}>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# --- Celery -----------------------------------------------------------------------------------
+# --- Cache ------------------------------------------------------------------------------------
+# Shared by every web process and worker, so that limits count for all of them together
+# (syncs.rate_limits): Redis when there is one, else a table of the database (made by the
+# migrations). https://docs.djangoproject.com/en/5.2/topics/cache/
 REDIS_URL = env_url("REDIS_URL", "", schemes=("redis", "rediss"))
+CACHE_TABLE = "channelmgr_cache"
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "channelmgr",
+        # A hung Redis costs a request two seconds, not the request.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE}
+}
+
+# --- Celery -----------------------------------------------------------------------------------
 # The worker keeps many fetches in flight: syncs wait on portals, not on the CPU. A pool of
 # threads (README, "Performance"): one process holds WORKER_CONCURRENCY syncs at once, and the
 # Procfile starts one process per core (Python runs one thread of a process at a time).
@@ -296,6 +317,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# What a task prints stays on standard output rather than becoming log lines: the console email
+# backend (no EMAIL_HOST: development) prints emails there whole, links included, as the web
+# process does, since that is where a development machine reads them. Log lines go through
+# settings.LOGGING's filter, which masks tokens (channelmgr/log_masking.py).
+CELERY_WORKER_REDIRECT_STDOUTS = False
 # Celery's Django fixup closes every database connection around each task unless this is set;
 # channelmgr/celery.py does what Django does around a request instead (a pooled connection goes
 # back to its pool, a kept one is kept unless it failed or is too old).
@@ -357,7 +383,10 @@ CELERY_BEAT_SCHEDULE = {
 # the sync workers (started without -Q) never serve it.
 CELERY_OUTGOING_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.outgoing"
 _OUTGOING = {"queue": Queue(CELERY_OUTGOING_QUEUE, Exchange(CELERY_OUTGOING_QUEUE), routing_key=CELERY_OUTGOING_QUEUE)}
-OUTGOING_TASKS = ("syncs.webhooks.deliver_webhook", "syncs.notifications.send_pause_notifications", "syncs.digests.send_digests")
+OUTGOING_TASKS = (
+    "syncs.webhooks.deliver_webhook", "syncs.notifications.send_pause_notifications", "syncs.digests.send_digests",
+    "syncs.password_reset.password_reset_send",
+)
 # Every other task beat sends goes to beat's queue: one added to the schedule cannot be forgotten here.
 CELERY_TASK_ROUTES = {
     **{entry["task"]: {"queue": CELERY_BEAT_QUEUE} for entry in CELERY_BEAT_SCHEDULE.values()},
@@ -411,10 +440,15 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Every cookie we set is Secure behind HTTPS: the session's, CSRF's (and the messages', which
+# follow the session's) and the language's.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SESSION_COOKIE_SECURE)
+LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_HTTPONLY = True  # read by the server only
 SESSION_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -447,6 +481,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # urllib3 logs each request's full path and query at DEBUG: feed URLs are secrets.
     "loggers": {
+        # Django's own handlers (a console without the filter, while DEBUG) are dropped: its
+        # records ("Not Found: /invitations/<token>/") go to ours, through the filter.
+        "django": {"level": LOG_LEVEL},
         "urllib3": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL},
         # Celery's two lines per task ("received", "succeeded"): each sync logs its own line.
         "celery.worker.strategy": {"level": "WARNING" if LOG_LEVEL == "INFO" else LOG_LEVEL},

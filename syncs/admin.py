@@ -1,6 +1,11 @@
 """Django admin for every model.
 
-Superusers see everything. Other staff see their own account only, on every page: lists, forms,
+Superusers see everything. The admins of other apps (Django's users and groups, django-otp's
+devices, django-axes' attempts and logs, and any app added later) are for superusers only,
+whatever permissions a staff user was given: they hold every account's people, their
+two-factor keys and the keys to the admin itself (``is_superuser``, ``is_staff``, groups,
+permissions), so staff can change none of those, their own included. Other staff see their own
+account only, on every page: lists, forms,
 the choices of every foreign key (raw-id look-ups and autocompletes go through the same
 querysets), filters, and saves, where an id of another account is refused like any invalid
 choice. Accounts, memberships and portals are for superusers only: a membership is the key to
@@ -11,14 +16,19 @@ secret links, and the admin shows both.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from syncs.apps import SyncsConfig
 from syncs.blocks import property_calendar_changed
+from syncs.forms import ConnectionForm
 from syncs.models import (
     Account,
     Activity,
@@ -65,7 +75,24 @@ def scoped(model, user, queryset=None):
     return queryset.none()  # a model nobody scoped: nothing, rather than everything
 
 
-class SuperuserOnlyAdmin(admin.ModelAdmin):
+class DayListChangeList(ChangeList):
+    """Django's list page, where a date drill-down at the ends of the calendar
+    (``?start_date__year=9999&start_date__month=12&start_date__day=31``: the day after it is no
+    date) is a wrong filter, answered as any other (the list again, with "?e=1"), not an error."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class DayListMixin:
+    def get_changelist(self, request, **kwargs):
+        return DayListChangeList
+
+
+class SuperuserOnlyMixin(DayListMixin):
     """Pages only superusers may open, whatever permissions a staff user was given."""
 
     def has_module_permission(self, request):
@@ -82,6 +109,21 @@ class SuperuserOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser
+
+
+class SuperuserOnlyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
+    pass
+
+
+def other_apps_superuser_only(site: admin.AdminSite = admin.site) -> None:
+    """Make every admin page of another app superuser-only: the registered ModelAdmin is
+    replaced by a subclass that keeps everything it does and refuses everyone else. Run once
+    every app registered its admin (SyncsConfig.ready)."""
+    for model, model_admin in list(site._registry.items()):
+        if model._meta.app_label == SyncsConfig.name or isinstance(model_admin, SuperuserOnlyMixin):
+            continue
+        guarded = type(f"SuperuserOnly{type(model_admin).__name__}", (SuperuserOnlyMixin, type(model_admin)), {})
+        site._registry[model] = guarded(model, site)
 
 
 class ReadOnlySuperuserAdmin(SuperuserOnlyAdmin):
@@ -113,7 +155,7 @@ def _changed_values(obj, form) -> dict:
     return {name: getattr(obj, name) for name in form.changed_data}
 
 
-class AccountScopedAdmin(admin.ModelAdmin):
+class AccountScopedAdmin(DayListMixin, admin.ModelAdmin):
     """Scopes the list, the detail pages, the foreign-key choices and the related filters to the
     staff member's account, for staff who manage it."""
 
@@ -198,8 +240,52 @@ class PropertyAdmin(AccountScopedAdmin):
         property_settings_update(property_id=obj.pk, values={**_changed_values(obj, form), "updated_at": timezone.now()})
 
 
+class ConnectionAdminForm(forms.ModelForm):
+    """A sync's form in the admin, checked by the dashboard's own form (syncs.forms.ConnectionForm)
+    before anything is saved: the link's shape and address (no loopback, private or special
+    address), the portal it belongs to, and that no other sync reads the same calendar. Its
+    cleaned values (the tidied link, the portal recognised from it) are the ones saved."""
+
+    request = None  # the admin's request, set by ConnectionAdmin.get_form
+
+    class Meta:
+        model = Connection
+        # What the operator sets; the engine's own fields are the admin's read-only ones.
+        fields = ("property", "portal", "direction", "import_url", "enabled", "sync_interval_minutes", "export_summary")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        prop = data.get("property") or (self.instance.property if self.instance.pk else None)
+        if prop is None:
+            return data  # the property's own error says what to fix first
+        portal = data.get("portal")
+        dashboard = ConnectionForm(
+            {
+                "import_url": data.get("import_url", ""), "portal": portal.pk if portal else "",
+                "direction": data.get("direction", ""), "sync_interval_minutes": data.get("sync_interval_minutes", ""),
+                "export_summary": data.get("export_summary", ""), "check_now": "",  # the admin saves without a live check
+            },
+            user=self.request.user, property=prop, instance=self.instance if self.instance.pk else None,
+        )
+        if dashboard.is_valid():
+            for name in ("import_url", "portal", "export_summary"):
+                if name in self.fields:
+                    data[name] = dashboard.cleaned_data[name]
+            return data
+        typed = data.get("import_url", "")
+        for name, errors in dashboard.errors.items():
+            for error in errors:
+                self.add_error(name if name in self.fields and name != NON_FIELD_ERRORS else None, error)
+        # One problem, one error: the link refused stays on the unsaved instance, or the model's
+        # own check (Connection.clean) would add "paste a link" to the reason it was refused.
+        data.setdefault("import_url", typed)
+        return data
+
+
 @admin.register(Connection)
 class ConnectionAdmin(AccountScopedAdmin):
+    form = ConnectionAdminForm
+
     list_display = ("__str__", "direction", "enabled", "status_label", "consecutive_failures", "last_success_at", "next_sync_at")
     list_filter = ("enabled", "direction", "portal")
     list_select_related = ("property", "portal")
@@ -213,6 +299,11 @@ class ConnectionAdmin(AccountScopedAdmin):
         "probe_failures", "ready_to_resume_at", "https_works", "checking_since", "lease_holder", "lease_until", "created_at",
         "updated_at",
     )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request = request  # a class made for this request (modelform_factory)
+        return form
 
     def save_model(self, request, obj: Connection, form, change: bool) -> None:
         if not change:
@@ -233,7 +324,7 @@ class ConnectionAdmin(AccountScopedAdmin):
         return status.label
 
 
-class _ConnectionChangeList(ChangeList):
+class _ConnectionChangeList(DayListChangeList):
     """The page of connections, each with its state: read for the whole page at once."""
 
     def get_results(self, request):

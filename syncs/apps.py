@@ -12,3 +12,9 @@ class SyncsConfig(AppConfig):
     def ready(self) -> None:
         # signals connects the receivers; scale_tasks registers issue 21's tasks and worker metrics.
         from syncs import scale_tasks, signals  # noqa: F401
+
+        # Every app's admin is registered by now (the admin app, first in INSTALLED_APPS, ran
+        # autodiscover in its own ready()): the other apps' admins become superuser-only.
+        from syncs.admin import other_apps_superuser_only
+
+        other_apps_superuser_only()

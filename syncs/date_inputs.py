@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.utils import formats
 from django.utils.translation import gettext as _
 
@@ -40,6 +41,31 @@ def month_from_query(value: str, *, today: date) -> tuple[date, str]:
             "first": _month_words(first), "last": _month_words(last),
         }
     return month, ""
+
+
+def timeline_bounds(today: date, nights: int) -> tuple[date, date]:
+    """The first and the last first night of a timeline showing ``nights`` nights: back as far as
+    history is kept, ahead until its last night is the last one kept."""
+    return earliest_night(today) - timedelta(days=settings.RETENTION_DAYS), latest_checkout(today) - timedelta(days=nights)
+
+
+def day_from_query(value: str, *, first: date, last: date, default: date) -> tuple[date, str]:
+    """The day a query string asks for (``2027-03-01``) and ""; or, for a day that is not a date
+    or is outside ``first``..``last``, ``default`` or the nearest end of the range, and why the one
+    asked for is not shown. Never date arithmetic on what was typed: year 9999 is a date."""
+    if not value:
+        return default, ""
+    asked = parse_day(value)
+    if asked is None:
+        return default, _("“%(value)s” is not a date (year-month-day): %(shown)s is shown.") % {
+            "value": value[:20], "shown": day(default),
+        }
+    shown = min(max(asked, first), last)
+    if shown != asked:
+        return shown, _("Dates from %(first)s to %(last)s can be shown: %(shown)s is shown.") % {
+            "first": day(first), "last": day(last), "shown": day(shown),
+        }
+    return asked, ""
 
 
 def nights_error(start: date, end: date, *, today: date) -> str:

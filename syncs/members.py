@@ -319,15 +319,32 @@ def invitation_problem(invitation: Invitation | None, now=None) -> str:
     return ""
 
 
+def invitation_is_for(invitation: Invitation, user) -> bool:
+    """Whether ``user`` signs in with the address the invitation was sent to (in any case): an
+    invitation is for its address, not for whoever holds the link."""
+    return bool(user.email) and user.email.strip().lower() == invitation.email.strip().lower()
+
+
+def invitation_wrong_person(invitation: Invitation, user) -> str:
+    """Why ``user`` may not accept the invitation, in words ("" when they may)."""
+    if invitation_is_for(invitation, user):
+        return ""
+    return _(
+        "This invitation was sent to %(email)s, and you are signed in as %(name)s. "
+        "Sign out, then sign in or sign up as %(email)s to join %(account)s."
+    ) % {"email": invitation.email, "name": user.get_username(), "account": invitation.account.name}
+
+
 def invitation_accept(*, invitation: Invitation, user) -> Membership:
     """``user`` joins the invitation's account with its role; it becomes their current account.
 
-    Refused when the link was used, withdrawn or expired meanwhile (checked under a lock, so a
-    link works once even when opened twice at the same moment).
+    Only the person the invitation was sent to may accept it (``invitation_is_for``). Refused
+    when the link was used, withdrawn or expired meanwhile (checked under a lock, so a link
+    works once even when opened twice at the same moment).
     """
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().select_related("account").get(pk=invitation.pk)
-        problem = invitation_problem(invitation)
+        problem = invitation_problem(invitation) or invitation_wrong_person(invitation, user)
         if problem:
             raise ValidationError(problem)
         if Membership.objects.filter(user_id=user.pk, account_id=invitation.account_id).exists():

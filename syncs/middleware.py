@@ -74,3 +74,26 @@ def _cleaned(data: QueryDict) -> QueryDict:
         cleaned.setlist(clean(key), [clean(value) for value in values])
     cleaned._mutable = False
     return cleaned
+
+
+class PrivatePagesMiddleware:
+    """``Cache-Control: private, no-store`` on every answer to a signed-in person that does not
+    set its own: a page of an account's syncs, links and members stays out of shared caches and
+    off the disk of the browser of whoever uses the machine next, and the back button after
+    signing out does not show it again.
+
+    Goes right after AuthenticationMiddleware. Static files (whitenoise, before it) and the
+    export feed (which says ``no-cache`` itself, for portals' validators) keep their own caching.
+    """
+
+    VALUE = "private, no-store"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not response.has_header("Cache-Control"):
+            response["Cache-Control"] = self.VALUE
+        return response

@@ -20,6 +20,7 @@ from syncs.jobs import (
 )
 from syncs.models import Connection, SyncRun
 from syncs.notifications import send_pause_notifications  # noqa: F401 - registers the task with the worker
+from syncs.password_reset import password_reset_send  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
 from syncs.retention import prune
 from syncs.scheduling import connections_claim_due

@@ -9,17 +9,21 @@ slow the next try down (django-otp's throttling: 1, 2, 4, 8... seconds per devic
 from __future__ import annotations
 
 import re
+import time
 from base64 import b32encode
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import segno
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django_otp import verify_token
+from django_otp.models import MAX_THROTTLE_DELAY_SECONDS
+from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -78,21 +82,25 @@ def _codes_new(user) -> list[str]:
 
 def app_confirm(*, user, device: TOTPDevice, code: str) -> list[str]:
     """Confirm the app with a code it shows; the person's previous app and recovery codes are
-    replaced. Returns the new recovery codes (shown once)."""
-    codes: list[str] = []
-    with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user_id=user.pk, confirmed=False)
-        # A wrong code is counted (throttling) in this transaction too: it commits either way.
-        if device.verify_token(_digits(code)):
-            TOTPDevice.objects.filter(user_id=user.pk).exclude(pk=device.pk).delete()
-            device.confirmed = True
-            device.save(update_fields=["confirmed"])
-            codes = _codes_new(user)
-            user_activity_record(user=user, action=Activity.Action.TWO_FACTOR_ENABLED)
-    if not codes:
+    replaced. Returns the new recovery codes (shown once).
+
+    Tries are counted and slowed down as at sign-in (``_attempt_counted``)."""
+    device = TOTPDevice.objects.get(pk=device.pk, user_id=user.pk, confirmed=False)
+    code = _digits(code)
+    wait_until = _attempt_counted(device)
+    if wait_until is not None:
+        raise ValidationError(wait_words(wait_until))
+    if not (_is_app_code(code) and _app_code_check(device, code) == _MATCHED):
         raise ValidationError(
             _("That code did not match. Check that the phone's clock is right and type the code the app shows now.")
         )
+    with transaction.atomic():
+        # Confirmed once, even when the same code is sent twice at the same moment.
+        if TOTPDevice.objects.filter(pk=device.pk, confirmed=False).update(confirmed=True) != 1:
+            raise ValidationError(_("Two-factor sign-in is on already."))
+        TOTPDevice.objects.filter(user_id=user.pk).exclude(pk=device.pk).delete()
+        codes = _codes_new(user)
+        user_activity_record(user=user, action=Activity.Action.TWO_FACTOR_ENABLED)
     Membership.forget_current(user)
     return codes
 
@@ -128,31 +136,100 @@ class Verified:
     device: TOTPDevice | StaticDevice | None  # None: refused
     wait_until: datetime | None = None  # refused because of too many wrong codes, until then
     recovery_code: bool = False
+    reused: bool = False  # refused: the app's code of a moment already used to sign in
 
 
 def _digits(code: str) -> str:
     return re.sub(r"\s", "", code or "")
 
 
+def _is_app_code(code: str) -> bool:
+    return code.isascii() and code.isdigit()
+
+
 def code_verify(*, user, code: str) -> Verified:
     """Check a code from the app (6 digits) or a recovery code against the person's devices."""
     code = _digits(code).replace("-", "")
-    if code.isdigit():
+    if _is_app_code(code):
         devices = list(TOTPDevice.objects.filter(user_id=user.pk, confirmed=True))
     else:
         code = code.lower()
         devices = list(StaticDevice.objects.filter(user_id=user.pk, confirmed=True))
     for device in devices:
-        allowed, details = device.verify_is_allowed()
-        if not allowed:
-            return Verified(device=None, wait_until=(details or {}).get("locked_until"))
-        matched = verify_token(user, device.persistent_id, code)
-        if matched is not None:
-            recovery = isinstance(matched, StaticDevice)
+        wait_until = _attempt_counted(device)
+        if wait_until is not None:
+            return Verified(device=None, wait_until=wait_until)
+        if isinstance(device, TOTPDevice):
+            outcome = _app_code_check(device, code)
+            if outcome == _REUSED:
+                return Verified(device=None, reused=True)
+        else:
+            outcome = _recovery_code_check(device, code)
+        if outcome == _MATCHED:
+            device.refresh_from_db()
+            recovery = isinstance(device, StaticDevice)
             if recovery:
                 user_activity_record(user=user, action=Activity.Action.RECOVERY_CODE_USED)
-            return Verified(device=matched, recovery_code=recovery)
+            return Verified(device=device, recovery_code=recovery)
     return Verified(device=None)
+
+
+_MATCHED, _REUSED, _WRONG = "matched", "reused", "wrong"
+
+
+def _attempt_counted(device: TOTPDevice | StaticDevice) -> datetime | None:
+    """Count this try as a wrong code before the code is looked at, and say whether the code may
+    be looked at (None) or until when the person must wait (django-otp's delays: 1, 2, 4...
+    seconds after 1, 2, 3... wrong codes in a row).
+
+    Taken and counted under the device row's lock, in a transaction of its own that commits
+    before the check: tries sent at the same moment each see the ones before them, so 8 guesses
+    in parallel count 8 and only the first is checked. A code that matches clears the count.
+    """
+    model = type(device)
+    now = timezone.now()
+    with transaction.atomic():
+        locked = model.objects.select_for_update().get(pk=device.pk)
+        allowed, details = locked.verify_is_allowed()
+        model.objects.filter(pk=device.pk).update(
+            throttling_failure_count=F("throttling_failure_count") + 1, throttling_failure_timestamp=now
+        )
+    if allowed:
+        return None
+    failures = (details or {}).get("failure_count", locked.throttling_failure_count) + 1
+    return now + timedelta(seconds=min(locked.get_throttle_factor() * 2 ** (failures - 1), MAX_THROTTLE_DELAY_SECONDS))
+
+
+def _app_code_check(device: TOTPDevice, code: str) -> str:
+    """Whether ``code`` is the app's code now (within the device's tolerance), was one already
+    used to sign in (a code works once: django-otp's ``last_t``), or is wrong."""
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().get(pk=device.pk)
+        totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        totp.time = time.time()
+        if totp.verify(int(code), device.tolerance, device.last_t + 1):
+            device.last_t = totp.t()
+            if getattr(settings, "OTP_TOTP_SYNC", True):
+                device.drift = totp.drift
+            device.throttle_reset(commit=False)
+            device.set_last_used_timestamp(commit=False)
+            device.save()
+            return _MATCHED
+        # Right for the moment, but that moment's code signed someone in already.
+        return _REUSED if totp.verify(int(code), device.tolerance) else _WRONG
+
+
+def _recovery_code_check(device: StaticDevice, code: str) -> str:
+    with transaction.atomic():
+        device = StaticDevice.objects.select_for_update().get(pk=device.pk)
+        match = device.token_set.filter(token=code).first()
+        if match is None:
+            return _WRONG
+        match.delete()
+        device.throttle_reset(commit=False)
+        device.set_last_used_timestamp(commit=False)
+        device.save()
+        return _MATCHED
 
 
 def wait_words(until: datetime) -> str:
@@ -162,3 +239,7 @@ def wait_words(until: datetime) -> str:
         "Too many wrong codes: wait %(seconds)s seconds, then try again.",
         seconds,
     ) % {"seconds": seconds}
+
+
+def reused_words() -> str:
+    return _("This code was used already: wait for the next one.")

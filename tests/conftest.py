@@ -137,9 +137,15 @@ def _fast_hashing_and_plain_static(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
-    """Caches and the export-read buffer live in the process: clear them so tests stay apart."""
+def _fresh_cache(settings):
+    """Caches and the export-read buffer live in the process: clear them so tests stay apart.
+
+    Tests use a cache of their own process, which needs no database and is never the broker's
+    Redis: the shared cache a deployment uses (Redis, or a database table) is checked by the
+    tests that ask for it (test_password_reset.py, test_settings.py)."""
     from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
     from syncs import politeness, readers
 

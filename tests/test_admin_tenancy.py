@@ -228,3 +228,132 @@ def test_a_superuser_reads_the_operators_records_but_changes_none_and_never_sees
         assert client.get(url(model, "add")).status_code == 403, model
         client.post(url(model, "delete", obj.pk), {"post": "yes"})
         assert model.objects.filter(pk=obj.pk).exists(), model
+
+
+# --------------------------------------------------------------------------- other apps' admins
+
+
+def other_apps_models() -> list:
+    return [model for model in admin.site._registry if model._meta.app_label != "syncs"]
+
+
+@pytest.fixture
+def all_powerful_staff(staff):
+    """The staff user of account B, given every permission of every app."""
+    staff.user_permissions.set(Permission.objects.all())
+    return staff
+
+
+def test_the_admins_of_users_devices_lockouts_and_every_other_app_are_for_superusers_only(client, all_powerful_staff, theirs):
+    from django.contrib.auth.models import Group
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    victim = theirs[Membership].user
+    TOTPDevice.objects.create(user=victim, name="app", confirmed=True)
+    StaticDevice.objects.create(user=victim, name="codes", confirmed=True)
+    Group.objects.create(name="support")
+    client.force_login(all_powerful_staff)
+    models = other_apps_models()
+    labels = {model._meta.label for model in models}
+    assert {"auth.User", "auth.Group", "otp_totp.TOTPDevice", "otp_static.StaticDevice", "axes.AccessAttempt",
+            "axes.AccessLog", "axes.AccessFailureLog"} <= labels
+    for model in models:
+        names = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+        pages = [reverse(f"{names}_changelist"), reverse(f"{names}_add")]
+        row = model._default_manager.first()
+        if row is not None:
+            pages += [reverse(f"{names}_change", args=[row.pk]), reverse(f"{names}_delete", args=[row.pk])]
+        for page in pages:
+            assert client.get(page).status_code == 403, page
+    index = client.get(reverse("admin:index")).content.decode()
+    assert not any(f"/admin/{model._meta.app_label}/" in index for model in models)
+    assert client.get(reverse("admin:autocomplete") + "?app_label=syncs&model_name=activity&field_name=user").status_code == 403
+
+
+def test_staff_can_never_change_superuser_staff_groups_or_permissions_not_even_their_own(client, all_powerful_staff):
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="everything")
+    group.permissions.set(Permission.objects.all())
+    client.force_login(all_powerful_staff)
+    own = reverse("admin:auth_user_change", args=[all_powerful_staff.pk])
+    response = client.post(own, {
+        "username": all_powerful_staff.username, "is_active": "on", "is_staff": "on", "is_superuser": "on",
+        "groups": [group.pk], "user_permissions": [], "date_joined_0": "2027-01-01", "date_joined_1": "10:00:00",
+    })
+    assert response.status_code == 403
+    assert client.post(reverse("admin:auth_user_password_change", args=[all_powerful_staff.pk]),
+                       {"password1": "new pass phrase 9", "password2": "new pass phrase 9"}).status_code == 403
+    all_powerful_staff.refresh_from_db()
+    assert not all_powerful_staff.is_superuser
+    assert not all_powerful_staff.groups.exists()
+    assert all_powerful_staff.check_password("correct horse battery")
+
+
+def test_a_superuser_still_manages_users_and_devices(client, theirs):
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    for name in ("admin:auth_user_changelist", "admin:otp_totp_totpdevice_changelist", "admin:axes_accessattempt_changelist"):
+        assert client.get(reverse(name)).status_code == 200, name
+    victim = theirs[Membership].user
+    assert client.get(reverse("admin:auth_user_change", args=[victim.pk])).status_code == 200
+
+
+# --------------------------------------------------------------------------- the dashboard's checks in the admin
+
+
+def connection_post(prop, portal_obj, import_url: str) -> dict:
+    return {"property": prop.pk, "portal": portal_obj.pk, "direction": "two_way", "import_url": import_url,
+            "enabled": "on", "sync_interval_minutes": "30", "export_summary": "Not available"}
+
+
+def dashboard_errors(client, prop, data: dict) -> list[str]:
+    page = client.post(reverse("connection-create", args=[prop.pk]), {**data, "check_now": ""})
+    return [str(e) for e in page.context["form"].errors.get("import_url", [])]
+
+
+@pytest.mark.parametrize("who", ["staff", "superuser"])
+@pytest.mark.parametrize(
+    "link", ["http://127.0.0.1:8000/cal.ics", "http://10.0.0.7/cal.ics", "http://[::1]/cal.ics",
+             "https://user:pw@www.airbnb.com/calendar/ical/1.ics", "ftp://www.airbnb.com/x.ics", "not a link at all"],
+)
+def test_the_admin_refuses_a_link_the_dashboard_refuses_with_the_same_words(client, staff, mine, who, link, settings):
+    settings.FETCH_ALLOW_LOOPBACK = False
+    from tests.factories import portal
+
+    Membership.objects.filter(user=staff).update(role=Membership.Role.OWNER)
+    user = staff if who == "staff" else UserFactory(username="root", is_staff=True, is_superuser=True)
+    if who == "superuser":
+        MembershipFactory(user=user, account=mine[Account])
+    client.force_login(user)
+    data = connection_post(mine[Property], portal("airbnb"), link)
+    before = Connection.objects.count()
+    response = client.post(url(Connection, "add"), data)
+    assert response.status_code == 200
+    admin_errors = [str(e) for e in response.context["adminform"].form.errors.get("import_url", [])]
+    assert admin_errors and admin_errors == dashboard_errors(client, mine[Property], data)
+    assert Connection.objects.count() == before
+
+
+def test_the_admin_refuses_a_second_sync_of_the_same_calendar_and_saves_a_tidied_link(client, staff, mine):
+    from tests.factories import portal
+
+    Membership.objects.filter(user=staff).update(role=Membership.Role.OWNER)
+    client.force_login(staff)
+    taken = mine[Connection].import_url
+    duplicate = client.post(url(Connection, "add"), connection_post(mine[Property], portal("airbnb"), taken))
+    errors = [str(e) for e in duplicate.context["adminform"].form.errors.get("import_url", [])]
+    assert errors and errors == dashboard_errors(client, mine[Property], connection_post(mine[Property], portal("airbnb"), taken))
+    assert Connection.objects.filter(import_url=taken).count() == 1
+
+    # Moving another sync onto the same link is refused the same way.
+    other = ConnectionFactory(property=mine[Property])
+    moved = client.post(url(Connection, "change", other.pk), connection_post(mine[Property], portal("airbnb"), taken))
+    assert moved.status_code == 200 and "import_url" in moved.context["adminform"].form.errors
+    other.refresh_from_db()
+    assert other.import_url != taken
+
+    pasted = "  <www.airbnb.com/calendar/ical/777.ics?s=abc>\n"
+    saved = client.post(url(Connection, "add"), connection_post(mine[Property], portal("airbnb"), pasted))
+    assert saved.status_code == 302
+    assert Connection.objects.filter(import_url="https://www.airbnb.com/calendar/ical/777.ics?s=abc").exists()

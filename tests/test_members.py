@@ -117,6 +117,58 @@ def test_a_person_with_a_sign_in_logs_in_and_joins_a_second_account(owner, mailo
     assert re.search(r"<summary[^>]*>Sol Rentals</summary>", header)
 
 
+def test_someone_signed_in_with_another_address_is_told_so_and_cannot_accept(owner, mailoutbox):
+    """A viewer of another account holds the link sent to vera: she sees whom it is for, a way to
+    sign out and continue as vera, and her posts join nothing."""
+    intruder = MembershipFactory(account__name="Mar Rentals", user__username="bea", user__email="bea@example.com",
+                                 role=Role.VIEWER)
+    invite(signed_in(owner.user), "vera@example.com", Role.MANAGER)
+    path = "/" + link_in(mailoutbox[0]).split("/", 3)[3]
+    bea = signed_in(intruder.user)
+
+    page = bea.get(path).content.decode()
+    assert "This invitation was sent to vera@example.com, and you are signed in as bea." in page
+    assert "Sign out and continue as vera@example.com" in page
+    assert "Join Sol Rentals as bea" not in page
+    refused = bea.post(path)
+    assert refused.status_code == 403
+    assert not Membership.objects.filter(user=intruder.user, account=owner.account).exists()
+    assert Invitation.objects.get().accepted_at is None
+
+    # Signing out from there comes back to the invitation, as a visitor who can sign up as vera.
+    signed_out = bea.post(reverse("logout"), {"next": path})
+    assert signed_out["Location"] == path
+    page = bea.get(path).content.decode()
+    assert 'name="password1"' in page and "vera@example.com" in page
+
+
+def test_the_service_refuses_an_invitation_to_anyone_but_its_address_in_any_case(owner, mailoutbox):
+    from django.core.exceptions import ValidationError
+
+    from syncs.members import invitation_accept
+
+    invite(signed_in(owner.user), "Vera@Example.com", Role.VIEWER)
+    invitation = Invitation.objects.get()
+    someone = UserFactory(username="someone", email="someone@example.com")
+    with pytest.raises(ValidationError, match=r"sent to vera@example\.com"):
+        invitation_accept(invitation=invitation, user=someone)
+    no_address = UserFactory(username="nobody", email="")
+    with pytest.raises(ValidationError):
+        invitation_accept(invitation=invitation, user=no_address)
+    vera = UserFactory(username="vera", email="VERA@example.COM")
+    assert invitation_accept(invitation=invitation, user=vera).account == owner.account
+
+
+def test_the_invited_address_signed_in_joins_with_one_button(owner, mailoutbox):
+    vera = MembershipFactory(account__name="Mar Rentals", user__username="vera", user__email="Vera@Example.com")
+    invite(signed_in(owner.user), "vera@example.com", Role.VIEWER)
+    path = "/" + link_in(mailoutbox[0]).split("/", 3)[3]
+    client = signed_in(vera.user)
+    assert "Join Sol Rentals as vera" in client.get(path).content.decode()
+    assert client.post(path)["Location"] == reverse("home")
+    assert Membership.objects.filter(user=vera.user, account=owner.account, role=Role.VIEWER).exists()
+
+
 def test_an_invitation_expires_after_seven_days_and_sending_it_again_makes_a_new_link(owner, mailoutbox):
     owner_client = signed_in(owner.user)
     invite(owner_client, "vera@example.com", Role.VIEWER)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
@@ -46,3 +47,37 @@ def test_each_sync_logs_one_line_with_its_outcome_counts_and_duration_but_never_
         assert field in lines[0]
     assert "topsecret" not in lines[0]
     assert "/calendar/ical/9.ics" not in lines[0]
+
+
+def test_every_signed_in_page_is_neither_stored_nor_shared(client):
+    from tests.factories import MembershipFactory
+    from tests.test_views_access import PUBLIC_ROUTES, account_objects, project_routes, route_kwargs
+
+    owner = MembershipFactory()
+    objects = account_objects(owner.account, "My Villa")
+    client.force_login(owner.user)
+    seen = []
+    for name, route in project_routes():
+        if name in PUBLIC_ROUTES or name == "logout":
+            continue
+        response = client.get(reverse(name, kwargs=route_kwargs(route, objects)))
+        if response.status_code == 405:
+            continue
+        seen.append(name)
+        assert "no-store" in response.get("Cache-Control", ""), name
+    assert {"connection-detail", "connection-fix", "webhooks", "home", "profile", "members"} <= set(seen)
+    page = client.get(reverse("connection-detail", args=[objects["connection"].pk]))
+    assert page["Cache-Control"] == "private, no-store"
+
+
+def test_the_export_feed_and_static_files_keep_their_own_caching_for_a_signed_in_person(client):
+    from syncs.export_tokens import export_token_ensure, export_url
+    from tests.factories import MembershipFactory, PropertyFactory
+
+    owner = MembershipFactory()
+    feed = export_url(export_token_ensure(property=PropertyFactory(account=owner.account)))
+    client.force_login(owner.user)
+    assert client.get(urlsplit(feed).path)["Cache-Control"] == "no-cache"
+    static = client.get("/static/css/app.css")
+    assert static.status_code == 200 and "no-store" not in static.get("Cache-Control", "")
+

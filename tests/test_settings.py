@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,45 @@ def test_production_settings_pass_django_deploy_checks(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def settings_of(tmp_path: Path, *names: str, **env: str) -> dict:
+    """The values of ``names`` in a process started with ``env`` (and nothing else set)."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY"}}
+    clean.update({"VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "channelmgr.settings", **env})
+    script = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        f"print(json.dumps({{name: getattr(settings, name) for name in {list(names)!r}}}, default=str))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+COOKIE_FLAGS = ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "LANGUAGE_COOKIE_SECURE")
+
+
+def test_behind_https_every_cookie_is_secure_the_language_one_too(tmp_path):
+    production = settings_of(tmp_path, *COOKIE_FLAGS, "LANGUAGE_COOKIE_HTTPONLY", "LANGUAGE_COOKIE_SAMESITE",
+                             DEBUG="0", SECRET_KEY="k" * 64, SITE_URL="https://cm.example.com")
+    assert production == dict.fromkeys(COOKIE_FLAGS, True) | {"LANGUAGE_COOKIE_HTTPONLY": True, "LANGUAGE_COOKIE_SAMESITE": "Lax"}
+    # Development over plain http: none (a Secure cookie would never come back).
+    assert settings_of(tmp_path, *COOKIE_FLAGS) == dict.fromkeys(COOKIE_FLAGS, False)
+    # One switch for all of them.
+    assert settings_of(tmp_path, *COOKIE_FLAGS, SESSION_COOKIE_SECURE="1") == dict.fromkeys(COOKIE_FLAGS, True)
+
+
+def test_the_cache_every_process_shares_is_redis_when_configured_else_a_database_table(tmp_path):
+    with_redis = settings_of(tmp_path, "CACHES", REDIS_URL="redis://127.0.0.1:6379/3")["CACHES"]["default"]
+    assert (with_redis["BACKEND"], with_redis["LOCATION"]) == (
+        "django.core.cache.backends.redis.RedisCache", "redis://127.0.0.1:6379/3"
+    )
+    alone = settings_of(tmp_path, "CACHES", "CACHE_TABLE")
+    assert alone["CACHES"]["default"] == {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": alone["CACHE_TABLE"]}
+
+
+@pytest.mark.django_db
+def test_the_migrations_make_the_cache_table(settings):
+    from django.db import connection
+
+    assert settings.CACHE_TABLE in connection.introspection.table_names()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection as db_connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +18,7 @@ from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from syncs.models import Activity, Membership
+from syncs.password_reset import password_reset_send
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +32,12 @@ def ana():
     return MembershipFactory(user__username="ana", user__email="ana@example.com", account__name="Sol Rentals").user
 
 
+@pytest.fixture
+def worker(monkeypatch):
+    """The worker sends the reset email as soon as the web hands it over."""
+    monkeypatch.setattr(password_reset_send, "apply_async", lambda args, **options: password_reset_send(*args))
+
+
 def log_in(client: Client, username: str = "ana", password: str = PASSWORD):
     return client.post(reverse("login"), {"username": username, "password": password})
 
@@ -36,7 +45,7 @@ def log_in(client: Client, username: str = "ana", password: str = PASSWORD):
 # --------------------------------------------------------------------------- passwords
 
 
-def test_a_forgotten_password_is_reset_through_the_emailed_link(client, ana, mailoutbox, settings):
+def test_a_forgotten_password_is_reset_through_the_emailed_link(client, ana, mailoutbox, settings, worker):
     settings.SITE_URL = "https://app.example.com"
     old_session = Client()
     old_session.force_login(ana)
@@ -47,7 +56,7 @@ def test_a_forgotten_password_is_reset_through_the_emailed_link(client, ana, mai
     assert sent["Location"] == reverse("password_reset_done")
     (email,) = mailoutbox
     assert email.subject == "Choose a new channelmgr password"
-    assert "sign-in ana" in email.body and "2 hours" in email.body
+    assert "sign-in ana" in email.body and "for 1 hour." in email.body
     link = RESET_LINK.search(email.body)
     assert link.group(0).startswith("https://app.example.com/")  # the site's address, never the Host header's
 
@@ -65,14 +74,16 @@ def test_a_forgotten_password_is_reset_through_the_emailed_link(client, ana, mai
     assert Activity.objects.filter(action=Activity.Action.PASSWORD_RESET, user=ana).count() == 1
 
 
-def test_a_reset_link_expires(client, ana, mailoutbox):
+def test_a_reset_link_expires_after_an_hour(client, ana, mailoutbox, worker):
     client.post(reverse("password_reset"), {"email": "ana@example.com"})
     path = RESET_LINK.search(mailoutbox[0].body).group(1)
-    with time_machine.travel(timezone.now() + timedelta(hours=2, minutes=1)):
+    with time_machine.travel(timezone.now() + timedelta(minutes=59)):
+        assert "Choose a new password" in Client().get(path, follow=True).content.decode()
+    with time_machine.travel(timezone.now() + timedelta(hours=1, minutes=1)):
         assert "does not work any more" in Client().get(path, follow=True).content.decode()
 
 
-def test_the_reset_email_comes_in_the_members_language_and_unknown_addresses_get_the_same_answer(client, ana, mailoutbox):
+def test_the_reset_email_comes_in_the_members_language_and_unknown_addresses_get_the_same_answer(client, ana, mailoutbox, worker):
     Membership.objects.filter(user=ana).update(language="pt")
     unknown = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
     known = client.post(reverse("password_reset"), {"email": "ana@example.com"})
@@ -188,10 +199,21 @@ def test_a_recovery_code_signs_in_once(client, ana):
     assert "did not match" in again.post(reverse("two-factor-verify"), {"code": codes[0]}).content.decode()
 
 
-def test_new_recovery_codes_replace_the_old_ones(client, ana):
+def test_new_recovery_codes_replace_the_old_ones_after_the_password_is_typed_again(client, ana):
     client.force_login(ana)
     _key, old = enrol(client)
-    page = client.post(reverse("recovery-codes")).content.decode()
+    asked = client.get(reverse("recovery-codes")).content.decode()
+    assert 'name="password"' in asked and 'id="recovery-codes"' not in asked
+
+    for wrong in ({}, {"password": "nope"}):
+        refused = client.post(reverse("recovery-codes"), wrong)
+        assert refused.status_code == 400
+        assert not re.findall(r"<li>([a-z2-7]{8})</li>", refused.content.decode())
+    assert "That is not your password." in refused.content.decode()
+    assert set(StaticToken.objects.values_list("token", flat=True)) == set(old)
+    assert not Activity.objects.filter(action=Activity.Action.RECOVERY_CODES_RENEWED).exists()
+
+    page = client.post(reverse("recovery-codes"), {"password": PASSWORD}).content.decode()
     new = re.findall(r"<li>([a-z2-7]{8})</li>", page)
     assert len(new) == 10 and not set(new) & set(old)
     assert set(StaticToken.objects.values_list("token", flat=True)) == set(new)
@@ -200,8 +222,67 @@ def test_new_recovery_codes_replace_the_old_ones(client, ana):
 
 def test_the_codes_page_shows_codes_only_once(client, ana):
     client.force_login(ana)
+    _key, codes = enrol(client)
+    again = client.get(reverse("recovery-codes")).content.decode()
+    assert not any(code in again for code in codes)
+    assert 'name="password"' in again
+
+
+def test_the_session_key_changes_when_the_second_factor_is_passed(client, ana):
+    """A session started with the password only (say, by someone who planted its cookie in this
+    browser) is not the one that becomes signed in when the code is typed: its key dies."""
+    client.force_login(ana)
+    key, _codes = enrol(client)
+    browser = Client()
+    log_in(browser)
+    planted = browser.cookies["sessionid"].value
+    with time_machine.travel(timezone.now() + timedelta(seconds=31)):
+        assert browser.post(reverse("two-factor-verify"), {"code": code_for(key)}).status_code == 302
+    assert browser.cookies["sessionid"].value != planted
+    assert browser.get(reverse("home")).status_code == 200
+
+    attacker = Client()
+    attacker.cookies["sessionid"] = planted
+    response = attacker.get(reverse("home"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_setting_up_the_app_also_starts_a_new_session_key(client, ana):
+    client.force_login(ana)
+    before = client.cookies["sessionid"].value
     enrol(client)
-    assert client.get(reverse("recovery-codes"))["Location"] == reverse("profile")
+    assert client.cookies["sessionid"].value != before
+    assert client.get(reverse("home")).status_code == 200
+
+
+def test_a_code_used_already_gets_its_own_message_in_every_language(client, ana):
+    client.force_login(ana)
+    key, _codes = enrol(client)  # signed in with this step's code
+    for minutes, language, words in (
+        (2, "en", "This code was used already: wait for the next one."),
+        (4, "pt", "Este código já foi usado: espere pelo próximo."),
+        (6, "es", "Este código ya se ha usado: espere al siguiente."),
+    ):
+        Membership.objects.filter(user=ana).update(language=language)
+        browser = Client()
+        log_in(browser)
+        with time_machine.travel(timezone.now() + timedelta(minutes=minutes)):
+            code = code_for(key)
+            assert browser.post(reverse("two-factor-verify"), {"code": code}).status_code == 302
+            other = Client()
+            log_in(other)
+            page = other.post(reverse("two-factor-verify"), {"code": code}).content.decode()
+        assert words in page, language
+        assert "did not match" not in page
+
+
+def test_an_app_code_with_digits_only_unicode_calls_digits_is_just_wrong(client, ana):
+    client.force_login(ana)
+    enrol(client)
+    browser = Client()
+    log_in(browser)
+    page = browser.post(reverse("two-factor-verify"), {"code": "²²²²²²"})
+    assert page.status_code == 200 and "did not match" in page.content.decode()
 
 
 def test_turning_it_off_needs_the_password(client, ana):
@@ -263,3 +344,36 @@ def test_the_members_page_shows_who_has_two_factor(client, ana):
     page = client.get(reverse("members")).content.decode()
     rows = dict(re.findall(r'<tr id="member-\d+">\s*<td[^>]*>(\w+).*?badge-(\w+)', page, re.DOTALL))
     assert rows == {"ana": "active", "rui": "switched_off"}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_eight_guesses_at_the_same_moment_count_eight_and_only_one_is_checked(postgres, ana):
+    """Each try is counted under the device's lock before its code is looked at: parallel
+    guesses cannot slip through while the counter still says zero."""
+    device = TOTPDevice.objects.create(user=ana, name="app", confirmed=True)
+    browsers = []
+    for _ in range(8):
+        browser = Client()
+        log_in(browser)
+        browsers.append(browser)
+    barrier = threading.Barrier(len(browsers))
+    pages: list[str] = []
+
+    def guess(browser: Client, code: str) -> None:
+        barrier.wait()
+        try:
+            pages.append(browser.post(reverse("two-factor-verify"), {"code": code}).content.decode())
+        finally:
+            db_connection.close()
+
+    wrong = [f"{n:06d}" for n in range(8) if f"{n:06d}" != code_for(device)]
+    threads = [threading.Thread(target=guess, args=(browser, code)) for browser, code in zip(browsers, wrong, strict=False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    device.refresh_from_db()
+    assert device.throttling_failure_count == len(threads)
+    assert sum("did not match" in page for page in pages) == 1
+    assert sum("Too many wrong codes" in page for page in pages) == len(threads) - 1

@@ -24,6 +24,7 @@ from syncs.collation import by_name
 from syncs.export_tokens import is_our_export
 from syncs.fetch import FetchError, validate_url
 from syncs.forms import link_error
+from syncs.id_inputs import parse_id, parse_ids
 from syncs.models import Account, Activity, Membership, Property, Webhook, WebhookDelivery
 from syncs.roles import Role, role_required
 from syncs.views.confirm import Confirmation, confirmation_page, confirmed
@@ -74,9 +75,9 @@ def property_assign(request: HttpRequest) -> HttpResponse:
     """Assign the ticked properties to a member (or take them away): "only properties assigned
     to me" emails follow."""
     account = Account.of_user(request.user)
-    member = get_object_or_404(Membership.objects.filter(account=account), pk=request.POST.get("member") or 0)
+    member = get_object_or_404(Membership.objects.filter(account=account), pk=parse_id(request.POST.get("member")))
     ids = list(Property.objects.for_account(account).filter(
-        pk__in=[int(v) for v in request.POST.getlist("property") if v.isdigit()]
+        pk__in=parse_ids(request.POST.getlist("property"))
     ).values_list("pk", flat=True))
     assign = request.POST.get("assign") != "0"
     if not ids:

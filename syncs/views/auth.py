@@ -13,72 +13,77 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import PasswordResetForm
-from django.core.cache import cache
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.validators import MaxLengthValidator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils import translation
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
+from channelmgr.client_ip import client_ip
 from syncs import two_factor
 from syncs.auth_middleware import user_has_two_factor
 from syncs.forms import timezone_names
-from syncs.languages import chosen_language, reader_language
+from syncs.id_inputs import parse_id
 from syncs.members import first_password_tokens, membership_switch, user_activity_record
 from syncs.models import Activity, Membership, validate_timezone_name
+from syncs.password_reset import (
+    RESET_CLIENT_WINDOW_SECONDS,
+    ResetNotQueued,
+    TooManyResetRequests,
+    password_reset_request,
+    reset_link_hours,
+)
+from syncs.views.htmx import next_path
 
 RECOVERY_CODES_SESSION = "syncs_recovery_codes"
-# At most one reset email per person this often: the form must not become a way to flood an inbox.
-RESET_EMAIL_EVERY_SECONDS = 120
 
 
-def _next_url(request: HttpRequest, fallback: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return target
-    return fallback
+# --------------------------------------------------------------------------- signing in with a password
+
+
+class SignInForm(AuthenticationForm):
+    """Django's log-in form, where a username longer than any username gets the form's error
+    before any password is checked (Django sets the field's max_length after building its
+    validators, so it only reaches the HTML)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators.append(MaxLengthValidator(field.max_length))
 
 
 # --------------------------------------------------------------------------- passwords
 
 
-class MemberPasswordResetForm(PasswordResetForm):
-    """Django's reset form; the email goes out in the member's language, with the site's own
-    address (never the Host header's), at most once per RESET_EMAIL_EVERY_SECONDS per person."""
-
-    def get_users(self, email):
-        for user in super().get_users(email):
-            if cache.add(f"syncs:password-reset:{user.pk}", 1, RESET_EMAIL_EVERY_SECONDS):
-                yield user
-
-    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
-                  html_email_template_name=None):
-        with translation.override(reader_language(chosen=chosen_language(context["user"]))):
-            super().send_mail(
-                subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name
-            )
-
-
 class PasswordResetView(auth_views.PasswordResetView):
-    form_class = MemberPasswordResetForm
-    template_name = "registration/password_reset_form.html"
-    email_template_name = "emails/password_reset.txt"
-    html_email_template_name = "emails/password_reset.html"
-    subject_template_name = "emails/password_reset_subject.txt"
+    """Asks for a reset link: the request only counts and queues (syncs.password_reset), the
+    worker looks the address up and sends the email."""
 
-    @property
-    def extra_email_context(self) -> dict:  # read when the form is sent: settings as they are then
-        return {"site_url": settings.SITE_URL, "hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+    template_name = "registration/password_reset_form.html"
+
+    def form_valid(self, form):
+        try:
+            password_reset_request(email=form.cleaned_data["email"], client=client_ip(self.request))
+        except TooManyResetRequests:
+            minutes = RESET_CLIENT_WINDOW_SECONDS // 60
+            form.add_error(None, ngettext(
+                "Too many requests from your network: try again in %(minutes)d minute.",
+                "Too many requests from your network: try again in %(minutes)d minutes.", minutes,
+            ) % {"minutes": minutes})
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        except ResetNotQueued:
+            form.add_error(None, _("The email cannot be sent just now. Try again in a few minutes."))
+            return self.render_to_response(self.get_context_data(form=form), status=503)
+        return HttpResponseRedirect(self.get_success_url())
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "password_reset_hours": settings.PASSWORD_RESET_TIMEOUT // 3600}
+        return {**super().get_context_data(**kwargs), "password_reset_hours": reset_link_hours()}
 
 
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):
@@ -188,8 +193,8 @@ def profile(request: HttpRequest) -> HttpResponse:
 def account_switch(request: HttpRequest) -> HttpResponse:
     """Work in another of the person's accounts, on every device (404 for any other account)."""
     try:
-        membership = membership_switch(user=request.user, account_id=int(request.POST.get("account", "")))
-    except (ValueError, Membership.DoesNotExist) as exc:
+        membership = membership_switch(user=request.user, account_id=parse_id(request.POST.get("account")))
+    except Membership.DoesNotExist as exc:
         raise Http404 from exc
     messages.info(request, _("You are working in %(account)s now.") % {"account": membership.account.name})
     # Home, not back: the page the person was on belongs to the other account.
@@ -237,7 +242,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             form.add_error("code", error)
         else:
             device.refresh_from_db()
-            otp_login(request, device)  # this session passed the second factor
+            _second_factor_passed(request, device)
             request.session[RECOVERY_CODES_SESSION] = codes
             messages.success(request, _("Two-factor sign-in is on."))
             return redirect(reverse("recovery-codes") + "?" + _next_query(request))
@@ -246,13 +251,21 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
         "syncs/two_factor_setup.html",
         {
             "form": form, "secret": two_factor.app_secret(device), "qr_code": two_factor.app_qr_code(device),
-            "next": _next_url(request, ""),
+            "next": next_path(request, ""),
         },
     )
 
 
+def _second_factor_passed(request: HttpRequest, device) -> None:
+    """This session passed the second factor: under a new session key, so that a session whose
+    key someone else knows (planted in this browser after typing a password) is not the one
+    that becomes fully signed in. The old key stops working."""
+    request.session.cycle_key()
+    otp_login(request, device)
+
+
 def _next_query(request: HttpRequest) -> str:
-    nxt = _next_url(request, "")
+    nxt = next_path(request, "")
     return urlencode({"next": nxt}) if nxt else ""
 
 
@@ -260,17 +273,19 @@ def _next_query(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 @login_required
 def recovery_codes(request: HttpRequest) -> HttpResponse:
-    """The recovery codes, shown once: after the set-up, or when the person asks for new ones."""
-    if request.method == "POST":
-        if not user_has_two_factor(request.user):
-            return redirect("profile")
+    """The recovery codes, shown once: after the set-up, or when the person asks for new ones,
+    which needs the password again (codes sign in without the app: whoever holds a session
+    left open must not be able to make their own)."""
+    if not user_has_two_factor(request.user):
+        return redirect("profile")
+    codes = request.session.pop(RECOVERY_CODES_SESSION, None) if request.method == "GET" else None
+    form = PasswordConfirmForm(request.POST if request.method == "POST" else None, user=request.user)
+    if request.method == "POST" and form.is_valid():
         codes = two_factor.recovery_codes_renew(user=request.user)
         messages.success(request, _("New recovery codes made: the old ones no longer work."))
-    else:
-        codes = request.session.pop(RECOVERY_CODES_SESSION, None)
-        if not codes:
-            return redirect("profile")
-    return render(request, "syncs/recovery_codes.html", {"codes": codes, "next": _next_url(request, reverse("profile"))})
+    if not codes:
+        return render(request, "syncs/recovery_codes.html", {"form": form}, status=400 if form.is_bound else 200)
+    return render(request, "syncs/recovery_codes.html", {"codes": codes, "next": next_path(request, reverse("profile"))})
 
 
 @require_http_methods(["GET", "POST"])
@@ -295,14 +310,14 @@ def two_factor_disable(request: HttpRequest) -> HttpResponse:
 @login_required
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     """The second step of signing in: a code from the app, or a recovery code."""
-    target = _next_url(request, reverse(settings.LOGIN_REDIRECT_URL))
+    target = next_path(request, reverse(settings.LOGIN_REDIRECT_URL))
     if request.user.is_verified() or not user_has_two_factor(request.user):
-        return redirect(target)
+        return HttpResponseRedirect(target)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         result = two_factor.code_verify(user=request.user, code=form.cleaned_data["code"])
         if result.device is not None:
-            otp_login(request, result.device)
+            _second_factor_passed(request, result.device)
             if result.recovery_code:
                 left = two_factor.recovery_codes_left(request.user)
                 messages.warning(
@@ -314,9 +329,12 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
                     )
                     % {"left": left},
                 )
-            return redirect(target)
-        form.add_error(
-            "code",
-            two_factor.wait_words(result.wait_until) if result.wait_until else _("That code did not match. Try the code your app shows now."),
-        )
+            return HttpResponseRedirect(target)
+        if result.wait_until:
+            words = two_factor.wait_words(result.wait_until)
+        elif result.reused:
+            words = two_factor.reused_words()
+        else:
+            words = _("That code did not match. Try the code your app shows now.")
+        form.add_error("code", words)
     return render(request, "registration/two_factor_verify.html", {"form": form, "next": target})

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
 from syncs.bulk import bulk_progress, bulk_run, bulk_selected
+from syncs.id_inputs import parse_ids
 from syncs.models import RESTORE_DAYS, Account, BulkAction, Connection
 from syncs.roles import Role, role_required
 from syncs.timeline import Filter, connections_matching
+from syncs.views.htmx import next_path
 from syncs.views.removal import bulk_remove_confirmation
 from syncs.views.undo import message_with_undo
 
@@ -34,13 +36,6 @@ DONE_WORDS = {
 }
 
 
-def _next(request: HttpRequest) -> str:
-    target = request.POST.get("next", "") or request.GET.get("next", "")
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return target
-    return ""
-
-
 @require_POST
 @login_required
 @role_required(Role.MANAGER)
@@ -49,21 +44,21 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     ``all=1`` every sync matching the filter sent along (q, portal, state)."""
     account = Account.of_user(request.user)
     kind = request.POST.get("action", "")
-    back = _next(request) or "timeline"
+    back = next_path(request, reverse("timeline"))
     if kind not in BulkAction.Kind.values:
         messages.error(request, _("Choose what to do with the selected syncs."))
-        return redirect(back)
+        return HttpResponseRedirect(back)
     if request.POST.get("all") == "1":
         connections = connections_matching(account=account, chosen=Filter.from_query(request.POST))
     else:
-        connection_ids = [int(v) for v in request.POST.getlist("connection") if v.isdigit()]
-        property_ids = [int(v) for v in request.POST.getlist("property") if v.isdigit()]
+        connection_ids = parse_ids(request.POST.getlist("connection"))
+        property_ids = parse_ids(request.POST.getlist("property"))
         connections = Connection.objects.for_account(account).filter(pk__in=connection_ids) | Connection.objects.for_account(
             account
         ).filter(property_id__in=property_ids)
     if not connections.exists():
         messages.error(request, _("Select at least one sync first."))
-        return redirect(back)
+        return HttpResponseRedirect(back)
     if kind == BulkAction.Kind.REMOVE and request.POST.get("confirmed") != "1":
         return bulk_remove_confirmation(request, connections=bulk_selected(account=account, connections=connections), back=back)
     result = bulk_run(user=request.user, account=account, kind=kind, connections=connections)
@@ -81,8 +76,8 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     message_with_undo(request, words, result.undo)
     if result.action.awaited_ids:
         url = reverse("bulk-detail", kwargs={"bulk_id": result.action.pk})
-        return redirect(url + ("?" + urlencode({"next": back}) if back.startswith("/") else ""))
-    return redirect(back)
+        return HttpResponseRedirect(url + "?" + urlencode({"next": back}))
+    return HttpResponseRedirect(back)
 
 
 def _action(request: HttpRequest, bulk_id: int) -> BulkAction:
@@ -96,7 +91,7 @@ def bulk_detail(request: HttpRequest, bulk_id: int) -> HttpResponse:
     action = _action(request, bulk_id)
     return render(
         request, "syncs/scale/bulk.html",
-        {"account": action.account, "progress": bulk_progress(action=action), "next": _next(request)},
+        {"account": action.account, "progress": bulk_progress(action=action), "next": next_path(request)},
     )
 
 

@@ -68,7 +68,10 @@ def export_feed(request: HttpRequest, token: str) -> HttpResponse:
 def _download(exported: ExportedCalendar, filename: str) -> HttpResponse:
     response = HttpResponse(exported.body, content_type=CALENDAR_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{filename}.ics"'
-    return _private(response)
+    _private(response)
+    # A signed-in person's download, not a portal's poll: like every signed-in page, never kept.
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @require_safe

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -15,9 +14,21 @@ def partial_with_toasts(request: HttpRequest, template: str, context: dict) -> H
     return HttpResponse(body + toasts)
 
 
+def next_path(request: HttpRequest, fallback: str = "") -> str:
+    """The page to go to next that the request names (``next``, posted or in the query), when it
+    is a path of this site; else ``fallback``.
+
+    Only a path: "abc" or "javascript:..." are not pages, and whatever is returned goes to
+    HttpResponseRedirect as it is (``redirect()`` would try "abc" as a URL name and fail).
+    """
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
+
+
 def back(request: HttpRequest, fallback: str) -> HttpResponse:
     """After a plain (JavaScript-less) form post: return to the page the operator came from."""
-    target = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return redirect(target)
-    return redirect(fallback)
+    return HttpResponseRedirect(next_path(request, fallback))

@@ -185,6 +185,8 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     if problem:
         return render(request, "syncs/invitation.html", {"problem": problem}, status=404 if invitation is None else 410)
     user = request.user if request.user.is_authenticated else None
+    # Signed in as someone else: told so, with a way to sign out and come back; never joined.
+    wrong_person = members.invitation_wrong_person(invitation, user) if user is not None else ""
     email_taken = get_user_model().objects.filter(email__iexact=invitation.email, is_active=True).exists()
     form = None
     if user is None and not email_taken:
@@ -200,7 +202,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
                 return render(request, "syncs/invitation.html", {"problem": " ".join(error.messages)}, status=410)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return _welcome(request, invitation)
-        if user is not None:
+        if user is not None and not wrong_person:
             try:
                 members.invitation_accept(invitation=invitation, user=user)
             except ValidationError as error:
@@ -211,9 +213,10 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         request,
         "syncs/invitation.html",
         {
-            "invitation": invitation, "form": form, "email_taken": email_taken,
+            "invitation": invitation, "form": form, "email_taken": email_taken, "wrong_person": wrong_person,
             "role_words": members.role_words(invitation.role),
         },
+        status=403 if wrong_person and request.method == "POST" else 200,
     )
 
 

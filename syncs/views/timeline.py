@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -11,22 +12,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from syncs.date_inputs import day_from_query, timeline_bounds
 from syncs.models import Account, BulkAction, Portal
 from syncs.roles import Role, role_required
 from syncs.sync_state import SEVERITY
 from syncs.timeline import ATTENTION, DEFAULT_NIGHTS, NIGHT_CHOICES, Filter, timeline_read
 
 
-def _start(request: HttpRequest, today: date) -> date:
-    try:
-        return date.fromisoformat(request.GET.get("from", ""))
-    except ValueError:
-        return today
-
-
 def _nights(request: HttpRequest) -> int:
     value = request.GET.get("nights", "")
-    return int(value) if value.isdigit() and int(value) in NIGHT_CHOICES else DEFAULT_NIGHTS
+    return next((n for n in NIGHT_CHOICES if str(n) == value), DEFAULT_NIGHTS)
 
 
 @require_safe
@@ -38,8 +33,11 @@ def timeline(request: HttpRequest) -> HttpResponse:
     account = Account.of_user(request.user)
     chosen = Filter.from_query(request.GET)
     today = timezone.localdate()
-    start = _start(request, today)
     nights = _nights(request)
+    first, last = timeline_bounds(today, nights)
+    start, refused = day_from_query(request.GET.get("from", ""), first=first, last=last, default=today)
+    if refused and not request.htmx:
+        messages.warning(request, refused)
     data = timeline_read(account=account, chosen=chosen, start=start, nights=nights, page=request.GET.get("page"))
     query = chosen.as_query() | {"nights": str(nights)}
     context = {
@@ -51,8 +49,9 @@ def timeline(request: HttpRequest) -> HttpResponse:
         "today": today,
         "nights": nights,
         "night_choices": NIGHT_CHOICES,
-        "earlier": start - timedelta(days=30),
-        "later": start + timedelta(days=30),
+        # Within the range, so that a link never asks for what the page refuses.
+        "earlier": max(start - timedelta(days=30), first),
+        "later": min(start + timedelta(days=30), last),
         "portals": Portal.objects.order_by("position", "name"),
         "states": SEVERITY,
         "attention": ATTENTION,
