@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import psycopg_pool
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 
@@ -50,10 +48,10 @@ def database_unavailable(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> b
     sqlstate = getattr(cause, "sqlstate", None) or ""
     if sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES) or sqlstate in UNAVAILABLE_SQLSTATES:
         return True
-    if isinstance(cause, sqlite3.OperationalError):
-        return "locked" in str(cause)  # "database is locked": another writer, for longer than the timeout
+    db = connections[using]
+    if db.vendor == "sqlite":
+        return "locked" in str(exc)  # "database is locked": another writer, for longer than the timeout
     # psycopg raises what keeps a connection from being made or kept (refused, reset, a pool
     # timeout) without a SQLSTATE; whatever the error, a connection that is gone or no longer
     # answers was not the statement's fault.
-    db = connections[using]
     return db.connection is None or not db.is_usable()
