@@ -145,3 +145,18 @@ def test_the_skip_links_stay_out_of_sight_on_a_phone_until_the_keyboard_reaches_
         assert box["y"] >= 0 and box["x"] >= 0 and box["x"] + box["width"] <= 360, f"{links.nth(index).inner_text()!r} at {box}"
     shot(page, f"{language}-focused")
 
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_syncs_facts_leave_their_values_room_on_a_phone(new_page, demo, shot, language):
+    """The sync page's facts are a label and a value side by side: a label that took all the
+    width it wanted ("Última sincronização bem-sucedida") left the values one letter a line
+    ("m/o/s/t/r/a/r", "n/u/n/c/a"). Only a link may break anywhere."""
+    set_language(language)
+    page = new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    log_in(page)
+    page.goto(f"/connections/{demo.ids['Apartamento Sol/vrbo']}/")
+    facts = page.locator("dl.facts")
+    expect(facts).to_be_visible()
+    broken = [word for word in words_broken(page, "dl.facts dt, dl.facts dd") if "://" not in word]
+    shot(page, language)
+    assert not broken, f"words broken across lines in the sync's facts: {broken}"
