@@ -62,8 +62,10 @@ def undo_apply(*, undo: Undo, user, now: datetime | None = None) -> UndoResult:
             connection_id for connection_id, version in sorted(undo.versions.items(), key=lambda item: int(item[0]))
             if _switch_back_on(connection_id=int(connection_id), version=version, now=now)
         ]
+        # Removed ones too (all_objects): removing moved their version on, so they are left as
+        # they are and named, never put back on nor forgotten.
         connections = list(
-            Connection.objects.filter(pk__in=[int(pk) for pk in undo.versions], property__account=undo.account)
+            Connection.all_objects.filter(pk__in=[int(pk) for pk in undo.versions], property__account=undo.account)
             .select_related("property", "portal").order_by("property__name", "portal__position", "pk")
         )
         restored = [c for c in connections if str(c.pk) in restored_ids]

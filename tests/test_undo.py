@@ -17,6 +17,7 @@ from django.utils import timezone
 from syncs.export_tokens import export_token_ensure
 from syncs.models import Activity, Block, Connection, Membership, PauseEpisode, Undo, Webhook
 from syncs.operator_actions import connection_set_enabled
+from syncs.removal import connections_remove
 from syncs.sync_settings import connection_settings_update
 from syncs.undo import WINDOW
 from tests.factories import (
@@ -112,6 +113,24 @@ def test_an_undo_leaves_a_sync_changed_since_as_it_is_and_says_so(client, manage
     log = client.get(reverse("activity")).content.decode()
     assert "undid a switch-off" in log and "1 sync put back as it was; 2 changed since, left as they are" in log
 
+
+
+def test_an_undo_names_a_sync_removed_since_and_leaves_it_removed(client, manager):
+    """Switched off, then removed by a colleague before the Undo: the answer was "0 syncs
+    switched back on, as they were before", naming nothing (the removed sync was not even read)."""
+    prop = PropertyFactory(account=manager.account, name="Casa Azul")
+    kept, removed = ConnectionFactory(property=prop), ConnectionFactory(property=prop, portal=portal("vrbo"))
+    client.post(reverse("bulk-action"), {"action": "switch_off", "connection": [kept.pk, removed.pk]})
+    colleague = MembershipFactory(account=manager.account, role=Membership.Role.MANAGER).user
+    connections_remove(user=colleague, connections=[removed])
+
+    page = client.post(reverse("undo", args=[Undo.objects.get().pk]), follow=True).content.decode()
+    assert "1 sync switched back on, as it was before." in page
+    assert "1 sync was left as it is: someone changed it after it was switched off (Casa Azul · Vrbo)" in page
+    removed_now = Connection.all_objects.get(pk=removed.pk)
+    assert removed_now.archived_at is not None and not removed_now.enabled
+    assert Connection.objects.get(pk=kept.pk).enabled
+    assert Activity.objects.get(action="switch_off_undone").params == {"count": 1, "left": 1}
 
 def test_an_undo_works_once(client, manager):
     connection = ConnectionFactory(property=PropertyFactory(account=manager.account))

@@ -420,6 +420,7 @@ def test_a_viewer_is_told_her_role_and_who_can_change_things_where_a_manager_has
     pages = {
         "overview": reverse("home"), "property": reverse("property-detail", args=[connection.property_id]),
         "sync": reverse("connection-detail", args=[connection.pk]), "timeline": reverse("timeline"),
+        "properties": reverse("property-list"),  # where managers add properties and act on ticked ones
     }
     client.force_login(viewer.user)
     for where, url in pages.items():

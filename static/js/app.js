@@ -177,14 +177,20 @@
       pressed: !!cause && ["click", "submit", "keyup", "change"].indexOf(cause.type) >= 0
     });
   });
+  // Parts a response swaps out of band (the checklist's steps, brought by its poll when a
+  // sync ends) are said too when their words changed: what each said before, by id.
+  var oobSaid = {};
   document.addEventListener("htmx:beforeSwap", function (event) {
+    oobSaid = {};  // this response's own out-of-band parts only
     var entry = swaps.get(event.detail.target);
     var key = entry && inside(event.detail.target, document.activeElement);
     if (key) entry.key = key;
   });
   var toastsCame = false;
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "toasts") toastsCame = true;
+    var target = event.detail.target;
+    if (target && target.id === "toasts") toastsCame = true;
+    if (target && target.id && target.hasAttribute("data-announce")) oobSaid[target.id] = target.getAttribute("data-announce");
   });
   document.addEventListener("htmx:afterSettle", function (event) {
     var entry = swaps.get(event.detail.target);
@@ -196,11 +202,20 @@
       replacement(entry.key, swapped).focus({ preventScroll: true });
     }
     var news = toastsCame ? toastWords() : "";
+    var before = oobSaid;
     toastsCame = false;
+    oobSaid = {};
     if (!news) {
       var now = announcements(swapped);
       news = Object.keys(now).filter(function (id) { return now[id] && (entry.pressed || now[id] !== entry.said[id]); })
         .map(function (id) { return now[id]; }).join(" ");
+    }
+    if (!news) {
+      news = Object.keys(before).map(function (id) {
+        var part = document.getElementById(id);
+        var words = part && part.getAttribute("data-announce");
+        return words && words !== before[id] ? words : "";
+      }).filter(Boolean).join(" ");
     }
     say(news);
   });

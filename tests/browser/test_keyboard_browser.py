@@ -163,3 +163,34 @@ def test_bulk_selection_by_keyboard_comes_back_to_the_button_used_and_says_what_
     expect(page.locator("#bulk-bar").get_by_role("button", name="Switch off")).to_be_focused()
     expect(page.locator(f"#tl-sync-{demo.ids['Casa do Rio/airbnb']}")).to_have_attribute("data-state", "switched_off")
     shot(page, "2-switched-off")
+
+
+def test_the_checklists_run_says_its_result_when_a_worker_ends_it(page, demo, monkeypatch, shot):
+    """As in production: a worker runs the sync the checklist asked for, and the page's poll
+    brings the result as every step out of band. A person who pressed "Run the sync now" heard
+    "Syncing Vrbo now" and then nothing: the region still said so after the sync had failed."""
+    asked = []
+    monkeypatch.setattr(jobs, "hand_over", asked.append)  # the broker, with no worker yet
+    connection_id = demo.ids["Apartamento Sol/vrbo"]
+    log_in(page)
+    page.goto(f"/connections/{connection_id}/fix/")
+    live = page.locator("#live-status")
+    resync = page.locator("#step-resync")
+
+    tab_to(page, page.locator("#step-resync-item summary"))
+    page.keyboard.press("Enter")
+    run = resync.get_by_role("button", name="Run the sync now")
+    expect(run).to_be_visible(timeout=15_000)
+    tab_to(page, run)
+    page.keyboard.press("Enter")
+    expect(live).to_have_text("Waiting: Syncing Vrbo now: the result appears here.")
+    expect(page.locator("#checklist-watch[hx-trigger]")).to_have_count(1)  # the page looks again meanwhile
+    shot(page, "1-running")
+
+    assert len(asked) == 1, asked
+    jobs.send(asked[0])  # the worker takes the job (eager here: the sync runs now, and fails on the 404)
+    expect(page.locator("#checklist-watch[hx-trigger]")).to_have_count(0, timeout=15_000)
+    expect(resync.locator(".badge")).to_have_text("Needs fixing")
+    expect(live).to_contain_text("Needs fixing: Vrbo answered 404: the calendar link no longer exists.")
+    expect(run).to_be_focused()
+    shot(page, "2-result-said")

@@ -122,3 +122,41 @@ def test_axe_finds_no_critical_or_serious_problem_on_any_page_on_a_laptop(new_pa
 
     _visit_all(new_page, pages, viewport=DESKTOP, language="en", phone=False, shot=shot, check=check)
     assert not findings, "axe-core, on a laptop:\n" + "\n".join(findings)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_skip_links_stay_out_of_sight_on_a_phone_until_the_keyboard_reaches_them(new_page, demo, shot, language):
+    """The overview's second skip link ("Saltar a lo que necesita su atención") takes two lines
+    on a 360 px screen: a link moved up by a fixed height left its second line showing, an
+    underlined stray word above the top bar."""
+    set_language(language)
+    page = new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    log_in(page)
+    links = page.locator("a.skip-link")
+    expect(links).to_have_count(2)
+    for index in range(2):
+        box = links.nth(index).bounding_box()
+        assert box["y"] + box["height"] <= 0, f"{links.nth(index).inner_text()!r} shows at {box} before it has the focus"
+    shot(page, f"{language}-unfocused")
+    for index in range(2):
+        page.keyboard.press("Tab")
+        expect(links.nth(index)).to_be_focused()
+        box = links.nth(index).bounding_box()
+        assert box["y"] >= 0 and box["x"] >= 0 and box["x"] + box["width"] <= 360, f"{links.nth(index).inner_text()!r} at {box}"
+    shot(page, f"{language}-focused")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_syncs_facts_leave_their_values_room_on_a_phone(new_page, demo, shot, language):
+    """The sync page's facts are a label and a value side by side: a label that took all the
+    width it wanted ("Última sincronização bem-sucedida") left the values one letter a line
+    ("m/o/s/t/r/a/r", "n/u/n/c/a"). Only a link may break anywhere."""
+    set_language(language)
+    page = new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    log_in(page)
+    page.goto(f"/connections/{demo.ids['Apartamento Sol/vrbo']}/")
+    facts = page.locator("dl.facts")
+    expect(facts).to_be_visible()
+    broken = [word for word in words_broken(page, "dl.facts dt, dl.facts dd") if "://" not in word]
+    shot(page, language)
+    assert not broken, f"words broken across lines in the sync's facts: {broken}"
