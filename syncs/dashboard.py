@@ -150,8 +150,6 @@ def _attention(statuses: list[SyncStatus], now: datetime) -> list[AttentionItem]
     return items
 
 
-
-
 def properties_health(properties: list[Property], *, now: datetime | None = None) -> dict[int, PropertyHealth]:
     """The health of each of these properties (a page of the list): the states of their syncs,
     worst first, and whether a night is double booked. Four queries whatever their number."""

@@ -32,11 +32,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record
 from syncs.blocks import property_calendar_changed
+from syncs.collation import sort_key
 from syncs.editing import account_links_lock, link_use, words_with_links
 from syncs.explain import day, day_of
 from syncs.export import merge_nights
@@ -295,7 +296,8 @@ def removal_effects(*, connections: Iterable[Connection] = (), property: Propert
     ).values_list("property_id", "source_id", "start_date", "end_date"):
         blocks[property_id].append((source, start, end))
     effects = []
-    for property_id, prop in sorted(properties.items(), key=lambda item: (item[1].name, item[0])):
+    language = translation.get_language()
+    for property_id, prop in sorted(properties.items(), key=lambda item: (sort_key(item[1].name, language), item[0])):
         syncs = by_property[property_id]
         labels = label_syncs(syncs)
         whole = property is not None
