@@ -48,9 +48,11 @@ def database_unavailable(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> b
     sqlstate = getattr(cause, "sqlstate", None) or ""
     if sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES) or sqlstate in UNAVAILABLE_SQLSTATES:
         return True
+    if type(cause).__module__ == "sqlite3":
+        # SQLite's driver has no SQLSTATE: "database is locked" is another writer, for longer
+        # than the timeout. The error says which driver raised it, whatever the default database.
+        return "locked" in str(cause)
     db = connections[using]
-    if db.vendor == "sqlite":
-        return "locked" in str(exc)  # "database is locked": another writer, for longer than the timeout
     # psycopg raises what keeps a connection from being made or kept (refused, reset, a pool
     # timeout) without a SQLSTATE; whatever the error, a connection that is gone or no longer
     # answers was not the statement's fault.
