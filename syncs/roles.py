@@ -67,12 +67,13 @@ def role_required(role: str) -> Callable:
 NAMES_SHOWN = 3
 
 
-def people_who_can_change(*, account) -> tuple[list[str], int]:
-    """The account's active owners and managers, by name (their full name, else their username),
-    owners first, then by name: the first NAMES_SHOWN names, and how many more there are."""
-    rows = Membership.objects.filter(
-        account=account, role__in=(Role.OWNER, Role.MANAGER), user__is_active=True
-    ).values_list("role", "user__first_name", "user__last_name", "user__username")
+def people_who_can_change(*, account, roles=(Role.OWNER, Role.MANAGER)) -> tuple[list[str], int]:
+    """The account's active members of ``roles`` (owners and managers unless told), by name
+    (their full name, else their username), owners first, then by name: the first NAMES_SHOWN
+    names, and how many more there are."""
+    rows = Membership.objects.filter(account=account, role__in=roles, user__is_active=True).values_list(
+        "role", "user__first_name", "user__last_name", "user__username"
+    )
     people = sorted(
         ((role != Role.OWNER, " ".join(f"{first} {last}".split()) or username) for role, first, last, username in rows),
         key=lambda person: (person[0], person[1].casefold()),
@@ -81,20 +82,33 @@ def people_who_can_change(*, account) -> tuple[list[str], int]:
     return names[:NAMES_SHOWN], max(len(names) - NAMES_SHOWN, 0)
 
 
+def _names(names: list[str], more: int) -> str:
+    if more:
+        return ngettext("%(names)s and %(n)s more", "%(names)s and %(n)s more", more) % {"names": ", ".join(names), "n": more}
+    # Translators: the last word of a list of names, "Ana, Rui and Zé".
+    return get_text_list(names, _("and"))
+
+
 def viewer_note(membership: Membership | None) -> str:
     """For a viewer, where a manager has controls: her role, and who can change things; "" for
     anyone else."""
     if not membership or membership.can_manage:  # a lazy membership of no one is falsy, not None
         return ""
-    names, more = people_who_can_change(account=membership.account)
-    if more:
-        who = ngettext("%(names)s and %(n)s more", "%(names)s and %(n)s more", more) % {"names": ", ".join(names), "n": more}
-    else:
-        # Translators: the last word of a list of names, "Ana, Rui and Zé".
-        who = get_text_list(names, _("and"))
+    who = _names(*people_who_can_change(account=membership.account))
     return _(
         "Your role in %(account)s is %(role)s: you see everything here, but change nothing. "
         "Owners and managers can: %(who)s."
+    ) % {"account": membership.account.name, "role": membership.get_role_display(), "who": who}
+
+
+def owner_note(membership: Membership | None) -> str:
+    """For a member who is not an owner, where owners have controls (the account's settings):
+    her role, and which owners can change them; "" for an owner."""
+    if not membership or membership.is_owner:
+        return ""
+    who = _names(*people_who_can_change(account=membership.account, roles=(Role.OWNER,)))
+    return _(
+        "Your role in %(account)s is %(role)s: only owners change the account's settings: %(who)s."
     ) % {"account": membership.account.name, "role": membership.get_role_display(), "who": who}
 
 

@@ -55,6 +55,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("activity/", activity.activity_list, name="activity"),
     path("settings/", account.account_settings, name="account-settings"),
+    path("settings/save/", account.account_settings_save, name="account-settings-save"),
     path("alerts/webhooks/", alerts.webhooks, name="webhooks"),
     path("alerts/webhooks/<int:webhook_id>/remove/", alerts.webhook_remove_view, name="webhook-remove"),
     path("alerts/webhooks/<int:webhook_id>/test/", alerts.webhook_test, name="webhook-test"),

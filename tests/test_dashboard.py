@@ -546,10 +546,10 @@ def test_the_account_chooses_whether_paused_syncs_resume_by_themselves(operator_
     page = operator_client.get(reverse("account-settings")).content.decode()
     assert "resume paused syncs by themselves" in page.lower()
     assert 'name="auto_resume" checked' not in page  # off by default
-    response = operator_client.post(reverse("account-settings"), {"auto_resume": "on"}, follow=True)
+    response = operator_client.post(reverse("account-settings-save"), {"auto_resume": "on"}, follow=True)
     assert "Settings saved." in response.content.decode()
     account.refresh_from_db()
     assert account.auto_resume
-    operator_client.post(reverse("account-settings"), {})
+    operator_client.post(reverse("account-settings-save"), {})
     account.refresh_from_db()
     assert not account.auto_resume

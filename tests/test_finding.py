@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from syncs.collation import folded, sort_key
-from syncs.models import Activity, Connection, Membership, Property
+from syncs.models import Account, Activity, Connection, Membership, Property
 from syncs.property_listing import PROPERTIES_PER_SEARCH
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, portal
 
@@ -283,7 +283,7 @@ def test_a_big_list_is_exported_whole_in_few_queries(owner, django_assert_max_nu
 # --------------------------------------------------------------------------- alerts in the menu
 
 
-def test_managers_find_email_alerts_and_webhooks_in_the_menu_and_owners_under_settings_too(owner):
+def test_managers_find_email_alerts_and_webhooks_in_the_menu_and_under_settings(owner):
     manager = MembershipFactory(account=owner.account, role=Role.MANAGER)
     viewer = MembershipFactory(account=owner.account, role=Role.VIEWER)
     menu = re.compile(r'<nav class="container" aria-label="Menu">(.*?)</nav>', re.DOTALL)
@@ -293,9 +293,32 @@ def test_managers_find_email_alerts_and_webhooks_in_the_menu_and_owners_under_se
         assert f'href="{reverse("webhooks")}"' in top and f'href="{reverse("my-alerts")}"' in top
         page = client.get(reverse("webhooks")).content.decode()
         assert page.count('aria-current="page"') == 1 and f'href="{reverse("webhooks")}" aria-current="page"' in page
-    settings = signed_in(owner).get(reverse("account-settings")).content.decode()
-    assert f'href="{reverse("webhooks")}"' in settings and f'href="{reverse("my-alerts")}"' in settings
+        top = menu.search(client.get(reverse("webhooks")).content.decode()).group(1)
+        assert f'href="{reverse("account-settings")}"' in top
+        settings = client.get(reverse("account-settings")).content.decode()
+        assert f'href="{reverse("webhooks")}"' in settings and f'href="{reverse("my-alerts")}"' in settings
     viewer_client = signed_in(viewer)
     top = menu.search(viewer_client.get(reverse("property-list")).content.decode()).group(1)
-    assert f'href="{reverse("webhooks")}"' not in top
+    assert f'href="{reverse("webhooks")}"' not in top and f'href="{reverse("account-settings")}"' not in top
     assert viewer_client.get(reverse("webhooks")).status_code == 403
+    assert viewer_client.get(reverse("account-settings")).status_code == 403
+
+
+def test_a_manager_reads_the_account_settings_and_is_told_which_owners_change_them(owner):
+    owner.user.first_name, owner.user.last_name = "Ana", "Sousa"
+    owner.user.save()
+    manager = MembershipFactory(account=owner.account, role=Role.MANAGER)
+    client = signed_in(manager)
+    page = client.get(reverse("account-settings")).content.decode()
+    note = re.search(r'id="owner-note"><small>(.*?)</small>', page).group(1)
+    assert "your role" in note.lower() and "Manager" in note and "Ana Sousa" in note
+    assert re.search(r"<fieldset disabled>", page) and ">Save</button>" not in page
+    before = Account.objects.values().get(pk=owner.account.pk)
+    assert client.post(reverse("account-settings-save"), {"auto_resume": "on"}).status_code == 403
+    assert Account.objects.values().get(pk=owner.account.pk) == before
+    # The owner's page has no note and saves.
+    owner_client = signed_in(owner)
+    page = owner_client.get(reverse("account-settings")).content.decode()
+    assert 'id="owner-note"' not in page and ">Save</button>" in page
+    saved = owner_client.post(reverse("account-settings-save"), {"auto_resume": "on"}, follow=True)
+    assert "Settings saved." in saved.content.decode() and Account.objects.get(pk=owner.account.pk).auto_resume

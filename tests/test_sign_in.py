@@ -313,10 +313,10 @@ def test_an_account_can_require_two_factor_and_its_members_set_it_up_at_their_ne
     owner = Membership.objects.get(user=ana)
     colleague = MembershipFactory(account=owner.account, user__username="rui", role=Membership.Role.MANAGER)
     client.force_login(ana)
-    refused = client.post(reverse("account-settings"), {"require_two_factor": "on"})
+    refused = client.post(reverse("account-settings-save"), {"require_two_factor": "on"})
     assert "Set up two-factor sign-in for yourself first" in refused.content.decode()
     enrol(client)
-    client.post(reverse("account-settings"), {"require_two_factor": "on"})
+    client.post(reverse("account-settings-save"), {"require_two_factor": "on"})
     owner.account.refresh_from_db()
     assert owner.account.require_two_factor
     assert Activity.objects.filter(action=Activity.Action.TWO_FACTOR_REQUIRED, user=ana).exists()

@@ -77,11 +77,11 @@ ROUTE_ROLES = {
          "bulk-action", "double-booking-handle", "property-assign", "onboarding", "onboarding-preview",
          "onboarding-progress", "onboarding-live", "onboarding-import", "onboarding-recheck", "exports-csv", "webhooks", "webhook-remove",
          "connection-remove", "connection-restore", "property-remove", "property-restore",
-         "webhook-test", "undo"],
+         "webhook-test", "undo", "account-settings"],
         Role.MANAGER,
     ),
     **dict.fromkeys(
-        ["account-settings", "members", "member-invite", "member-role", "member-remove", "invitation-resend",
+        ["account-settings-save", "members", "member-invite", "member-role", "member-remove", "invitation-resend",
          "invitation-revoke"],
         Role.OWNER,
     ),

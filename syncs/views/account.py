@@ -7,12 +7,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_POST, require_safe
 
 from syncs.auth_middleware import user_has_two_factor
 from syncs.members import account_settings_record
 from syncs.models import Account
-from syncs.roles import Role, role_required
+from syncs.roles import Role, membership_of, owner_note, role_required
 
 
 class AccountSettingsForm(forms.ModelForm):
@@ -33,24 +33,35 @@ class AccountSettingsForm(forms.ModelForm):
         return required
 
 
-@require_http_methods(["GET", "POST"])
+@require_safe
+@login_required
+@role_required(Role.MANAGER)
+def account_settings(request: HttpRequest) -> HttpResponse:
+    """The account's settings: whether paused syncs resume by themselves and whether every member
+    must sign in with two-factor sign-in (owners change them, managers read them), and where
+    each member's email alerts and the account's webhooks are set."""
+    account = Account.of_user(request.user)
+    return _settings_page(request, AccountSettingsForm(instance=account, user=request.user))
+
+
+@require_POST
 @login_required
 @role_required(Role.OWNER)
-def account_settings(request: HttpRequest) -> HttpResponse:
-    """The account's settings: whether paused syncs resume by themselves, whether every member
-    must sign in with two-factor sign-in (owners only)."""
+def account_settings_save(request: HttpRequest) -> HttpResponse:
     account = Account.of_user(request.user)
     if account is None:
         raise PermissionDenied
     # Bound on every POST: unticking the only box sends an empty (falsy) POST.
-    form = AccountSettingsForm(request.POST if request.method == "POST" else None, instance=account, user=request.user)
-    if request.method == "POST" and form.is_valid():
-        form.save()
-        account_settings_record(account=account, user=request.user, changed=form.changed_data)
-        messages.success(request, _("Settings saved."))
-        return redirect("account-settings")
-    return render(
-        request,
-        "syncs/account_settings.html",
-        {"account": account, "form": form},
-    )
+    form = AccountSettingsForm(request.POST, instance=account, user=request.user)
+    if not form.is_valid():
+        return _settings_page(request, form)
+    form.save()
+    account_settings_record(account=account, user=request.user, changed=form.changed_data)
+    messages.success(request, _("Settings saved."))
+    return redirect("account-settings")
+
+
+def _settings_page(request: HttpRequest, form: AccountSettingsForm) -> HttpResponse:
+    return render(request, "syncs/account_settings.html", {
+        "account": form.instance, "form": form, "owner_note": owner_note(membership_of(request)),
+    })
