@@ -104,7 +104,9 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
     if not troubled and not episodes and not unhandled:
         return None
     with translation.override(language), timezone.override(zoneinfo.ZoneInfo(membership.reading_time_zone())):
-        rows = [(statuses[pk], describe_state(statuses[pk], now)) for pk in loaded if pk in statuses]
+        # Worst first, as the overview lists them (in_bulk's dict is in the database's order).
+        shown = [statuses[s.connection.id] for s in troubled[:50] if s.connection.id in statuses]
+        rows = [(status, describe_state(status, now)) for status in shown]
         context = {
             "account": account.name, "rows": rows, "more": max(len(troubled) - len(rows), 0),
             "episodes": list(episodes), "conflicts": [marked.conflict for marked in unhandled], "handled": listed.handled,

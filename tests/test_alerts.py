@@ -245,3 +245,17 @@ def test_the_digest_lists_double_bookings_marked_handled_apart_and_alone_they_se
     assert f"Marked handled by {owner.user.username}" in handled
     html = digest.alternatives[0][0]
     assert html.index("Later") < html.index("Marked handled (") < html.index("Soon 0")
+
+
+def test_the_digest_lists_the_syncs_that_need_attention_in_the_overview_s_order(mailoutbox):
+    owner = MembershipFactory(user__email="digest@example.com", email_digest=True, time_zone="UTC")
+    now = timezone.now().replace(hour=9)
+    # Made newest pause first: the database's own order would list it first.
+    for name, paused_days in (("Recent", 1), ("Older", 3), ("Oldest", 6)):
+        connection = paused_sync(PropertyFactory(account=owner.account, name=name))
+        Connection.objects.filter(pk=connection.pk).update(paused_at=now - timedelta(days=paused_days))
+    overview = [s.connection.property.name for s in dashboard_summary(user=owner.user, now=now).attention]
+    assert overview == ["Oldest", "Older", "Recent"]
+    assert digests_send(now=now) == 1
+    body = mailoutbox[0].body
+    assert body.index("Oldest") < body.index("Older") < body.index("Recent")

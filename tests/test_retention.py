@@ -37,7 +37,7 @@ def test_prune_forgets_old_history_but_keeps_what_pages_and_the_checklist_need()
     out = StringIO()
     call_command("prune", "--days", "90", stdout=out)
 
-    assert "Pruned 4 sync runs, 1 removed blocks, 1 export read counts, 1 expired export URLs" in out.getvalue()
+    assert "sync runs 4, removed blocks 1, export read counts 1, expired export URLs 1," in out.getvalue()
     assert not ExportToken.objects.filter(pk=token.pk).exists()  # its read counts went with it
     remaining = set(SyncRun.objects.values_list("pk", flat=True))
     assert not remaining & {r.pk for r in old_runs}

@@ -21,8 +21,8 @@ class Command(BaseCommand):
     def handle(self, *args, days: int, **options):
         pruned = prune(days=days)
         self.stdout.write(
-            f"Pruned {pruned.runs} sync runs, {pruned.blocks} removed blocks, "
-            f"{pruned.read_days} export read counts, {pruned.tokens} expired export URLs, {pruned.jobs} finished jobs, "
-            f"{pruned.undos} undo offers (older than {days} days); "
-            f"deleted for good {pruned.removed_properties} removed properties and {pruned.removed_syncs} removed syncs."
+            f"Pruned, older than {days} days: sync runs {pruned.runs}, removed blocks {pruned.blocks}, "
+            f"export read counts {pruned.read_days}, expired export URLs {pruned.tokens}, finished jobs {pruned.jobs}, "
+            f"undo offers {pruned.undos}. Deleted for good (removed over {RESTORE_DAYS} days ago): "
+            f"properties {pruned.removed_properties}, syncs {pruned.removed_syncs}."
         )
