@@ -10,8 +10,10 @@ class SyncsConfig(AppConfig):
     verbose_name = _("Calendar syncs")
 
     def ready(self) -> None:
-        # signals connects the receivers; scale_tasks registers issue 21's tasks and worker metrics.
-        from syncs import scale_tasks, signals  # noqa: F401
+        # Imported here, not at the top, as Django asks of anything that needs the models loaded:
+        # signals connects the receivers; registrations makes the worker know the tasks written
+        # outside syncs.tasks and records the worker's metrics.
+        from syncs import registrations, signals  # noqa: F401
 
         # Every app's admin is registered by now (the admin app, first in INSTALLED_APPS, ran
         # autodiscover in its own ready()): the other apps' admins become superuser-only.

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from syncs.models import Block, BlockKind, Property
 
@@ -48,3 +50,20 @@ def block_remove_manual(*, block: Block) -> None:
     with transaction.atomic():
         if Block.objects.filter(pk=block.pk, removed_at__isnull=True).update(removed_at=now):
             property_calendar_changed(property_id=block.property_id, now=now)
+
+
+# The note of the block the fix checklist adds, stored in English and shown in the reader's words.
+TEST_BLOCK_SUMMARY = gettext_noop("Test block (fix checklist)")
+
+
+def is_test_block_note(summary: str) -> bool:
+    """Whether a block's note is the test block's, as stored now or, before, in the words of
+    whoever added it."""
+    if summary == TEST_BLOCK_SUMMARY:
+        return True
+    return any(summary == _test_block_note_in(language) for language, _name in settings.LANGUAGES)
+
+
+def _test_block_note_in(language: str) -> str:
+    with translation.override(language):
+        return _(TEST_BLOCK_SUMMARY)

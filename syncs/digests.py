@@ -19,7 +19,6 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db.models import Q
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -29,6 +28,7 @@ from syncs.db_connections import database_idle
 from syncs.explain import describe_state
 from syncs.languages import reader_language
 from syncs.models import Connection, EmailAlerts, Membership, PauseEpisode
+from syncs.site_links import site_link
 from syncs.sync_state import connection_statuses, states_with_attention
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def digest_message(*, membership: Membership, since: datetime, now: datetime) ->
             "account": account.name, "rows": rows, "more": max(len(troubled) - len(rows), 0),
             "episodes": list(episodes), "conflicts": [marked.conflict for marked in unhandled], "handled": listed.handled,
             "conflicts_more": listed.unhandled_more, "handled_more": listed.handled_more,
-            "zone": membership.reading_time_zone(), "overview_url": settings.SITE_URL + reverse("home"),
+            "zone": membership.reading_time_zone(), "overview_url": site_link("home"),
         }
         subject = ngettext(
             "%(account)s daily digest: %(n)d sync needs attention",

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from syncs.models import Connection, ExportToken, Property
+from syncs.site_links import site_link
 
 
 def token_from_nonce(nonce: str) -> str:
@@ -40,7 +40,7 @@ def new_token_fields() -> dict:
 
 
 def export_url(token: ExportToken) -> str:
-    return settings.SITE_URL + reverse("export-feed", kwargs={"token": token_from_nonce(token.nonce)})
+    return site_link("export-feed", token=token_from_nonce(token.nonce))
 
 
 def export_token_ensure(*, property: Property, connection: Connection | None = None) -> ExportToken:

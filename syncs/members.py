@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 
 from syncs.languages import reader_language
 from syncs.models import Account, Activity, Invitation, Membership
+from syncs.site_links import site_link
 
 Role = Membership.Role
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def _new_link(invitation: Invitation, now) -> str:
 
 
 def invitation_url(token: str) -> str:
-    return settings.SITE_URL + reverse("invitation-accept", kwargs={"token": token})
+    return site_link("invitation-accept", token=token)
 
 
 def invitation_create(*, account: Account, email: str, role: str, language: str, by) -> tuple[Invitation, bool]:

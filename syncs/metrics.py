@@ -23,6 +23,9 @@ from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from syncs.models import Connection, ExportReadDay, Job, WebhookDelivery
+from syncs.sync_state import TILES, states_counted
+
 log = logging.getLogger(__name__)
 
 _started: dict[str, float] = {}
@@ -90,8 +93,6 @@ class DatabaseCollector:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        from syncs.models import Connection, ExportReadDay, Job, WebhookDelivery
-        from syncs.sync_state import TILES, states_counted
 
         now = timezone.now()
         states = GaugeMetricFamily("channelmgr_syncs", "Syncs by state (the overview's tiles).", labels=["state"])

@@ -37,7 +37,6 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db.models import Q
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -46,6 +45,8 @@ from syncs.db_connections import database_idle
 from syncs.explain import describe, since
 from syncs.languages import reader_language
 from syncs.models import Activity, Connection, EmailAlerts, Membership, PauseEpisode
+from syncs.site_links import connection_fix_url, site_link
+from syncs.webhooks import webhooks_notify_episode
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +249,6 @@ _WEBHOOK_EVENT = {"notified_at": "paused", "reminded_at": "reminder", "restored_
 
 
 def _webhooks(episode: PauseEpisode, field: str, now: datetime) -> None:
-    from syncs.webhooks import webhooks_notify_episode
-
     try:
         webhooks_notify_episode(episode=episode, event=_WEBHOOK_EVENT[field], now=now)
     except Exception:  # the emails are told already; a webhook problem must not undo them
@@ -334,15 +333,10 @@ def restored_email(*, episode: PauseEpisode, recipients: list[str], language: st
             "ended_by": episode.ended_by,
             "ended_at": episode.ended_at,
             "paused_for": since(episode.started_at, episode.ended_at),
-            "detail_url": settings.SITE_URL + reverse("connection-detail", kwargs={"connection_id": connection.pk}),
+            "detail_url": site_link("connection-detail", connection_id=connection.pk),
         }
         subject = _("Restored: %(portal)s sync of %(property)s") % names
         return _message("restored", subject=subject, context=context, connection=connection, recipients=recipients)
-
-
-def connection_fix_url(connection: Connection) -> str:
-    """The absolute link to the connection's fix checklist."""
-    return settings.SITE_URL + reverse("connection-fix", kwargs={"connection_id": connection.pk})
 
 
 def _language(language: str = "") -> translation.override:

@@ -21,12 +21,12 @@ from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, gettext_noop, ngettext, npgettext
+from django.utils.translation import gettext_lazy, ngettext, npgettext
 
 from syncs.activity import activity_record
-from syncs.blocks import block_create_manual, block_remove_manual
+from syncs.blocks import TEST_BLOCK_SUMMARY, block_create_manual, block_remove_manual
 from syncs.conflicts import property_conflicts
 from syncs.date_inputs import night_error, parse_day
 from syncs.explain import (
@@ -89,22 +89,6 @@ PASTE_LINK = {
     "google": gettext_lazy("In Google Calendar: Other calendars > + > From URL, paste it."),
 }
 # The note of the test block: stored in English, shown in each reader's language (block_note).
-TEST_BLOCK_SUMMARY = gettext_noop("Test block (fix checklist)")
-
-
-def is_test_block_note(summary: str) -> bool:
-    """Whether a block's note is the test block's, as stored now or, before, in the words of
-    whoever added it."""
-    if summary == TEST_BLOCK_SUMMARY:
-        return True
-    return any(summary == _in(language) for language, _name in settings.LANGUAGES)
-
-
-def _in(language: str) -> str:
-    with translation.override(language):
-        return _(TEST_BLOCK_SUMMARY)
-
-
 @dataclass
 class Finding:
     ok: bool | None  # True: fine, False: the problem, None: for information

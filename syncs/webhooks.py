@@ -58,6 +58,7 @@ from syncs.models import (
     Webhook,
     WebhookDelivery,
 )
+from syncs.site_links import connection_fix_url
 from syncs.sync_state import SyncState, connection_status, in_states, statuses_of
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,6 @@ def webhooks_notify_episode(*, episode: PauseEpisode, event: str, now: datetime)
     hooks = _subscribed(connection.property.account_id, event)
     if not hooks:
         return 0
-    from syncs.notifications import connection_fix_url
-
     with _site_words():
         names = {"portal": connection.portal.name, "property": connection.property.name}
         reason = describe(episode.reason, episode.params, portal=connection.portal.name_in_sentence)

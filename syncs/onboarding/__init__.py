@@ -10,7 +10,7 @@ back, or a new file of syncs to add.
 
 from __future__ import annotations
 
-# The tasks of these modules must be known to the worker (syncs.scale_tasks imports this package).
+# The tasks of these modules must be known to the worker (syncs.registrations imports this package).
 from syncs.onboarding import jobs, live  # noqa: F401
 from syncs.onboarding.jobs import onboarding_preview
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import template
 from django.utils.translation import gettext
 
+from syncs.blocks import TEST_BLOCK_SUMMARY, is_test_block_note
 from syncs.explain import describe, describe_activity, describe_notice
 from syncs.explain import since as time_since
 from syncs.fetch import mask_url
@@ -45,8 +46,6 @@ def since(moment) -> str:
 def block_note(summary: str) -> str:
     """A block's note as the reader should read it: the checklist's test block in their language
     (it is stored in the words of whoever added it), any other note as written."""
-    from syncs.troubleshooting import TEST_BLOCK_SUMMARY, is_test_block_note
-
     return gettext(TEST_BLOCK_SUMMARY) if is_test_block_note(summary) else summary
 
 
