@@ -120,7 +120,7 @@ class WebhookForm(forms.Form):
     def clean_url(self) -> str:
         url = "".join(self.cleaned_data["url"].split())
         if is_our_export(url):
-            raise forms.ValidationError(_("This is one of our own calendar links, not a webhook."))
+            raise forms.ValidationError(_("This is one of our export links, not a webhook."))
         try:
             # Refused like every URL we fetch: private and special addresses, odd ports, credentials.
             return validate_url(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, allow_any_port=settings.FETCH_ALLOW_LOOPBACK)
