@@ -1,14 +1,20 @@
 """How many syncs a second the shipped worker keeps up with against portals of a given latency.
 
-    .venv/bin/python bench/capacity.py --latency-ms 300 --connections 3000 [--hang-rate 0.05]
-        [--hosts 250] [--database-url URL] [--redis-url URL] [--processes N] [--pool P] [--concurrency N]
+    .venv/bin/python bench/capacity.py --latency-ms 300 --connections 3000 [--feeds 304|dtstamp|changing]
+        [--hang-rate 0.05] [--hosts 250] [--database-url URL] [--redis-url URL] [--processes N] [--pool P]
+        [--concurrency N]
 
 Starts its own portal on the loopback (each of --hosts portal hosts is its own 127.x address;
 every answer comes after --latency-ms; the hosts of --hang-rate drip a byte every few seconds so
 each fetch runs to the fetch deadline), creates a fresh database (its name must contain "bench")
-and seeds N connections whose feeds are unchanged (each poll is answered 304). Then it runs every
-worker and the beat of the Procfile, as deployed (DEBUG off), dispatches once, and waits until
-every connection has been synced (or --timeout). It samples the workers' CPU and memory (their
+and seeds N connections. What the portal answers, by --feeds: ``304`` (the feed unchanged, and the
+portal says so: Not Modified), ``dtstamp`` (a 200 with the same 50 stays each time, every DTSTAMP
+the moment of the answer, as Airbnb and Booking.com send) or ``changing`` (a 200 whose 50 stays
+are the same but one, whose summary changes at each poll). Then it runs every worker and the beat
+of the Procfile, as deployed (DEBUG off). With ``304`` it dispatches once and waits until every
+connection has been synced (or --timeout); with the others a first round syncs every connection
+once (the feed's stays become blocks, as on a live system), then a second round, the one
+measured, syncs them all again. It samples the workers' CPU and memory (their
 process trees) and the PostgreSQL connections they hold, then prints a table ending with
 ``capacity: <n> syncs/s at <latency> ms``. --processes/--pool/--concurrency override the shipped
 workers, to compare.
@@ -47,9 +53,24 @@ def feed(events: int) -> bytes:
 
 
 FEED = feed(50)  # what the portal answers with a 200
+FEEDS = ("304", "dtstamp", "changing")
 
 
-async def _serve(port: int, latency: float, hang_every: float) -> None:
+def answer(mode: str, polls: int) -> bytes:
+    """The 200's body in ``mode``, at the ``polls``-th request for that feed."""
+    if mode == "304":
+        return FEED
+    body = FEED.replace(b"DTSTAMP:20270101T000000Z", datetime.now(UTC).strftime("DTSTAMP:%Y%m%dT%H%M%SZ").encode())
+    if mode == "changing":  # one stay's summary, a different one at each poll
+        uid = f"UID:stay-{polls % 50}@airbnb.com\r\n".encode()
+        head, tail = body.split(uid, 1)
+        body = head + uid + tail.replace(b"SUMMARY:Reserved", f"SUMMARY:Reserved ({polls})".encode(), 1)
+    return body
+
+
+async def _serve(port: int, latency: float, hang_every: float, mode: str) -> None:
+    polls: dict[bytes, int] = {}
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -61,11 +82,15 @@ async def _serve(port: int, latency: float, hang_every: float) -> None:
                         writer.write(b"B")
                         await writer.drain()
                         await asyncio.sleep(hang_every)
-                if b'if-none-match: "v1"' in head.lower():
+                if mode == "304" and b'if-none-match: "v1"' in head.lower():
                     writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
                 else:
-                    writer.write(b'HTTP/1.1 200 OK\r\nETag: "v1"\r\nContent-Type: text/calendar\r\nContent-Length: '
-                                 + str(len(FEED)).encode() + b"\r\n\r\n" + FEED)
+                    path = head.split(b" ", 2)[1]
+                    polls[path] = polls.get(path, 0) + 1
+                    body = answer(mode, polls[path])
+                    etag = b'ETag: "v1"\r\n' if mode == "304" else b""
+                    writer.write(b"HTTP/1.1 200 OK\r\n" + etag + b"Content-Type: text/calendar\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -77,8 +102,8 @@ async def _serve(port: int, latency: float, hang_every: float) -> None:
         await server.serve_forever()
 
 
-def portal_main(port: int, latency: float) -> None:
-    asyncio.run(_serve(port, latency, hang_every=5.0))
+def portal_main(port: int, latency: float, mode: str) -> None:
+    asyncio.run(_serve(port, latency, hang_every=5.0, mode=mode))
 
 
 def setup(database_url: str, redis_url: str, queue: str) -> None:
@@ -182,6 +207,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=3000)
     parser.add_argument("--hosts", type=int, default=250)
     parser.add_argument("--hang-rate", type=float, default=0.0)
+    parser.add_argument("--feeds", choices=FEEDS, default="304", help="what the portal answers (see above)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/channelmgr_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
     parser.add_argument("--pool", help="override the shipped worker pool (threads, gevent, prefork)")
@@ -194,7 +220,7 @@ def main() -> None:
     fresh_database(args.database_url)
     setup(args.database_url, args.redis_url, queue)
     port = free_port()
-    portal = subprocess.Popen([sys.executable, __file__, "--portal", str(port), str(args.latency_ms / 1000)])
+    portal = subprocess.Popen([sys.executable, __file__, "--portal", str(port), str(args.latency_ms / 1000), args.feeds])
     hanging = seed(args.connections, args.hosts, args.hang_rate, port)
     folder = Path(tempfile.mkdtemp(prefix="bench-capacity-"))
     env = {
@@ -212,15 +238,27 @@ def main() -> None:
     samples = []
     try:
         time.sleep(3)  # the worker connects to its broker
-        from syncs.models import SyncRun
+        from django.utils import timezone
+
+        from syncs.models import Connection, SyncRun
         from syncs.tasks import dispatch_due_syncs
 
+        working = SyncRun.objects.exclude(connection__import_url__contains="/hang/")
+        if args.feeds != "304":  # a first round: every feed's stays become blocks, unmeasured
+            dispatch_due_syncs.delay()
+            deadline = time.monotonic() + args.timeout
+            while working.values("connection").distinct().count() < args.connections - hanging:
+                if time.monotonic() > deadline:
+                    sys.exit("the first round did not end")
+                time.sleep(2)
+            round_started = timezone.now()
+            Connection.objects.update(next_sync_at=None)  # all due again
+            working = working.filter(started_at__gte=round_started)
         dispatch_due_syncs.delay()  # what beat sends every minute, once now
         started = time.monotonic()
         cpu0, _ = cpu_and_rss([pid for worker in workers for pid in tree(worker.pid)])
-        working = SyncRun.objects.exclude(connection__import_url__contains="/hang/")
         while time.monotonic() - started < args.timeout:
-            time.sleep(2)
+            time.sleep(1)
             done = working.count()
             cpu, rss = cpu_and_rss([pid for worker in workers for pid in tree(worker.pid)])
             samples.append((time.monotonic() - started, done, cpu - cpu0, rss, pg_connections(queue)))
@@ -230,16 +268,24 @@ def main() -> None:
         for process in (beat, *workers, portal):
             process.terminate()
         for process in (beat, *workers, portal):
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a warm shutdown waits for the tasks it holds
+                process.kill()
+                process.wait()
         import redis  # leave nothing queued in the shared Redis
 
         broker = redis.Redis.from_url(args.redis_url)
         broker.delete(queue, f"{queue}.beat", *broker.keys(f"_kombu.binding*{queue}*"))
-    report(args, samples, hanging, folder)
+    report(args, samples, hanging, folder, measured=working)
 
 
-def report(args, samples, hanging: int, folder: Path) -> None:
+def report(args, samples, hanging: int, folder: Path, measured) -> None:
     counts, hung = runs_per_connection(hanging=False), runs_per_connection(hanging=True)
+    rounds = 1 if args.feeds == "304" else 2
+    from django.db.models import Count
+
+    outcomes = dict(measured.values("outcome").annotate(n=Count("pk")).values_list("outcome", "n"))
     elapsed, done, cpu, _, _ = samples[-1]
     # The rate between 10% and 90% of the syncs: neither the start nor the tail of the queue.
     low, high = (next(s for s in samples if s[1] >= done * share) for share in (0.1, 0.9))
@@ -249,6 +295,9 @@ def report(args, samples, hanging: int, folder: Path) -> None:
     rows = [
         ("connections (hanging)", f"{args.connections} ({hanging})"),
         ("portal latency", f"{args.latency_ms} ms"),
+        ("portal answers", {"304": "304 Not Modified", "dtstamp": "200, same stays, DTSTAMP now",
+                            "changing": "200, one summary changed each poll"}[args.feeds]),
+        ("outcomes (measured round)", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))),
         ("worker processes", str(args.processes or len(procfile("worker")))),
         ("worker", procfile("worker")[0] + (f" --pool {args.pool}" if args.pool else "") + (f" --concurrency {args.concurrency}" if args.concurrency else "")),
         ("syncs/s (10%-90%, working portals)", f"{rate:.1f}"),
@@ -256,8 +305,8 @@ def report(args, samples, hanging: int, folder: Path) -> None:
         ("worker CPU", f"{cpu / elapsed * 100:.0f}% of one core, {cpu / max(done, 1) * 1000:.1f} ms per sync"),
         ("worker RSS (max)", f"{max(s[3] for s in samples):.0f} MiB"),
         ("PostgreSQL connections (max)", str(max(s[4] for s in samples))),
-        ("missed (no run)", str(sum(1 for n in counts if n == 0))),
-        ("duplicated (more than one run)", str(sum(1 for n in counts if n > 1))),
+        ("missed (no run)", str(sum(1 for n in counts if n < rounds))),
+        ("duplicated (more than one run a round)", str(sum(1 for n in counts if n > rounds))),
         ("hanging: timed out, deferred", f"{sum(1 for n in hung if n)}, {sum(1 for n in hung if not n)}"),
         ("dispatcher runs received", ", ".join(dispatches) or "-"),
         ("discarded (expired) tasks", str(log.count("Discarding revoked task"))),
@@ -302,6 +351,6 @@ def web_stop(server: subprocess.Popen) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--portal"]:
-        portal_main(int(sys.argv[2]), float(sys.argv[3]))
+        portal_main(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "304")
     else:
         main()
