@@ -62,7 +62,7 @@ def my_alerts(request: HttpRequest) -> HttpResponse:
         return redirect("my-alerts")
     assigned = by_name(membership.assigned_properties.values_list("pk", "name"), translation.get_language())[:200]
     return render(
-        request, "syncs/scale/my_alerts.html",
+        request, "syncs/my_alerts.html",
         {"form": form, "account": membership.account, "assigned": assigned,
          "assigned_count": membership.assigned_properties.count()},
     )
@@ -152,7 +152,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
         for delivery in hook.recent:
             delivery.event_label = labels.get(delivery.event, delivery.event)
     return render(
-        request, "syncs/scale/webhooks.html",
+        request, "syncs/webhooks.html",
         {"account": account, "form": form, "hooks": hooks, "secret": secret, "created": created,
          "test_limit": TEST_LIMIT_PER_MINUTE},
     )

@@ -90,7 +90,7 @@ def _action(request: HttpRequest, bulk_id: int) -> BulkAction:
 def bulk_detail(request: HttpRequest, bulk_id: int) -> HttpResponse:
     action = _action(request, bulk_id)
     return render(
-        request, "syncs/scale/bulk.html",
+        request, "syncs/bulk.html",
         {"account": action.account, "progress": bulk_progress(action=action), "next": next_path(request)},
     )
 
@@ -102,7 +102,7 @@ def bulk_progress_view(request: HttpRequest, bulk_id: int) -> HttpResponse:
     """Polled by htmx every two seconds while the syncs run; stops polling when all are done, or
     when none has moved for a while (and says so)."""
     progress = bulk_progress(action=_action(request, bulk_id))
-    response = render(request, "syncs/scale/bulk.html#progress", {"progress": progress})
+    response = render(request, "syncs/bulk.html#progress", {"progress": progress})
     if progress.done or progress.stalled:
         stop = HttpResponseStopPolling(response.content)
         return stop

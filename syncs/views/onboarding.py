@@ -50,7 +50,7 @@ def onboarding(request: HttpRequest) -> HttpResponse:
             )
             if made is not None:
                 return redirect("onboarding-preview", upload_id=made.pk)
-    return render(request, "syncs/scale/onboarding.html", {
+    return render(request, "syncs/onboarding.html", {
         "account": account, "problems": problems, "columns": column_names(read_only=False),
         "read_only": column_names(read_only=True),
     })
@@ -65,7 +65,7 @@ def _upload(request: HttpRequest, upload_id: int) -> OnboardingUpload:
 @role_required(Role.MANAGER)
 def onboarding_preview_view(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = _upload(request, upload_id)
-    return render(request, "syncs/scale/onboarding_preview.html", _context(request, upload))
+    return render(request, "syncs/onboarding_preview.html", _context(request, upload))
 
 
 @require_safe
@@ -75,7 +75,7 @@ def onboarding_progress(request: HttpRequest, upload_id: int) -> HttpResponse:
     """Polled while the worker checks or saves the file, or reads its links; stops polling with
     the outcome."""
     context = _context(request, _upload(request, upload_id))
-    response = render(request, "syncs/scale/onboarding_preview.html#body", context)
+    response = render(request, "syncs/onboarding_preview.html#body", context)
     return response if context["polling"] else HttpResponseStopPolling(response.content)
 
 

@@ -58,5 +58,5 @@ def timeline(request: HttpRequest) -> HttpResponse:
         "bulk_kinds": BulkAction.Kind.choices,
     }
     if request.htmx and request.GET.get("page"):
-        return render(request, "syncs/scale/timeline.html#rows", context)
-    return render(request, "syncs/scale/timeline.html", context)
+        return render(request, "syncs/timeline.html#rows", context)
+    return render(request, "syncs/timeline.html", context)
