@@ -214,7 +214,7 @@ def test_inviting_a_member_again_is_refused_and_inviting_a_pending_address_sends
 
 def test_the_invitation_comes_in_the_language_the_owner_chose(owner, mailoutbox):
     invite(signed_in(owner.user), "lucia@example.com", Role.VIEWER, language="es")
-    assert mailoutbox[0].subject == "Te invitan a Sol Rentals en channelmgr"
+    assert mailoutbox[0].subject == "Le invitan a Sol Rentals en channelmgr"
     html, _type = mailoutbox[0].alternatives[0]
     assert 'lang="es"' in html
 
