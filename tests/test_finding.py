@@ -21,6 +21,7 @@ from django.utils import timezone
 from syncs.collation import folded, sort_key
 from syncs.models import Account, Activity, Connection, Membership, Property
 from syncs.property_listing import PROPERTIES_PER_SEARCH
+from syncs.views import activity as activity_views
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, portal
 
 pytestmark = pytest.mark.django_db
@@ -128,6 +129,38 @@ def test_the_activity_pages_property_menu_and_a_members_assigned_properties_foll
     assert [names[int(pk)] for pk in re.findall(r'<option value="(\d+)"', activity)] == SPANISH_ORDER
     alerts = client.get(reverse("my-alerts")).content.decode()
     assert [names[int(pk)] for pk in re.findall(r'<li><a href="/properties/(\d+)/">', alerts)] == SPANISH_ORDER
+
+
+def test_the_activity_page_of_a_big_account_searches_property_names_and_costs_the_same(owner, stranger, monkeypatch):
+    monkeypatch.setattr(activity_views, "PROPERTIES_LISTED", 3)
+    atico, villa = (PropertyFactory(account=owner.account, name=name) for name in ("Ático do Mar", "Villa Sol"))
+    for prop in (atico, villa):
+        Activity.objects.create(account=owner.account, property=prop, action="property_edited")
+    theirs = Property.objects.get(name="Ático Ajeno")
+    Activity.objects.create(account=stranger.account, property=theirs, action="property_edited")
+    client = signed_in(owner)
+
+    def rows(**query) -> list[str]:
+        page = client.get(reverse("activity"), query).content.decode()
+        return re.findall(r'<a href="/properties/\d+/">([^<]+)</a>', page)
+
+    assert sorted(rows()) == ["Villa Sol", "Ático do Mar"]  # two properties: a list to pick from
+    for _more in range(2):
+        PropertyFactory(account=owner.account)
+    with CaptureQueriesContext(db_connection) as few:
+        page = client.get(reverse("activity")).content.decode()
+    assert "<select name=\"property\">" not in page and 'type="search" name="name"' in page
+    PropertyFactory.create_batch(20, account=owner.account)
+    with CaptureQueriesContext(db_connection) as many:
+        client.get(reverse("activity"))
+    assert len(many) == len(few)
+    # Case and accents aside, as every search; another account's names are never found.
+    assert rows(name="ATICO") == ["Ático do Mar"]
+    assert rows(name="ajeno") == []
+    # A link naming one property (its page's) filters on it, with a way back to all.
+    only = client.get(reverse("activity"), {"property": villa.pk}).content.decode()
+    assert "Only Villa Sol." in only and re.findall(r'<a href="/properties/\d+/">([^<]+)</a>', only) == ["Villa Sol"]
+    assert rows(property=theirs.pk) == rows()  # not the account's: no filter
 
 
 def test_a_name_without_accents_comes_before_the_same_name_with_them_and_lower_case_before_upper():

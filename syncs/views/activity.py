@@ -7,14 +7,17 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import translation
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
-from syncs.collation import by_name
+from syncs.collation import by_name, name_matches
 from syncs.models import Account, Activity, Membership, Property
 from syncs.roles import Role, role_required
 
 ENTRIES_PER_PAGE = 50
+# Up to this many properties, the filter lists them all; beyond, it searches their names.
+PROPERTIES_LISTED = 200
 
 
 def reading_time_zone(user) -> str:
@@ -28,18 +31,20 @@ def reading_time_zone(user) -> str:
 @role_required(Role.VIEWER)
 def activity_list(request: HttpRequest) -> HttpResponse:
     # Removed properties too, named so: their history is here.
-    properties = by_name(
-        [
-            (pk, name if archived_at is None else _("%(name)s (removed)") % {"name": name})
-            for pk, name, archived_at in Property.all_objects.for_user(request.user).values_list("pk", "name", "archived_at")
-        ],
-        translation.get_language(),
-    )
+    account_properties = Property.all_objects.for_user(request.user)
+    rows = list(account_properties.values_list("pk", "name", "archived_at")[: PROPERTIES_LISTED + 1])
+    # A list to pick from, or, for an account with more properties than anyone scrolls through,
+    # a name to search: the page costs the same whatever the account's size.
+    listed = len(rows) <= PROPERTIES_LISTED
+    properties = by_name([(pk, _named(name, archived_at)) for pk, name, archived_at in rows], translation.get_language()) if listed else []
     entries = Activity.objects.for_user(request.user).select_related("user", "property", "connection__portal")
-    chosen_property = _chosen(request.GET.get("property", ""), {str(pk) for pk, _ in properties})
+    chosen = _chosen_property(request.GET.get("property", ""), account_properties)
+    search = "" if listed else " ".join(request.GET.get("name", "").split())[:200]
     chosen_kind = _chosen(request.GET.get("kind", ""), set(Activity.Action.values))
-    if chosen_property:
-        entries = entries.filter(property_id=int(chosen_property))
+    if chosen:
+        entries = entries.filter(property_id=chosen.pk)
+    elif search:
+        entries = entries.filter(name_matches(search, path="property__"))
     if chosen_kind:
         entries = entries.filter(action=chosen_kind)
     # Strictly newest first: one clock for every row (the reader's), ties broken by the order written.
@@ -52,11 +57,28 @@ def activity_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "zone": reading_time_zone(request.user),
             "properties": properties,
+            "listed": listed,
+            "search": search,
             "kinds": Activity.Action.choices,
-            "chosen_property": chosen_property,
+            "chosen_property": str(chosen.pk) if chosen else "",
+            "chosen_name": _named(chosen.name, chosen.archived_at) if chosen else "",
             "chosen_kind": chosen_kind,
+            "filters": urlencode({k: v for k, v in (
+                ("property", str(chosen.pk) if chosen else ""), ("name", search), ("kind", chosen_kind)) if v}),
         },
     )
+
+
+def _named(name: str, archived_at) -> str:
+    return name if archived_at is None else _("%(name)s (removed)") % {"name": name}
+
+
+def _chosen_property(value: str, properties) -> Property | None:
+    """The account's property a link asks for, or no filter (never an error page)."""
+    pk = value.strip()
+    if not (pk.isascii() and pk.isdigit()) or len(pk) > 18:
+        return None
+    return properties.filter(pk=int(pk)).first()
 
 
 def _chosen(value: str, allowed: set[str]) -> str:
