@@ -67,6 +67,14 @@ def test_a_file_is_read_in_the_encoding_it_declares_or_that_reads_it(client, man
     assert row["property"] == NAME
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_file_of_plain_letters_in_utf16_without_a_mark_is_read_too(client, manager, encoding):
+    # Every byte of it is valid UTF-8 as well (its NULs included): read as such, no cell is right.
+    post(client, f"Property,Time zone,Portal,Import link\nCasa Azul,Europe/Lisbon,Airbnb,{LINK.format(1)}\n".encode(encoding))
+    [row] = rows()
+    assert row["errors"] == [] and row["property"] == "Casa Azul" and row["cells"]["url"] == LINK.format(1)
+
+
 def test_control_characters_are_taken_out_of_every_cell(client, manager):
     data = (
         "Property,Time zone,Portal,Import link\n"

@@ -202,24 +202,25 @@ def _refused(problem: str) -> FileRead:
 
 
 def decoded(data: bytes) -> str:
-    """The file's text: the encoding its byte order mark declares, else the first of UTF-8,
-    UTF-16 and Windows-1252 that reads it."""
+    """The file's text: the encoding its byte order mark declares, else UTF-16 when its bytes
+    are laid out so, else the first of UTF-8 and Windows-1252 that reads it."""
     for mark, encoding in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if data.startswith(mark):
             try:
                 return data[len(mark):].decode(encoding)
             except UnicodeDecodeError:
                 break  # a mark the rest of the file belies: read it as if it had none
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    # UTF-16 without a mark first: its NUL bytes are valid UTF-8 too, and a CSV has none.
     utf16 = _utf16_without_mark(data)
     if utf16:
         try:
             return data.decode(utf16)
         except UnicodeDecodeError:
             pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
     # Windows-1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined: those bytes are read as
     # Latin-1 (control characters, removed with the others).
     return data.decode("cp1252", errors="surrogateescape").translate(_ESCAPED_BYTES)
