@@ -3,7 +3,8 @@
 Pruned after ``days``: sync runs (but never a connection's latest run, nor any run since an
 open pause began: the checklist's "what changed while paused" reads them), soft-deleted blocks
 with their change history, per-day read counts of export URLs, and rotated export tokens that
-stopped working, finished jobs (syncs.jobs) and undo offers (syncs.undo), long past use. Deleted
+stopped working, finished jobs (syncs.jobs), undo offers (syncs.undo) and webhook deliveries
+that ended (the webhooks page lists each webhook's latest), long past use. Deleted
 in batches, so a big backlog never holds a long transaction.
 
 Whatever ``days`` says, properties and syncs an operator removed are deleted for good only when
@@ -19,7 +20,16 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from syncs.models import Block, ExportReadDay, ExportToken, Job, PauseEpisode, SyncRun, Undo
+from syncs.models import (
+    Block,
+    ExportReadDay,
+    ExportToken,
+    Job,
+    PauseEpisode,
+    SyncRun,
+    Undo,
+    WebhookDelivery,
+)
 from syncs.removal import removed_prune
 
 BATCH = 2000
@@ -35,6 +45,7 @@ class Pruned:
     removed_syncs: int = 0
     jobs: int = 0
     undos: int = 0
+    deliveries: int = 0
 
 
 def _delete_in_batches(queryset) -> int:
@@ -69,4 +80,5 @@ def prune(*, days: int, now: datetime | None = None) -> Pruned:
         tokens=_delete_in_batches(ExportToken.objects.filter(expires_at__lt=cutoff).order_by("pk")),
         jobs=_delete_in_batches(Job.objects.filter(finished_at__lt=cutoff).order_by("pk")),
         undos=_delete_in_batches(Undo.objects.filter(created_at__lt=cutoff).order_by("pk")),
+        deliveries=_delete_in_batches(WebhookDelivery.objects.filter(finished_at__lt=cutoff).order_by("pk")),
     )

@@ -7,7 +7,15 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from syncs.models import Block, ExportReadDay, ExportToken, PauseEpisode, SyncRun
+from syncs.models import (
+    Block,
+    ExportReadDay,
+    ExportToken,
+    PauseEpisode,
+    SyncRun,
+    Webhook,
+    WebhookDelivery,
+)
 from tests.factories import BlockFactory, ConnectionFactory, SyncRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,3 +53,18 @@ def test_prune_forgets_old_history_but_keeps_what_pages_and_the_checklist_need()
     assert before_pause.pk not in remaining
     assert not Block.objects.filter(pk=removed.pk).exists()
     assert Block.objects.filter(pk=current.pk).exists()
+
+
+def test_prune_forgets_webhook_deliveries_that_ended_long_ago_and_keeps_the_rest():
+    now = timezone.now()
+    hook = Webhook.objects.create(account=ConnectionFactory().property.account, url="https://hooks.example.com/x",
+                                  events=["paused"], secret_nonce="n")
+    ended_long_ago = WebhookDelivery.objects.create(webhook=hook, event="paused", status="delivered",
+                                                    created_at=now - timedelta(days=200), finished_at=now - timedelta(days=200))
+    ended_lately = WebhookDelivery.objects.create(webhook=hook, event="paused", status="failed", finished_at=now - timedelta(days=3))
+    still_sending = WebhookDelivery.objects.create(webhook=hook, event="paused", created_at=now - timedelta(days=200))
+    out = StringIO()
+    call_command("prune", "--days", "90", stdout=out)
+    assert "webhook deliveries 1." in out.getvalue()
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {ended_lately.pk, still_sending.pk}
+    assert not WebhookDelivery.objects.filter(pk=ended_long_ago.pk).exists()

@@ -11,7 +11,8 @@ from syncs.retention import prune
 
 class Command(BaseCommand):
     help = (
-        "Delete sync runs, removed blocks, export read counts and expired export URLs older than --days, and the "
+        "Delete sync runs, removed blocks, export read counts, expired export URLs, finished jobs, undo offers and "
+        "ended webhook deliveries older than --days, and the "
         f"properties and syncs removed more than {RESTORE_DAYS} days ago (they can no longer be restored)."
     )
 
@@ -23,6 +24,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Pruned, older than {days} days: sync runs {pruned.runs}, removed blocks {pruned.blocks}, "
             f"export read counts {pruned.read_days}, expired export URLs {pruned.tokens}, finished jobs {pruned.jobs}, "
-            f"undo offers {pruned.undos}. Deleted for good (removed over {RESTORE_DAYS} days ago): "
+            f"undo offers {pruned.undos}, webhook deliveries {pruned.deliveries}. Deleted for good (removed over {RESTORE_DAYS} days ago): "
             f"properties {pruned.removed_properties}, syncs {pruned.removed_syncs}."
         )
