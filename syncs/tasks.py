@@ -36,7 +36,8 @@ DISPATCH_BUDGET_SECONDS = 30
 def _publish(claims: list) -> None:
     """Hand the claims to the workers: on Redis, one pipeline of pushes per batch (kombu's
     publish batch); elsewhere, one publish each. A batch the broker refuses is lost as a whole,
-    like a single publish: its connections come back at their next turn (scheduling)."""
+    like a single publish: its claims expire unserved and the next dispatcher takes them over
+    (scheduling)."""
     with sync_connection.app.producer_or_acquire() as producer, producer.batch(max_size=DISPATCH_BATCH):
         for claim in claims:
             sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder), producer=producer)
@@ -46,7 +47,7 @@ def _publish(claims: list) -> None:
 def dispatch_due_syncs() -> int:
     """Run by beat every minute: hand each due connection to a worker. (An operator's "Sync now"
     is a job: syncs.jobs sends it again if the broker lost it.)"""
-    ids = []
+    ids, taken_over = [], 0
     started = time.monotonic()
     # Claim in batches until no full batch comes back: thousands of connections due at once (a
     # restart, a new account) are handed out in one pass, within a time budget.
@@ -54,9 +55,10 @@ def dispatch_due_syncs() -> int:
         batch = connections_claim_due(limit=DISPATCH_BATCH)
         _publish(batch)
         ids += [claim.connection_id for claim in batch]
+        taken_over += sum(claim.taken_over for claim in batch)
         if len(batch) < DISPATCH_BATCH:
             break
-    log.info("dispatched count=%d", len(ids))
+    log.info("dispatched count=%d taken_over=%d", len(ids), taken_over)
     return len(ids)
 
 
