@@ -8,9 +8,10 @@ reads the connection as it is then (syncs.sync).
 
 A claim is served once: its lease is given back only with the run's record, or when the sync is
 not to run after all (switched off, paused, its portal host busy). A claim whose lease expired
-still held (its worker lost: killed, or cut off from the network) is taken over by the next
-dispatcher run, for the same turn: a new claim leases it without moving its next turn. The lost
-worker's task, should it ever run or answer again, no longer holds the lease and writes nothing.
+still held (its worker lost: killed, or cut off from the network) is taken over by a dispatcher
+run that finds no sync waiting in the broker's queue, for the same turn: a new claim leases it
+without moving its next turn. The lost worker's task, should it ever run or answer again, no
+longer holds the lease and writes nothing.
 
 A lease on the row makes sure one worker at a time syncs a connection. Changes to what a sync
 reads go through syncs.sync_settings, which moves the row's settings version on: a sync that
@@ -100,9 +101,11 @@ def _abandoned_claim(now: datetime) -> Q:
     return Q(lease_holder__startswith=CLAIM_PREFIX, lease_until__lte=now)
 
 
-def connections_claim_due(*, now: datetime | None = None, limit: int = 500) -> list[Claim]:
+def connections_claim_due(*, now: datetime | None = None, limit: int = 500, take_over: bool = False) -> list[Claim]:
     """Claim up to ``limit`` due connections, oldest due first, and lease them to one holder;
-    and take over the claims whose lease expired unserved (their worker lost).
+    with ``take_over``, the claims whose lease expired unserved too. Only the caller knows
+    whether such a claim's worker was lost: its task may still be waiting in the broker's queue
+    behind a backlog longer than a lease (syncs.tasks takes over once no sync waits there).
 
     Claiming moves ``next_sync_at`` one interval (plus jitter) ahead; taking over does not (the
     turn is the one the lost claim moved on from). A connection someone holds (a "Sync now"
@@ -115,7 +118,7 @@ def connections_claim_due(*, now: datetime | None = None, limit: int = 500) -> l
     with transaction.atomic():
         due = (
             Connection.objects.runnable()
-            .filter((_due(now) & _free(now)) | _abandoned_claim(now))
+            .filter((_due(now) & _free(now)) | (_abandoned_claim(now) if take_over else Q(pk__in=[])))
             .order_by("next_sync_at", "pk")
             .select_for_update(skip_locked=True)
         )

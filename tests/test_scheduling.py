@@ -155,10 +155,13 @@ def test_a_claim_whose_lease_expired_unserved_is_taken_over_for_the_same_turn(se
     (lost,) = connections_claim_due(now=now)
     turn = Connection.objects.get(pk=connection.pk).next_sync_at
     # Its worker was lost: before the lease expires nobody else takes it ...
-    assert connections_claim_due(now=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS - 1)) == []
-    # ... after, the next dispatcher does, for the same turn, under a claim of its own.
+    soon = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS - 1)
+    assert connections_claim_due(now=soon, take_over=True) == []
+    # ... after, a dispatcher that knows no sync waits in the queue does, for the same turn,
+    # under a claim of its own; one that does not know leaves it.
     later = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS + 1)
-    (taken,) = connections_claim_due(now=later)
+    assert connections_claim_due(now=later) == []
+    (taken,) = connections_claim_due(now=later, take_over=True)
     assert (taken.connection_id, taken.taken_over) == (connection.pk, True) and taken.holder != lost.holder
     connection.refresh_from_db()
     assert connection.next_sync_at == turn
@@ -175,4 +178,4 @@ def test_a_served_claim_or_an_expired_sync_now_is_not_taken_over(settings):
     # A "Sync now" whose worker was lost: its job is sent again (syncs.jobs), not a turn.
     assert connection_acquire_lease(connection_id=sync_now.pk, holder="sync-now", now=now)
     later = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS + 1)
-    assert connections_claim_due(now=later) == []
+    assert connections_claim_due(now=later, take_over=True) == []
