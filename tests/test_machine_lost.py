@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -216,6 +217,15 @@ def lines(log: Path, pattern: str, start: int = 0) -> list[re.Match]:
     return list(re.finditer(pattern, log.read_text(errors="replace")[start:]))
 
 
+def nothing_left(logs: dict[str, Path], what: str) -> None:
+    """Wait for a dispatcher pass, on either sync worker, that finds nothing to hand out."""
+    seen = {name: len(logs[name].read_text(errors="replace")) for name in ("w1", "w2")}
+    wait_for(
+        lambda: any(lines(logs[name], r"dispatched count=0 taken_over=0", seen[name]) for name in seen),
+        timeout=4 * DISPATCH_SECONDS + 30, what=what, log=logs["w2"],
+    )
+
+
 def unacknowledged(client, queue: str) -> dict:
     """The messages of ``queue`` that a worker took and never acknowledged: kombu keeps them in a
     hash, with the exchange and routing key to send them to again after its visibility timeout."""
@@ -259,6 +269,7 @@ def clear_queues(redis_url: str, queues: set[str]) -> None:
 
 def test_a_worker_host_cut_off_in_the_middle_of_a_dispatch_loses_nothing_and_does_nothing_twice(postgres, redis_url, tmp_path):
     require(_netns_problem())
+    began = time.monotonic()
     queue = f"machine-lost-{uuid.uuid4().hex[:8]}"
     failing = set(random.Random(SYNCS).sample(range(SYNCS), FAILING))
     network = Network()
@@ -316,6 +327,7 @@ def test_a_worker_host_cut_off_in_the_middle_of_a_dispatch_loses_nothing_and_doe
 
         # Beat dispatches; when a third of the syncs have run, w1's link goes down.
         dispatch_started = timezone.now()
+        ready_after = time.monotonic() - began
         started.append(start(network.on("web", ["sh", "-c", f"exec {procfile('beat')}"]), env, logs["beat"]))
         wait_for(lambda: SyncRun.objects.count() >= SYNCS // 3, timeout=120, what="a third of the syncs run", log=logs["w2"])
         network.cut("w1")
@@ -333,10 +345,7 @@ def test_a_worker_host_cut_off_in_the_middle_of_a_dispatch_loses_nothing_and_doe
 
         wait_for(all_served, timeout=LEASE_SECONDS + 180, what="every sync run, every lease given back", log=logs["w2"])
         served_at = timezone.now()
-        # A dispatcher pass after that found nothing left to hand out.
-        w2_seen = len(logs["w2"].read_text(errors="replace"))
-        wait_for(lambda: lines(logs["w2"], r"dispatched count=0 taken_over=0", w2_seen), timeout=4 * DISPATCH_SECONDS + 30,
-                 what="a dispatcher pass with nothing left", log=logs["w2"])
+        nothing_left(logs, "a dispatcher pass with nothing left")
 
         # w1 comes back, and the messages it took and never acknowledged (some of syncs it had
         # recorded) are handed out again: each finds its turn served, or taken over, and writes
@@ -345,9 +354,7 @@ def test_a_worker_host_cut_off_in_the_middle_of_a_dispatch_loses_nothing_and_doe
         redelivered = redeliver(redis_url, queue)
         assert redelivered > 0
         wait_for(lambda: waiting(redis_url, queue) == 0, timeout=60, what="the redelivered messages done", log=logs["w2"])
-        w2_seen = len(logs["w2"].read_text(errors="replace"))
-        wait_for(lambda: lines(logs["w2"], r"dispatched count=0 taken_over=0", w2_seen), timeout=4 * DISPATCH_SECONDS + 30,
-                 what="a dispatcher pass with nothing left after the redeliveries", log=logs["w2"])
+        nothing_left(logs, "a dispatcher pass with nothing left after the redeliveries")
 
         # The pauses told, as beat's notifier does every minute.
         with app.connection_for_write(redis_url) as broker:
@@ -357,6 +364,7 @@ def test_a_worker_host_cut_off_in_the_middle_of_a_dispatch_loses_nothing_and_doe
             lambda: WebhookDelivery.objects.filter(webhook=webhook, status="delivered").count() == FAILING,
             timeout=60, what="every pause delivered to the webhook", log=logs["outgoing"],
         )
+        done_after = time.monotonic() - began
         taken_over = sum(int(m.group(1)) for log in (logs["w1"], logs["w2"]) for m in lines(log, r"taken_over=(\d+)"))
     finally:
         for process in reversed(started):
@@ -388,5 +396,6 @@ def test_a_worker_host_cut_off_in_the_middle_of_a_dispatch_loses_nothing_and_doe
     sys.stdout.write(
         f"\nsyncs={SYNCS} runs_at_cut={runs_at_cut} by_w1_before_cut={by_w1} taken_over={taken_over} redelivered={redelivered} "
         f"fetches={sum(portals.fetches.values())} cut_after={(cut_at - dispatch_started).total_seconds():.1f}s "
-        f"served_after_cut={(served_at - cut_at).total_seconds():.1f}s\n"
+        f"served_after_cut={(served_at - cut_at).total_seconds():.1f}s "
+        f"processes_ready_after={ready_after:.1f}s done_after={done_after:.1f}s\n"
     )
