@@ -386,6 +386,9 @@ def test_a_worker_host_cut_off_in_the_middle_of_a_dispatch_loses_nothing_and_doe
     blocks = Counter(Block.objects.filter(removed_at__isnull=True).values_list("source_id", flat=True))
     assert blocks == Counter({pk: 1 for pk in number if number[pk] not in failing})
     assert Connection.objects.filter(paused_at__isnull=False).count() == FAILING
+    healthy = Connection.objects.filter(last_success_at__isnull=False, consecutive_failures=0, paused_at__isnull=True)
+    assert {number[pk] for pk in healthy.values_list("pk", flat=True)} == set(range(SYNCS)) - failing
+    assert set(Connection.objects.filter(paused_at__isnull=False).values_list("consecutive_failures", flat=True)) == {1}
     assert PauseEpisode.objects.count() == FAILING
     # Each pause reached the receiver once.
     deliveries = {str(pk) for pk in WebhookDelivery.objects.filter(webhook=webhook).values_list("pk", flat=True)}
