@@ -253,14 +253,15 @@ def waiting(redis_url: str, queue: str) -> int:
 
 
 def clear_queues(redis_url: str, queues: set[str]) -> None:
-    """Our queues, and the messages the lost worker took and never acknowledged (kombu keeps
-    them for redelivery, in a hash every queue of the database shares)."""
+    """Our queues, their bindings, and the messages the lost worker took and never acknowledged
+    (kombu keeps them for redelivery, in a hash every queue of the database shares)."""
     with app.connection_for_write(redis_url) as broker:
         for name in queues:
             leftover = broker.SimpleQueue(name)
             leftover.clear()
             leftover.close()
         client = broker.default_channel.client
+        client.delete(*(f"_kombu.{kind}.{name}" for kind in ("binding", "binding_permanent") for name in queues))
         for tag, entry in client.hgetall("unacked").items():
             if json.loads(entry)[-1] in queues:
                 client.hdel("unacked", tag)
