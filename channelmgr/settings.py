@@ -145,6 +145,12 @@ else:
     _timeouts = {
         "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000 if PROCESS_ROLE == "worker" else 10_000, minimum=0),
         "lock_timeout": env_int("DATABASE_LOCK_TIMEOUT_MS", 10_000 if PROCESS_ROLE == "worker" else 0, minimum=0),
+        # A worker cut off from the database in the middle of a transaction (its machine lost)
+        # is a session the server still holds open, with its row locks, for as long as it sees
+        # the peer alive; ended after this long idle, so that its syncs can be taken over.
+        "idle_in_transaction_session_timeout": env_int(
+            "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000 if PROCESS_ROLE == "worker" else 0, minimum=0
+        ),
     }
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         connect_timeout=env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=2),

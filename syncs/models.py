@@ -412,11 +412,11 @@ class ConnectionQuerySet(AccountScopedQuerySet):
     def due(self, now=None) -> ConnectionQuerySet:
         """Connections the dispatcher should sync now: switched on, not paused, importing, due."""
         now = now or timezone.now()
-        return (
-            self.filter(enabled=True, paused_at__isnull=True)
-            .exclude(direction=Connection.Direction.EXPORT_ONLY)
-            .filter(Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=now))
-        )
+        return self.runnable().filter(Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=now))
+
+    def runnable(self) -> ConnectionQuerySet:
+        """Connections the dispatcher syncs in their turn: switched on, not paused, importing."""
+        return self.filter(enabled=True, paused_at__isnull=True).exclude(direction=Connection.Direction.EXPORT_ONLY)
 
 
 class Connection(Removable):

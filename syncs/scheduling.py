@@ -3,8 +3,15 @@
 The dispatcher claims due connections: in one transaction it moves their next turn one interval
 ahead and leases them to a claim id, so two dispatchers running at once never hand out the same
 connection twice. A task carries the connection's id and that claim id, nothing of the
-connection itself: the worker takes the lease (free, or already the claim's, so a retried task
-takes it again) and reads the connection as it is then (syncs.sync).
+connection itself: the worker keeps the claim's lease (never a free one, nor anyone else's) and
+reads the connection as it is then (syncs.sync).
+
+A claim is served once: its lease is given back only with the run's record, or when the sync is
+not to run after all (switched off, paused, its portal host busy). A claim whose lease expired
+still held (its worker lost: killed, or cut off from the network) is taken over by a dispatcher
+run that finds no sync waiting in the broker's queue, for the same turn: a new claim leases it
+without moving its next turn. The lost worker's task, should it ever run or answer again, no
+longer holds the lease and writes nothing.
 
 A lease on the row makes sure one worker at a time syncs a connection. Changes to what a sync
 reads go through syncs.sync_settings, which moves the row's settings version on: a sync that
@@ -34,6 +41,8 @@ LEASE_RELEASED = {"lease_holder": "", "lease_until": None}
 JITTER_FRACTION = 0.1
 # Claimed connections of one interval get one of this many jitters (a record draws its own).
 CLAIM_JITTERS = 8
+# What a dispatcher's claim's holder starts with (a "Sync now" holds leases under other names).
+CLAIM_PREFIX = "claim:"
 
 
 def _holder_names() -> tuple[str, itertools.count]:
@@ -58,6 +67,11 @@ def new_lease_holder() -> str:
     return f"{_holder_prefix}:{next(_holder_count)}"
 
 
+def new_claim_holder() -> str:
+    """A dispatcher's claim: a lease holder whose expired lease the next dispatcher takes over."""
+    return f"{CLAIM_PREFIX}{new_lease_holder()}"
+
+
 def jittered(interval: timedelta, *, rng: random.Random | None = None) -> timedelta:
     rng = rng or random
     return interval + timedelta(seconds=rng.uniform(0, interval.total_seconds() * JITTER_FRACTION))
@@ -65,47 +79,66 @@ def jittered(interval: timedelta, *, rng: random.Random | None = None) -> timede
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A due connection handed to a worker: its id and the claim's lease holder, both ids."""
+    """A due connection handed to a worker: its id and the claim's lease holder, both ids.
+    ``taken_over``: an earlier claim of the same turn whose lease expired unserved."""
 
     connection_id: int
     holder: str
+    taken_over: bool = False
 
 
 def _free(now: datetime) -> Q:
     return Q(lease_until__isnull=True) | Q(lease_until__lte=now)
 
 
-def connections_claim_due(*, now: datetime | None = None, limit: int = 500) -> list[Claim]:
-    """Claim up to ``limit`` due connections, oldest due first, and lease them to one holder.
+def _due(now: datetime) -> Q:
+    return Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=now)
 
-    Claiming moves ``next_sync_at`` one interval (plus jitter) ahead, so a connection whose task
-    is lost is picked up again at its next turn. A connection someone holds (a "Sync now"
-    running) is not claimed until it is free. On PostgreSQL the rows another dispatcher is
-    claiming are skipped (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers anyway
-    (transaction mode IMMEDIATE).
+
+def _abandoned_claim(now: datetime) -> Q:
+    """A claim's lease that expired with its turn unserved: a record, or a sync that is not to
+    run, gives the lease back."""
+    return Q(lease_holder__startswith=CLAIM_PREFIX, lease_until__lte=now)
+
+
+def connections_claim_due(*, now: datetime | None = None, limit: int = 500, take_over: bool = False) -> list[Claim]:
+    """Claim up to ``limit`` due connections, oldest due first, and lease them to one holder;
+    with ``take_over``, the claims whose lease expired unserved too. Only the caller knows
+    whether such a claim's worker was lost: its task may still be waiting in the broker's queue
+    behind a backlog longer than a lease (syncs.tasks takes over once no sync waits there).
+
+    Claiming moves ``next_sync_at`` one interval (plus jitter) ahead; taking over does not (the
+    turn is the one the lost claim moved on from). A connection someone holds (a "Sync now"
+    running, a claim being synced) is not claimed until it is free or its claim expired. On
+    PostgreSQL the rows another dispatcher is claiming, or a worker is recording, are skipped
+    (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers anyway (transaction mode IMMEDIATE).
     """
     now = now or timezone.now()
-    holder = new_lease_holder()
+    holder = new_claim_holder()
     with transaction.atomic():
         due = (
-            Connection.objects.due(now)
-            .filter(_free(now))
+            Connection.objects.runnable()
+            .filter((_due(now) & _free(now)) | (_abandoned_claim(now) if take_over else Q(pk__in=[])))
             .order_by("next_sync_at", "pk")
             .select_for_update(skip_locked=True)
         )
-        claimed = list(due.values_list("pk", "sync_interval_minutes")[:limit])
+        claimed = list(due.values_list("pk", "sync_interval_minutes", "next_sync_at")[:limit])
+        taken_over = {pk for pk, _minutes, turn in claimed if turn is not None and turn > now}
         # A few statements per batch, not one per row (nor one CASE over the whole batch): the
         # rows of one interval share CLAIM_JITTERS jitters, drawn afresh for each claim.
         groups: dict[tuple[int, int], list[int]] = {}
-        for pk, minutes in claimed:
-            groups.setdefault((minutes, random.randrange(CLAIM_JITTERS)), []).append(pk)
+        for pk, minutes, _turn in claimed:
+            if pk not in taken_over:
+                groups.setdefault((minutes, random.randrange(CLAIM_JITTERS)), []).append(pk)
         lease = {"lease_holder": holder, "lease_until": now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)}
         jitters: dict[int, list[timedelta]] = {}
         for (minutes, slot), ids in groups.items():
             if minutes not in jitters:
                 jitters[minutes] = [jittered(timedelta(minutes=minutes)) for _ in range(CLAIM_JITTERS)]
             Connection.objects.filter(pk__in=ids).update(next_sync_at=now + jitters[minutes][slot], **lease)
-    return [Claim(pk, holder) for pk, _ in claimed]
+        if taken_over:
+            Connection.objects.filter(pk__in=taken_over).update(**lease)
+    return [Claim(pk, holder, pk in taken_over) for pk, _minutes, _turn in claimed]
 
 
 def connection_acquire_lease(*, connection_id: int, holder: str, now: datetime | None = None) -> bool:
@@ -116,6 +149,17 @@ def connection_acquire_lease(*, connection_id: int, holder: str, now: datetime |
         Connection.objects.filter(pk=connection_id)
         .filter(_free(now) | Q(lease_holder=holder))
         .update(lease_holder=holder, lease_until=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS))
+    )
+
+
+def connection_keep_claim(*, connection_id: int, holder: str, now: datetime | None = None) -> bool:
+    """Renew the claim ``holder``'s lease if the claim still holds it, expired or not: never a
+    lease given back (its turn was served) or taken over (another claim serves it)."""
+    now = now or timezone.now()
+    return bool(
+        Connection.objects.filter(pk=connection_id, lease_holder=holder).update(
+            lease_until=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+        )
     )
 
 

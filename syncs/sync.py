@@ -37,6 +37,7 @@ from syncs.scheduling import (
     LEASE_RELEASED,
     connection_acquire_lease,
     connection_defer,
+    connection_keep_claim,
     connection_release_lease,
     new_lease_holder,
 )
@@ -94,14 +95,16 @@ class Outcome:
 
 
 def connection_lease_and_read(*, connection_id: int, holder: str, claimed: bool = False) -> Connection | None:
-    """Take the connection's lease for ``holder`` (free, or already ``holder``'s) and read it,
-    with its property and portal, as it is now; None if it is gone or someone else holds it.
+    """Take the connection's lease for ``holder`` and read it, with its property and portal, as
+    it is now; None if it is gone or someone else holds it.
 
-    ``claimed``: ``holder`` is a dispatcher's claim, which leased the row when it claimed it. A
-    claim's task that finds its lease still held with at least half its length to run needs no
-    write to keep it: it reads the row in one statement. Otherwise (a retry after the lease was
-    given back, a task that waited in the queue past half its lease, a "Sync now") it takes the
-    lease, then reads what the row is under it.
+    ``claimed``: ``holder`` is a dispatcher's claim, which leased the row when it claimed it. The
+    claim's task keeps that lease, and only that: a lease given back means the claim's turn was
+    served (a task delivered again, or a lost worker's late one), a lease someone else holds
+    means it was taken over (syncs.scheduling). A task that finds the lease still its own with
+    at least half its length to run needs no write to keep it: it reads the row in one
+    statement; otherwise (it waited in the queue, or it is a retry) it renews the lease first.
+    Anyone else (a "Sync now") takes the lease if it is free.
     """
     rows = Connection.objects.select_related("property", "portal").only(*POLL_FIELDS).filter(
         pk=connection_id, lease_holder=holder
@@ -111,7 +114,9 @@ def connection_lease_and_read(*, connection_id: int, holder: str, claimed: bool 
         held = next(iter(rows.filter(lease_until__gte=spare)[:1]), None)
         if held is not None:
             return held
-    if not connection_acquire_lease(connection_id=connection_id, holder=holder):
+        if not connection_keep_claim(connection_id=connection_id, holder=holder):
+            return None
+    elif not connection_acquire_lease(connection_id=connection_id, holder=holder):
         return None
     return next(iter(rows[:1]), None)
 
@@ -131,12 +136,15 @@ def connection_sync_leased(
     if connection is None:
         log.info("sync skipped connection=%s reason=gone_or_leased", connection_id)
         return None
-    return _sync_holding(connection, trigger=trigger, holder=holder, switched_off_too=switched_off_too)
+    return _sync_holding(connection, trigger=trigger, holder=holder, switched_off_too=switched_off_too, claimed=claimed)
 
 
-def _sync_holding(connection: Connection, *, trigger: str, holder: str, switched_off_too: bool = False) -> SyncRun | None:
+def _sync_holding(
+    connection: Connection, *, trigger: str, holder: str, switched_off_too: bool = False, claimed: bool = False
+) -> SyncRun | None:
     run = None
     served = True  # a "Sync now" put off by a busy host stays requested
+    keep_lease = False  # a claim's retry needs its lease (and the next dispatcher its expiry)
     try:
         if not connection.imports:
             return None
@@ -153,8 +161,10 @@ def _sync_holding(connection: Connection, *, trigger: str, holder: str, switched
         return None
     except (DatabaseError, InterfaceError):
         # Our database failed us and nothing was recorded (connection_sync): the task tries
-        # again, and a "Sync now" stays requested in case it gives up.
+        # again, and a "Sync now" stays requested in case it gives up. A claim keeps its lease:
+        # its retry takes it again, and if none comes, the next dispatcher after it expired.
         served = False
+        keep_lease = claimed
         raise
     except LeaseLost:
         log.warning("sync dropped connection=%s reason=lease_lost_or_settings_changed", connection.pk)
@@ -164,7 +174,7 @@ def _sync_holding(connection: Connection, *, trigger: str, holder: str, switched
             # The operator's "Sync now" has been served (or the connection is gone); one put off
             # stays requested, and its job comes back (syncs.sync_requests).
             Connection.objects.filter(pk=connection.pk, sync_requested_at__isnull=False).update(sync_requested_at=None)
-        if run is None:
+        if run is None and not keep_lease:
             # A recorded run gave the lease back in its own write.
             connection_release_lease(connection_id=connection.pk, holder=holder)
 

@@ -13,6 +13,7 @@ import time
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from kombu.exceptions import ChannelError
 
 from syncs.jobs import (
     DurableTask,
@@ -36,27 +37,47 @@ DISPATCH_BUDGET_SECONDS = 30
 def _publish(claims: list) -> None:
     """Hand the claims to the workers: on Redis, one pipeline of pushes per batch (kombu's
     publish batch); elsewhere, one publish each. A batch the broker refuses is lost as a whole,
-    like a single publish: its connections come back at their next turn (scheduling)."""
+    like a single publish: its claims expire unserved and the next dispatcher takes them over
+    (scheduling)."""
     with sync_connection.app.producer_or_acquire() as producer, producer.batch(max_size=DISPATCH_BATCH):
         for claim in claims:
             sync_connection.apply_async((claim.connection_id, SyncRun.Trigger.SCHEDULED, claim.holder), producer=producer)
 
 
+def _syncs_waiting() -> int | None:
+    """How many messages wait in the syncs' queue of the broker; None if the broker cannot say."""
+    try:
+        with sync_connection.app.connection_for_write() as connection:
+            try:
+                return connection.default_channel.queue_declare(queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True).message_count
+            except ChannelError:
+                return 0  # no such queue: nothing was ever sent, or every message was taken
+    except Exception:
+        log.warning("dispatch: the broker did not say how many syncs wait; no claim taken over this time")
+        return None
+
+
 @shared_task(ignore_result=True)
 def dispatch_due_syncs() -> int:
     """Run by beat every minute: hand each due connection to a worker. (An operator's "Sync now"
-    is a job: syncs.jobs sends it again if the broker lost it.)"""
-    ids = []
+    is a job: syncs.jobs sends it again if the broker lost it.)
+
+    Claims whose lease expired unserved are taken over only when no sync waits in the broker's
+    queue: then none of them is a message waiting its turn, their worker was lost. Behind a
+    backlog longer than a lease they would be (and taking them over would send each again)."""
+    ids, taken_over = [], 0
+    take_over = _syncs_waiting() == 0
     started = time.monotonic()
     # Claim in batches until no full batch comes back: thousands of connections due at once (a
     # restart, a new account) are handed out in one pass, within a time budget.
     while time.monotonic() - started < DISPATCH_BUDGET_SECONDS:
-        batch = connections_claim_due(limit=DISPATCH_BATCH)
+        batch = connections_claim_due(limit=DISPATCH_BATCH, take_over=take_over)
         _publish(batch)
         ids += [claim.connection_id for claim in batch]
+        taken_over += sum(claim.taken_over for claim in batch)
         if len(batch) < DISPATCH_BATCH:
             break
-    log.info("dispatched count=%d", len(ids))
+    log.info("dispatched count=%d taken_over=%d", len(ids), taken_over)
     return len(ids)
 
 

@@ -146,3 +146,36 @@ def test_a_claim_moves_each_connection_by_its_own_interval():
     quarter.refresh_from_db()
     assert now + timedelta(minutes=60) <= hourly.next_sync_at <= now + timedelta(minutes=66)
     assert now + timedelta(minutes=15) <= quarter.next_sync_at <= now + timedelta(minutes=16.5)
+
+
+@pytest.mark.django_db
+def test_a_claim_whose_lease_expired_unserved_is_taken_over_for_the_same_turn(settings):
+    now = timezone.now()
+    connection = ConnectionFactory(next_sync_at=None)
+    (lost,) = connections_claim_due(now=now)
+    turn = Connection.objects.get(pk=connection.pk).next_sync_at
+    # Its worker was lost: before the lease expires nobody else takes it ...
+    soon = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS - 1)
+    assert connections_claim_due(now=soon, take_over=True) == []
+    # ... after, a dispatcher that knows no sync waits in the queue does, for the same turn,
+    # under a claim of its own; one that does not know leaves it.
+    later = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS + 1)
+    assert connections_claim_due(now=later) == []
+    (taken,) = connections_claim_due(now=later, take_over=True)
+    assert (taken.connection_id, taken.taken_over) == (connection.pk, True) and taken.holder != lost.holder
+    connection.refresh_from_db()
+    assert connection.next_sync_at == turn
+    assert connection.lease_holder == taken.holder and connection.lease_until > later
+
+
+@pytest.mark.django_db
+def test_a_served_claim_or_an_expired_sync_now_is_not_taken_over(settings):
+    now = timezone.now()
+    served, sync_now = ConnectionFactory.create_batch(2, next_sync_at=now + timedelta(minutes=20))
+    Connection.objects.filter(pk=served.pk).update(next_sync_at=None)
+    (claim,) = connections_claim_due(now=now)
+    connection_release_lease(connection_id=served.pk, holder=claim.holder)  # as its record does
+    # A "Sync now" whose worker was lost: its job is sent again (syncs.jobs), not a turn.
+    assert connection_acquire_lease(connection_id=sync_now.pk, holder="sync-now", now=now)
+    later = now + timedelta(seconds=settings.SYNC_LEASE_SECONDS + 1)
+    assert connections_claim_due(now=later, take_over=True) == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 from unittest import mock
@@ -10,7 +11,7 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from channelmgr.celery import close_old_database_connections
+from channelmgr.celery import app, close_old_database_connections
 from syncs import tasks
 from syncs.connection_state import connection_switch
 from syncs.editing import connection_edit
@@ -88,12 +89,17 @@ def test_a_claimed_sync_does_nothing_when_the_operator_stops_it_before_it_runs(f
     assert connection.lease_holder == ""
 
 
-def test_a_claimed_sync_runs_with_the_link_as_it_is_when_it_runs(feed_url, httpserver):
+def test_a_link_changed_after_the_claim_is_read_by_the_next_dispatch_at_once(feed_url, httpserver):
     connection = ConnectionFactory(import_url=feed_url + "?old")
     message = dispatched(connection)
     edit(connection, import_url=feed_url)
-    assert tasks.sync_connection(*message) == "ok_changed"
+    # The change gave the claim's lease back and made the sync due now: the claim's task does
+    # nothing (it keeps only its own lease), the next dispatcher's claim reads the new link.
+    assert tasks.sync_connection(*message) is None
+    assert Connection.objects.get(pk=connection.pk).next_sync_at <= timezone.now()
+    assert tasks.sync_connection(*dispatched(connection)) == "ok_changed"
     assert Block.objects.filter(source=connection).count() == 1
+    assert SyncRun.objects.filter(connection=connection).count() == 1
 
 
 def test_a_claimed_sync_goes_ahead_when_only_the_export_summary_changed(feed_url):
@@ -208,3 +214,66 @@ def test_a_claimed_poll_whose_expired_lease_someone_else_took_does_nothing(feed_
     assert tasks.sync_connection(*message) is None
     assert not SyncRun.objects.filter(connection=connection).exists()
     assert Connection.objects.get(pk=connection.pk).lease_holder == "sync-now"
+
+
+def test_a_lost_workers_task_writes_nothing_once_its_claim_was_taken_over(feed_url, settings):
+    connection = ConnectionFactory(import_url=feed_url)
+    lost = dispatched(connection)
+    # The worker holding the claim is lost; its lease expires; the next dispatcher that finds no
+    # sync waiting in the broker takes over.
+    Connection.objects.filter(pk=connection.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    with mock.patch.object(tasks.sync_connection, "apply_async") as send, mock.patch.object(tasks, "_syncs_waiting", return_value=0):
+        assert tasks.dispatch_due_syncs() == 1
+    (taken,) = [call.args[0] for call in send.call_args_list]
+    assert taken[2] != lost[2]
+    # The lost task, late, while the take-over holds the lease, and after it served the turn
+    # (the message delivered again after the broker's visibility timeout).
+    assert tasks.sync_connection(*lost) is None
+    assert tasks.sync_connection(*taken) == "ok_changed"
+    assert tasks.sync_connection(*lost) is None
+    assert tasks.sync_connection(*taken) is None  # its own message delivered twice: served once
+    assert SyncRun.objects.filter(connection=connection).count() == 1
+    assert Connection.objects.get(pk=connection.pk).lease_holder == ""
+
+
+def test_a_claim_whose_database_failed_keeps_its_lease_for_its_retry(feed_url):
+    connection = ConnectionFactory(import_url=feed_url)
+    message = dispatched(connection)
+    with mock.patch.object(tasks, "connection_sync_leased", wraps=tasks.connection_sync_leased), \
+            mock.patch("syncs.sync._record", side_effect=OperationalError("server closed the connection")), \
+            pytest.raises(OperationalError):
+        tasks.sync_connection.run(*message)
+    assert Connection.objects.get(pk=connection.pk).lease_holder == message[2]
+    assert not SyncRun.objects.filter(connection=connection).exists()
+    assert tasks.sync_connection(*message) == "ok_changed"
+
+
+@pytest.mark.parametrize("waiting", [5, None])
+def test_an_expired_claim_is_not_taken_over_while_syncs_wait_in_the_broker_or_it_cannot_say(waiting):
+    connection = ConnectionFactory(next_sync_at=None)
+    dispatched(connection)
+    # Its message may be waiting behind a backlog longer than its lease: sent again, it would
+    # only be skipped, and a backlog taken over each lease would grow.
+    Connection.objects.filter(pk=connection.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    with mock.patch.object(tasks.sync_connection, "apply_async") as send, \
+            mock.patch.object(tasks, "_syncs_waiting", return_value=waiting):
+        assert tasks.dispatch_due_syncs() == 0
+    assert not send.called
+
+
+def test_the_dispatcher_counts_the_syncs_waiting_in_the_broker(redis_url, settings):
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue = f"waiting-{uuid.uuid4().hex[:8]}"
+    broker_url = app.conf.broker_write_url
+    app.conf.broker_write_url = redis_url
+    try:
+        assert tasks._syncs_waiting() == 0  # no such queue yet
+        with app.connection_for_write() as connection:
+            waiting = connection.SimpleQueue(queue)
+            waiting.put({"a": 1})
+            waiting.put({"b": 2})
+            assert tasks._syncs_waiting() == 2
+            waiting.clear()
+            assert tasks._syncs_waiting() == 0
+            waiting.close()
+    finally:
+        app.conf.broker_write_url = broker_url
