@@ -444,3 +444,19 @@ def test_an_interval_that_is_not_a_whole_number_or_too_short_gets_the_forms_erro
     errors = [row["errors"] for row in OnboardingUpload.objects.get().rows]
     assert errors[0] == ["Enter a whole number."]
     assert "greater than or equal to 5" in errors[1][0]
+
+
+def test_rows_checked_in_another_language_say_so_and_check_again_in_the_readers(client, manager):
+    set_language = reverse("set_language")
+    client.post(set_language, {"language": "es"})
+    upload(client, FILE)
+    checked = OnboardingUpload.objects.get()
+    spanish = {row["line"]: row["errors"] for row in checked.rows}[12][0]
+    assert "not a portal we know" not in spanish  # written in Spanish
+    client.post(set_language, {"language": "en"})
+    page = page_text(client.get(reverse("onboarding-preview", args=[checked.pk])))
+    assert "The rows below were checked in español" in page and spanish in page
+    page = page_text(client.post(reverse("onboarding-recheck", args=[checked.pk]), follow=True))
+    checked.refresh_from_db()
+    english = {row["line"]: row["errors"] for row in checked.rows}[12][0]
+    assert "not a portal we know" in english and english in page and 'id="checked-in"' not in page

@@ -92,15 +92,16 @@ def onboarding_preview(*, user, account, filename: str, data: bytes) -> tuple[On
     return upload, read.notices
 
 
-def onboarding_recheck(*, upload: OnboardingUpload) -> bool:
+def onboarding_recheck(*, upload: OnboardingUpload, language: str) -> bool:
     """Check the file's rows again, against the account as it is now (after a refusal, a lost
-    job, or changes made meanwhile). False when a job is under way or the file was imported."""
+    job, or changes made meanwhile), its words in ``language`` (the reader's, who asked). False
+    when a job is under way or the file was imported."""
     now = timezone.now()
     asked = (
         OnboardingUpload.objects.filter(pk=upload.pk, imported_at__isnull=True)
         .filter(Q(stage=Stage.CHECKED) | (Q(stage=Stage.CHECKING) & lost_jobs(now)))
         .update(stage=Stage.CHECKING, job_attempt=F("job_attempt") + 1, job_queued_at=now, job_started_at=None,
-                job_beat_at=None, rows_checked=0, outcome={}, live_requested_at=None)
+                job_beat_at=None, rows_checked=0, outcome={}, live_requested_at=None, language=language)
     )
     if asked:
         upload.refresh_from_db()

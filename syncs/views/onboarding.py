@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -95,7 +95,7 @@ def onboarding_live(request: HttpRequest, upload_id: int) -> HttpResponse:
 @role_required(Role.MANAGER)
 def onboarding_recheck_view(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = _upload(request, upload_id)
-    if not onboarding_recheck(upload=upload):
+    if not onboarding_recheck(upload=upload, language=translation.get_language() or ""):
         messages.info(request, _("This file is being checked or saved already, or it was saved."))
     return redirect("onboarding-preview", upload_id=upload.pk)
 
@@ -184,7 +184,20 @@ def _context(request: HttpRequest, upload: OnboardingUpload) -> dict:
         "poll_url": reverse("onboarding-progress", args=[upload.pk]) + ("?" + urlencode(query) if query else ""),
         "filters": [(key, _filter_label(key, counts)) for key in SHOWN if key == "all" or counts[key]],
         "query": urlencode({"show": show}) if show != "all" else "",
+        "checked_in": _checked_in(upload),
     }
+
+
+def _checked_in(upload: OnboardingUpload) -> str:
+    """The language the rows' words were written in, by its own name, when it is not the
+    reader's (a check writes them once, in the language of whoever asked for it); else ""."""
+    language = upload.language
+    if not language or language == translation.get_language() or upload.imported_at:
+        return ""
+    try:
+        return translation.get_language_info(language)["name_local"]
+    except KeyError:
+        return ""
 
 
 def _filter_label(key: str, counts: dict) -> str:
