@@ -8,15 +8,14 @@ Inside ``database_deadline(seconds)`` such a wait is cut: when the time is up, t
 this thread's connection is shut down, the driver's wait ends with an error, and the caller sees
 Django's ``DatabaseError`` as for any other database failure (the export answers 503).
 
-One watchdog thread per process serves every deadline; entering and leaving one costs a dict
-operation. Cutting and leaving are serialised, so a connection is never cut after its deadline
-was left (when it may already serve someone else).
+The watchdog is the one every deadline of the process shares (syncs.deadlines, the fetch's
+too). Cutting and leaving are serialised, so a connection is never cut after its deadline was
+left (when it may already serve someone else).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import socket
 import threading
@@ -25,39 +24,27 @@ from collections.abc import Iterator
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-# How often the watchdog looks at the deadlines it holds: a deadline is kept within this much.
-TICK_SECONDS = 0.25
+from syncs.deadlines import at_deadline
 
 
-class _Watchdog:
-    def __init__(self) -> None:
+class _Cut:
+    """What the watchdog does at one deadline: cut the connection's socket, unless the deadline
+    was left first (leaving and cutting are serialised: the connection may serve someone else
+    once left)."""
+
+    def __init__(self, db) -> None:
+        self._db = db
         self._lock = threading.Lock()
-        self._deadlines: dict[int, tuple[float, object]] = {}
-        self._ids = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._left = False
 
-    def add(self, expires: float, db) -> int:
+    def fire(self) -> None:
         with self._lock:
-            key = next(self._ids)
-            self._deadlines[key] = (expires, db)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="database-deadline", daemon=True)
-                self._thread.start()
-            return key
+            if not self._left:
+                _cut(self._db)
 
-    def remove(self, key: int) -> None:
+    def leave(self) -> None:
         with self._lock:
-            self._deadlines.pop(key, None)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(TICK_SECONDS)
-            now = time.monotonic()
-            with self._lock:
-                for key, (expires, db) in list(self._deadlines.items()):
-                    if expires <= now:
-                        del self._deadlines[key]
-                        _cut(db)
+            self._left = True
 
 
 def _cut(db) -> None:
@@ -74,25 +61,15 @@ def _cut(db) -> None:
             sock.close()
 
 
-_WATCHDOG = _Watchdog()
-
-
-def _forget_after_fork() -> None:
-    global _WATCHDOG
-    _WATCHDOG = _Watchdog()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
-
-
 @contextlib.contextmanager
 def database_deadline(seconds: float, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     db = connections[using]
     if db.vendor != "postgresql" or not seconds:
         yield
         return
-    key = _WATCHDOG.add(time.monotonic() + seconds, db)
+    cut = _Cut(db)
+    at_deadline(time.monotonic() + seconds, cut.fire)
     try:
         yield
     finally:
-        _WATCHDOG.remove(key)
+        cut.leave()

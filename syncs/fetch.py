@@ -25,10 +25,8 @@ import contextlib
 import datetime as dt
 import email.utils
 import functools
-import heapq
 import http.cookiejar
 import ipaddress
-import itertools
 import math
 import os
 import re
@@ -48,6 +46,7 @@ from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from syncs import feed_decoding
+from syncs.deadlines import at_deadline
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -269,39 +268,6 @@ def _is_blocked_address(ip: IPAddress, *, allow_loopback: bool) -> bool:
 # --------------------------------------------------------------------------- transport
 
 
-class _Watchdog:
-    """One daemon thread per process that cuts the sockets of fetches past their deadline.
-
-    A thread per fetch (threading.Timer) cost more than an unchanged poll's whole GET; this one
-    sleeps until the earliest deadline. Finished deadlines stay in the heap until their time comes
-    and are then dropped without effect, so registering and finishing are O(log n) and lock-light.
-    """
-
-    def __init__(self) -> None:
-        self._wakeup = threading.Condition()
-        self._heap: list[tuple[float, int, _Deadline]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def add(self, deadline: _Deadline) -> None:
-        with self._wakeup:
-            heapq.heappush(self._heap, (deadline.expires, next(self._order), deadline))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is deadline:
-                self._wakeup.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wakeup:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._wakeup.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
-                _, _, deadline = heapq.heappop(self._heap)
-            deadline.fire()
-
-
-_WATCHDOG = _Watchdog()
 _local = threading.local()  # per thread: the running fetch's deadline
 # The kept-alive sessions of this process, one per (allow_loopback, user_agent), shared by its
 # threads: each thread's own would keep its own connections to every portal, beyond what the
@@ -311,10 +277,9 @@ _sessions_lock = threading.Lock()
 
 
 def _forget_after_fork() -> None:
-    # A forked child (Celery's prefork pool) has no watchdog thread, and must not share the
-    # parent's sockets: it starts with neither.
-    global _WATCHDOG, _local, _sessions, _sessions_lock
-    _WATCHDOG, _local, _sessions, _sessions_lock = _Watchdog(), threading.local(), {}, threading.Lock()
+    # A forked child (Celery's prefork pool) must not share the parent's sockets.
+    global _local, _sessions, _sessions_lock
+    _local, _sessions, _sessions_lock = threading.local(), {}, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -326,7 +291,7 @@ class _Deadline:
     The read timeout restarts with every byte, and urllib3 fills a whole 64 KiB chunk before
     iter_content yields it, so a server dripping a byte every 0.3 s neither trips the read
     timeout nor lets the streaming loop run (measured: a 1,000-byte Content-Length body blocked
-    the loop for 6 s). At the deadline the watchdog shuts down every socket the fetch used,
+    the loop for 6 s). At the deadline the watchdog (syncs.deadlines) shuts down every socket the fetch used,
     new or kept alive, which ends any blocked read at once; the caller then reports a timeout.
     """
 
@@ -342,7 +307,7 @@ class _Deadline:
     def __enter__(self) -> _Deadline:
         self._outer = getattr(_local, "deadline", None)
         _local.deadline = self
-        _WATCHDOG.add(self)
+        at_deadline(self.expires, self.fire)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
