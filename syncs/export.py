@@ -8,10 +8,9 @@ the version comes from the database on every request, so a kept calendar is neve
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import threading
 import zoneinfo
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -91,52 +90,25 @@ def exported_nights(*, token: ServingToken, today: date) -> list[tuple[date, dat
     return merge_nights(blocks.values_list("start_date", "end_date"))
 
 
-class _KeptCalendars:
-    """The calendars last served, by everything they are made of (their version).
-
-    Not Django's cache: its local-memory backend pickles a 66 KB body in and out on every read,
-    and nothing here needs sharing between processes.
-    """
-
-    def __init__(self, size: int):
-        self._size = size
-        self._lock = threading.Lock()
-        self._calendars: OrderedDict[tuple, ExportedCalendar] = OrderedDict()
-
-    def get(self, version: tuple) -> ExportedCalendar | None:
-        with self._lock:
-            exported = self._calendars.get(version)
-            if exported is not None:
-                self._calendars.move_to_end(version)
-            return exported
-
-    def put(self, version: tuple, exported: ExportedCalendar) -> None:
-        with self._lock:
-            self._calendars[version] = exported
-            if len(self._calendars) > self._size:
-                self._calendars.popitem(last=False)
-
-
-_kept = _KeptCalendars(KEPT_CALENDARS)
-
-
 def calendar_export(*, token: ServingToken, today: date | None = None) -> ExportedCalendar:
     """The token's calendar, built once per calendar version (and per day, as the horizon moves)."""
+    return _calendar_kept(token, today or timezone.localdate(timezone=zoneinfo.ZoneInfo(token.property_timezone)))
+
+
+@functools.lru_cache(maxsize=KEPT_CALENDARS)
+def _calendar_kept(token: ServingToken, today: date) -> ExportedCalendar:
+    """Kept by everything the calendar is made of: the token's facts, which hold its random nonce
+    (never reused: a kept calendar never outlives its token, though a database may hand a deleted
+    property's id to a new one) and its calendar's version (bumped in the transaction that
+    changes the property's blocks), and the day. Not Django's cache: its local-memory backend
+    pickles the body in and out on every read, and nothing here needs sharing between processes."""
     zone = zoneinfo.ZoneInfo(token.property_timezone)
-    today = today or timezone.localdate(timezone=zone)
     summary = token.export_summary if token.connection_id else PROPERTY_WIDE_SUMMARY
-    # Everything the calendar is made of. The token's random nonce, never reused, keeps a kept
-    # calendar from ever outliving its token (a database may hand a deleted property's id to a
-    # new one); the version is bumped in the transaction that changes the property's blocks.
     version = (
         token.nonce, token.calendar_version, token.calendar_changed_at, today, summary,
         token.property_name, token.property_timezone,
     )  # fmt: skip
-    exported = _kept.get(version)
-    if exported is None:
-        exported = _calendar_build(token=token, today=today, zone=zone, summary=summary, version=version)
-        _kept.put(version, exported)
-    return exported
+    return _calendar_build(token=token, today=today, zone=zone, summary=summary, version=version)
 
 
 def _calendar_build(

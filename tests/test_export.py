@@ -11,13 +11,14 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections, connections
 from django.db import connection as db
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from channelmgr.log_masking import MaskingGunicornLogger, MaskSecretsFilter
 from syncs.blocks import block_create_manual, block_remove_manual, property_calendar_changed
 from syncs.explain import describe_readers
-from syncs.export import ExportedCalendar, _KeptCalendars
+from syncs.export import KEPT_CALENDARS, _calendar_kept
 from syncs.export_tokens import (
     export_token_ensure,
     export_token_rotate,
@@ -301,15 +302,15 @@ def test_a_deleted_connections_url_404s_at_once_though_its_calendar_was_kept(cli
     assert client.get(path).status_code == 404
 
 
-def test_memory_keeps_only_the_most_recently_read_calendars():
-    kept = _KeptCalendars(size=2)
-    calendars = {name: ExportedCalendar(body=name.encode(), etag=name, last_modified=NOW, last_modified_header="")
-                 for name in "abc"}
-    kept.put(("a",), calendars["a"])
-    kept.put(("b",), calendars["b"])
-    assert kept.get(("a",)) is calendars["a"]  # "a" is now the most recent
-    kept.put(("c",), calendars["c"])
-    assert (kept.get(("a",)), kept.get(("b",)), kept.get(("c",))) == (calendars["a"], None, calendars["c"])
+def test_a_calendar_is_built_once_per_version_and_memory_keeps_a_bounded_number(client, flat):
+    prop, airbnb, _ = flat
+    path = feed_path(prop, airbnb)
+    with CaptureQueriesContext(db) as first:
+        body = client.get(path).content
+    with CaptureQueriesContext(db) as again:
+        assert client.get(path).content == body
+    assert len(again) < len(first)  # the token's look-up only: the calendar was kept
+    assert _calendar_kept.cache_info().maxsize == KEPT_CALENDARS
 
 
 def test_unknown_malformed_and_expired_tokens_get_the_same_404(client, flat, clock):
