@@ -143,6 +143,14 @@ def test_bulk_selection_by_keyboard_comes_back_to_the_button_used_and_says_what_
     expect(page.locator("#attention")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.locator("#attention input[type=checkbox]").first).to_be_focused()
+    # The third leads past every row to what can be done with the ticked ones.
+    page.goto("/")
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to acting on the ticked syncs")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    expect(page.locator("#bulk-all")).to_be_focused()
 
     page.goto("/timeline/")
     first = page.locator(f"#pick-{demo.ids['Casa do Rio/airbnb']}")
