@@ -10,17 +10,10 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from tests import feeds
-
-# The day the corpus is read on; the dates below are around it.
-TODAY = date(2027, 1, 10)
-
-
-def d(days: int) -> date:
-    return TODAY + timedelta(days=days)
-
+from tests.helpers import d  # the corpus is read on the tests' today; its dates are around it
 
 BASE = (("stay-a", d(3), d(6)), ("stay-b", d(10), d(12)))
 BASE_NIGHTS = [(d(3), d(6)), (d(10), d(12))]

@@ -17,15 +17,16 @@ from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.helpers import answer as shared_answer
 from tests.jobs import recorded_hand_over
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-def answer(server, body=b"", status=200, content_type="text/calendar"):
-    server.clear_all_handlers()
-    server.expect_request("/cal.ics").respond_with_data(body, status=status, content_type=content_type)
+
+def answer(server, body: bytes = b"", status: int = 200, content_type: str = "text/calendar") -> None:
+    shared_answer(server, body, status, path="/cal.ics", content_type=content_type)
 
 
 @pytest.fixture

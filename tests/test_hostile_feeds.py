@@ -16,7 +16,8 @@ from syncs.models import Block, Connection, SyncRun
 from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, portal
-from tests.hostile_feeds import BASE, BASE_NIGHTS, CORPUS, TODAY
+from tests.helpers import TODAY
+from tests.hostile_feeds import BASE, BASE_NIGHTS, CORPUS
 from tests.isolated import MiB, run_isolated
 
 # Hard limits for one reading: the parser's own deadline (15 s) with room for a busy machine,

@@ -30,11 +30,11 @@ from tests.factories import (
     PropertyFactory,
     portal,
 )
+from tests.helpers import FEED_PATH, answer
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)  # 09:00 in São Paulo (UTC-3 all year)
-FEED_PATH = "/calendar/ical/4242.ics"
 URL_SECRET = "s=8f3kq0c7e1secret"
 SITE_URL = "https://app.example.com"
 
@@ -44,11 +44,6 @@ def airbnb_server(httpserver, settings):
     settings.FETCH_ALLOW_LOOPBACK = True
     settings.SITE_URL = SITE_URL
     return httpserver
-
-
-def answer(server, body: bytes = b"", status: int = 200, content_type: str = "text/calendar") -> None:
-    server.clear_all_handlers()
-    server.expect_request(FEED_PATH).respond_with_data(body, status=status, content_type=content_type)
 
 
 @pytest.fixture

@@ -44,7 +44,6 @@ from syncs.sync_requests import sync_request_serve
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
 from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_deliver
-from tests.conftest import NOW
 from tests.factories import (
     BlockFactory,
     ConnectionFactory,
@@ -53,14 +52,11 @@ from tests.factories import (
     SyncRunFactory,
     portal,
 )
+from tests.helpers import TODAY, d  # Lisbon is on UTC in January: its today is the tests'
 
 pytestmark = pytest.mark.django_db
 
-TODAY = NOW.date()  # Lisbon is on UTC in January
 
-
-def d(days: int) -> date:
-    return TODAY + timedelta(days=days)
 
 
 @pytest.fixture(autouse=True)

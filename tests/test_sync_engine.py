@@ -22,27 +22,18 @@ from syncs.sync_state import SyncState
 from tests import feeds
 from tests.conftest import NOW
 from tests.factories import ConnectionFactory, PropertyFactory, portal
+from tests.helpers import FEED_PATH, answer, d
 from tests.states import sync_state_of
 
 pytestmark = pytest.mark.django_db
 
-TODAY = NOW.date()
-FEED_PATH = "/calendar/ical/4242.ics"
 
-
-def d(days: int) -> date:
-    return TODAY + timedelta(days=days)
 
 
 @pytest.fixture
 def airbnb_server(httpserver, settings):
     settings.FETCH_ALLOW_LOOPBACK = True
     return httpserver
-
-
-def answer(server, body: bytes = b"", status: int = 200, headers: dict | None = None, content_type="text/calendar"):
-    server.clear_all_handlers()
-    server.expect_request(FEED_PATH).respond_with_data(body, status=status, headers=headers or {}, content_type=content_type)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from syncs.operator_actions import connection_use_https
 from syncs.sync import connection_sync_leased
 from syncs.sync_settings import connection_settings_update
 from tests.factories import ConnectionFactory, PropertyFactory, portal
+from tests.helpers import dispatched
 
 pytestmark = pytest.mark.django_db
 
@@ -56,15 +57,6 @@ def nights(connection) -> list[tuple]:
     return list(
         Block.objects.filter(source=connection, removed_at__isnull=True).values_list("start_date", "end_date", "kind")
     )
-
-
-def claimed(connection) -> tuple:
-    """Make the connection due and let the dispatcher claim it: the task message it sends."""
-    Connection.objects.filter(pk=connection.pk).update(next_sync_at=timezone.now() - timedelta(minutes=1))
-    with mock.patch.object(tasks.sync_connection, "apply_async") as send:
-        tasks.dispatch_due_syncs()
-    (call,) = send.call_args_list
-    return call.args[0]
 
 
 def edit(connection, **changes) -> None:
@@ -107,7 +99,7 @@ READ_FROM_SCRATCH = {"link", "portal", "property zone", "portal labels", "use ht
 @pytest.mark.parametrize("kind", list(CHANGES))
 def test_a_change_made_while_a_claimed_poll_waits_on_its_portal_wins_over_the_poll(kind, clock, connection, httpserver):
     clock.shift(timedelta(minutes=31))
-    message = claimed(connection)
+    message = dispatched(connection)
     runs_before = SyncRun.objects.count()
     version_before = Connection.objects.get(pk=connection.pk).settings_version
     real_fetch = sync_module.fetch_feed

@@ -50,6 +50,7 @@ from syncs.sync_state import (
 )
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.helpers import answer as shared_answer
 from tests.jobs import recorded_hand_over
 from tests.states import overview_tiles, places, sync_state_of
 
@@ -77,9 +78,9 @@ def server(httpserver, settings):
     return httpserver
 
 
-def answer(server, body: bytes = b"", status: int = 200, content_type: str = "text/calendar") -> None:
-    server.clear_all_handlers()
-    server.expect_request(FEED).respond_with_data(body, status=status, content_type=content_type)
+
+def answer(server, body: bytes = b"", status: int = 200, **kwargs) -> None:
+    shared_answer(server, body, status, path=FEED, **kwargs)
 
 
 def stays(count: int = 4):

@@ -19,6 +19,7 @@ from syncs.models import Block, Connection, SyncRun
 from syncs.scheduling import connection_acquire_lease
 from tests import feeds
 from tests.factories import ConnectionFactory
+from tests.helpers import dispatched
 
 pytestmark = pytest.mark.django_db
 
@@ -34,15 +35,6 @@ def test_the_dispatcher_enqueues_one_task_per_due_connection():
     for call in send.call_args_list:
         connection_id, trigger, holder = call.args[0]
         assert (trigger, Connection.objects.get(pk=connection_id).lease_holder) == ("scheduled", holder)
-
-
-def dispatched(connection) -> tuple:
-    """Make the connection due and let the dispatcher claim it: the task message it would send."""
-    Connection.objects.filter(pk=connection.pk).update(next_sync_at=timezone.now() - timedelta(minutes=1))
-    with mock.patch.object(tasks.sync_connection, "apply_async") as send:
-        tasks.dispatch_due_syncs()
-    (call,) = send.call_args_list
-    return call.args[0]
 
 
 def test_a_dispatched_sync_reads_its_connection_when_it_runs(httpserver, settings):
