@@ -13,6 +13,8 @@ from datetime import timedelta
 
 import pytest
 
+from tests.browser.signing_in import log_in, submit_login
+
 try:
     from playwright.sync_api import expect
 except ImportError:  # the browser fixture skips (fails with REQUIRE_SERVICES=1), saying why
@@ -28,13 +30,6 @@ pytestmark = [
 PAUSED_WORDS = "Vrbo answered 404: the calendar link no longer exists."
 PHONE = {"width": 390, "height": 844}
 
-
-def log_in(page, username: str = "demo", password: str = "demo") -> None:
-    """Through the login form, as a person would."""
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
 
 
 def mark_the_page(page) -> None:
@@ -63,7 +58,7 @@ def test_the_operator_logs_in_and_sees_what_is_broken_first(page, demo, shot):
     expect(page.get_by_text("Demo: log in as demo / demo.")).to_be_visible()
     shot(page, "1-login")
 
-    log_in(page, "demo", "not-the-password")
+    submit_login(page, "demo", "not-the-password")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("Please enter a correct username and password.")
     expect(page.get_by_label("Username")).to_have_value("demo")

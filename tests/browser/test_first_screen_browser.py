@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from syncs.models import Block, Connection, Membership
 from tests.browser.screens import axe_serious, page_width
+from tests.browser.signing_in import log_in
 from tests.factories import AccountFactory, BlockFactory, ConnectionFactory, PropertyFactory, portal
 
 try:
@@ -34,13 +35,6 @@ LANGUAGES = ("en", "pt", "es")
 FIX = {"en": "Fix", "pt": "Corrigir", "es": "Corregir"}
 PASSWORD = "a-long-password-1"
 
-
-def log_in(page, username: str, password: str) -> None:
-    page.goto("/accounts/login/")
-    page.locator("#id_username").fill(username)
-    page.locator("#id_password").fill(password)
-    page.locator("main form [type=submit]").click()
-    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
 
 
 def wholly_on_screen(page, locator) -> dict:

@@ -22,6 +22,7 @@ import requests
 
 from syncs import jobs
 from tests import feeds
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect
@@ -40,13 +41,6 @@ WHERE_TO_COPY = "In Vrbo: Calendar > Import/Export > Export, and copy the link."
 VRBO_READER = "Vrbo calendar sync"  # how the portal's fetcher names itself (syncs/readers.py)
 FEED_PATH = "/vrbo/apartamento-sol.ics"
 
-
-def log_in(page, username: str = "demo", password: str = "demo") -> None:
-    """Through the login form, as a person would."""
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
 
 
 def in_words(value: date) -> str:

@@ -22,6 +22,7 @@ from syncs import jobs
 from syncs.models import Connection
 from syncs.notifications import send_pause_notifications
 from tests import feeds
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect
@@ -36,12 +37,6 @@ pytestmark = [
 
 PROPERTY = "Casa das Três Portas"
 
-
-def log_in(page) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill("demo")
-    page.get_by_role("button", name="Log in").click()
 
 
 def tiles(page) -> dict[str, int]:

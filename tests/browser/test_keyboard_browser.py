@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from syncs import jobs
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect
@@ -24,14 +25,6 @@ pytestmark = [
 
 MOST_TABS = 60
 
-
-def log_in(page) -> None:
-    """Through the login form (what is under test starts after it)."""
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill("demo")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
 def focused(page) -> str:

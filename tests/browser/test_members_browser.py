@@ -15,6 +15,8 @@ from base64 import b32decode
 import pytest
 from django.core.management import call_command
 
+from tests.browser.signing_in import log_in, submit_login
+
 try:
     from playwright.sync_api import expect
 except ImportError:  # the browser fixture skips (fails with REQUIRE_SERVICES=1), saying why
@@ -35,12 +37,6 @@ def site(demo, settings, mailoutbox):
     settings.SITE_URL = demo.base_url
     return demo
 
-
-def log_in(page, username: str = "demo", password: str = "demo") -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
 
 
 def path_of(link: str, demo) -> str:
@@ -250,7 +246,7 @@ def test_a_forgotten_password_is_reset_through_the_email_in_the_outbox(new_page,
     expect(page.get_by_role("heading", level=1)).to_have_text("Password changed")
     shot(page, "2-changed")
 
-    log_in(page, "demo", "demo")
+    submit_login(page, "demo", "demo")
     expect(page.get_by_role("alert")).to_contain_text("Please enter a correct username and password.")
     log_in(page, "demo", "sea and sun 2027")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from syncs.portals import HERE_LOOK, LOOKS
+from tests.browser.signing_in import log_in
 from tests.browser.test_fix_checklist_browser import VrboPortal, vrbo_portal  # noqa: F401 (a fixture)
 
 try:
@@ -26,13 +27,6 @@ pytestmark = [
 
 PHONE = {"width": 390, "height": 844}
 
-
-def log_in(page) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill("demo")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
 
 
 def rgb(hex_colour: str) -> str:

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Connection
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect
@@ -23,13 +24,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-
-def log_in(page) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill("demo")
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
 
 
 def export_path(connection_id: int) -> str:

@@ -6,8 +6,6 @@ the project's routes (tests/browser/screens.py)."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from tests.browser.screens import (
@@ -18,6 +16,7 @@ from tests.browser.screens import (
     page_width,
     words_broken,
 )
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect
@@ -33,13 +32,6 @@ pytestmark = [
 LANGUAGES = ("en", "pt", "es")
 DESKTOP = {"width": 1280, "height": 900}
 
-
-def log_in(page) -> None:
-    page.goto("/accounts/login/")
-    page.locator("#id_username").fill("demo")
-    page.locator("#id_password").fill("demo")
-    page.locator("main form [type=submit]").click()
-    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
 
 
 def open_page(browser_page, target: Page) -> None:
