@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import pytest
 from django.urls import reverse
 
+from syncs.apply import apply_diff
 from syncs.blocks import block_create_manual
 from syncs.diff import StoredBlock, diff_blocks
 from syncs.export_tokens import export_token_ensure, token_from_nonce
@@ -343,3 +344,24 @@ def test_stays_that_touch_are_two_stays_not_one_moved(clock, server, airbnb):
     run = sync(airbnb)
     assert (run.events_removed, run.events_updated, run.removals_held) == (1, 0, False)
     assert nights(airbnb) == [(d(3), d(6), "reserved"), (d(9), d(12), "reserved"), (d(20), d(22), "reserved")]
+
+
+def test_the_moment_given_to_apply_is_the_moment_each_change_is_stamped_with(airbnb):
+    """The engine applies a diff at the moment of its run: blocks first seen, last seen and
+    removed then, whatever the clock says when the rows are written."""
+    moment = NOW - timedelta(hours=5)
+    gone = BlockFactory(property=airbnb.property, source=airbnb, uid="gone", start_date=d(30), end_date=d(33))
+    run = SyncRun.objects.create(connection=airbnb, outcome="ok_changed")
+    diff = diff_blocks(
+        stored=[StoredBlock(id=gone.pk, uid="gone", recurrence_id="", start=d(30), end=d(33), kind="reserved",
+                            summary="")],
+        events=[ParsedEvent(uid="new", start=d(3), end=d(6), kind="reserved", summary="Reserved")],
+        today=TODAY,
+    )
+    apply_diff(connection=airbnb, run=run, diff=diff, hold_removals=False, now=moment)
+    new = Block.objects.get(uid="new")
+    assert (new.first_seen_at, new.last_seen_at) == (moment, moment)
+    gone.refresh_from_db()
+    assert (gone.removed_at, gone.removed_by_run) == (moment, run)
+    airbnb.property.refresh_from_db()
+    assert airbnb.property.calendar_changed_at == moment
