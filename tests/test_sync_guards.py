@@ -334,6 +334,9 @@ def test_stays_that_touch_are_two_stays_not_one_moved(clock, server, airbnb):
     touching = ParsedEvent(uid="new", start=d(6), end=d(9), kind="reserved", summary="Reserved")
     diff = diff_blocks(stored=stored, events=[touching], today=TODAY)
     assert ([e.uid for e in diff.added], [b.uid for b in diff.removed], diff.updated) == (["new"], ["old"], [])
+    before = ParsedEvent(uid="new", start=d(0), end=d(3), kind="reserved", summary="Reserved")  # ends as it begins
+    diff = diff_blocks(stored=stored, events=[before], today=TODAY)
+    assert ([e.uid for e in diff.added], [b.uid for b in diff.removed], diff.updated) == (["new"], ["old"], [])
 
     answer(server, feeds.airbnb(("x", d(3), d(6)), ("y", d(6), d(9)), ("z", d(9), d(12)), ("w", d(20), d(22))))
     sync(airbnb)
@@ -365,3 +368,12 @@ def test_the_moment_given_to_apply_is_the_moment_each_change_is_stamped_with(air
     assert (gone.removed_at, gone.removed_by_run) == (moment, run)
     airbnb.property.refresh_from_db()
     assert airbnb.property.calendar_changed_at == moment
+
+
+def test_a_new_uid_for_the_same_nights_is_an_update_whatever_its_kind():
+    """Portals give rolling blocks a new UID every day: the same nights under a new UID are the
+    same block changed, even when its kind changed too (a hold that became a booking)."""
+    stored = [StoredBlock(id=7, uid="hold", recurrence_id="", start=d(3), end=d(6), kind="blocked", summary="")]
+    booked = ParsedEvent(uid="booking", start=d(3), end=d(6), kind="reserved", summary="Reserved")
+    diff = diff_blocks(stored=stored, events=[booked], today=TODAY)
+    assert (diff.added, diff.removed, [(b.id, e.uid, e.kind) for b, e in diff.updated]) == ([], [], [(7, "booking", "reserved")])
