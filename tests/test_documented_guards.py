@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from datetime import date, timedelta
 
 import pytest
@@ -255,3 +256,13 @@ def test_the_receivers_helper_refuses_a_replay_of_any_age(age):
     assert signature_valid(
         secret=secret, body=body, header=f"t={now - 299},v2={fresh}", delivery_id="9", event="restored", now=now
     )
+
+
+def test_the_receivers_helper_reads_the_clock_when_not_given_a_time():
+    secret, body = "whsec_" + "ef" * 32, b'{"event": "paused"}'
+    t = int(time.time())
+    mac = hmac.new(secret.encode(), f"{t}.3.paused.".encode() + body, hashlib.sha256).hexdigest()
+    assert signature_valid(secret=secret, body=body, header=f"t={t},v2={mac}", delivery_id="3", event="paused")
+    old = t - 301
+    mac = hmac.new(secret.encode(), f"{old}.3.paused.".encode() + body, hashlib.sha256).hexdigest()
+    assert not signature_valid(secret=secret, body=body, header=f"t={old},v2={mac}", delivery_id="3", event="paused")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+import time_machine
 from django.urls import reverse
 
 from syncs.apply import apply_diff
@@ -377,3 +378,18 @@ def test_a_new_uid_for_the_same_nights_is_an_update_whatever_its_kind():
     booked = ParsedEvent(uid="booking", start=d(3), end=d(6), kind="reserved", summary="Reserved")
     diff = diff_blocks(stored=stored, events=[booked], today=TODAY)
     assert (diff.added, diff.removed, [(b.id, e.uid, e.kind) for b, e in diff.updated]) == ([], [], [(7, "booking", "reserved")])
+
+
+def test_held_removals_apply_when_the_same_answer_comes_exactly_30_minutes_later(server, airbnb):
+    """README: "until the same answer comes again at least 30 minutes later"."""
+    future = [(f"f{i}", d(10 * i), d(10 * i + 2)) for i in range(1, 5)]
+    with time_machine.travel(NOW, tick=False) as frozen:
+        answer(server, feeds.airbnb(*future))
+        sync(airbnb)
+        answer(server, feeds.airbnb())
+        assert sync(airbnb).removals_held
+        frozen.shift(timedelta(minutes=29, seconds=59))
+        assert sync(airbnb).removals_held
+        frozen.shift(timedelta(seconds=1))
+        run = sync(airbnb)
+        assert (run.removals_held, run.events_removed) == (False, 4)
