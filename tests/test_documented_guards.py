@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from syncs.conflicts import conflicts_listed
 from syncs.dashboard import property_month
 from syncs.export_tokens import export_token_ensure
+from syncs.horizon import latest_checkout
 from syncs.ical import parse_feed
 from syncs.models import Block, Connection, ExportToken, Membership, OnboardingUpload, Portal
 from syncs.sync_state import SyncState, connection_status, in_states
@@ -266,3 +267,23 @@ def test_the_receivers_helper_reads_the_clock_when_not_given_a_time():
     old = t - 301
     mac = hmac.new(secret.encode(), f"{old}.3.paused.".encode() + body, hashlib.sha256).hexdigest()
     assert not signature_valid(secret=secret, body=body, header=f"t={old},v2={mac}", delivery_id="3", event="paused")
+
+
+@pytest.mark.parametrize(
+    ("today", "last_checkout"),
+    [
+        # syncs/horizon.py: "the first day of the month after the same day three years ahead".
+        (date(2026, 11, 15), date(2029, 12, 1)),
+        (date(2026, 12, 31), date(2030, 1, 1)),
+        (date(2027, 1, 1), date(2030, 2, 1)),
+        (date(2028, 2, 29), date(2031, 3, 1)),
+    ],
+)
+def test_feeds_are_read_until_the_first_of_the_month_after_three_years_ahead(today, last_checkout):
+    assert latest_checkout(today) == last_checkout
+    body = calendar(
+        f"UID:edge\nDTSTART;VALUE=DATE:{last_checkout - timedelta(days=2):%Y%m%d}\nDTEND;VALUE=DATE:{last_checkout:%Y%m%d}",
+        f"UID:beyond\nDTSTART;VALUE=DATE:{last_checkout:%Y%m%d}\nDTEND;VALUE=DATE:{last_checkout + timedelta(days=2):%Y%m%d}",
+    )
+    read = parse_feed(body, timezone="Europe/Lisbon", today=today)
+    assert [(e.uid, e.start, e.end) for e in read.events] == [("edge", last_checkout - timedelta(days=2), last_checkout)]
