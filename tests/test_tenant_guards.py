@@ -16,17 +16,19 @@ from django.utils import timezone
 from syncs.activity import activity_record
 from syncs.conflicts import conflicts_listed
 from syncs.digests import digest_message
+from syncs.export_tokens import export_token_ensure
 from syncs.models import (
     Activity,
     Block,
     Connection,
+    ExportToken,
     Membership,
     OnboardingUpload,
     PauseEpisode,
     Property,
     WebhookDelivery,
 )
-from syncs.webhooks import scan_double_bookings, webhook_create
+from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_create
 from tests.conftest import NOW
 from tests.factories import (
     BlockFactory,
@@ -167,3 +169,42 @@ def test_the_account_s_blocks_are_unchanged_by_another_account_s_pages(signed_in
     assert signed_in.get(reverse("property-detail", args=[other.pk])).status_code == 404
     assert signed_in.get(reverse("timeline") + f"?property={other.pk}").status_code in (200, 404)
     assert Block.objects.filter(property=other).count() == 2
+
+
+def not_reading_sync(membership: Membership) -> Connection:
+    """A two-way sync of the account's property whose export URL no portal read in days."""
+    connection = Connection.objects.get(property__account=membership.account, portal__slug="airbnb")
+    Connection.objects.filter(pk=connection.pk).update(last_success_at=timezone.now())
+    token = export_token_ensure(property=connection.property, connection=connection)
+    ExportToken.objects.filter(pk=token.pk).update(created_at=timezone.now() - timedelta(days=5))
+    return connection
+
+
+def test_the_not_reading_scan_tells_each_account_of_its_own_syncs_once(mine, theirs, settings):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    for membership in (mine, theirs):
+        webhook_create(user=membership.user, account=membership.account, url="http://127.0.0.1:9/hook",
+                       events=["not_reading"], slack_text=False)
+        not_reading_sync(membership)
+    assert scan_not_reading(now=timezone.now()) == 2
+    told = {(d.webhook.account_id, d.payload["property"]) for d in WebhookDelivery.objects.select_related("webhook")}
+    assert told == {(mine.account_id, MINE), (theirs.account_id, THEIRS)}
+    assert scan_not_reading(now=timezone.now()) == 0  # told once: neither account's scan forgets the other's
+    assert WebhookDelivery.objects.count() == 2
+
+
+def test_an_account_that_subscribes_later_is_told_of_its_own_not_reading_sync(mine, theirs, settings):
+    """The first account's scan reads its own syncs only: the other account, which had no webhook
+    for it yet, is told when it subscribes."""
+    settings.FETCH_ALLOW_LOOPBACK = True
+    webhook_create(user=mine.user, account=mine.account, url="http://127.0.0.1:9/hook", events=["not_reading"],
+                   slack_text=False)
+    not_reading_sync(mine)
+    not_reading_sync(theirs)
+    assert scan_not_reading(now=timezone.now()) == 1
+    webhook_create(user=theirs.user, account=theirs.account, url="http://127.0.0.1:9/other", events=["not_reading"],
+                   slack_text=False)
+    assert scan_not_reading(now=timezone.now()) == 1
+    told = [(d.webhook.account_id, d.payload["property"]) for d in WebhookDelivery.objects.select_related("webhook")
+            .order_by("pk")]
+    assert told == [(mine.account_id, MINE), (theirs.account_id, THEIRS)]
