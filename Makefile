@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint check clean
+.PHONY: run test lint check clean mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,33 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python manage.py compile_translations
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Mutation testing (docs/mutation.md): not part of `make test`. The functions below decide nights,
+# states and tenants; mutmut changes each in small ways and runs the tests that reach it, on
+# SQLite, from a copy of one migrated database. The last line is the score.
+MUTATION_SCOPE := \
+	'syncs.diff.x_*' \
+	'syncs.apply.x_apply_diff__*' \
+	'syncs.sync.x__must_hold__*' \
+	'syncs.horizon.x_*' \
+	'syncs.export.x_merge_nights__*' 'syncs.export.x_exported_nights__*' 'syncs.export.x_calendar_export__*' \
+	'syncs.webhooks.x__mac__*' 'syncs.webhooks.x_signature__*' 'syncs.webhooks.x_signature_valid__*' \
+	'syncs.sync_state.x_classify__*' \
+	'syncs.conflicts.x_account_conflict_groups__*' \
+	'syncs.ical.x__is_cancelled__*'
+MUTATION_DATABASE := $(CURDIR)/var/mutation-template.sqlite3
+
+mutation: $(VENV)/.installed-dev
+	$(BIN)/python manage.py compile_translations
+	rm -rf mutants $(MUTATION_DATABASE)
+	mkdir -p var
+	DATABASE_URL=sqlite:///$(MUTATION_DATABASE) $(BIN)/python manage.py migrate --noinput --verbosity 0
+	env -u DATABASE_URL -u REDIS_URL -u REQUIRE_SERVICES MUTATION_TEST_DATABASE=$(MUTATION_DATABASE) \
+		$(BIN)/mutmut run --max-children 2 $(MUTATION_SCOPE) > var/mutation.log 2>&1 || (tail -c 3000 var/mutation.log; exit 1)
+	@$(BIN)/python tools/mutation_summary.py $(MUTATION_SCOPE)
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache mutants
