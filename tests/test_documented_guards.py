@@ -34,13 +34,7 @@ from tests.factories import (
     PropertyFactory,
     portal,
 )
-
-TODAY = NOW.date()
-
-
-def d(days: int) -> date:
-    return TODAY + timedelta(days=days)
-
+from tests.helpers import TODAY, d
 
 # --------------------------------------------------------------------------- "stale": no success for two intervals
 

@@ -18,6 +18,7 @@ from syncs.sync import connection_sync_leased
 from syncs.webhooks import webhook_create
 from tests import feeds
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, portal
+from tests.helpers import answer as shared_answer
 
 pytestmark = pytest.mark.django_db
 
@@ -50,9 +51,9 @@ def sync(owner, server):
     return ConnectionFactory(property=prop, portal=portal("airbnb"), import_url=server.url_for(FEED))
 
 
+
 def answer(server, body: bytes, status: int = 200, content_type: str = "text/calendar") -> None:
-    server.clear_all_handlers()
-    server.expect_request(FEED).respond_with_data(body, status=status, content_type=content_type)
+    shared_answer(server, body, status, path=FEED, content_type=content_type)
 
 
 def run(sync) -> SyncRun:

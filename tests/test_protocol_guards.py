@@ -14,17 +14,13 @@ from django.urls import reverse
 
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Connection
-from tests.conftest import NOW
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
+from tests.helpers import d
 
 pytestmark = pytest.mark.django_db
 
-TODAY = NOW.date()
 UID = re.compile(rb"UID:([0-9a-f]{24})@localhost\r\n")
 
-
-def d(days: int) -> date:
-    return TODAY + timedelta(days=days)
 
 
 def path(prop, connection=None) -> str:

@@ -30,15 +30,13 @@ from tests.factories import (
     PropertyFactory,
     portal,
 )
+from tests.helpers import TODAY, d
+from tests.helpers import answer as shared_answer
 
 pytestmark = pytest.mark.django_db
 
-TODAY = NOW.date()
 FEED_PATH = "/calendar/ical/77.ics"
 
-
-def d(days: int) -> date:
-    return TODAY + timedelta(days=days)
 
 
 @pytest.fixture
@@ -47,9 +45,9 @@ def server(httpserver, settings):
     return httpserver
 
 
+
 def answer(server, body: bytes) -> None:
-    server.clear_all_handlers()
-    server.expect_request(FEED_PATH).respond_with_data(body, content_type="text/calendar")
+    shared_answer(server, body, path=FEED_PATH)
 
 
 @pytest.fixture

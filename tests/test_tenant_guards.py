@@ -6,7 +6,7 @@ a paused sync, activity), so a missing filter shows the other account's names.""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -37,15 +37,12 @@ from tests.factories import (
     PropertyFactory,
     portal,
 )
+from tests.helpers import d
 
 pytestmark = pytest.mark.django_db
 
-TODAY = NOW.date()
 MINE, THEIRS = "Casa Azul", "Villa Outra"
 
-
-def d(days: int) -> date:
-    return TODAY + timedelta(days=days)
 
 
 def account_with(name: str, *, role=Membership.Role.OWNER) -> Membership:
