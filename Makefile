@@ -40,12 +40,16 @@ run: $(VENV)/.installed-run
 	@echo
 	$(BIN)/honcho --procfile Procfile start
 
+# pytest runs in one process per core (pytest-xdist), each with a test database of its own
+# (pytest-django names them test_<name>_gw0, _gw1, ...). TEST_PROCESSES=0: all in this process.
+TEST_PROCESSES ?= auto
+
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py check --fail-level WARNING
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py compile_translations
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -6,9 +6,11 @@ the session stops at once, saying which service is missing.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -125,6 +127,55 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
+def _lock(path: Path, mode: int) -> int:
+    handle = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(handle, mode)
+    return handle
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """In a parallel run (pytest-xdist), a test marked ``alone`` runs while no other test does:
+    it compares timings taken side by side within itself, which a neighbour's burst of load
+    between its measures would decide. Every test holds the run's lock shared; an ``alone`` one
+    holds it exclusively. A second lock, the turnstile, lets no new test start while an
+    ``alone`` one waits, so that it is not starved by tests that keep starting. Taken around the
+    whole test (its fixtures too) and before pytest-timeout starts its clock: waiting for an
+    ``alone`` test is no part of a test's time."""
+    if not hasattr(item.config, "workerinput"):  # one process: every test runs alone already
+        return (yield)
+    folder = Path(item.config.option.basetemp).parent  # the run's, shared by its workers (xdist)
+    alone = item.get_closest_marker("alone") is not None
+    turnstile = _lock(folder / "tests.turnstile", fcntl.LOCK_EX)
+    try:
+        tests = _lock(folder / "tests.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+    finally:
+        if not alone:
+            os.close(turnstile)
+    try:
+        return (yield)
+    finally:
+        os.close(tests)
+        if alone:
+            os.close(turnstile)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metrics_folder_of_our_own(tmp_path_factory):
+    """The worker counters (prometheus-client's multiprocess files) of this test process, and of
+    the processes it starts, go to a folder of its own: the /metrics tests compare counts before
+    and after a sync, which a parallel test process (pytest-xdist) counting its own syncs in a
+    shared folder (settings: VAR_DIR/metrics) would change. The files are made at the first
+    count, after this."""
+    before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path_factory.mktemp("metrics"))
+    yield
+    if before is None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
 
 
 @pytest.fixture(autouse=True)

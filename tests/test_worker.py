@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import re
 import uuid
 from datetime import timedelta
 
@@ -48,8 +48,13 @@ def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(pos
             log=log,
         )
         # Its connections outlive the tasks: pooled (settings: a worker's DATABASES pool), where
-        # Celery's default closed them after each one.
-        time.sleep(0.5)
+        # Celery's default closed them after each one. Asked once every task has ended.
+        wait_for(
+            lambda: len(re.findall(r"Task syncs\.tasks\.sync_connection\[[^]]+\] succeeded", log.read_text())) == 3,
+            timeout=30,
+            what="the worker done with the three syncs",
+            log=log,
+        )
         with db_connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [queue])
             assert cursor.fetchone()[0] >= 1
