@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 # The moment the clock of most tests starts at (see ``clock``): the feeds of those tests are
@@ -176,6 +176,16 @@ def _metrics_folder_of_our_own(tmp_path_factory):
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     else:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a page asked for in Portuguese leaves Portuguese
+    active in the thread (LocaleMiddleware never deactivates it), and in a parallel run the test
+    that comes next in the same process is any test."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
