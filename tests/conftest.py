@@ -6,6 +6,7 @@ the session stops at once, saying which service is missing.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -129,6 +130,21 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
 
 
+# In a parallel run (pytest-xdist), a test that compares timings measured side by side within
+# itself (a p95 alone, then beside another account's load) measures while no other test runs:
+# a neighbour's burst of load between its measures would decide it. Every other test holds the
+# run's lock shared for its whole run (fixtures too); the measuring part of such a test holds it
+# exclusively, through the ``run_alone`` fixture. A second lock, the turnstile, lets no test start
+# while the exclusive one waits, so that it is not starved by tests that keep starting.
+
+
+def _run_folder(config: pytest.Config) -> Path | None:
+    """The folder of the parallel run, shared by its processes; None in a run of one process."""
+    if not hasattr(config, "workerinput"):
+        return None
+    return Path(config.option.basetemp).parent  # xdist gives each worker <the run's>/popen-gwN
+
+
 def _lock(path: Path, mode: int) -> int:
     handle = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(handle, mode)
@@ -137,29 +153,43 @@ def _lock(path: Path, mode: int) -> int:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem):
-    """In a parallel run (pytest-xdist), a test marked ``alone`` runs while no other test does:
-    it compares timings taken side by side within itself, which a neighbour's burst of load
-    between its measures would decide. Every test holds the run's lock shared; an ``alone`` one
-    holds it exclusively. A second lock, the turnstile, lets no new test start while an
-    ``alone`` one waits, so that it is not starved by tests that keep starting. Taken around the
-    whole test (its fixtures too) and before pytest-timeout starts its clock: waiting for an
-    ``alone`` test is no part of a test's time."""
-    if not hasattr(item.config, "workerinput"):  # one process: every test runs alone already
+    """Each test holds the run's lock shared (see above), taken before pytest-timeout starts its
+    clock: waiting for a ``run_alone`` measure is no part of a test's time."""
+    folder = _run_folder(item.config)
+    if folder is None or "run_alone" in getattr(item, "fixturenames", ()):
         return (yield)
-    folder = Path(item.config.option.basetemp).parent  # the run's, shared by its workers (xdist)
-    alone = item.get_closest_marker("alone") is not None
     turnstile = _lock(folder / "tests.turnstile", fcntl.LOCK_EX)
     try:
-        tests = _lock(folder / "tests.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        tests = _lock(folder / "tests.lock", fcntl.LOCK_SH)
     finally:
-        if not alone:
-            os.close(turnstile)
+        os.close(turnstile)
     try:
         return (yield)
     finally:
         os.close(tests)
-        if alone:
-            os.close(turnstile)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    turnstile = _lock(folder / "tests.turnstile", fcntl.LOCK_EX)
+    try:
+        tests = _lock(folder / "tests.lock", fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            os.close(tests)
+    finally:
+        os.close(turnstile)
+
+
+@pytest.fixture
+def run_alone(request):
+    """``with run_alone(): ...``: what the block measures, it measures while no other test of a
+    parallel run runs (see above). In a run of one process, every test runs alone already."""
+    folder = _run_folder(request.config)
+    if folder is None:
+        return contextlib.nullcontext
+    return lambda: _exclusive(folder)
 
 
 @pytest.fixture(scope="session", autouse=True)
