@@ -51,16 +51,6 @@ def _chromium_problem() -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """In a parallel run (pytest-xdist, --dist loadgroup), a module's browser tests go to one
-    process, which starts Chromium once for them (``browser`` is per module)."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.parent == here:
-            item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
-
-
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the module's tests; each test gets its own context.
