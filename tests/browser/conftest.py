@@ -55,9 +55,9 @@ def _chromium_problem() -> str | None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """In a parallel run (pytest-xdist, --dist loadgroup), a module's browser tests go to one
     process, one after the other, as in a run of one process: ``browser`` (per module) starts
-    Chromium once for them. Interleaved with other modules' tests (--dist worksteal), the
-    browser was started and stopped around each, and on SQLite the data migration's portals
-    were gone for the tests that came after."""
+    Chromium once for them. With --dist worksteal and no groups, one SQLite process lost the
+    data migration's portals for a quarter of the suite (cause not found: a browser test
+    between two others, in one process, kept them)."""
     here = Path(__file__).parent
     for item in items:
         if item.path.parent == here:
