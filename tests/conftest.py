@@ -6,15 +6,18 @@ the session stops at once, saying which service is missing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 # The moment the clock of most tests starts at (see ``clock``): the feeds of those tests are
@@ -132,6 +135,94 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
         template = os.environ.get("MUTATION_TEST_DATABASE")
         if template:
             shutil.copyfile(template, name)
+
+
+# In a parallel run (pytest-xdist), a test that compares timings measured side by side within
+# itself (a p95 alone, then beside another account's load) measures while no other test runs:
+# a neighbour's burst of load between its measures would decide it. Every other test holds the
+# run's lock shared for its whole run (fixtures too); the measuring part of such a test holds it
+# exclusively, through the ``run_alone`` fixture. A second lock, the turnstile, lets no test start
+# while the exclusive one waits, so that it is not starved by tests that keep starting.
+
+
+def _run_folder(config: pytest.Config) -> Path | None:
+    """The folder of the parallel run, shared by its processes; None in a run of one process."""
+    if not hasattr(config, "workerinput"):
+        return None
+    return Path(config.option.basetemp).parent  # xdist gives each worker <the run's>/popen-gwN
+
+
+def _lock(path: Path, mode: int) -> int:
+    handle = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(handle, mode)
+    return handle
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """Each test holds the run's lock shared (see above), taken before pytest-timeout starts its
+    clock: waiting for a ``run_alone`` measure is no part of a test's time."""
+    folder = _run_folder(item.config)
+    if folder is None or "run_alone" in getattr(item, "fixturenames", ()):
+        return (yield)
+    turnstile = _lock(folder / "tests.turnstile", fcntl.LOCK_EX)
+    try:
+        tests = _lock(folder / "tests.lock", fcntl.LOCK_SH)
+    finally:
+        os.close(turnstile)
+    try:
+        return (yield)
+    finally:
+        os.close(tests)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    turnstile = _lock(folder / "tests.turnstile", fcntl.LOCK_EX)
+    try:
+        tests = _lock(folder / "tests.lock", fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            os.close(tests)
+    finally:
+        os.close(turnstile)
+
+
+@pytest.fixture
+def run_alone(request):
+    """``with run_alone(): ...``: what the block measures, it measures while no other test of a
+    parallel run runs (see above). In a run of one process, every test runs alone already."""
+    folder = _run_folder(request.config)
+    if folder is None:
+        return contextlib.nullcontext
+    return lambda: _exclusive(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metrics_folder_of_our_own(tmp_path_factory):
+    """The worker counters (prometheus-client's multiprocess files) of this test process, and of
+    the processes it starts, go to a folder of its own: the /metrics tests compare counts before
+    and after a sync, which a parallel test process (pytest-xdist) counting its own syncs in a
+    shared folder (settings: VAR_DIR/metrics) would change. The files are made at the first
+    count, after this."""
+    before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path_factory.mktemp("metrics"))
+    yield
+    if before is None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a page asked for in Portuguese leaves Portuguese
+    active in the thread (LocaleMiddleware never deactivates it), and in a parallel run the test
+    that comes next in the same process is any test."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

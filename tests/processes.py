@@ -57,7 +57,7 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str, log:
             result = None
         if result:
             return result
-        time.sleep(0.3)
+        time.sleep(0.1)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise AssertionError(f"{what} did not happen within {timeout} s.\n{tail}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -18,9 +17,12 @@ from tests import feeds
 from tests.factories import ConnectionFactory
 
 
-def slow_feed(body: bytes, seconds: float):
+def held_feed(body: bytes, released: threading.Event):
+    """The feed, answered once ``released`` is set: the worker that fetches it holds its lease
+    until then."""
+
     def handler(request):
-        time.sleep(seconds)
+        released.wait(30)
         return Response(body, content_type="text/calendar")
 
     return handler
@@ -31,7 +33,10 @@ def test_two_workers_syncing_one_connection_at_once_apply_it_once(postgres, http
     settings.FETCH_ALLOW_LOOPBACK = True
     today = timezone.localdate()
     body = feeds.airbnb(*[(f"s{i}", today + timedelta(days=3 * i + 1), today + timedelta(days=3 * i + 3)) for i in range(5)])
-    httpserver.expect_request("/feed.ics").respond_with_handler(slow_feed(body, 0.5))
+    # The feed answers once one worker has given up (no lease for it): the other is still
+    # fetching then, whatever the machine's speed. Were both to take the lease, both would fetch.
+    released = threading.Event()
+    httpserver.expect_request("/feed.ics").respond_with_handler(held_feed(body, released))
     connection = ConnectionFactory(import_url=httpserver.url_for("/feed.ics"))
     results = []
     barrier = threading.Barrier(2)
@@ -41,6 +46,7 @@ def test_two_workers_syncing_one_connection_at_once_apply_it_once(postgres, http
         try:
             results.append(connection_sync_leased(connection_id=connection.pk))
         finally:
+            released.set()
             db_connection.close()
 
     threads = [threading.Thread(target=worker) for _ in range(2)]

@@ -18,7 +18,7 @@ from syncs.editing import connection_edit
 from syncs.models import Block, Connection, SyncRun
 from syncs.scheduling import connection_acquire_lease
 from tests import feeds
-from tests.factories import ConnectionFactory
+from tests.factories import ConnectionFactory, PropertyFactory
 from tests.helpers import dispatched
 
 pytestmark = pytest.mark.django_db
@@ -147,7 +147,9 @@ def test_a_retried_scheduled_task_takes_its_claim_again(feed_url):
 
 
 def test_the_dispatcher_hands_out_every_due_connection_in_one_pass_however_many():
-    ConnectionFactory.create_batch(1100, next_sync_at=None)
+    # More than two batches (tasks.DISPATCH_BATCH), on one property: what is counted is the claims.
+    prop = PropertyFactory()
+    Connection.objects.bulk_create(ConnectionFactory.build_batch(1100, property=prop, next_sync_at=None))
     with mock.patch.object(tasks.sync_connection, "apply_async") as send:
         assert tasks.dispatch_due_syncs() == 1100
     assert send.call_count == 1100

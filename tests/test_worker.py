@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import socket
 import uuid
 from datetime import timedelta
 
@@ -20,6 +20,14 @@ from tests.processes import child_env, database_url, start, stop, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
+def idle(broker_url: str, name: str) -> bool:
+    """Whether the worker ``name`` says it runs no task: each task it took has ended, its
+    task_postrun handlers (which give the database connection back) too."""
+    with app.connection_for_write(broker_url) as broker:
+        active = app.control.inspect(destination=[name], timeout=1, connection=broker).active()
+    return active is not None and active.get(name) == []
+
+
 def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(postgres, redis_url, tmp_path, httpserver):
     today = timezone.localdate()
     httpserver.expect_request("/feed.ics").respond_with_data(
@@ -33,8 +41,10 @@ def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(pos
         DATABASE_URL=f"{database_url()}?application_name={queue}",
         REDIS_URL=redis_url, CELERY_QUEUE=queue, VAR_DIR=str(tmp_path), FETCH_ALLOW_LOOPBACK="1",
     )
+    name = f"{queue}@{socket.gethostname()}"
     worker = start(
-        ["celery", "-A", "channelmgr", "worker", "--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"],
+        ["celery", "-A", "channelmgr", "worker", "--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle",
+         "-n", name],
         env,
         log,
     )
@@ -48,8 +58,8 @@ def test_a_celery_worker_on_redis_imports_the_feeds_the_dispatcher_hands_out(pos
             log=log,
         )
         # Its connections outlive the tasks: pooled (settings: a worker's DATABASES pool), where
-        # Celery's default closed them after each one.
-        time.sleep(0.5)
+        # Celery's default closed them after each one. Asked once every task has ended.
+        wait_for(lambda: idle(redis_url, name), timeout=30, what="the worker idle, done with the three syncs", log=log)
         with db_connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [queue])
             assert cursor.fetchone()[0] >= 1

@@ -79,10 +79,12 @@ def _visit_all(new_page, pages: list[Page], *, viewport: dict, language: str, ph
         shot(browser_page, f"{language}-{viewport['width']}-{target.name}")
 
 
-# Every page of the app, in three languages: longer than one page's test.
+# Every page of the app, in each language (one test each, so that a parallel run spreads them):
+# longer than one page's test.
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_no_page_is_wider_than_a_360_px_phone_in_any_language_and_axe_finds_nothing_serious_there(
-    new_page, pages, shot
+    new_page, pages, shot, language
 ):
     too_wide, findings, broken = [], [], []
 
@@ -97,8 +99,7 @@ def test_no_page_is_wider_than_a_360_px_phone_in_any_language_and_axe_finds_noth
         if language == "en" or target.name in ("home", "property-list", "property-detail", "connection-fix", "activity", "timeline", "webhooks"):
             findings.extend(f"{language} {target.name}: {line}" for line in axe_serious(browser_page))
 
-    for language in LANGUAGES:
-        _visit_all(new_page, pages, viewport=PHONE_360, language=language, phone=True, shot=shot, check=check)
+    _visit_all(new_page, pages, viewport=PHONE_360, language=language, phone=True, shot=shot, check=check)
     assert not too_wide, "wider than the 360 px screen:\n" + "\n".join(too_wide)
     assert not broken, "words broken across two lines:\n" + "\n".join(broken)
     assert not findings, "axe-core, on a phone:\n" + "\n".join(findings)
