@@ -61,7 +61,7 @@ MUTATION_SCOPE := \
 	'syncs.apply.x_apply_diff__*' \
 	'syncs.sync.x__must_hold__*' \
 	'syncs.horizon.x_*' \
-	'syncs.export.x_merge_nights__*' 'syncs.export.x_exported_nights__*' 'syncs.export.x_calendar_export__*' 'syncs.export.x__calendar_kept__*' \
+	'syncs.export.x_merge_nights__*' 'syncs.export.x_exported_nights__*' 'syncs.export.x_calendar_export__*' \
 	'syncs.webhooks.x__mac__*' 'syncs.webhooks.x_signature__*' 'syncs.webhooks.x_signature_valid__*' \
 	'syncs.sync_state.x_classify__*' \
 	'syncs.conflicts.x_account_conflict_groups__*' \

@@ -92,18 +92,12 @@ def exported_nights(*, token: ServingToken, today: date) -> list[tuple[date, dat
 
 def calendar_export(*, token: ServingToken, today: date | None = None) -> ExportedCalendar:
     """The token's calendar, built once per calendar version (and per day, as the horizon moves)."""
-    return _calendar_kept(token, today or timezone.localdate(timezone=zoneinfo.ZoneInfo(token.property_timezone)))
-
-
-@functools.lru_cache(maxsize=KEPT_CALENDARS)
-def _calendar_kept(token: ServingToken, today: date) -> ExportedCalendar:
-    """Kept by everything the calendar is made of: the token's facts, which hold its random nonce
-    (never reused: a kept calendar never outlives its token, though a database may hand a deleted
-    property's id to a new one) and its calendar's version (bumped in the transaction that
-    changes the property's blocks), and the day. Not Django's cache: its local-memory backend
-    pickles the body in and out on every read, and nothing here needs sharing between processes."""
     zone = zoneinfo.ZoneInfo(token.property_timezone)
+    today = today or timezone.localdate(timezone=zone)
     summary = token.export_summary if token.connection_id else PROPERTY_WIDE_SUMMARY
+    # Everything the calendar is made of. The token's random nonce, never reused, keeps a kept
+    # calendar from ever outliving its token (a database may hand a deleted property's id to a
+    # new one); the version is bumped in the transaction that changes the property's blocks.
     version = (
         token.nonce, token.calendar_version, token.calendar_changed_at, today, summary,
         token.property_name, token.property_timezone,
@@ -111,6 +105,9 @@ def _calendar_kept(token: ServingToken, today: date) -> ExportedCalendar:
     return _calendar_build(token=token, today=today, zone=zone, summary=summary, version=version)
 
 
+# Kept by its arguments, the version among them. Not Django's cache: its local-memory backend
+# pickles the body in and out on every read, and nothing here needs sharing between processes.
+@functools.lru_cache(maxsize=KEPT_CALENDARS)
 def _calendar_build(
     *, token: ServingToken, today: date, zone: zoneinfo.ZoneInfo, summary: str, version: tuple
 ) -> ExportedCalendar:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from channelmgr.log_masking import MaskingGunicornLogger, MaskSecretsFilter
 from syncs.blocks import block_create_manual, block_remove_manual, property_calendar_changed
 from syncs.explain import describe_readers
-from syncs.export import KEPT_CALENDARS, _calendar_kept
+from syncs.export import KEPT_CALENDARS, _calendar_build
 from syncs.export_tokens import (
     export_token_ensure,
     export_token_rotate,
@@ -310,7 +310,7 @@ def test_a_calendar_is_built_once_per_version_and_memory_keeps_a_bounded_number(
     with CaptureQueriesContext(db) as again:
         assert client.get(path).content == body
     assert len(again) < len(first)  # the token's look-up only: the calendar was kept
-    assert _calendar_kept.cache_info().maxsize == KEPT_CALENDARS
+    assert _calendar_build.cache_info().maxsize == KEPT_CALENDARS
 
 
 def test_unknown_malformed_and_expired_tokens_get_the_same_404(client, flat, clock):
