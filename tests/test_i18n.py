@@ -46,6 +46,7 @@ from tests.factories import (
     PropertyFactory,
     SyncRunFactory,
 )
+from tests.test_sign_in import enrol, log_in
 
 BASE_DIR = Path(settings.BASE_DIR)
 TEMPLATES_DIR = BASE_DIR / "templates"
@@ -751,8 +752,6 @@ def _html_language(response) -> str:
 @pytest.fixture
 def ana_with_two_factor(client):
     """Ana, with an authenticator app, whose saved language is Spanish."""
-    from tests.test_sign_in import enrol
-
     ana = MembershipFactory(user__username="ana", user__email="ana@example.com", language="es").user
     client.force_login(ana)
     enrol(client)
@@ -762,8 +761,6 @@ def ana_with_two_factor(client):
 
 @pytest.mark.django_db
 def test_the_code_page_speaks_the_language_chosen_on_the_log_in_page_and_so_does_everything_after(ana_with_two_factor):
-    from tests.test_sign_in import log_in
-
     browser = Client(HTTP_ACCEPT_LANGUAGE="en")
     assert 'lang="pt"' in _switch(browser, "pt", reverse("login")).content.decode()
     signed = log_in(browser)
@@ -780,8 +777,6 @@ def test_the_code_page_speaks_the_language_chosen_on_the_log_in_page_and_so_does
 
 @pytest.mark.django_db
 def test_the_code_page_speaks_the_saved_language_when_nothing_was_chosen_before_signing_in(ana_with_two_factor):
-    from tests.test_sign_in import log_in
-
     # An English browser, and a language cookie left by a choice made long ago on this browser:
     # the person's saved choice is newer than both.
     browser = Client(HTTP_ACCEPT_LANGUAGE="en")

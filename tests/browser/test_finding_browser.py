@@ -13,7 +13,7 @@ import pytest
 
 from syncs.models import Membership, Property
 from tests.browser.screens import axe_serious, page_width
-from tests.browser.test_screens_browser import log_in
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect

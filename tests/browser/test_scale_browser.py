@@ -10,7 +10,7 @@ import pytest
 
 from syncs.models import Activity, Block, Connection
 from syncs.webhooks import scan_double_bookings
-from tests.browser.test_honest_state_browser import log_in
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect

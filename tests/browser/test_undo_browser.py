@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from syncs.models import Block, Connection, Property, Webhook
 from tests.browser.screens import axe_serious
-from tests.browser.test_honest_state_browser import log_in
+from tests.browser.signing_in import log_in
 
 try:
     from playwright.sync_api import expect
