@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from syncs.collation import by_name, name_matches
+from syncs.id_inputs import parse_id
 from syncs.models import Account, Activity, Membership, Property
 from syncs.roles import Role, role_required
 
@@ -75,10 +76,8 @@ def _named(name: str, archived_at) -> str:
 
 def _chosen_property(value: str, properties) -> Property | None:
     """The account's property a link asks for, or no filter (never an error page)."""
-    pk = value.strip()
-    if not (pk.isascii() and pk.isdigit()) or len(pk) > 18:
-        return None
-    return properties.filter(pk=int(pk)).first()
+    pk = parse_id(value)
+    return None if pk is None else properties.filter(pk=pk).first()
 
 
 def _chosen(value: str, allowed: set[str]) -> str:
