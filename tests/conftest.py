@@ -245,7 +245,8 @@ def _fresh_cache(settings):
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-    from syncs import politeness, readers
+    from syncs import readers
+    from syncs.engine import politeness
 
     cache.clear()
     readers._pending.clear()

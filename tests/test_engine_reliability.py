@@ -27,11 +27,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from channelmgr.celery import app
-from syncs import politeness
-from syncs import sync as sync_module
+from syncs.engine import politeness
+from syncs.engine import record as sync_module
+from syncs.engine.record import connection_sync_leased
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Block, PauseEpisode, SyncRun
-from syncs.sync import connection_sync_leased
 from syncs.sync_state import SyncState
 from syncs.tasks import sync_connection
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory

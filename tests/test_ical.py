@@ -1,4 +1,4 @@
-"""Behaviour of syncs.ical: feed bytes in, nights out.
+"""Behaviour of syncs.engine.parse.ical: feed bytes in, nights out.
 
 The real feeds in tests/fixtures/feeds are copies of /work/shared/feeds/real (guest names and
 phone numbers already replaced there); files named own_* were written for these tests.
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncs import ical
-from syncs.ical import (
+from syncs.engine.parse import ical
+from syncs.engine.parse.ical import (
     FeedParseError,
     ParsedFeed,
     body_fingerprint,

@@ -12,12 +12,12 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from syncs import apply as apply_module
-from syncs import ical
-from syncs import sync as sync_module
-from syncs.ical import parse_feed
+from syncs.engine import apply as apply_module
+from syncs.engine import record as sync_module
+from syncs.engine.parse import ical
+from syncs.engine.parse.ical import parse_feed
+from syncs.engine.record import connection_accept_held_answer, connection_sync_leased
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, SyncRun
-from syncs.sync import connection_accept_held_answer, connection_sync_leased
 from syncs.sync_state import SyncState
 from tests import feeds
 from tests.conftest import NOW
@@ -278,7 +278,7 @@ def test_a_feed_whose_only_change_is_its_timestamp_is_not_parsed_again(clock, ai
     answer(airbnb_server, feeds.booking(("x", d(1), d(9)), stamp="20270110T120000Z"))
     sync(connection)
     answer(airbnb_server, feeds.booking(("x", d(1), d(9)), stamp="20270110T123000Z"))
-    with mock.patch("syncs.sync.parse_feed") as parse:
+    with mock.patch("syncs.engine.record.parse_feed") as parse:
         run = sync(connection)
     parse.assert_not_called()
     assert run.outcome == "ok_unchanged"
@@ -509,7 +509,7 @@ def readings():
         reused.append(feed.events_reused)
         return feed
 
-    with mock.patch("syncs.sync.parse_feed", side_effect=counting):
+    with mock.patch("syncs.engine.record.parse_feed", side_effect=counting):
         yield reused
 
 

@@ -13,13 +13,13 @@ from django.contrib.admin.sites import site
 from django.utils import timezone
 from werkzeug import Response
 
-from syncs import sync as sync_module
 from syncs import tasks
 from syncs.connection_state import connection_switch
 from syncs.editing import connection_edit, property_edit
+from syncs.engine import record as sync_module
+from syncs.engine.record import connection_sync_leased
 from syncs.models import Block, Connection, Portal, Property, SyncRun
 from syncs.operator_actions import connection_use_https
-from syncs.sync import connection_sync_leased
 from syncs.sync_settings import connection_settings_update
 from tests.factories import ConnectionFactory, PropertyFactory, portal
 from tests.helpers import dispatched

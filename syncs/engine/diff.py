@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from syncs.ical import ParsedEvent
+from syncs.engine.parse.ical import ParsedEvent
 
 # Removals are held when a feed loses at least this share of its future blocks...
 SHRINK_SHARE = 0.5

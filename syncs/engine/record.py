@@ -17,11 +17,11 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, connections, transaction
 from django.utils import timezone
 
-from syncs import politeness
-from syncs.apply import apply_diff
 from syncs.connection_state import failure_updates, success_updates
 from syncs.db_connections import database_idle, database_unavailable
-from syncs.diff import (
+from syncs.engine import politeness
+from syncs.engine.apply import apply_diff
+from syncs.engine.diff import (
     BlockDiff,
     StoredBlock,
     answer_fingerprint,
@@ -29,11 +29,8 @@ from syncs.diff import (
     known_readings,
     shrink_guard_trips,
 )
-from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
-from syncs.ical import INVALID_REASONS, FeedParseError, ParsedFeed, body_fingerprint, parse_feed
-from syncs.models import Block, Connection, SyncRun
-from syncs.politeness import defer_seconds, host_of
-from syncs.scheduling import (
+from syncs.engine.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
+from syncs.engine.lease import (
     LEASE_RELEASED,
     connection_acquire_lease,
     connection_defer,
@@ -41,6 +38,15 @@ from syncs.scheduling import (
     connection_release_lease,
     new_lease_holder,
 )
+from syncs.engine.parse.ical import (
+    INVALID_REASONS,
+    FeedParseError,
+    ParsedFeed,
+    body_fingerprint,
+    parse_feed,
+)
+from syncs.engine.politeness import defer_seconds, host_of
+from syncs.models import Block, Connection, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,7 @@ class LeaseLost(Exception):
 
 
 class HostBusy(Exception):
-    """The portal host may not be asked now (syncs.politeness): the sync was put off, unmade."""
+    """The portal host may not be asked now (syncs.engine.politeness): the sync was put off, unmade."""
 
 
 @dataclass
@@ -101,7 +107,7 @@ def connection_lease_and_read(*, connection_id: int, holder: str, claimed: bool 
     ``claimed``: ``holder`` is a dispatcher's claim, which leased the row when it claimed it. The
     claim's task keeps that lease, and only that: a lease given back means the claim's turn was
     served (a task delivered again, or a lost worker's late one), a lease someone else holds
-    means it was taken over (syncs.scheduling). A task that finds the lease still its own with
+    means it was taken over (syncs.engine.lease). A task that finds the lease still its own with
     at least half its length to run needs no write to keep it: it reads the row in one
     statement; otherwise (it waited in the queue, or it is a retry) it renews the lease first.
     Anyone else (a "Sync now") takes the lease if it is free.
@@ -191,7 +197,7 @@ def connection_sync(*, connection: Connection, trigger: str, holder: str, now: d
     """Run one sync of ``connection`` as read when its lease was taken by ``holder``.
 
     Raises HostBusy, having written nothing but the connection's next turn, when its portal host
-    may not be asked now (syncs.politeness). Anything that goes wrong after the fetch is recorded
+    may not be asked now (syncs.engine.politeness). Anything that goes wrong after the fetch is recorded
     as a failed run, in a transaction of its own: nothing of the feed is half-applied. Except our
     database being unavailable (syncs.db_connections): that raises, with nothing recorded.
     """

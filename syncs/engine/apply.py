@@ -10,8 +10,8 @@ from datetime import datetime
 from django.utils import timezone
 
 from syncs.blocks import property_calendar_changed
-from syncs.diff import BlockDiff
-from syncs.ical import ParsedEvent
+from syncs.engine.diff import BlockDiff
+from syncs.engine.parse.ical import ParsedEvent
 from syncs.models import Block, BlockChange, Connection, SyncRun
 
 SUMMARY_MAX = Block._meta.get_field("summary").max_length

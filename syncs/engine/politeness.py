@@ -8,7 +8,7 @@ slot per connection it serves. A host that asked us to wait (429, or a ``Retry-A
 answer) is not asked again before that time.
 
 A sync that may not ask its host now is not made to wait: it gives its lease back and comes
-again when the host is free (``syncs.scheduling.connection_defer``), with a little jitter so
+again when the host is free (``syncs.engine.lease.connection_defer``), with a little jitter so
 that the deferred syncs of one host do not return on the same second.
 
 Limits are counted per worker process: with W processes a host sees at most W times the limit.

@@ -1,5 +1,5 @@
 """One watchdog thread per process that ends waits past their deadline, for whatever waits: a
-portal's fetch (syncs.fetch) and a request's wait on PostgreSQL (syncs.db_deadline) each give it
+portal's fetch (syncs.engine.fetch) and a request's wait on PostgreSQL (syncs.engine.db_deadline) each give it
 the moment and what to do then (shut their sockets down, which ends a blocked read at once).
 
 The thread sleeps until the earliest deadline. A deadline left before its time stays in the

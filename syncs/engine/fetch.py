@@ -45,8 +45,8 @@ from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES, InvalidIPAddre
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-from syncs import feed_decoding
-from syncs.deadlines import at_deadline
+from syncs.engine.deadlines import at_deadline
+from syncs.engine.parse import feed_decoding
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -291,7 +291,7 @@ class _Deadline:
     The read timeout restarts with every byte, and urllib3 fills a whole 64 KiB chunk before
     iter_content yields it, so a server dripping a byte every 0.3 s neither trips the read
     timeout nor lets the streaming loop run (measured: a 1,000-byte Content-Length body blocked
-    the loop for 6 s). At the deadline the watchdog (syncs.deadlines) shuts down every socket the fetch used,
+    the loop for 6 s). At the deadline the watchdog (syncs.engine.deadlines) shuts down every socket the fetch used,
     new or kept alive, which ends any blocked read at once; the caller then reports a timeout.
     """
 

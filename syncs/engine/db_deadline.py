@@ -8,7 +8,7 @@ Inside ``database_deadline(seconds)`` such a wait is cut: when the time is up, t
 this thread's connection is shut down, the driver's wait ends with an error, and the caller sees
 Django's ``DatabaseError`` as for any other database failure (the export answers 503).
 
-The watchdog is the one every deadline of the process shares (syncs.deadlines, the fetch's
+The watchdog is the one every deadline of the process shares (syncs.engine.deadlines, the fetch's
 too). Cutting and leaving are serialised, so a connection is never cut after its deadline was
 left (when it may already serve someone else).
 """
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from syncs.deadlines import at_deadline
+from syncs.engine.deadlines import at_deadline
 
 
 class _Cut:

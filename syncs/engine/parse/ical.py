@@ -24,7 +24,8 @@ import recurring_ical_events
 import x_wr_timezone
 from billiard.exceptions import SoftTimeLimitExceeded
 
-from syncs import event_texts, feed_decoding, horizon, portals
+from syncs import horizon, portals
+from syncs.engine.parse import event_texts, feed_decoding
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 # The work of reading a feed is bounded before icalendar sees it: its cost grows with the

@@ -4,7 +4,7 @@ The dispatcher claims due connections: in one transaction it moves their next tu
 ahead and leases them to a claim id, so two dispatchers running at once never hand out the same
 connection twice. A task carries the connection's id and that claim id, nothing of the
 connection itself: the worker keeps the claim's lease (never a free one, nor anyone else's) and
-reads the connection as it is then (syncs.sync).
+reads the connection as it is then (syncs.engine.record).
 
 A claim is served once: its lease is given back only with the run's record, or when the sync is
 not to run after all (switched off, paused, its portal host busy). A claim whose lease expired
@@ -169,5 +169,5 @@ def connection_release_lease(*, connection_id: int, holder: str) -> None:
 
 def connection_defer(*, connection_id: int, holder: str, until: datetime) -> None:
     """Give the lease back and come back to the connection at ``until``: for a poll that may
-    not ask its portal now (syncs.politeness). Nothing is recorded: no poll was made."""
+    not ask its portal now (syncs.engine.politeness). Nothing is recorded: no poll was made."""
     Connection.objects.filter(pk=connection_id, lease_holder=holder).update(next_sync_at=until, **LEASE_RELEASED)
