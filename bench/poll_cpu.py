@@ -54,7 +54,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from bench.capacity import FEED, free_port
-    from syncs.engine.record import connection_sync_leased
+    from syncs.engine.task import connection_sync_leased
     from syncs.models import Account, Connection, Portal, Property
 
     call_command("migrate", verbosity=0)

@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import ChannelError
 
 from syncs.engine.lease import connections_claim_due
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.jobs import (
     DurableTask,
     resend_jobs,  # noqa: F401 - registers the task with the worker

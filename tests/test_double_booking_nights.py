@@ -28,7 +28,7 @@ from syncs.conflicts import (
 )
 from syncs.digests import digests_send
 from syncs.engine.fetch import close_kept_connections
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.models import PauseEpisode, WebhookDelivery
 from syncs.troubleshooting import run_step
 from syncs.webhooks import scan_double_bookings, webhook_create, webhook_deliver

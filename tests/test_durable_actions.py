@@ -20,7 +20,7 @@ from django.utils import timezone
 from werkzeug import Response
 
 from channelmgr.celery import app
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Account, Block, BulkAction, Connection, Job, Membership, SyncRun
 from tests import feeds
 from tests.conftest import require

@@ -216,7 +216,7 @@ def test_an_unchanged_calendar_answers_304_with_no_body(client, flat):
 
 
 def test_a_sync_that_changes_blocks_changes_the_export_at_once(client, flat, httpserver, settings):
-    from syncs.engine.record import connection_sync_leased
+    from syncs.engine.task import connection_sync_leased
     from tests import feeds
 
     prop, airbnb, booking = flat

@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
 from syncs.models import Account, Block, ChecklistStep, Connection
 from syncs.troubleshooting import run_step

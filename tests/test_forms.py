@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from syncs import editing
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.explain import describe
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
 from syncs.models import (

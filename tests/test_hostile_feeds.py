@@ -12,7 +12,7 @@ import time_machine
 
 from syncs.engine.fetch import FetchError, _unpacked
 from syncs.engine.parse.ical import MAX_BODY_BYTES, FeedParseError, parse_feed
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Block, Connection, SyncRun
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, portal

@@ -18,7 +18,7 @@ from werkzeug import Response
 
 from syncs import live_checks
 from syncs.engine.fetch import FetchError, fetch_feed, link_identity
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.explain import describe
 from syncs.horizon import latest_checkout
 from syncs.models import Account, Block, Connection, Membership, SyncRun

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncs.engine.fetch import body_fingerprint
 from syncs.engine.parse import ical
 from syncs.engine.parse.ical import (
     FeedParseError,
     ParsedFeed,
-    body_fingerprint,
     looks_like_ical,
     parse_feed,
 )

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from syncs.blocks import TEST_BLOCK_SUMMARY
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.management.commands.portal_colours import STYLESHEET, with_portal_css
 from syncs.models import Account, Block, Connection, SyncRun
 from syncs.portals import CATALOGUE, HERE_LOOK, LOOKS, portal_css

@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Activity, Membership, PauseEpisode, SyncRun, WebhookDelivery
 from syncs.notifications import send_pause_notifications
 from syncs.webhooks import webhook_create

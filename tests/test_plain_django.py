@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from syncs.engine.lease import connections_claim_due
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import token_from_nonce
 from syncs.models import ExportToken
 from tests import feeds

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Account, Activity, Block, PauseEpisode
 from syncs.probing import probe_paused_connections
 from syncs.sync_state import SyncState

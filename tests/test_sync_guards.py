@@ -14,10 +14,10 @@ import time_machine
 from django.urls import reverse
 
 from syncs.blocks import block_create_manual
-from syncs.engine.apply import apply_diff
 from syncs.engine.diff import StoredBlock, diff_blocks
 from syncs.engine.parse.ical import ParsedEvent, parse_feed
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.record import apply_diff
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Block, BlockChange, Connection, SyncRun
 from syncs.removal import connections_remove

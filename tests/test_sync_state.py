@@ -22,7 +22,7 @@ from django.utils import timezone
 from syncs import notifications
 from syncs.connection_state import connection_switch
 from syncs.dashboard import dashboard_summary
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import new_token_fields
 from syncs.models import (
     Account,

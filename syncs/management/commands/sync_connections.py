@@ -8,7 +8,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from syncs.engine.lease import connection_release_lease, connections_claim_due
-from syncs.engine.record import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from syncs.explain import describe
 from syncs.models import Connection, SyncRun
 
