@@ -351,6 +351,30 @@ def test_the_operator_can_accept_held_removals_at_once(clock, airbnb_server, con
     assert connection.held_accepted_answer == ""
 
 
+def test_held_removals_accepted_while_a_poll_reads_the_feed_are_applied_by_the_sync_that_follows(
+    clock, airbnb_server, connection
+):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb())
+    sync(connection)
+    real_fetch = fetch.fetch_feed
+
+    def accepted_during_the_fetch(*args, **kwargs):
+        assert connection_accept_held_answer(connection=Connection.objects.get(pk=connection.pk))
+        return real_fetch(*args, **kwargs)
+
+    runs_before = SyncRun.objects.count()
+    with mock.patch.object(fetch, "fetch_feed", accepted_during_the_fetch):
+        assert sync(connection) is None  # judged its removals by what it read before: dropped
+    assert SyncRun.objects.count() == runs_before
+    assert connection.held_accepted_answer == connection.held_answer != ""  # the acceptance stands
+    assert connection.lease_holder == ""
+    run = sync(connection, trigger="manual")  # the sync the acceptance asked for
+    assert (run.events_removed, run.removals_held) == (4, False)
+    assert current_nights(connection) == []
+
+
 @pytest.mark.parametrize(
     ("body", "status", "content_type", "code"),
     [
