@@ -26,7 +26,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from syncs.apps import SyncsConfig
 from syncs.blocks import property_calendar_changed
 from syncs.forms import ConnectionForm
 from syncs.models import (
@@ -115,12 +114,12 @@ class SuperuserOnlyAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
     pass
 
 
-def other_apps_superuser_only(site: admin.AdminSite = admin.site) -> None:
-    """Make every admin page of another app superuser-only: the registered ModelAdmin is
-    replaced by a subclass that keeps everything it does and refuses everyone else. Run once
-    every app registered its admin (SyncsConfig.ready)."""
+def other_apps_superuser_only(*, own_app: str, site: admin.AdminSite = admin.site) -> None:
+    """Make every admin page of an app other than ``own_app`` (a label) superuser-only: the
+    registered ModelAdmin is replaced by a subclass that keeps everything it does and refuses
+    everyone else. Run once every app registered its admin (SyncsConfig.ready)."""
     for model, model_admin in list(site._registry.items()):
-        if model._meta.app_label == SyncsConfig.name or isinstance(model_admin, SuperuserOnlyMixin):
+        if model._meta.app_label == own_app or isinstance(model_admin, SuperuserOnlyMixin):
             continue
         guarded = type(f"SuperuserOnly{type(model_admin).__name__}", (SuperuserOnlyMixin, type(model_admin)), {})
         site._registry[model] = guarded(model, site)

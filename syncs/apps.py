@@ -19,4 +19,4 @@ class SyncsConfig(AppConfig):
         # autodiscover in its own ready()): the other apps' admins become superuser-only.
         from syncs.admin import other_apps_superuser_only
 
-        other_apps_superuser_only()
+        other_apps_superuser_only(own_app=self.label)

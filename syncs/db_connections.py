@@ -57,3 +57,11 @@ def database_unavailable(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> b
     # timeout) without a SQLSTATE; whatever the error, a connection that is gone or no longer
     # answers was not the statement's fault.
     return db.connection is None or not db.is_usable()
+
+
+def database_replace_if_unusable(using: str = DEFAULT_DB_ALIAS) -> None:
+    """After an error, replace the connection it left unusable, so that the failure can still be
+    recorded (never inside a caller's transaction: that would end it)."""
+    db = connections[using]
+    if not db.in_atomic_block:
+        db.close_if_unusable_or_obsolete()

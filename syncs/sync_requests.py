@@ -11,24 +11,17 @@ worker (``syncs.engine.task``). Switching it on is what makes it sync (within a 
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from syncs.activity import activity_record
-from syncs.engine.task import connection_sync_leased
-from syncs.jobs import JobPutOff, jobs_enqueue
+from syncs.jobs import jobs_enqueue
 from syncs.models import Activity, Connection, SyncRun
-
-log = logging.getLogger(__name__)
 
 # The task a request's job runs: the sync itself (syncs.tasks), named so as not to import it.
 SYNC_TASK = "syncs.tasks.sync_connection"
-# A request that could not be served yet (its portal host is busy, another sync holds the
-# connection) is tried again after this long.
-PUT_OFF = timedelta(seconds=30)
 
 
 def sync_request_key(connection_id: int) -> str:
@@ -69,13 +62,3 @@ def connections_request_sync(*, connections: list[Connection], now: datetime | N
             connection.sync_requested_at = now
     return asked
 
-
-def sync_request_serve(*, connection_id: int) -> SyncRun | None:
-    """Serve the connection's request with a sync (a request's job: run once however often it is
-    sent, syncs.jobs). Raises JobPutOff if the sync cannot run now while the request waits (its
-    portal host is busy, another sync holds the connection), so that the job comes back."""
-    run = connection_sync_leased(connection_id=connection_id, trigger=SyncRun.Trigger.MANUAL)
-    if run is None and Connection.objects.filter(pk=connection_id, sync_requested_at__isnull=False).exists():
-        log.info("sync now put off connection=%s", connection_id)
-        raise JobPutOff(PUT_OFF.total_seconds())
-    return run

@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import ChannelError
 
 from syncs.engine.lease import connections_claim_due
-from syncs.engine.task import connection_sync_leased
+from syncs.engine.task import sync_connection_run
 from syncs.jobs import (
     DurableTask,
     resend_jobs,  # noqa: F401 - registers the task with the worker
@@ -26,7 +26,7 @@ from syncs.notifications import send_pause_notifications  # noqa: F401 - registe
 from syncs.password_reset import password_reset_send  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
 from syncs.retention import prune
-from syncs.sync_requests import connection_request_sync, sync_request_serve
+from syncs.sync_requests import connection_request_sync
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,7 @@ def sync_connection(
     or, for an operator's request (a job: "Sync now" and the like, run once however often it is
     sent), taking its lease first. ``_legacy``: what messages queued by an older version carried
     after the holder; the connection is read afresh instead."""
-    if trigger == SyncRun.Trigger.MANUAL:
-        run = sync_request_serve(connection_id=connection_id)
-    else:
-        run = connection_sync_leased(connection_id=connection_id, trigger=trigger, holder=holder)
+    run = sync_connection_run(connection_id=connection_id, trigger=trigger, holder=holder)
     return run.outcome if run else None
 
 

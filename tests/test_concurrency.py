@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.db import connection as db_connection
 from django.utils import timezone
 from werkzeug import Response
 
-from syncs.engine.lease import LeaseLost, connection_acquire_lease
-from syncs.engine.task import connection_sync, connection_sync_leased
-from syncs.models import Block, SyncRun
+from syncs.engine import fetch
+from syncs.engine.lease import connection_acquire_lease
+from syncs.engine.task import connection_sync_leased
+from syncs.models import Block, Connection, SyncRun
 from tests import feeds
 from tests.factories import ConnectionFactory
 
@@ -65,10 +67,16 @@ def test_a_worker_whose_lease_was_taken_over_writes_nothing(httpserver, settings
     today = timezone.localdate()
     httpserver.expect_request("/feed.ics").respond_with_data(feeds.airbnb(("a", today + timedelta(days=1), today + timedelta(days=3))))
     connection = ConnectionFactory(import_url=httpserver.url_for("/feed.ics"))
-    # Our lease expired while we fetched, and another worker took the connection.
-    assert connection_acquire_lease(connection_id=connection.pk, holder="the-other-worker")
-    with pytest.raises(LeaseLost):
-        connection_sync(connection=connection, trigger=SyncRun.Trigger.SCHEDULED, holder="us")
+    real_fetch = fetch.fetch_feed
+
+    def taken_over_during_the_fetch(*args, **kwargs):
+        # Our lease expired while we fetched, and another worker took the connection.
+        Connection.objects.filter(pk=connection.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+        assert connection_acquire_lease(connection_id=connection.pk, holder="the-other-worker")
+        return real_fetch(*args, **kwargs)
+
+    with mock.patch.object(fetch, "fetch_feed", taken_over_during_the_fetch):
+        assert connection_sync_leased(connection_id=connection.pk) is None
     assert not SyncRun.objects.exists()
     assert not Block.objects.exists()
 
@@ -77,7 +85,8 @@ def test_a_worker_whose_lease_was_taken_over_writes_nothing(httpserver, settings
 def test_syncs_of_two_connections_of_one_portal_do_not_wait_for_each_other(postgres, httpserver, settings):
     from django.db import transaction
 
-    from syncs.engine.lease import connection_acquire_lease, connection_lock_leased
+    from syncs.engine.lease import connection_acquire_lease
+    from syncs.engine.record import connection_lock_leased
 
     settings.FETCH_ALLOW_LOOPBACK = True
     httpserver.expect_request("/feed.ics").respond_with_data(feeds.airbnb())

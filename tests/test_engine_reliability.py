@@ -53,7 +53,7 @@ def as_django_raises(django_error: type[Exception], driver_error: Exception) -> 
         ("syncs.engine.record.apply_diff", as_django_raises(OperationalError, psycopg.errors.QueryCanceled("canceling statement due to statement timeout")), "database_error"),
         ("syncs.engine.record.apply_diff", as_django_raises(DataError, psycopg.errors.StringDataRightTruncation("value too long")), "database_error"),
         ("syncs.engine.task.parse_feed", SoftTimeLimitExceeded(), "sync_failed"),
-        ("syncs.engine.record.diff_blocks", KeyError("a bug"), "sync_failed"),
+        ("syncs.engine.diff.diff_blocks", KeyError("a bug"), "sync_failed"),
     ],
 )
 def test_anything_that_fails_between_the_fetch_and_the_commit_is_a_recorded_failure(feed_url, where, error, code):

@@ -138,7 +138,7 @@ def test_a_job_whose_body_fails_is_sent_again_later(feed_url):
     connection_request_sync(connection=connection, user=None)
     job = Job.objects.get()
     (message,) = sent_again(job.resend_at)
-    with mock.patch("syncs.sync_requests.connection_sync_leased", side_effect=ValueError("a bug")), pytest.raises(ValueError):
+    with mock.patch("syncs.engine.task.connection_sync_leased", side_effect=ValueError("a bug")), pytest.raises(ValueError):
         run(message)
     job.refresh_from_db()
     assert (job.started_at, job.finished_at) == (None, None)

@@ -20,6 +20,7 @@ from syncs.dashboard import dashboard_summary
 from syncs.digests import digest_message
 from syncs.engine.lease import connections_claim_due
 from syncs.engine.parse.ical import parse_feed
+from syncs.engine.task import sync_connection_run
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.forms import PropertyForm
 from syncs.models import (
@@ -40,7 +41,6 @@ from syncs.notifications import pause_notifications_send
 from syncs.probing import connections_to_probe
 from syncs.property_listing import property_rows
 from syncs.removal import connection_restore_problem, connections_remove, property_remove
-from syncs.sync_requests import sync_request_serve
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
 from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_deliver
@@ -213,7 +213,7 @@ def test_a_removed_sync_is_not_dispatched_probed_or_served_a_sync_now(casa):
     assert connections_claim_due() == []
     # A request left waiting for a removed sync is served by no sync.
     runs = SyncRun.objects.filter(connection_id=airbnb.pk).count()
-    assert sync_request_serve(connection_id=airbnb.pk) is None
+    assert sync_connection_run(connection_id=airbnb.pk, trigger=SyncRun.Trigger.MANUAL) is None
     assert SyncRun.objects.filter(connection_id=airbnb.pk).count() == runs
     assert connections_to_probe(now=timezone.now()) == []
 

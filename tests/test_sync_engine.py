@@ -12,7 +12,7 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from syncs.engine import record, task
+from syncs.engine import fetch, record
 from syncs.engine.parse import ical
 from syncs.engine.parse.ical import parse_feed
 from syncs.engine.record import connection_accept_held_answer
@@ -210,14 +210,14 @@ def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_ag
 
 def test_a_connection_deleted_while_its_feed_is_fetched_ends_the_sync_quietly(clock, airbnb_server, connection):
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
-    real_fetch = task.fetch_feed
+    real_fetch = fetch.fetch_feed
 
     def fetch_then_delete(*args, **kwargs):
         fetched = real_fetch(*args, **kwargs)
         Connection.objects.filter(pk=connection.pk).delete()
         return fetched
 
-    with mock.patch.object(task, "fetch_feed", fetch_then_delete):
+    with mock.patch.object(fetch, "fetch_feed", fetch_then_delete):
         assert connection_sync_leased(connection_id=connection.pk) is None
     assert not Block.objects.exists() and not SyncRun.objects.exists()
 
@@ -255,7 +255,7 @@ def test_an_unchanged_poll_whose_lease_was_taken_over_meanwhile_writes_nothing(c
     runs_before = SyncRun.objects.count()
     success_before = connection.last_success_at
 
-    real_fetch = task.fetch_feed
+    real_fetch = fetch.fetch_feed
 
     def taken_over_during_the_fetch(*args, **kwargs):
         # Our lease expired while the portal answered, and another worker took the connection.
@@ -264,7 +264,7 @@ def test_an_unchanged_poll_whose_lease_was_taken_over_meanwhile_writes_nothing(c
 
     clock.shift(timedelta(minutes=15))
 
-    with mock.patch.object(task, "fetch_feed", taken_over_during_the_fetch):
+    with mock.patch.object(fetch, "fetch_feed", taken_over_during_the_fetch):
         assert sync(connection) is None
     assert SyncRun.objects.count() == runs_before
     assert connection.last_success_at == success_before
@@ -349,6 +349,30 @@ def test_the_operator_can_accept_held_removals_at_once(clock, airbnb_server, con
     assert (run.trigger, run.events_removed, run.removals_held) == ("manual", 4, False)
     assert current_nights(connection) == []
     assert connection.held_accepted_answer == ""
+
+
+def test_held_removals_accepted_while_a_poll_reads_the_feed_are_applied_by_the_sync_that_follows(
+    clock, airbnb_server, connection
+):
+    answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb())
+    sync(connection)
+    real_fetch = fetch.fetch_feed
+
+    def accepted_during_the_fetch(*args, **kwargs):
+        assert connection_accept_held_answer(connection=Connection.objects.get(pk=connection.pk))
+        return real_fetch(*args, **kwargs)
+
+    runs_before = SyncRun.objects.count()
+    with mock.patch.object(fetch, "fetch_feed", accepted_during_the_fetch):
+        assert sync(connection) is None  # judged its removals by what it read before: dropped
+    assert SyncRun.objects.count() == runs_before
+    assert connection.held_accepted_answer == connection.held_answer != ""  # the acceptance stands
+    assert connection.lease_holder == ""
+    run = sync(connection, trigger="manual")  # the sync the acceptance asked for
+    assert (run.events_removed, run.removals_held) == (4, False)
+    assert current_nights(connection) == []
 
 
 @pytest.mark.parametrize(

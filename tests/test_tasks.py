@@ -233,8 +233,7 @@ def test_a_lost_workers_task_writes_nothing_once_its_claim_was_taken_over(feed_u
 def test_a_claim_whose_database_failed_keeps_its_lease_for_its_retry(feed_url):
     connection = ConnectionFactory(import_url=feed_url)
     message = dispatched(connection)
-    with mock.patch.object(tasks, "connection_sync_leased", wraps=tasks.connection_sync_leased), \
-            mock.patch("syncs.engine.task.connection_record", side_effect=OperationalError("server closed the connection")), \
+    with mock.patch("syncs.engine.task.connection_record", side_effect=OperationalError("server closed the connection")), \
             pytest.raises(OperationalError):
         tasks.sync_connection.run(*message)
     assert Connection.objects.get(pk=connection.pk).lease_holder == message[2]

@@ -13,14 +13,10 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from syncs.engine.parse.ical import ParsedEvent
-
-if TYPE_CHECKING:
-    from syncs.models import Connection
 
 # Removals are held when a feed loses at least this share of its future blocks...
 SHRINK_SHARE = 0.5
@@ -44,19 +40,6 @@ class StoredBlock:
     @property
     def key(self) -> tuple[str, str]:
         return (self.uid, self.recurrence_id)
-
-
-def known_readings(stored: Iterable[StoredBlock]) -> dict[str, ParsedEvent]:
-    """The blocks as the readings of the feed texts they were read from, by text digest: the
-    parser takes them instead of parsing those texts again (``ParsedEvent.text_digest``)."""
-    return {
-        block.text_digest: ParsedEvent(
-            uid=block.uid, start=block.start, end=block.end, kind=block.kind, summary=block.summary,
-            text_digest=block.text_digest,
-        )
-        for block in stored
-        if block.text_digest
-    }
 
 
 def event_key(event: ParsedEvent) -> tuple[str, str]:
@@ -152,16 +135,45 @@ def answer_fingerprint(events: Iterable[ParsedEvent]) -> str:
     return digest.hexdigest()
 
 
-def must_hold(
-    connection: Connection, diff: BlockDiff, stored: list, today: date, answer: str, now: datetime
-) -> bool:
+@dataclass(frozen=True)
+class HeldAnswer:
+    """What the connection holds of a shrunken answer, as read with the lease: the answer whose
+    removals are held and since when, and the answer the operator accepted."""
+
+    answer: str = ""
+    since: datetime | None = None
+    accepted: str = ""
+
+
+def must_hold(*, held: HeldAnswer, diff: BlockDiff, stored: Sequence[StoredBlock], today: date, answer: str, now: datetime) -> bool:
     """The shrink guard: hold the removals of a feed that suddenly lost much of its future,
     until the same answer comes again SHRINK_CONFIRM_MINUTES later or the operator accepts it."""
     future_before = sum(1 for block in stored if block.end > today)
     if not shrink_guard_trips(future_blocks_before=future_before, future_removals=len(diff.removed)):
         return False
-    if connection.held_accepted_answer == answer:
+    if held.accepted == answer:
         return False
     confirmed_after = timedelta(minutes=settings.SHRINK_CONFIRM_MINUTES)
-    return not (connection.held_answer == answer and connection.held_since and now - connection.held_since >= confirmed_after)
+    return not (held.answer == answer and held.since and now - held.since >= confirmed_after)
 
+
+@dataclass
+class Changes:
+    """What the diff of a sync found: the changes, the feed's answer, and whether its removals
+    are held."""
+
+    diff: BlockDiff
+    answer: str
+    hold: bool
+
+
+def feed_changes(
+    *, events: Sequence[ParsedEvent], stored: Sequence[StoredBlock], today: date, held: HeldAnswer, now: datetime
+) -> Changes:
+    """The changes a sync's feed makes to the blocks we hold, and whether its removals wait (the
+    shrink guard). Stays that ended long ago are history, not availability: left out."""
+    oldest_end = today - timedelta(days=settings.SYNC_HORIZON_BACK_DAYS)
+    events = [e for e in events if e.end > oldest_end]
+    diff = diff_blocks(stored=stored, events=events, today=today)
+    answer = answer_fingerprint(events)
+    return Changes(diff=diff, answer=answer, hold=must_hold(held=held, diff=diff, stored=stored, today=today, answer=answer, now=now))

@@ -55,8 +55,6 @@ from syncs.engine.parse import feed_decoding
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from syncs.models import Connection
-
     IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Airbnb answers 403 to requests without a User-Agent; a contact URL lets portals reach us.
@@ -829,7 +827,7 @@ def post_json(
 # answer) is not asked again before that time.
 #
 # A sync that may not ask its host now is not made to wait: it gives its lease back and comes
-# again when the host is free (``syncs.engine.lease.connection_defer``), with a little jitter so
+# again when the host is free (``syncs.engine.record``), with a little jitter so
 # that the deferred syncs of one host do not return on the same second.
 #
 # Limits are counted per worker process: with W processes a host sees at most W times the limit.
@@ -915,13 +913,11 @@ SLOTS = HostSlots()
 # --------------------------------------------------------------------------- the https check
 
 
-def https_works_or_check(connection: Connection) -> bool | None:
+def _https_works(url: str, known: bool | None) -> bool | None:
     """After an http:// URL failed, try https:// once and remember whether it answers a calendar."""
-    if not connection.import_url.lower().startswith("http://") or connection.https_works is not None:
-        return connection.https_works
-    return https_variant_works(
-        connection.import_url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT
-    )
+    if not url.lower().startswith("http://") or known is not None:
+        return known
+    return https_variant_works(url, allow_loopback=settings.FETCH_ALLOW_LOOPBACK, user_agent=settings.FETCH_USER_AGENT)
 
 
 # --------------------------------------------------------------------------- the fingerprint
@@ -942,3 +938,52 @@ def body_fingerprint(body: bytes) -> str:
     # others: DTSTAMP lines, with their folded continuations, are cut with the LF before them.
     text = b"\n" + body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return hashlib.sha256(_DTSTAMP_LINES.sub(b"", text)[1:]).hexdigest()
+
+
+# --------------------------------------------------------------------------- the sync's fetch
+
+
+@dataclass
+class Fetched:
+    """What a sync's fetch found: a failure, an answer (unchanged or a body not read before), or
+    that the portal host may not be asked now (``put_off_seconds``: come back after that long)."""
+
+    result: FetchResult | None = None
+    error: FetchError | None = None
+    fingerprint: str = ""
+    changed: bool = False  # a body we have not read before: to be parsed
+    https_works: bool | None = None
+    put_off_seconds: float | None = None
+
+
+def feed_fetch_politely(
+    *, url: str, etag: str, last_modified: str, holding: bool, https_works: bool | None, fingerprint: str
+) -> Fetched:
+    """A sync's fetch of ``url``, as the connection was read with its lease: holding one of the
+    portal host's slots, or put off when the host may not be asked now (nothing is asked then).
+    ``holding``: removals are held, so the whole answer is needed again and no validators are
+    sent. ``fingerprint``: the body read last time. Fetch failures are returned, not raised."""
+    host = host_of(url)
+    wait = SLOTS.take(host)
+    if wait is not None:
+        return Fetched(put_off_seconds=defer_seconds(wait))
+    error: FetchError | None = None
+    try:
+        result = fetch_feed(
+            url,
+            etag=None if holding else etag or None,
+            last_modified=None if holding else last_modified or None,
+            allow_loopback=settings.FETCH_ALLOW_LOOPBACK,
+            user_agent=settings.FETCH_USER_AGENT,
+        )
+    except FetchError as exc:
+        error = exc
+    finally:
+        SLOTS.give_back(host, error_code=error.code if error else None, retry_after=error.retry_after if error else None)
+    if error is not None:
+        return Fetched(error=error, https_works=_https_works(url, https_works))
+    if result.outcome == "not_modified":
+        return Fetched(result=result)
+    body_seen = body_fingerprint(result.body)
+    return Fetched(result=result, fingerprint=body_seen, changed=holding or body_seen != fingerprint)
+

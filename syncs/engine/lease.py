@@ -21,6 +21,7 @@ read an older version records nothing.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import random
 import secrets
@@ -33,14 +34,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from syncs.models import Connection
+from syncs.models import Connection, SyncRun
+
+log = logging.getLogger(__name__)
 
 # What a sync reads of its connection, property and portal (other fields would load on first use,
 # one query each: tests count a poll's queries).
 POLL_FIELDS = (
     "property__timezone", "portal__labels", "direction", "enabled", "paused_at", "import_url", "etag", "last_modified",
-    "body_fingerprint", "held_answer", "https_works", "sync_interval_minutes", "consecutive_failures",
-    "settings_version",
+    "body_fingerprint", "held_answer", "held_since", "held_accepted_answer", "https_works", "sync_interval_minutes",
+    "consecutive_failures", "settings_version",
 )
 # The fields that give a lease back, written with the run's last update.
 LEASE_RELEASED = {"lease_holder": "", "lease_until": None}
@@ -174,12 +177,6 @@ def connection_release_lease(*, connection_id: int, holder: str) -> None:
     Connection.objects.filter(pk=connection_id, lease_holder=holder).update(**LEASE_RELEASED)
 
 
-def connection_defer(*, connection_id: int, holder: str, until: datetime) -> None:
-    """Give the lease back and come back to the connection at ``until``: for a poll that may
-    not ask its portal now (syncs.engine.fetch). Nothing is recorded: no poll was made."""
-    Connection.objects.filter(pk=connection_id, lease_holder=holder).update(next_sync_at=until, **LEASE_RELEASED)
-
-
 class LeaseLost(Exception):
     """Someone else holds the connection now, or its settings changed since we read them (see
     syncs.sync_settings): our result is dropped."""
@@ -212,17 +209,40 @@ def connection_lease_and_read(*, connection_id: int, holder: str, claimed: bool 
     return next(iter(rows[:1]), None)
 
 
-def connection_lock_leased(*, connection_id: int, holder: str, settings_version: int) -> Connection:
-    """Lock the connection's row for the caller's transaction and return it as it is now, if
-    ``holder`` still has the lease and the settings are still ``settings_version``; else raise
-    LeaseLost. Only that row: locking its property or portal too would queue every sync of a
-    portal behind the others."""
-    locked = (
-        Connection.objects.select_for_update()
-        .filter(pk=connection_id, lease_holder=holder, settings_version=settings_version)
-        .order_by()
-        .first()
-    )
-    if locked is None:
-        raise LeaseLost
-    return locked
+@dataclass(frozen=True)
+class Leased:
+    """A connection leased for a sync: as read under the lease, and the lease's holder.
+    ``claimed``: the holder is a dispatcher's claim, whose lease a retry of its task takes again."""
+
+    connection: Connection
+    holder: str
+    claimed: bool
+
+
+def connection_lease_for_sync(
+    *, connection_id: int, trigger: str, holder: str | None = None, switched_off_too: bool = False
+) -> Leased | None:
+    """Take the connection's lease for a sync and read it, unless it is gone or someone else
+    holds it; None, with the lease given back, if it is not to sync: it imports nothing, it is
+    switched off (but for ``switched_off_too``: an administrator's explicit sync from the
+    command line), or it is paused and the sync is a scheduled one. ``holder``: the dispatcher's
+    claim, for a scheduled poll (its task, retried or not, takes the lease again); a new one
+    otherwise. A request ("Sync now") that finds the connection not to sync is served, so it
+    is asked no more."""
+    claimed = holder is not None
+    holder = holder or new_lease_holder()
+    connection = connection_lease_and_read(connection_id=connection_id, holder=holder, claimed=claimed)
+    if connection is None:
+        log.info("sync skipped connection=%s reason=gone_or_leased", connection_id)
+        return None
+    switched_off = not connection.enabled and not switched_off_too
+    paused = trigger == SyncRun.Trigger.SCHEDULED and connection.paused_at is not None
+    if connection.imports and not switched_off and not paused:
+        return Leased(connection=connection, holder=holder, claimed=claimed)
+    if connection.imports and switched_off:
+        # Switched off since the request was made: nothing is imported until it is switched on.
+        log.info("sync skipped connection=%s reason=switched_off", connection_id)
+    if trigger != SyncRun.Trigger.SCHEDULED:
+        Connection.objects.filter(pk=connection_id, sync_requested_at__isnull=False).update(sync_requested_at=None)
+    connection_release_lease(connection_id=connection_id, holder=holder)
+    return None

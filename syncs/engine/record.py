@@ -1,27 +1,42 @@
 """The record of one sync: the run, the blocks it changed (with a change row each, so history
-and undo are possible), and the connection's new state, in one transaction, under the lease.
+and undo are possible), and the connection's new state, in one transaction, under the lease;
+or, for a sync its portal host could not take now, the connection's next turn.
+
 Nothing is written before; a feed's changes bump the property's calendar version (so its
-exports change at once), and an unchanged feed writes no block at all.
+exports change at once), and an unchanged feed writes no block at all. A failed fetch never
+deletes a block, and a worker killed in the middle leaves nothing half-applied (the next run
+repairs). What the record itself cannot write (a statement the database refused) is recorded
+as a failed run in a transaction of its own; our database being unavailable raises, with
+nothing recorded (syncs.db_connections): the task tries again.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
-from django.conf import settings
-from django.db import transaction
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from syncs.blocks import property_calendar_changed
 from syncs.connection_state import failure_updates, success_updates
-from syncs.engine.diff import BlockDiff, StoredBlock, answer_fingerprint, diff_blocks, must_hold
+from syncs.db_connections import database_replace_if_unusable, database_unavailable
+from syncs.engine.diff import BlockDiff, Changes
 from syncs.engine.fetch import FetchResult
-from syncs.engine.lease import LEASE_RELEASED, connection_lock_leased
+from syncs.engine.lease import LEASE_RELEASED, Leased, LeaseLost
 from syncs.engine.parse.ical import INVALID_REASONS, ParsedEvent, ParsedFeed
 from syncs.models import Block, BlockChange, Connection, SyncRun
 
+log = logging.getLogger(__name__)
+
 OK_CHANGED, OK_UNCHANGED, OK_EMPTY = "ok_changed", "ok_unchanged", "ok_empty"
+# Whatever else stops a sync between its fetch and its commit, recorded as a transient failure:
+# a statement our database refused, or something we did not foresee (a soft time limit included).
+# Our database being unavailable is not among them: it is ours to bear, never the connection's
+# (syncs.db_connections), and the task tries again.
+DATABASE_ERROR, SYNC_FAILED = "database_error", "sync_failed"
 
 
 @dataclass
@@ -34,21 +49,65 @@ class Failure:
 
 @dataclass
 class Outcome:
-    """What the run found, gathered before anything is written."""
+    """What the sync found, gathered before anything is written: a failure, or an answer (with
+    the feed read from a body not read before, and its changes)."""
 
     fetched: FetchResult | None = None
-    feed: ParsedFeed | None = None
     failure: Failure | None = None
+    feed: ParsedFeed | None = None
+    changes: Changes | None = None
     fingerprint: str = ""
-    changed: bool = False  # a body we have not read before: to be parsed
     https_works: bool | None = None
-    stored: list[StoredBlock] | None = None  # the connection's blocks, read before parsing
-    today: date | None = None  # the property's day when the feed was read
+    # The portal host may not be asked now: nothing was asked, come back after this long.
+    put_off_seconds: float | None = None
 
 
-def connection_record(*, connection: Connection, holder: str, trigger: str, outcome: Outcome, started: datetime) -> SyncRun:
+def _put_off(leased: Leased, seconds: float, started: datetime) -> None:
+    """Give the lease back and come back to the connection in ``seconds``: for a sync whose
+    portal host may not be asked now (syncs.engine.fetch). Nothing is recorded: no poll was made."""
+    until = timezone.now() + timedelta(seconds=seconds)
+    Connection.objects.filter(pk=leased.connection.pk, lease_holder=leased.holder).update(
+        next_sync_at=until, **LEASE_RELEASED
+    )
+    log.info(
+        "sync put off connection=%s reason=portal_host_busy seconds=%d", leased.connection.pk,
+        (until - started).total_seconds(),
+    )
+
+
+def connection_record(*, leased: Leased, trigger: str, outcome: Outcome, started: datetime) -> SyncRun | None:
     """Write the run and the connection's new state in one transaction, and give the lease back,
-    if ``holder`` still holds the lease and the settings are still those the sync read."""
+    if the lease is still ours and the settings are still those the sync read; else raise
+    LeaseLost, with the lease given back if it was still ours. A record the database refuses is
+    replaced by a failed run, which counts towards the pause like any other failure; if the
+    database cannot take even that, or is unavailable, the error is raised. A sync put off
+    writes its next turn and no run (None)."""
+    if outcome.put_off_seconds is not None:
+        _put_off(leased, outcome.put_off_seconds, started)
+        return None
+    try:
+        return _record(leased, trigger, outcome, started)
+    except LeaseLost:
+        Connection.objects.filter(pk=leased.connection.pk, lease_holder=leased.holder).update(**LEASE_RELEASED)
+        raise
+    except (Exception, SoftTimeLimitExceeded) as exc:
+        # Rolled back already (the record's transaction ended with the exception).
+        unavailable = database_unavailable(exc)
+        database_replace_if_unusable()
+        if unavailable:
+            # Our database, not the portal: no failed run, no step towards a pause.
+            log.warning(
+                "sync not recorded connection=%s reason=database_unavailable error=%s, will retry",
+                leased.connection.pk, type(exc.__cause__ or exc).__name__,
+            )
+            raise
+        log.exception("sync failed connection=%s", leased.connection.pk)
+        failure = Failure(DATABASE_ERROR if isinstance(exc, DatabaseError) else SYNC_FAILED, {})
+        return _record(leased, trigger, Outcome(failure=failure), started)
+
+
+def _record(leased: Leased, trigger: str, outcome: Outcome, started: datetime) -> SyncRun:
+    connection, holder = leased.connection, leased.holder
     now = timezone.now()
     fetched = outcome.fetched
     ours = Connection.objects.filter(
@@ -71,7 +130,8 @@ def connection_record(*, connection: Connection, holder: str, trigger: str, outc
                 return run
         # Paused meanwhile, or anything else: read what the record depends on under the lock.
         locked = connection_lock_leased(
-            connection_id=connection.pk, holder=holder, settings_version=connection.settings_version
+            connection_id=connection.pk, holder=holder, settings_version=connection.settings_version,
+            held_accepted_answer=connection.held_accepted_answer if outcome.changes else None,
         )
         if outcome.failure:
             updates = _record_failure(locked, run, outcome, now)
@@ -81,6 +141,25 @@ def connection_record(*, connection: Connection, holder: str, trigger: str, outc
             updates = _record_feed(locked, run, outcome, now)
         Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
     return run
+
+
+def connection_lock_leased(
+    *, connection_id: int, holder: str, settings_version: int, held_accepted_answer: str | None = None
+) -> Connection:
+    """Lock the connection's row for the caller's transaction and return it as it is now, if
+    ``holder`` still has the lease and the settings are still ``settings_version`` (and, given
+    ``held_accepted_answer``, the operator accepted no other held answer meanwhile: the sync
+    judged its removals by that one); else raise LeaseLost. Only that row: locking its property or portal too would queue every sync of a
+    portal behind the others."""
+    rows = Connection.objects.select_for_update().filter(
+        pk=connection_id, lease_holder=holder, settings_version=settings_version
+    )
+    if held_accepted_answer is not None:
+        rows = rows.filter(held_accepted_answer=held_accepted_answer)
+    locked = rows.order_by().first()
+    if locked is None:
+        raise LeaseLost
+    return locked
 
 
 def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:
@@ -116,16 +195,7 @@ def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult
 
 
 def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime) -> dict:
-    feed = outcome.feed
-    today = outcome.today  # the day the parser read the feed on, in the property's zone
-    # Stays that ended long ago are history, not availability.
-    oldest_end = today - timedelta(days=settings.SYNC_HORIZON_BACK_DAYS)
-    events = [e for e in feed.events if e.end > oldest_end]
-    stored = outcome.stored
-    diff = diff_blocks(stored=stored, events=events, today=today)
-    answer = answer_fingerprint(events)
-    hold = must_hold(connection, diff, stored, today, answer, now)
-
+    feed, diff, hold, answer = outcome.feed, outcome.changes.diff, outcome.changes.hold, outcome.changes.answer
     run.events_seen = len(feed.events)
     run.events_invalid = sum(1 for s in feed.skipped if s.reason in INVALID_REASONS)
     run.events_added, run.events_updated = len(diff.added), len(diff.updated)

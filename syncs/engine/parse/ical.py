@@ -15,7 +15,7 @@ import hashlib
 import re
 import time as clock
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 
@@ -162,6 +162,20 @@ class _Budget:
             raise FeedParseError(
                 "too_slow", f"The calendar could not be read within {self.seconds:g} seconds."
             )
+
+
+def known_readings(stored: Iterable) -> dict[str, ParsedEvent]:
+    """The blocks we hold (``syncs.engine.diff.StoredBlock``) as the readings of the feed texts
+    they were read from, by text digest: the parser takes them instead of parsing those texts
+    again (``ParsedEvent.text_digest``)."""
+    return {
+        block.text_digest: ParsedEvent(
+            uid=block.uid, start=block.start, end=block.end, kind=block.kind, summary=block.summary,
+            text_digest=block.text_digest,
+        )
+        for block in stored
+        if block.text_digest
+    }
 
 
 def looks_like_ical(body: bytes) -> bool:
