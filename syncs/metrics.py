@@ -96,7 +96,7 @@ class DatabaseCollector:
 
         now = timezone.now()
         states = GaugeMetricFamily("channelmgr_syncs", "Syncs by state (the overview's tiles).", labels=["state"])
-        counts, _troubled = states_counted(Connection.objects.all(), now=now)
+        counts = states_counted(Connection.objects.all())
         for state in TILES:
             states.add_metric([state.value], counts[state.value])
         yield states

@@ -151,6 +151,28 @@ def export_facts(*, tokens: list, pickup_max_minutes: int | None, now: datetime)
     )
 
 
+# The rules above compare with a strict "more than": a moment is late by one tick of the clock.
+TICK = timedelta(microseconds=1)
+
+
+def export_facts_change_at(*, tokens: list, pickup_max_minutes: int | None, now: datetime) -> datetime | None:
+    """The earliest moment after ``now`` at which ``export_facts`` could say otherwise of these
+    tokens with no new read and no new token: the current URL's wait running out, or a rotated
+    URL read since the current one was made ending its grace. None when no moment is ahead."""
+    current = None
+    for token in tokens:
+        if token.expires_at is None and (current is None or token.created_at > current.created_at):
+            current = token
+    if current is None:
+        return None
+    moments = [(current.last_read_at or current.created_at) + expected_within(pickup_max_minutes) + TICK]
+    moments += [
+        token.expires_at for token in tokens
+        if token.expires_at is not None and token.last_read_at and token.last_read_at > current.created_at
+    ]
+    return min((moment for moment in moments if moment > now), default=None)
+
+
 def connection_export_facts(*, connection: Connection, now: datetime | None = None) -> ExportReaderFacts | None:
     """Is the connection's portal reading our calendar? None when the connection does not export."""
     if not connection.exports:
