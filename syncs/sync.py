@@ -31,7 +31,7 @@ from syncs.diff import (
 )
 from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, mask_url
 from syncs.ical import INVALID_REASONS, FeedParseError, ParsedFeed, body_fingerprint, parse_feed
-from syncs.models import Block, Connection, SyncRun
+from syncs.models import Block, Connection, SyncRun, SyncState
 from syncs.politeness import defer_seconds, host_of
 from syncs.scheduling import (
     LEASE_RELEASED,
@@ -41,6 +41,7 @@ from syncs.scheduling import (
     connection_release_lease,
     new_lease_holder,
 )
+from syncs.sync_state import state_record
 
 log = logging.getLogger(__name__)
 
@@ -325,9 +326,11 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
             # Most polls: nothing new on a running connection. Its state after the poll depends
             # on nothing but what was read with the lease, so the record is one conditional
-            # UPDATE and the run's INSERT, with no lock taken first.
+            # UPDATE and the run's INSERT, with no lock taken first. A sync stored as working
+            # stays working after it (its stored moment of change can only come early, never
+            # late: the sweep decides it again then); any other decides its state below.
             updates = {**success_updates(connection=connection, now=now), **_validators(fetched), **LEASE_RELEASED}
-            if ours.filter(paused_at__isnull=True).update(**updates):
+            if ours.filter(paused_at__isnull=True, state=SyncState.WORKING).update(**updates):
                 run.outcome = OK_UNCHANGED
                 run.save(force_insert=True)
                 return run
@@ -342,6 +345,7 @@ def _record(*, connection: Connection, holder: str, trigger: str, outcome: Outco
         else:
             updates = _record_feed(locked, run, outcome, now)
         Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
+        state_record([connection.pk], now=now)
     return run
 
 

@@ -27,6 +27,7 @@ from syncs.retention import prune
 from syncs.scheduling import connections_claim_due
 from syncs.sync import connection_sync_leased
 from syncs.sync_requests import connection_request_sync, sync_request_serve
+from syncs.sync_state import state_sweep
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,13 @@ def probe_paused_feeds() -> int:
     for connection in Connection.objects.filter(pk__in=done.resumed):
         connection_request_sync(connection=connection, user=None, pressed=False)
     return done.probed
+
+
+@shared_task(ignore_result=True)
+def sweep_states() -> int:
+    """Run by beat every minute: decide again the syncs whose state could have changed by time
+    alone (see syncs/sync_state.py)."""
+    return state_sweep()
 
 
 @shared_task(ignore_result=True)

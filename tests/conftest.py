@@ -245,14 +245,14 @@ def _fresh_cache(settings):
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-    from syncs import politeness, readers
+    from syncs import export_reads, politeness
 
     cache.clear()
-    readers._pending.clear()
+    export_reads._pending.clear()
     politeness.SLOTS = politeness.HostSlots()  # what portal hosts asked of us
     yield
     cache.clear()
-    readers._pending.clear()
+    export_reads._pending.clear()
 
 
 @pytest.fixture
