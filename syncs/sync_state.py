@@ -132,6 +132,23 @@ def state_changes_at(connection: Any, *, tokens: list, pickup: int | None, now: 
 _RECORD_FIELDS = (*FIELDS, "state_since", "state_changes_at", "property__account_id", "portal__pickup_delay_max_minutes")
 
 
+def _decided(row: Any, *, tokens: list, now: datetime) -> tuple[SyncState, datetime | None]:
+    """The state of a row of _RECORD_FIELDS with its serving tokens, and when it could change."""
+    pickup = row.portal__pickup_delay_max_minutes
+    readers = None
+    if row.direction != Connection.Direction.IMPORT_ONLY:
+        readers = export_facts(tokens=tokens, pickup_max_minutes=pickup, now=now)
+    return classify(row, readers=readers, now=now), state_changes_at(row, tokens=tokens, pickup=pickup, now=now)
+
+
+def state_decided(connections: QuerySet[Connection], *, now: datetime) -> list[tuple[int, str, SyncState]]:
+    """(sync, its stored state, the state the rules give it at ``now``) of each of ``connections``,
+    written nowhere: what checks of the stored states compare."""
+    rows = [SimpleNamespace(**row) for row in connections.order_by("pk").values(*_RECORD_FIELDS)]
+    tokens = _tokens_by_connection(ExportToken.objects.filter(connection_id__in=[row.id for row in rows]), now)
+    return [(row.id, row.state, _decided(row, tokens=tokens.get(row.id, []), now=now)[0]) for row in rows]
+
+
 def state_record(connection_ids: Iterable[int], *, now: datetime | None = None) -> list[StateChange]:
     """Decide again the state of these syncs, store it on their rows with the moment it could
     change by time alone, and record each change of state once: the one writer of
@@ -152,11 +169,7 @@ def state_record(connection_ids: Iterable[int], *, now: datetime | None = None) 
         ]
         tokens = _tokens_by_connection(ExportToken.objects.filter(connection_id__in=ids), now)
         for row in rows:
-            readers = None
-            if row.direction != Connection.Direction.IMPORT_ONLY:
-                readers = export_facts(tokens=tokens.get(row.id, []), pickup_max_minutes=row.portal__pickup_delay_max_minutes, now=now)
-            state = classify(row, readers=readers, now=now)
-            changes_at = state_changes_at(row, tokens=tokens.get(row.id, []), pickup=row.portal__pickup_delay_max_minutes, now=now)
+            state, changes_at = _decided(row, tokens=tokens.get(row.id, []), now=now)
             moved = state != row.state or row.state_since is None
             if not moved and changes_at == row.state_changes_at:
                 continue
