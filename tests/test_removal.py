@@ -28,9 +28,9 @@ from syncs.models import (
     Connection,
     ExportToken,
     Membership,
-    NotReadingAlert,
     PauseEpisode,
     Property,
+    StateChange,
     SyncRun,
     Webhook,
     WebhookDelivery,
@@ -41,6 +41,7 @@ from syncs.property_listing import property_rows
 from syncs.removal import connection_restore_problem, connections_remove, property_remove
 from syncs.scheduling import connections_claim_due
 from syncs.sync_requests import sync_request_serve
+from syncs.sync_state import state_record
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
 from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_deliver
@@ -249,11 +250,12 @@ def test_the_webhook_scans_skip_a_removed_sync(account, casa):
     Webhook.objects.create(account=account, url="https://hooks.example.com/x", events=["double_booking", "not_reading"], secret_nonce="n")
     quiet = ConnectionFactory(property=prop, portal=portal("other"), direction="export_only", import_url="")
     ExportToken.objects.filter(connection=quiet).update(created_at=timezone.now() - timedelta(days=30))
+    state_record([quiet.pk])  # its portal stopped reading it: a change into not_reading
+    assert StateChange.objects.filter(connection=quiet, to_state="not_reading").exists()
     connections_remove(user=None, connections=[airbnb, quiet])
 
     assert scan_double_bookings(now=timezone.now()) == 0
     assert scan_not_reading(now=timezone.now()) == 0
-    assert not NotReadingAlert.objects.exists()
 
 
 def test_a_webhook_about_a_sync_removed_before_its_delivery_is_dropped_not_sent(account, casa):
