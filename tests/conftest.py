@@ -263,11 +263,12 @@ def _fresh_cache(settings):
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-    from syncs import export_reads, politeness
+    from syncs import export_reads
+    from syncs.engine import fetch
 
     cache.clear()
     export_reads._pending.clear()
-    politeness.SLOTS = politeness.HostSlots()  # what portal hosts asked of us
+    fetch.SLOTS = fetch.HostSlots()  # what portal hosts asked of us
     yield
     cache.clear()
     export_reads._pending.clear()

@@ -24,12 +24,12 @@ from hypothesis.stateful import (
 )
 
 from syncs.connection_state import connection_switch
+from syncs.engine.task import connection_sync_leased
 from syncs.export_reads import export_read_record
 from syncs.export_tokens import export_token_ensure, export_token_rotate, new_token_fields
 from syncs.models import Connection, ExportToken, Portal, StateChange, SyncRun, SyncState
 from syncs.readers import expected_within
 from syncs.removal import connection_restore, connections_remove
-from syncs.sync import connection_sync_leased
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_settings import connection_settings_update, portal_settings_update
 from syncs.sync_state import STALE_INTERVALS, state_decided, state_record, state_sweep

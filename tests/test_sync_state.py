@@ -21,6 +21,7 @@ from django.utils import timezone
 from syncs import notifications
 from syncs.connection_state import connection_switch
 from syncs.dashboard import dashboard_summary
+from syncs.engine.task import connection_sync_leased
 from syncs.models import (
     Account,
     Activity,
@@ -32,7 +33,6 @@ from syncs.models import (
     SyncRun,
 )
 from syncs.notifications import send_pause_notifications
-from syncs.sync import connection_sync_leased
 from syncs.sync_state import (
     STALE_INTERVALS,
     SyncState,
