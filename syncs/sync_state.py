@@ -149,14 +149,17 @@ def state_decided(connections: QuerySet[Connection], *, now: datetime) -> list[t
     return [(row.id, row.state, _decided(row, tokens=tokens.get(row.id, []), now=now)[0]) for row in rows]
 
 
-def state_record(connection_ids: Iterable[int], *, now: datetime | None = None) -> list[StateChange]:
+def state_record(
+    connection_ids: Iterable[int], *, now: datetime | None = None, skip_locked: bool = False
+) -> list[StateChange]:
     """Decide again the state of these syncs, store it on their rows with the moment it could
     change by time alone, and record each change of state once: the one writer of
     Connection.state, called by every write to what ``classify`` reads, and by the sweep.
 
     The rows are locked while deciding: a writer that changes them after this read calls this
     again once its own write is in, so that the last decision is always taken on the last write.
-    Returns the changes recorded."""
+    ``skip_locked`` (the sweep): rows a writer holds are left to that writer. Returns the changes
+    recorded."""
     ids = sorted(set(connection_ids))
     if not ids:
         return []
@@ -165,7 +168,7 @@ def state_record(connection_ids: Iterable[int], *, now: datetime | None = None) 
     with transaction.atomic():
         rows = [
             SimpleNamespace(**row) for row in Connection.all_objects.filter(pk__in=ids).order_by("pk")
-            .select_for_update(of=("self",)).values(*_RECORD_FIELDS)
+            .select_for_update(of=("self",), skip_locked=skip_locked).values(*_RECORD_FIELDS)
         ]
         tokens = _tokens_by_connection(ExportToken.objects.filter(connection_id__in=ids), now)
         for row in rows:
@@ -189,18 +192,16 @@ SWEEP_BATCH = 500
 
 def state_sweep(*, now: datetime | None = None) -> int:
     """Decide again every sync whose state could have changed by time alone by ``now``, in
-    batches; each is then due again at its next moment, or never. Returns how many were decided."""
+    batches; each is then due again at its next moment, or never. A row a writer holds is left to
+    it (it decides the state once its write is in), or to the next sweep. Returns how many rows
+    were due."""
     now = now or timezone.now()
-    done = 0
-    while True:
-        batch = list(
-            Connection.all_objects.filter(state_changes_at__lte=now).order_by("state_changes_at")
-            .values_list("pk", flat=True)[:SWEEP_BATCH]
-        )
-        if not batch:
-            return done
-        state_record(batch, now=now)
-        done += len(batch)
+    due = Connection.all_objects.filter(state_changes_at__lte=now).order_by("pk")
+    done, after = 0, 0
+    while batch := list(due.filter(pk__gt=after).values_list("pk", flat=True)[:SWEEP_BATCH]):
+        state_record(batch, now=now, skip_locked=True)
+        done, after = done + len(batch), batch[-1]
+    return done
 
 
 @dataclass(frozen=True, slots=True)
