@@ -1219,8 +1219,8 @@ class StateChange(models.Model):
         Connection, on_delete=models.CASCADE, related_name="state_changes", verbose_name=_("connection")
     )
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", verbose_name=_("account"))
-    from_state = models.CharField(_("from"), max_length=20, choices=SyncState)
-    to_state = models.CharField(_("to"), max_length=20, choices=SyncState)
+    from_state = models.CharField(_("previous state"), max_length=20, choices=SyncState)
+    to_state = models.CharField(_("new state"), max_length=20, choices=SyncState)
     at = models.DateTimeField(_("when"), default=timezone.now)
     # The "portal not reading" webhook's claim: each change into not_reading is told once.
     webhooks_told_at = models.DateTimeField(_("webhooks told at"), null=True, blank=True)

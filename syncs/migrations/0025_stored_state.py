@@ -53,8 +53,8 @@ class Migration(migrations.Migration):
             name='StateChange',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_state', models.CharField(choices=[('working', 'Working'), ('failing', 'Failing, retrying'), ('paused', 'Paused by errors'), ('checking', 'Switched on, checking…'), ('held', 'Removals held'), ('not_reading', 'Portal not reading our calendar'), ('stale', 'Stale'), ('waiting', 'Waiting for its first sync'), ('switched_off', 'Switched off')], max_length=20, verbose_name='from')),
-                ('to_state', models.CharField(choices=[('working', 'Working'), ('failing', 'Failing, retrying'), ('paused', 'Paused by errors'), ('checking', 'Switched on, checking…'), ('held', 'Removals held'), ('not_reading', 'Portal not reading our calendar'), ('stale', 'Stale'), ('waiting', 'Waiting for its first sync'), ('switched_off', 'Switched off')], max_length=20, verbose_name='to')),
+                ('from_state', models.CharField(choices=[('working', 'Working'), ('failing', 'Failing, retrying'), ('paused', 'Paused by errors'), ('checking', 'Switched on, checking…'), ('held', 'Removals held'), ('not_reading', 'Portal not reading our calendar'), ('stale', 'Stale'), ('waiting', 'Waiting for its first sync'), ('switched_off', 'Switched off')], max_length=20, verbose_name='previous state')),
+                ('to_state', models.CharField(choices=[('working', 'Working'), ('failing', 'Failing, retrying'), ('paused', 'Paused by errors'), ('checking', 'Switched on, checking…'), ('held', 'Removals held'), ('not_reading', 'Portal not reading our calendar'), ('stale', 'Stale'), ('waiting', 'Waiting for its first sync'), ('switched_off', 'Switched off')], max_length=20, verbose_name='new state')),
                 ('at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='when')),
                 ('webhooks_told_at', models.DateTimeField(blank=True, null=True, verbose_name='webhooks told at')),
             ],
