@@ -27,12 +27,21 @@ from syncs.connection_state import connection_switch
 from syncs.engine.task import connection_sync_leased
 from syncs.export_reads import export_read_record
 from syncs.export_tokens import export_token_ensure, export_token_rotate, new_token_fields
-from syncs.models import Connection, ExportToken, Portal, StateChange, SyncRun, SyncState
+from syncs.models import (
+    Connection,
+    ExportToken,
+    Portal,
+    StateChange,
+    SyncRun,
+    SyncState,
+    WebhookDelivery,
+)
 from syncs.readers import expected_within
 from syncs.removal import connection_restore, connections_remove
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_settings import connection_settings_update, portal_settings_update
 from syncs.sync_state import STALE_INTERVALS, state_decided, state_record, state_sweep
+from syncs.webhooks import scan_not_reading, webhook_create
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, portal
 from tests.helpers import answer
@@ -295,6 +304,25 @@ def test_a_removed_and_restored_sync_keeps_the_state_the_rules_give_it(sync, ser
     connection_restore(user=operator, connection=Connection.all_objects.get(pk=sync.pk))
     assert_recorded(sync)
     assert stored(sync)[0] == SyncState.STALE
+
+
+def test_the_webhooks_are_told_of_each_change_into_not_reading_once_until_the_portal_reads_again(
+    clock, settings, operator
+):
+    settings.FETCH_ALLOW_LOOPBACK = True
+    settings.EXPORT_READ_FLUSH_SECONDS = 0
+    sync = ConnectionFactory(portal=portal("airbnb"), direction="export_only")
+    webhook_create(user=operator, account=sync.property.account, url="http://127.0.0.1:9/hook", events=["not_reading"],
+                   slack_text=False)
+    token = ExportToken.objects.get(connection=sync)
+    for _episode in range(2):
+        clock.shift(timedelta(hours=10))
+        state_sweep()
+        assert scan_not_reading(now=timezone.now()) == 1
+        assert scan_not_reading(now=timezone.now()) == 0  # told once
+        export_read_record(token_id=token.pk, status=200, user_agent="Airbnb")  # reads again: out of it
+        assert stored(sync)[0] == SyncState.WORKING
+    assert WebhookDelivery.objects.filter(event="not_reading").count() == 2
 
 
 # --------------------------------------------------------------------------- random sequences
