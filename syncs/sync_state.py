@@ -72,8 +72,8 @@ TONE = {
     SyncState.SWITCHED_OFF: "",
 }
 
-# What the rules and the attention list's order read of a connection: the narrow rows of
-# account-wide reads hold exactly these fields, by the names a Connection has them. Not
+# What the rules and the attention list's order read of a connection, and its stored state: the
+# narrow rows of account-wide reads hold exactly these fields, by the names a Connection has them. Not
 # created_at: it is set on every row, and turning thousands of them into date-times is most of
 # the cost of such a read; waiting syncs are ordered by id, which follows it.
 FIELDS = (
@@ -314,7 +314,8 @@ def states_with_attention(connections: QuerySet[Connection], *, now: datetime) -
 
 
 def connection_statuses(connections: Iterable[Connection], *, now: datetime | None = None) -> dict[int, SyncStatus]:
-    """The state of each of these loaded connections (with their portal), by id: one query."""
+    """The stored state of each of these loaded connections (with their portal), with what their
+    readers say, by id: one query."""
     now = now or timezone.now()
     connections = list(connections)
     tokens = _tokens_by_connection(ExportToken.objects.filter(connection__in=[c.pk for c in connections]), now) if connections else {}
