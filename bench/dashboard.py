@@ -104,6 +104,10 @@ def build_account(properties: int, per_property: int, double_booked_every: int =
             blocks.append(Block(property_id=c.property_id, source=c, uid=f"{c.pk}-{k}", start_date=start,
                                 end_date=start + timedelta(days=3), kind="reserved" if k % 2 else "blocked"))
     Block.objects.bulk_create(blocks, batch_size=2000)
+    # Written in bulk, their states are decided by the sweep, as beat's would within a minute.
+    from syncs.sync_state import state_sweep
+
+    state_sweep()
     # Fresh planner statistics, as autovacuum (PostgreSQL) keeps them in production: without them
     # a bulk-loaded table looks empty and the planner picks nested scans of the whole table.
     from django.db import connection

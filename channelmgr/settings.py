@@ -367,6 +367,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 54},
     },
+    # Syncs whose state could have changed by time alone (stale, not read by their portal),
+    # decided again (syncs.sync_state.state_sweep).
+    "sweep-states": {"task": "syncs.tasks.sweep_states", "schedule": 60.0, "options": {"expires": 54}},
     "prune-history": {
         "task": "syncs.tasks.prune_history",
         "schedule": 24 * 3600.0,

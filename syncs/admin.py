@@ -41,6 +41,7 @@ from syncs.models import (
     PauseEpisode,
     Portal,
     Property,
+    StateChange,
     SyncRun,
     Webhook,
     WebhookDelivery,
@@ -286,7 +287,7 @@ class ConnectionAdmin(AccountScopedAdmin):
     form = ConnectionAdminForm
 
     list_display = ("__str__", "direction", "enabled", "status_label", "consecutive_failures", "last_success_at", "next_sync_at")
-    list_filter = ("enabled", "direction", "portal")
+    list_filter = ("state", "enabled", "direction", "portal")
     list_select_related = ("property", "portal")
     search_fields = ("property__name",)
     # The sync engine's own fields: shown, never edited here (a form saving them whole would put
@@ -429,6 +430,15 @@ class WebhookDeliveryAdmin(ReadOnlySuperuserAdmin):
     list_filter = ("status", "event")
     list_select_related = ("webhook__account",)
     date_hierarchy = "created_at"
+
+
+@admin.register(StateChange)
+class StateChangeAdmin(ReadOnlySuperuserAdmin):
+    list_display = ("at", "account", "connection", "from_state", "to_state", "webhooks_told_at")
+    list_filter = ("to_state", "from_state")
+    list_select_related = ("account", "connection__property", "connection__portal")
+    raw_id_fields = ("connection", "account")
+    date_hierarchy = "at"
 
 
 @admin.register(OnboardingUpload)

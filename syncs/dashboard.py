@@ -32,7 +32,6 @@ from syncs.sync_state import (
     PropertyHealth,
     SyncState,
     SyncStatus,
-    classify,
     property_health,
     state_counts,
     states_with_attention,
@@ -134,8 +133,8 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
 
 def _attention(statuses: list[SyncStatus], now: datetime) -> list[AttentionItem]:
     """The rows shown: their connections loaded in one query, and worded. Each row's state is
-    decided again on the loaded connection by the same rules, so that its words and its state
-    come from one read even if the sync changed since it was counted."""
+    the loaded connection's stored one, so that its words and its state come from one read even
+    if the sync changed since it was counted."""
     loaded = Connection.objects.select_related("property", "portal").in_bulk([s.connection.id for s in statuses])
     labels = labels_for(loaded.values())
     items = []
@@ -144,7 +143,7 @@ def _attention(statuses: list[SyncStatus], now: datetime) -> list[AttentionItem]
         if connection is None:  # deleted meanwhile
             continue
         status = SyncStatus(
-            connection=connection, state=classify(connection, readers=counted.readers, now=now), readers=counted.readers
+            connection=connection, state=SyncState(connection.state), readers=counted.readers
         )
         items.append(AttentionItem(status=status, words=describe_state(status, now), label=labels.get(connection.pk)))
     return items

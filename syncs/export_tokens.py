@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from syncs.models import Connection, ExportToken, Property
 from syncs.site_links import site_link
+from syncs.sync_state import state_record
 
 
 def token_from_nonce(nonce: str) -> str:
@@ -50,7 +51,10 @@ def export_token_ensure(*, property: Property, connection: Connection | None = N
         return current
     try:
         with transaction.atomic():
-            return ExportToken.objects.create(property=property, connection=connection, **new_token_fields())
+            token = ExportToken.objects.create(property=property, connection=connection, **new_token_fields())
+            if connection is not None:  # its portal is now expected to read it
+                state_record([connection.pk], now=token.created_at)
+            return token
     except IntegrityError:  # created at the same moment by another request
         return ExportToken.objects.get(property=property, connection=connection, expires_at__isnull=True)
 
@@ -62,7 +66,10 @@ def export_token_rotate(*, token: ExportToken, now: datetime | None = None) -> E
         ExportToken.objects.filter(pk=token.pk, expires_at__isnull=True).update(
             expires_at=now + timedelta(hours=settings.EXPORT_ROTATION_GRACE_HOURS)
         )
-        return ExportToken.objects.create(property_id=token.property_id, connection_id=token.connection_id, **new_token_fields())
+        new = ExportToken.objects.create(property_id=token.property_id, connection_id=token.connection_id, **new_token_fields())
+        if token.connection_id is not None:  # its portal is now expected to read the new URL
+            state_record([token.connection_id], now=new.created_at)
+        return new
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from syncs.models import Connection, ExportReadDay, Job, WebhookDelivery
+from syncs.models import Connection, ExportReadDay, Job, StateChange, WebhookDelivery
 from syncs.sync_state import TILES, states_counted
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,22 @@ class DatabaseCollector:
 
         now = timezone.now()
         states = GaugeMetricFamily("channelmgr_syncs", "Syncs by state (the overview's tiles).", labels=["state"])
-        counts, _troubled = states_counted(Connection.objects.all(), now=now)
+        counts = states_counted(Connection.objects.all())
         for state in TILES:
             states.add_metric([state.value], counts[state.value])
         yield states
+        # Read from the changes recorded as they happen (syncs.sync_state.state_record), over the
+        # last hour: the index on their moment serves it, whatever the history kept.
+        changes = GaugeMetricFamily(
+            "channelmgr_state_changes_last_hour", "Syncs that entered each state in the last hour.", labels=["state"]
+        )
+        entered = dict(
+            StateChange.objects.filter(at__gte=now - timedelta(hours=1)).order_by().values_list("to_state")
+            .annotate(count=Count("pk"))
+        )
+        for state in TILES:
+            changes.add_metric([state.value], entered.get(state.value, 0))
+        yield changes
         yield GaugeMetricFamily(
             "channelmgr_sync_requests_waiting", "Sync now requests no worker has served yet.",
             value=Connection.objects.filter(sync_requested_at__isnull=False).count(),

@@ -406,6 +406,20 @@ class Property(Removable):
         return today_in(self.timezone)
 
 
+class SyncState(models.TextChoices):
+    """The state of one sync, decided by ``syncs.sync_state.classify`` and stored on its row."""
+
+    WORKING = "working", _("Working")
+    FAILING = "failing", _("Failing, retrying")
+    PAUSED = "paused", _("Paused by errors")
+    CHECKING = "checking", _("Switched on, checking…")
+    HELD = "held", _("Removals held")
+    NOT_READING = "not_reading", _("Portal not reading our calendar")
+    STALE = "stale", _("Stale")
+    WAITING = "waiting", _("Waiting for its first sync")
+    SWITCHED_OFF = "switched_off", _("Switched off")
+
+
 class ConnectionQuerySet(AccountScopedQuerySet):
     account_path = "property__account"
 
@@ -490,6 +504,18 @@ class Connection(Removable):
     # read the old settings can never write over the change.
     settings_version = models.PositiveBigIntegerField(_("settings version"), default=0, editable=False)
 
+    # The sync's state as ``syncs.sync_state.state_record`` last decided it, on every write to
+    # what the rules read, and since when; state_since is null until it was first decided.
+    # state_changes_at: the earliest moment at which the state could change by time alone (never
+    # later than that moment; null when only a write can change it): the sweep decides again the
+    # rows whose moment has come. A new row is due at once, so that one made by a path that did
+    # not decide its state is decided by the next sweep.
+    state = models.CharField(_("state"), max_length=20, choices=SyncState, default=SyncState.WAITING, editable=False)
+    state_since = models.DateTimeField(_("in this state since"), null=True, blank=True, editable=False)
+    state_changes_at = models.DateTimeField(
+        _("state decided again at"), null=True, blank=True, default=now, db_index=True, editable=False
+    )
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -505,6 +531,13 @@ class Connection(Removable):
                 condition=Q(direction="export_only") | ~Q(import_url=""), name="connection_import_url_when_importing"
             ),
             models.CheckConstraint(condition=Q(sync_interval_minutes__gte=5), name="connection_interval_at_least_5"),
+        ]
+        indexes = [
+            # An account's live syncs by state (its counts, a filter by state): the account's
+            # properties, then each property's syncs in one state, read from the index alone.
+            models.Index(
+                fields=["property", "state"], condition=Q(archived_at__isnull=True), name="connection_live_property_state"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -1178,21 +1211,36 @@ class WebhookDelivery(models.Model):
         return f"{self.webhook_id} {self.event} {self.status}"
 
 
-class NotReadingAlert(models.Model):
-    """A portal that stopped reading a sync's export, told to the webhooks once until it reads
-    again (syncs.webhooks)."""
+class StateChange(models.Model):
+    """One change of a sync's state, recorded once, by ``syncs.sync_state.state_record`` as it
+    writes the new state: what the webhooks, the metrics and the digests read transitions from."""
 
-    connection = models.OneToOneField(
-        Connection, on_delete=models.CASCADE, related_name="not_reading_alert", verbose_name=_("connection")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="state_changes", verbose_name=_("connection")
     )
-    alerted_at = models.DateTimeField(_("told at"), default=timezone.now)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", verbose_name=_("account"))
+    from_state = models.CharField(_("previous state"), max_length=20, choices=SyncState)
+    to_state = models.CharField(_("new state"), max_length=20, choices=SyncState)
+    at = models.DateTimeField(_("when"), default=timezone.now)
+    # The "portal not reading" webhook's claim: each change into not_reading is told once.
+    webhooks_told_at = models.DateTimeField(_("webhooks told at"), null=True, blank=True)
 
     class Meta:
-        verbose_name = _("portal not reading alert")
-        verbose_name_plural = _("portal not reading alerts")
+        verbose_name = _("change of state")
+        verbose_name_plural = _("changes of state")
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(fields=["account", "at"], name="statechange_account_at"),
+            models.Index(fields=["connection", "at"], name="statechange_connection_at"),
+            models.Index(fields=["at"], name="statechange_at"),
+            models.Index(
+                fields=["account"], condition=Q(to_state="not_reading", webhooks_told_at__isnull=True),
+                name="statechange_not_reading_untold",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.connection_id} @ {self.alerted_at}"
+        return f"{self.connection_id} {self.from_state} → {self.to_state} @ {self.at}"
 
 
 class OnboardingUpload(models.Model):

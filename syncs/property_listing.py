@@ -22,7 +22,7 @@ from syncs.collation import in_name_order
 from syncs.conflicts import PROPERTIES_PER_SEARCH, properties_with_conflicts
 from syncs.dashboard import properties_health
 from syncs.models import Account, Connection, Property
-from syncs.sync_state import PropertyHealth, SyncState, health_of_states, with_states
+from syncs.sync_state import PropertyHealth, SyncState, health_of_states
 from syncs.timeline import Filter, properties_matching
 
 # What the list sorts by, with the words of each direction: (ascending, descending).
@@ -114,11 +114,9 @@ def property_rows(ids: list[int], *, now: datetime | None = None) -> list[Proper
 
 def _health_of_many(account: Account, ids: list[int], now: datetime) -> dict[int, PropertyHealth]:
     """The health of each of these properties of the account: the states of all its syncs in one
-    query (the rules in SQL, held equal to ``classify``), its double bookings as the list shows them."""
+    query (their stored states), its double bookings as the list shows them."""
     states: dict[int, list[SyncState]] = defaultdict(list)
-    for property_id, state in with_states(Connection.objects.for_account(account).order_by(), now=now).values_list(
-        "property_id", "sync_state"
-    ):
+    for property_id, state in Connection.objects.for_account(account).order_by().values_list("property_id", "state"):
         states[property_id].append(SyncState(state))
     doubles: set[int] = set()
     for first in range(0, len(ids), PROPERTIES_PER_SEARCH):

@@ -1,100 +1,19 @@
-"""Who reads our export URLs, and whether they still do.
-
-Each request is recorded cheaply: counts gather in this process and reach the database at most
-once per EXPORT_READ_FLUSH_SECONDS per URL, as one row per URL, reader and day (bounded), plus
-the last read on the token. A failure to record never fails the export.
-"""
+"""Who reads our export URLs, and whether they still do: what a connection's export tokens say
+(their reads are recorded by syncs.export_reads)."""
 
 from __future__ import annotations
 
-import functools
-import logging
-import re
-import threading
-import time
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from syncs.models import Connection, ExportReadDay, ExportToken
+from syncs.models import Connection, ExportToken
 
-log = logging.getLogger(__name__)
-
-# How portals' calendar fetchers name themselves in User-Agent (first match wins).
-READER_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("airbnb", re.compile(r"airbnb", re.IGNORECASE)),
-    ("booking", re.compile(r"booking\.com|bookingcom", re.IGNORECASE)),
-    ("vrbo", re.compile(r"vrbo|homeaway|abritel|fewo", re.IGNORECASE)),
-    ("expedia", re.compile(r"expedia", re.IGNORECASE)),
-    ("tripadvisor", re.compile(r"tripadvisor|flipkey", re.IGNORECASE)),
-    ("google", re.compile(r"google", re.IGNORECASE)),
-)
 # A portal that publishes no pick-up delay is expected to read at least every 6 hours.
 DEFAULT_PICKUP_MINUTES = 360
 # A reader is "stale" after its portal's longest usual pick-up delay times this.
 STALE_FACTOR = 3
-
-
-# Each portal's fetcher sends the same few User-Agents again and again: match each one once.
-@functools.lru_cache(maxsize=256)
-def reader_from_user_agent(user_agent: str) -> str:
-    for slug, pattern in READER_PATTERNS:
-        if pattern.search(user_agent or ""):
-            return slug
-    return "other"
-
-
-@dataclass
-class _Pending:
-    counts: Counter = field(default_factory=Counter)
-    last: tuple | None = None
-    flushed_at: float = float("-inf")
-
-
-_lock = threading.Lock()
-_pending: dict[int, _Pending] = {}
-
-
-def export_read_record(*, token_id: int, status: int, user_agent: str, now: datetime | None = None) -> None:
-    now = now or timezone.now()
-    reader = reader_from_user_agent(user_agent)
-    with _lock:
-        pending = _pending.setdefault(token_id, _Pending())
-        pending.counts[(now.date(), reader)] += 1
-        pending.last = (now, status, user_agent[:300], reader)
-        if time.monotonic() - pending.flushed_at < settings.EXPORT_READ_FLUSH_SECONDS:
-            return
-        counts, last = pending.counts, pending.last
-        pending.counts, pending.flushed_at = Counter(), time.monotonic()
-    try:
-        _flush(token_id, counts, last)
-    except DatabaseError:
-        log.warning("export reads not recorded token_id=%s", token_id, exc_info=True)
-
-
-def _flush(token_id: int, counts: Counter, last: tuple) -> None:
-    for (day, reader), count in counts.items():
-        _add_reads(token_id, day, reader, count)
-    read_at, status, user_agent, reader = last
-    ExportToken.objects.filter(pk=token_id).update(
-        last_read_at=read_at, last_status=status, last_user_agent=user_agent, last_reader=reader
-    )
-
-
-def _add_reads(token_id: int, day: date, reader: str, count: int) -> None:
-    rows = ExportReadDay.objects.filter(token_id=token_id, day=day, reader=reader)
-    if rows.update(count=F("count") + count):
-        return
-    try:
-        with transaction.atomic():
-            ExportReadDay.objects.create(token_id=token_id, day=day, reader=reader, count=count)
-    except IntegrityError:  # another process created today's row first
-        rows.update(count=F("count") + count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +68,28 @@ def export_facts(*, tokens: list, pickup_max_minutes: int | None, now: datetime)
         old_url_reader=old.last_reader if old else "",
         old_url_read_at=old.last_read_at if old else None,
     )
+
+
+# The rules above compare with a strict "more than": a moment is late by one tick of the clock.
+TICK = timedelta(microseconds=1)
+
+
+def export_facts_change_at(*, tokens: list, pickup_max_minutes: int | None, now: datetime) -> datetime | None:
+    """The earliest moment after ``now`` at which ``export_facts`` could say otherwise of these
+    tokens with no new read and no new token: the current URL's wait running out, or a rotated
+    URL read since the current one was made ending its grace. None when no moment is ahead."""
+    current = None
+    for token in tokens:
+        if token.expires_at is None and (current is None or token.created_at > current.created_at):
+            current = token
+    if current is None:
+        return None
+    moments = [(current.last_read_at or current.created_at) + expected_within(pickup_max_minutes) + TICK]
+    moments += [
+        token.expires_at for token in tokens
+        if token.expires_at is not None and token.last_read_at and token.last_read_at > current.created_at
+    ]
+    return min((moment for moment in moments if moment > now), default=None)
 
 
 def connection_export_facts(*, connection: Connection, now: datetime | None = None) -> ExportReaderFacts | None:

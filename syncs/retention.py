@@ -3,8 +3,8 @@
 Pruned after ``days``: sync runs (but never a connection's latest run, nor any run since an
 open pause began: the checklist's "what changed while paused" reads them), soft-deleted blocks
 with their change history, per-day read counts of export URLs, and rotated export tokens that
-stopped working, finished jobs (syncs.jobs), undo offers (syncs.undo) and webhook deliveries
-that ended (the webhooks page lists each webhook's latest), long past use. Deleted
+stopped working, finished jobs (syncs.jobs), undo offers (syncs.undo), syncs' changes of state
+(syncs.sync_state) and webhook deliveries that ended (the webhooks page lists each webhook's latest), long past use. Deleted
 in batches, so a big backlog never holds a long transaction.
 
 Whatever ``days`` says, properties and syncs an operator removed are deleted for good only when
@@ -26,6 +26,7 @@ from syncs.models import (
     ExportToken,
     Job,
     PauseEpisode,
+    StateChange,
     SyncRun,
     Undo,
     WebhookDelivery,
@@ -46,6 +47,7 @@ class Pruned:
     jobs: int = 0
     undos: int = 0
     deliveries: int = 0
+    state_changes: int = 0
 
 
 def _delete_in_batches(queryset) -> int:
@@ -81,4 +83,5 @@ def prune(*, days: int, now: datetime | None = None) -> Pruned:
         jobs=_delete_in_batches(Job.objects.filter(finished_at__lt=cutoff).order_by("pk")),
         undos=_delete_in_batches(Undo.objects.filter(created_at__lt=cutoff).order_by("pk")),
         deliveries=_delete_in_batches(WebhookDelivery.objects.filter(finished_at__lt=cutoff).order_by("pk")),
+        state_changes=_delete_in_batches(StateChange.objects.filter(at__lt=cutoff).order_by("at")),
     )

@@ -1,5 +1,6 @@
 """Every exporting connection, and every property, has an export URL from the moment it exists,
-however it was created (form, admin, seed, shell); a deleted sync's nights leave the
+however it was created (form, admin, seed, shell), and every connection saved whole has its state
+decided on what was saved (syncs.sync_state); a deleted sync's nights leave the
 property's exports at once; and a language chosen on the log-in page is saved at sign-in."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from syncs.blocks import property_calendar_changed
 from syncs.export_tokens import export_token_ensure
 from syncs.languages import language_adopt_at_sign_in
 from syncs.models import Connection, Property
+from syncs.sync_state import state_record
 
 
 @receiver(post_save, sender=Property, dispatch_uid="property_export_url")
@@ -22,8 +24,13 @@ def give_property_an_export_url(sender, instance: Property, created: bool, raw: 
 
 @receiver(post_save, sender=Connection, dispatch_uid="connection_export_url")
 def give_connection_an_export_url(sender, instance: Connection, raw: bool = False, **kwargs) -> None:
-    if instance.exports and not raw:
+    """Its export URL; then its state, decided on what was saved (a row saved whole may change
+    any field the rules read)."""
+    if raw:
+        return
+    if instance.exports:
         export_token_ensure(property=instance.property, connection=instance)
+    state_record([instance.pk])
 
 
 @receiver(post_delete, sender=Connection, dispatch_uid="connection_deleted_calendar_changed")

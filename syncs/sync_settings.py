@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from syncs.engine.lease import LEASE_RELEASED
 from syncs.models import Connection, Portal, Property
+from syncs.sync_state import state_record
 
 # What the next sync must forget to read its feed from scratch: no 304 on the old feed's ETag,
 # no "same body" shortcut, no knowledge of whether the old link's https:// variant worked.
@@ -73,8 +74,13 @@ def connection_settings_update(
     rows = Connection.objects.filter(pk=connection_id)
     if expected_version is not None:
         rows = rows.filter(settings_version=expected_version)
-    if updates and not rows.update(**updates) and expected_version is not None:
-        return []
+    if not updates:
+        return changed
+    if not rows.update(**updates):
+        return [] if expected_version is not None else changed
+    # Whatever was written (a switch, a pause cleared, the interval, the direction...), the
+    # sync's state is decided again on it.
+    state_record([connection_id], now=now)
     return changed
 
 
@@ -90,9 +96,15 @@ def property_settings_update(*, property_id: int, values: dict, now: datetime | 
 
 
 def portal_settings_update(*, portal_id: int, values: dict, now: datetime | None = None) -> list[str]:
-    """Write ``values`` to one portal; new labels make every feed of the portal read again."""
+    """Write ``values`` to one portal; new labels make every feed of the portal read again. A new
+    pick-up delay changes when its portal is late reading our calendars: the states of its syncs
+    are decided again by the next sweep (there may be thousands)."""
     now = now or timezone.now()
     Portal.objects.filter(pk=portal_id).update(**values)
+    if {"pickup_delay_max_minutes"} & set(values):
+        Connection.all_objects.filter(portal_id=portal_id).exclude(direction=Connection.Direction.IMPORT_ONLY).update(
+            state_changes_at=now
+        )
     changed = sorted(PORTAL_SYNC_SETTINGS & set(values))
     if changed:
         _void(Connection.objects.filter(portal_id=portal_id), now=now)

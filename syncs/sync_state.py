@@ -1,14 +1,13 @@
 """The one source of truth for a sync's state.
 
-Every sync is in exactly one state (``SyncState``), decided by ``classify`` and nowhere else:
-the overview's tiles and attention list, the properties list's health, the property and
-connection pages, the checklist's first step, the emails and the admin all read it from here,
-and ``syncs.explain.describe_state`` words it. The rules take the few fields they need from any
-object that has them: a loaded Connection, or a narrow row of a read of many syncs. Counting an
-account's five thousand syncs or filtering them by state asks the database for their states
-(``with_states``: the same rules, in SQL, which a test holds equal to ``classify``), and the
-syncs then shown are decided again by ``classify``: a constant number of queries whatever the
-number of syncs.
+Every sync is in exactly one state (``SyncState``), decided by ``classify`` and nowhere else.
+``state_record`` runs it on every write to what it reads and stores the result on the sync's row
+(``Connection.state``), with the moment it could change by time alone (``state_changes_at``),
+and records each change once (``StateChange``); the sweep (``state_sweep``, run by beat) decides
+again the rows whose moment has come, as healthchecks flips its checks. The overview's tiles and
+attention list, the properties list's health, the timeline's filter, the property and connection
+pages, the checklist's first step, the emails, the webhooks, the metrics and the admin all read
+the stored state, and ``syncs.explain.describe_state`` words it.
 """
 
 from __future__ import annotations
@@ -17,46 +16,19 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from django.db import models
-from django.db.models import (
-    Case,
-    CharField,
-    DateTimeField,
-    DurationField,
-    Exists,
-    ExpressionWrapper,
-    F,
-    FilteredRelation,
-    IntegerField,
-    OuterRef,
-    Q,
-    QuerySet,
-    Value,
-    When,
-)
+from django.db import transaction
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from syncs.models import Connection, ExportToken, Portal
-from syncs.moments import values_rows
-from syncs.readers import ExportReaderFacts, expected_within, export_facts
+from syncs.models import Connection, ExportToken, Portal, StateChange, SyncState
+from syncs.readers import TICK, ExportReaderFacts, export_facts, export_facts_change_at
 
 # A sync that has not worked for this many of its intervals is stale.
 STALE_INTERVALS = 2
-
-
-class SyncState(models.TextChoices):
-    WORKING = "working", _("Working")
-    FAILING = "failing", _("Failing, retrying")
-    PAUSED = "paused", _("Paused by errors")
-    CHECKING = "checking", _("Switched on, checking…")
-    HELD = "held", _("Removals held")
-    NOT_READING = "not_reading", _("Portal not reading our calendar")
-    STALE = "stale", _("Stale")
-    WAITING = "waiting", _("Waiting for its first sync")
-    SWITCHED_OFF = "switched_off", _("Switched off")
 
 
 # Worst first: the order of the attention list and of a property's health. A sync that stopped
@@ -100,14 +72,14 @@ TONE = {
     SyncState.SWITCHED_OFF: "",
 }
 
-# What the rules and the attention list's order read of a connection: the narrow rows of
-# account-wide reads hold exactly these fields, by the names a Connection has them. Not
+# What the rules and the attention list's order read of a connection, and its stored state: the
+# narrow rows of account-wide reads hold exactly these fields, by the names a Connection has them. Not
 # created_at: it is set on every row, and turning thousands of them into date-times is most of
 # the cost of such a read; waiting syncs are ordered by id, which follows it.
 FIELDS = (
     "id", "property_id", "portal_id", "direction", "enabled", "paused_at", "checking_since",
     "consecutive_failures", "held_removals", "held_since", "last_success_at", "last_attempt_at",
-    "sync_interval_minutes",
+    "sync_interval_minutes", "state",
 )
 
 
@@ -134,90 +106,102 @@ def classify(connection: Any, *, readers: ExportReaderFacts | None, now: datetim
     return SyncState.WORKING
 
 
-def _rules_in_sql(connections: QuerySet[Connection], now: datetime) -> tuple[QuerySet[Connection], list[tuple[SyncState, Q]]]:
-    """``classify``'s rules said in SQL, in its order: ``connections`` with the values the rules
-    compare, and (state, condition) for each rule; a sync is in the state of the first condition
-    that holds, working when none does.
-
-    The one place the rules are said twice. A test puts every combination of the fields the rules
-    read, and every situation of the export readers', through both, at each rule's boundary to
-    the microsecond, on every database the suite runs: the two may never disagree."""
-    direction = Connection.Direction
-    importing = ~Q(direction=direction.EXPORT_ONLY)
-    # A success before this moment is stale: worked out here for each interval the syncs have,
-    # and by the database (exact too, but a function call a row on SQLite) for one set meanwhile.
-    intervals = connections.order_by().values_list("sync_interval_minutes", flat=True).distinct()
-    stale_before = Case(
-        *(When(sync_interval_minutes=minutes, then=Value(now - timedelta(minutes=minutes * STALE_INTERVALS)))
-          for minutes in intervals),
-        default=Value(now) - ExpressionWrapper(
-            ExpressionWrapper(F("sync_interval_minutes"), output_field=IntegerField())
-            * Value(timedelta(minutes=STALE_INTERVALS), output_field=DurationField()),
-            output_field=DurationField(),
-        ),
-        output_field=DateTimeField(),
-    )
-    # The moment before which a portal should have read our calendar again (readers.expected_within).
-    read_since = Case(
-        *(When(portal_id=pk, then=Value(now - expected_within(pickup)))
-          for pk, pickup in Portal.objects.values_list("pk", "pickup_delay_max_minutes")),
-        default=Value(now - expected_within(None)), output_field=DateTimeField(),
-    )
-    old_url_read = Exists(ExportToken.objects.filter(
-        connection=OuterRef("pk"), expires_at__gt=now, last_read_at__gt=OuterRef("current_created_at")
-    ))
-    readers_need_attention = (
-        ~Q(direction=direction.IMPORT_ONLY) & Q(current_created_at__isnull=False) & (
-            Q(current_read_at__isnull=True, current_created_at__lt=F("read_since"))
-            | Q(current_read_at__isnull=False, current_read_at__lt=F("read_since"))
-            | Q(old_url_read=True)
-        )
-    )
-    compared = connections.alias(
-        current_token=FilteredRelation("export_tokens", condition=Q(export_tokens__expires_at__isnull=True)),
-        current_created_at=F("current_token__created_at"),
-        current_read_at=F("current_token__last_read_at"),
-        read_since=read_since,
-        stale_before=stale_before,
-    ).alias(old_url_read=old_url_read)
-    # Each condition is true or false, never unknown (null): in_states negates them.
-    return compared, [
-        (SyncState.SWITCHED_OFF, Q(enabled=False)),
-        (SyncState.CHECKING, importing & Q(paused_at__isnull=False, checking_since__isnull=False)),
-        (SyncState.PAUSED, importing & Q(paused_at__isnull=False)),
-        (SyncState.FAILING, importing & ~Q(consecutive_failures=0)),
-        (SyncState.HELD, importing & ~Q(held_removals=0)),
-        (SyncState.WAITING, importing & Q(last_success_at__isnull=True)),
-        (SyncState.STALE, importing & Q(last_success_at__isnull=False, last_success_at__lt=F("stale_before"))),
-        (SyncState.NOT_READING, readers_need_attention),
-    ]
+def state_changes_at(connection: Any, *, tokens: list, pickup: int | None, now: datetime) -> datetime | None:
+    """The earliest moment after ``now`` at which ``classify`` could give ``connection`` another
+    state by time alone (no write to it or to its export tokens): its last success growing stale,
+    or what its export's readers say changing. Never later than that moment, sometimes earlier
+    (a moment a rule that applies first makes moot); None when only a write can change it."""
+    if not connection.enabled:
+        return None
+    moments = []
+    if connection.direction != Connection.Direction.EXPORT_ONLY:
+        if (connection.paused_at is not None or connection.consecutive_failures or connection.held_removals
+                or connection.last_success_at is None):
+            return None
+        stale_at = connection.last_success_at + timedelta(minutes=connection.sync_interval_minutes * STALE_INTERVALS) + TICK
+        if stale_at <= now:
+            return None  # stale until a write
+        moments.append(stale_at)
+    if connection.direction != Connection.Direction.IMPORT_ONLY:
+        moments.append(export_facts_change_at(tokens=tokens, pickup_max_minutes=pickup, now=now))
+    return min((moment for moment in moments if moment is not None), default=None)
 
 
-def with_states(connections: QuerySet[Connection], *, now: datetime) -> QuerySet[Connection]:
-    """``connections``, each with its state as ``sync_state`` (a SyncState value), for reads of
-    many syncs that need the state of rows they do not load (an account's counts)."""
-    compared, rules = _rules_in_sql(connections, now)
-    return compared.annotate(sync_state=Case(
-        *(When(condition, then=Value(state.value)) for state, condition in rules),
-        default=Value(SyncState.WORKING.value), output_field=CharField(),
-    ))
+# What deciding a state reads of a connection, beyond FIELDS: what was last stored, its
+# account (for the record of a change) and its portal's pick-up delay (for its readers).
+_RECORD_FIELDS = (*FIELDS, "state_since", "state_changes_at", "property__account_id", "portal__pickup_delay_max_minutes")
 
 
-def in_states(connections: QuerySet[Connection], states: Iterable[SyncState], *, now: datetime) -> QuerySet[Connection]:
-    """Those of ``connections`` in one of these states (a filter by state). For one state, its
-    rule and the negation of those before it, so that the database can rule most syncs out on a
-    field or two; for several, each sync's state in full (one rule in order each time is more)."""
-    states = set(states)
-    if len(states) != 1:
-        return with_states(connections, now=now).filter(sync_state__in=[state.value for state in states])
-    [wanted] = states
-    compared, rules = _rules_in_sql(connections, now)
-    earlier = Q()  # no rule before this one holds
-    for state, condition in rules:
-        if state == wanted:
-            return compared.filter(earlier & condition)
-        earlier &= ~condition
-    return compared.filter(earlier)  # working: no rule holds
+def _decided(row: Any, *, tokens: list, now: datetime) -> tuple[SyncState, datetime | None]:
+    """The state of a row of _RECORD_FIELDS with its serving tokens, and when it could change."""
+    pickup = row.portal__pickup_delay_max_minutes
+    readers = None
+    if row.direction != Connection.Direction.IMPORT_ONLY:
+        readers = export_facts(tokens=tokens, pickup_max_minutes=pickup, now=now)
+    return classify(row, readers=readers, now=now), state_changes_at(row, tokens=tokens, pickup=pickup, now=now)
+
+
+def state_decided(connections: QuerySet[Connection], *, now: datetime) -> list[tuple[int, str, SyncState]]:
+    """(sync, its stored state, the state the rules give it at ``now``) of each of ``connections``,
+    written nowhere: what checks of the stored states compare."""
+    rows = [SimpleNamespace(**row) for row in connections.order_by("pk").values(*_RECORD_FIELDS)]
+    tokens = _tokens_by_connection(ExportToken.objects.filter(connection_id__in=[row.id for row in rows]), now)
+    return [(row.id, row.state, _decided(row, tokens=tokens.get(row.id, []), now=now)[0]) for row in rows]
+
+
+def state_record(
+    connection_ids: Iterable[int], *, now: datetime | None = None, skip_locked: bool = False
+) -> list[StateChange]:
+    """Decide again the state of these syncs, store it on their rows with the moment it could
+    change by time alone, and record each change of state once: the one writer of
+    Connection.state, called by every write to what ``classify`` reads, and by the sweep.
+
+    The rows are locked while deciding: a writer that changes them after this read calls this
+    again once its own write is in, so that the last decision is always taken on the last write.
+    ``skip_locked`` (the sweep): rows a writer holds are left to that writer. Returns the changes
+    recorded."""
+    ids = sorted(set(connection_ids))
+    if not ids:
+        return []
+    now = now or timezone.now()
+    changes = []
+    with transaction.atomic():
+        rows = [
+            SimpleNamespace(**row) for row in Connection.all_objects.filter(pk__in=ids).order_by("pk")
+            .select_for_update(of=("self",), skip_locked=skip_locked).values(*_RECORD_FIELDS)
+        ]
+        tokens = _tokens_by_connection(ExportToken.objects.filter(connection_id__in=ids), now)
+        for row in rows:
+            state, changes_at = _decided(row, tokens=tokens.get(row.id, []), now=now)
+            moved = state != row.state or row.state_since is None
+            if not moved and changes_at == row.state_changes_at:
+                continue
+            since = now if moved else row.state_since
+            Connection.all_objects.filter(pk=row.id).update(state=state, state_since=since, state_changes_at=changes_at)
+            if state != row.state and row.state_since is not None:  # a new row's first decision is no change
+                changes.append(StateChange(
+                    connection_id=row.id, account_id=row.property__account_id, from_state=row.state, to_state=state, at=now
+                ))
+        StateChange.objects.bulk_create(changes)
+    return changes
+
+
+# How many syncs one transaction of the sweep decides again.
+SWEEP_BATCH = 500
+
+
+def state_sweep(*, now: datetime | None = None) -> int:
+    """Decide again every sync whose state could have changed by time alone by ``now``, in
+    batches; each is then due again at its next moment, or never. A row a writer holds is left to
+    it (it decides the state once its write is in), or to the next sweep. Returns how many rows
+    were due."""
+    now = now or timezone.now()
+    due = Connection.all_objects.filter(state_changes_at__lte=now).order_by("pk")
+    done, after = 0, 0
+    while batch := list(due.filter(pk__gt=after).values_list("pk", flat=True)[:SWEEP_BATCH]):
+        state_record(batch, now=now, skip_locked=True)
+        done, after = done + len(batch), batch[-1]
+    return done
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,28 +252,27 @@ _SINCE = {
 }
 
 
-# -- Reading the states: many syncs (narrow rows) or a few loaded ones, the same rules. --
+# -- Reading the stored states: many syncs (narrow rows) or a few loaded ones. --
 
 
 def _tokens_by_connection(tokens: QuerySet[ExportToken], now: datetime) -> dict[int, list[Any]]:
     """The serving export tokens of connections among ``tokens``, as narrow rows (their
     connection_id, created_at, expires_at, last_read_at, last_reader), in one query."""
     by_connection: dict[int, list[Any]] = defaultdict(list)
-    rows = values_rows(
-        tokens.serving(now).filter(connection__isnull=False).order_by(),
-        ("connection_id", "created_at", "expires_at", "last_read_at", "last_reader"),
-        named=True,
+    rows = tokens.serving(now).filter(connection__isnull=False).order_by().values(
+        "connection_id", "created_at", "expires_at", "last_read_at", "last_reader"
     )
     for token in rows:
-        by_connection[token.connection_id].append(token)
+        by_connection[token["connection_id"]].append(SimpleNamespace(**token))
     return by_connection
 
 
 def _status(connection: Any, *, tokens: list, pickup: int | None, now: datetime) -> SyncStatus:
+    """The stored state of a sync, with what its export's readers say now (for the words)."""
     readers = None
     if connection.direction != Connection.Direction.IMPORT_ONLY:
         readers = export_facts(tokens=tokens, pickup_max_minutes=pickup, now=now)
-    return SyncStatus(connection=connection, state=classify(connection, readers=readers, now=now), readers=readers)
+    return SyncStatus(connection=connection, state=SyncState(connection.state), readers=readers)
 
 
 def status_from_tokens(connection: Connection, *, tokens: list, now: datetime) -> SyncStatus:
@@ -304,43 +287,35 @@ def statuses_of(
     rows: three queries whatever their number. ``tokens``: export tokens that include those of
     these connections, narrowed the way the index serves best (an account's, some properties')."""
     now = now or timezone.now()
-    rows = values_rows(connections.order_by(), FIELDS, named=True)
+    rows = [SimpleNamespace(**row) for row in connections.order_by().values(*FIELDS)]
     tokens = _tokens_by_connection(tokens, now)
     pickups = dict(Portal.objects.values_list("pk", "pickup_delay_max_minutes"))
     return [_status(row, tokens=tokens.get(row.id, []), pickup=pickups.get(row.portal_id), now=now) for row in rows]
 
 
-def states_counted(connections: QuerySet[Connection], *, now: datetime) -> tuple[dict[str, int], list[int]]:
+def states_counted(connections: QuerySet[Connection]) -> dict[str, int]:
     """Syncs per state among ``connections`` (every state present, 0 when none: they add up to the
-    number of syncs), and the ids of those that need attention: three queries (with_states' two
-    small ones, then two narrow columns a sync), whatever their number."""
+    number of syncs): one query, read from the stored states."""
     counts = dict.fromkeys((state.value for state in TILES), 0)
-    attention = {state.value for state in NEEDS_ATTENTION}
-    troubled = []
-    for pk, state in with_states(connections.order_by(), now=now).values_list("pk", "sync_state"):
-        counts[state] += 1
-        if state in attention:
-            troubled.append(pk)
-    return counts, troubled
+    for state, count in connections.order_by().values_list("state").annotate(count=Count("pk")):
+        counts[state] += count
+    return counts
 
 
 def states_with_attention(connections: QuerySet[Connection], *, now: datetime) -> tuple[dict[str, int], list[SyncStatus]]:
-    """Syncs per state among ``connections``, and those that need attention, worst first, each
-    decided by ``classify`` with what it read (narrow rows): six queries, the rules' rows read
-    for the syncs that need attention only (or for all, when most do)."""
-    counts, troubled = states_counted(connections, now=now)
-    if not troubled:
+    """Syncs per state among ``connections``, and those that need attention, worst first, with
+    what their readers say: four queries, whatever the number of syncs."""
+    counts = states_counted(connections)
+    if not any(counts[state.value] for state in NEEDS_ATTENTION):
         return counts, []
-    if len(troubled) * 2 <= sum(counts.values()):
-        rows, tokens = Connection.objects.filter(pk__in=troubled), ExportToken.objects.filter(connection_id__in=troubled)
-    else:  # most of them (after an outage, say): reading all costs less than naming each
-        rows, tokens = connections, ExportToken.objects.filter(connection__in=connections.values("pk"))
-    statuses = statuses_of(rows, tokens=tokens, now=now)
-    return counts, worst_first(status for status in statuses if status.needs_attention)
+    troubled = connections.filter(state__in=[state.value for state in NEEDS_ATTENTION])
+    statuses = statuses_of(troubled, tokens=ExportToken.objects.filter(connection__in=troubled.order_by().values("pk")), now=now)
+    return counts, worst_first(statuses)
 
 
 def connection_statuses(connections: Iterable[Connection], *, now: datetime | None = None) -> dict[int, SyncStatus]:
-    """The state of each of these loaded connections (with their portal), by id: one query."""
+    """The stored state of each of these loaded connections (with their portal), with what their
+    readers say, by id: one query."""
     now = now or timezone.now()
     connections = list(connections)
     tokens = _tokens_by_connection(ExportToken.objects.filter(connection__in=[c.pk for c in connections]), now) if connections else {}

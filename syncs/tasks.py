@@ -27,6 +27,7 @@ from syncs.password_reset import password_reset_send  # noqa: F401 - registers t
 from syncs.probing import probe_paused_connections
 from syncs.retention import prune
 from syncs.sync_requests import connection_request_sync
+from syncs.sync_state import state_sweep
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ def probe_paused_feeds() -> int:
     for connection in Connection.objects.filter(pk__in=done.resumed):
         connection_request_sync(connection=connection, user=None, pressed=False)
     return done.probed
+
+
+@shared_task(ignore_result=True)
+def sweep_states() -> int:
+    """Run by beat every minute: decide again the syncs whose state could have changed by time
+    alone (see syncs/sync_state.py)."""
+    return state_sweep()
 
 
 @shared_task(ignore_result=True)

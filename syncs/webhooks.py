@@ -52,14 +52,14 @@ from syncs.models import (
     Activity,
     Connection,
     DoubleBooking,
-    ExportToken,
-    NotReadingAlert,
     PauseEpisode,
+    StateChange,
     Webhook,
     WebhookDelivery,
 )
+from syncs.readers import connection_export_facts
 from syncs.site_links import connection_fix_url
-from syncs.sync_state import SyncState, connection_status, in_states, statuses_of
+from syncs.sync_state import SyncState
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ def _still_true(delivery: WebhookDelivery) -> bool:
     live = Connection.objects.select_related("portal", "property").filter(pk=connection.pk).first()
     if live is None:  # removed since (syncs.removal): nothing about it is true any more
         return False
-    state = connection_status(live).state
+    state = SyncState(live.state)
     if delivery.event in (Event.PAUSED, Event.REMINDER):
         return state == SyncState.PAUSED
     if delivery.event == Event.RESTORED:
@@ -511,26 +511,30 @@ def scan_double_bookings(*, now: datetime) -> int:
     return told
 
 
+# How many changes into "not reading" one scan tells at most; the next scan tells the rest.
+NOT_READING_BATCH = 500
+
+
 def scan_not_reading(*, now: datetime) -> int:
+    """Tell the webhooks of each change of a sync into "portal not reading" (syncs.sync_state
+    records it once): once until the portal reads again, which is a change out of it."""
     told = 0
     accounts = {w.account_id for w in Webhook.objects.filter(enabled=True) if Event.NOT_READING in w.events}
-    for account_id in accounts:
-        candidates = in_states(Connection.objects.filter(property__account_id=account_id), [SyncState.NOT_READING], now=now)
-        statuses = statuses_of(candidates, tokens=ExportToken.objects.filter(connection__in=candidates.values("pk")), now=now)
-        not_reading = {s.connection.id: s for s in statuses if s.state == SyncState.NOT_READING}
-        NotReadingAlert.objects.filter(connection__property__account_id=account_id).exclude(
-            connection_id__in=list(not_reading)
-        ).delete()
-        known = set(NotReadingAlert.objects.filter(connection_id__in=list(not_reading)).values_list("connection_id", flat=True))
-        for connection_id, counted in not_reading.items():
-            if connection_id in known:
-                continue
-            _alert, created = NotReadingAlert.objects.get_or_create(connection_id=connection_id)
-            if created:
-                connection = Connection.objects.select_related("property__account", "portal").get(pk=connection_id)
-                with _site_words():
-                    words = describe_readers(counted.readers, portal=connection.portal.name_in_sentence)
-                told += _notify_not_reading(connection=connection, words=words, now=now)
+    untold = StateChange.objects.filter(
+        account_id__in=accounts, to_state=SyncState.NOT_READING, webhooks_told_at__isnull=True
+    ).order_by("pk").values_list("pk", "connection_id")
+    for change_id, connection_id in untold[:NOT_READING_BATCH]:
+        # The claim: one scan tells the webhooks about this change.
+        if not StateChange.objects.filter(pk=change_id, webhooks_told_at__isnull=True).update(webhooks_told_at=now):
+            continue
+        connection = Connection.objects.select_related("property__account", "portal").filter(pk=connection_id).first()
+        later = StateChange.objects.filter(connection_id=connection_id, pk__gt=change_id).exists()
+        if connection is None or connection.state != SyncState.NOT_READING or later:
+            continue  # reads again, or removed, since: nothing to tell
+        readers = connection_export_facts(connection=connection, now=now)
+        with _site_words():
+            words = describe_readers(readers, portal=connection.portal.name_in_sentence)
+        told += _notify_not_reading(connection=connection, words=words, now=now)
     return told
 
 

@@ -216,6 +216,24 @@ def _metrics_folder_of_our_own(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _stored_states_hold(request):
+    """After each test that used the database, every live sync's stored state is what the rules
+    say at the test's clock, unless the sweep is due to decide it again: a write path that forgot
+    to decide the state again fails the test that took it."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if not uses_db:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")  # torn down after this check
+    if "clock" in request.fixturenames:
+        request.getfixturevalue("clock")  # likewise: the check reads the test's clock
+    yield
+    from tests.states import states_not_as_stored  # the database is set up only now
+
+    assert states_not_as_stored(timezone.now()) == [], "(sync, stored state, state now): a write did not decide it"
+
+
+@pytest.fixture(autouse=True)
 def _default_language():
     """Each test starts in the default language: a page asked for in Portuguese leaves Portuguese
     active in the thread (LocaleMiddleware never deactivates it), and in a parallel run the test
@@ -245,15 +263,15 @@ def _fresh_cache(settings):
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-    from syncs import readers
+    from syncs import export_reads
     from syncs.engine import fetch
 
     cache.clear()
-    readers._pending.clear()
+    export_reads._pending.clear()
     fetch.SLOTS = fetch.HostSlots()  # what portal hosts asked of us
     yield
     cache.clear()
-    readers._pending.clear()
+    export_reads._pending.clear()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.urls import reverse
 
 from syncs.models import Account, Connection
-from syncs.sync_state import SyncState, connection_status
+from syncs.sync_state import SyncState, connection_status, state_decided, state_sweep
 
 _TILE = re.compile(r'<span class="count[^"]*" data-state="(\w+)"><strong>(\d+)</strong>')
 _ATTENTION = re.compile(r'<tr id="attention-(\d+)" data-state="(\w+)">')
@@ -24,9 +24,18 @@ _HEADING = re.compile(r"<h1>.*?data-state=\"(\w+)\".*?</h1>", re.DOTALL)
 
 
 def sync_state_of(connection: Connection) -> SyncState:
-    """The state the rules give the connection as it is in the database now."""
+    """The state the pages read for the connection as it is in the database now, once the sweep
+    ran (a change by time alone shows within one sweep)."""
+    state_sweep()
     fresh = Connection.objects.select_related("portal", "property").get(pk=connection.pk)
     return connection_status(fresh).state
+
+
+def states_not_as_stored(now) -> list[tuple[int, str, str]]:
+    """(sync, stored state, classify's state at ``now``) of every live sync whose stored state is
+    not what the rules say now, leaving out those the sweep is due to decide again."""
+    live = Connection.objects.exclude(state_changes_at__lte=now)
+    return [(pk, stored, decided) for pk, stored, decided in state_decided(live, now=now) if stored != decided]
 
 
 def overview_tiles(client) -> dict[str, int]:
@@ -79,7 +88,9 @@ class Places:
 
 
 def places(client, connection: Connection) -> Places:
-    """Read every page that shows ``connection``'s state, as its operator sees them."""
+    """Read every page that shows ``connection``'s state, as its operator sees them once the
+    sweep ran (a change by time alone shows within one sweep)."""
+    state_sweep()
     account = Account.of_user(client_user(client))
     overview = client.get(reverse("home")).content.decode()
     tiles = tiles_in(overview, account=account)

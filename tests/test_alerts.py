@@ -13,6 +13,7 @@ from syncs.dashboard import dashboard_summary
 from syncs.digests import digests_send
 from syncs.models import Activity, Block, Connection, Membership, PauseEpisode
 from syncs.notifications import pause_notifications_send
+from syncs.sync_state import state_record
 from tests.factories import (
     BlockFactory,
     ConnectionFactory,
@@ -232,10 +233,12 @@ def test_the_digest_lists_double_bookings_marked_handled_apart_and_alone_they_se
     morning = timezone.now().replace(hour=9)
     working = {"direction": "import_only", "last_success_at": morning - timedelta(minutes=5)}  # every sync fine
     Connection.objects.update(**working)
+    state_record(Connection.objects.values_list("pk", flat=True), now=morning)  # written raw: decided
     assert digests_send(now=morning) == 0 and mailoutbox == []
 
     clash(PropertyFactory(account=owner.account, name="Later"), in_days=30)
     Connection.objects.update(**working)
+    state_record(Connection.objects.values_list("pk", flat=True), now=morning)
     Membership.objects.filter(pk=owner.pk).update(digest_sent_at=None)
     assert digests_send(now=morning) == 1
     [digest] = mailoutbox
@@ -254,6 +257,7 @@ def test_the_digest_lists_the_syncs_that_need_attention_in_the_overview_s_order(
     for name, paused_days in (("Recent", 1), ("Older", 3), ("Oldest", 6)):
         connection = paused_sync(PropertyFactory(account=owner.account, name=name))
         Connection.objects.filter(pk=connection.pk).update(paused_at=now - timedelta(days=paused_days))
+        state_record([connection.pk])  # written raw: decided as the product's writes are
     overview = [s.connection.property.name for s in dashboard_summary(user=owner.user, now=now).attention]
     assert overview == ["Oldest", "Older", "Recent"]
     assert digests_send(now=now) == 1

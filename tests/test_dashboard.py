@@ -18,7 +18,7 @@ from django.utils.formats import date_format
 from channelmgr.celery import app
 from syncs import jobs, tasks
 from syncs.models import Account, Activity, Block, Connection, Job, SyncRun
-from syncs.sync_state import SyncState
+from syncs.sync_state import SyncState, state_record
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 from tests.jobs import recorded_hand_over
@@ -502,6 +502,7 @@ def test_a_portal_that_never_read_our_calendar_needs_attention(operator_client, 
     with time_machine.travel(timezone.now() - timedelta(hours=10), tick=False):
         connection = ConnectionFactory(property=PropertyFactory(account=account), portal=portal("airbnb"))
     Connection.objects.filter(pk=connection.pk).update(last_success_at=timezone.now())
+    state_record([connection.pk])  # written raw above: decided as the product's writes are
     page = operator_client.get(reverse("home")).content.decode()
     assert f'id="attention-{connection.pk}"' in page
     assert "the URL was probably not pasted into Airbnb" in page

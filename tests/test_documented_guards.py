@@ -24,7 +24,7 @@ from syncs.engine.parse.ical import parse_feed
 from syncs.export_tokens import export_token_ensure
 from syncs.horizon import latest_checkout
 from syncs.models import Block, Connection, ExportToken, Membership, OnboardingUpload, Portal
-from syncs.sync_state import SyncState, connection_status, in_states
+from syncs.sync_state import SyncState, state_decided, state_record
 from syncs.webhooks import signature_valid
 from tests.conftest import NOW
 from tests.factories import (
@@ -40,16 +40,15 @@ from tests.helpers import TODAY, d
 
 
 def state_both_ways(connection: Connection) -> tuple[SyncState, set[SyncState]]:
-    """The state as each page reads it: one sync's (Python) and the overview's counts (SQL)."""
-    connection.refresh_from_db()
-    sql = {
-        state for state in SyncState
-        if in_states(Connection.objects.filter(pk=connection.pk), [state], now=NOW).exists()
-    }
-    return connection_status(connection, now=NOW).state, sql
+    """The state the rules give at NOW, and the state every page reads (the stored one, once
+    decided at NOW, as the sweep would)."""
+    state_record([connection.pk], now=NOW)
+    [(_pk, stored, decided)] = state_decided(Connection.objects.filter(pk=connection.pk), now=NOW)
+    return decided, {SyncState(stored)}
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clock")  # the time the rules are read at, as the stored states are checked
 @pytest.mark.parametrize(
     ("interval", "minutes_since_success", "state"),
     [
@@ -75,6 +74,7 @@ def test_a_sync_is_stale_after_two_intervals_without_a_success(interval, minutes
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clock")  # the time the rules are read at, as the stored states are checked
 @pytest.mark.parametrize(
     ("pickup_max", "minutes_since_read", "state"),
     [
@@ -98,6 +98,7 @@ def test_a_portal_is_not_reading_after_three_times_its_pick_up_delay(pickup_max,
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clock")  # the time the rules are read at, as the stored states are checked
 def test_a_url_never_read_needs_attention_after_three_times_the_pick_up_delay():
     Portal.objects.filter(slug="vrbo").update(pickup_delay_min_minutes=5, pickup_delay_max_minutes=100)
     connection = ConnectionFactory(

@@ -22,6 +22,7 @@ from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Account, Connection, PauseEpisode, SyncRun
 from syncs.notifications import send_pause_notifications
 from syncs.probing import connection_probe
+from syncs.sync_state import state_record
 from tests import feeds
 from tests.factories import (
     AccountFactory,
@@ -122,6 +123,7 @@ def test_a_permanent_failure_pauses_at_once_and_sends_one_email(
     clock, airbnb_server, connection, members, mailoutbox
 ):
     Connection.objects.filter(pk=connection.pk).update(direction=Connection.Direction.IMPORT_ONLY)
+    state_record([connection.pk])  # written raw: decided as the product's writes are
     answer(airbnb_server, b"Not Found", status=404, content_type="text/plain")
     sync_now(connection)
     assert send_pause_notifications() == 1

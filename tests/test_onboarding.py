@@ -16,6 +16,7 @@ from syncs.models import Activity, Connection, Membership, OnboardingUpload, Pro
 from syncs.onboarding import jobs
 from syncs.onboarding.file import file_read
 from syncs.onboarding.jobs import onboarding_import, onboarding_preview
+from syncs.sync_state import state_record
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, portal
 
 pytestmark = pytest.mark.django_db
@@ -288,6 +289,7 @@ def test_two_different_new_zones_for_one_property_are_refused(client, manager, s
 def test_a_new_link_on_a_paused_sync_is_read_at_once_as_after_the_edit_page(client, manager, syncs_of):
     vrbo = syncs_of["vrbo"]
     Connection.objects.filter(pk=vrbo.pk).update(paused_at=timezone.now(), pause_reason="http_4xx")
+    state_record([vrbo.pk])  # written raw: decided as the product's writes are
     rows = parsed(export(client))
     for row in rows[1:]:
         if row[0] == str(vrbo.pk):
@@ -387,6 +389,7 @@ def test_a_row_whose_sync_changed_since_the_check_is_refused_rather_than_overwri
     checked = OnboardingUpload.objects.get()
     assert [row["action"] for row in checked.rows] == ["same", "add"]
     Connection.objects.filter(pk=old.pk).update(sync_interval_minutes=90)  # changed on its page meanwhile
+    state_record([old.pk])  # written raw: decided as the product's writes are
     client.post(reverse("onboarding-import", args=[checked.pk]))
     assert Connection.objects.get(pk=old.pk).sync_interval_minutes == 90
     assert Connection.objects.count() == 1

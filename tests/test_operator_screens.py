@@ -21,6 +21,7 @@ from syncs.management.commands.portal_colours import STYLESHEET, with_portal_css
 from syncs.models import Account, Block, Connection, SyncRun
 from syncs.portals import CATALOGUE, HERE_LOOK, LOOKS, portal_css
 from syncs.sync_labels import label_syncs
+from syncs.sync_state import state_record
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 from tests.jobs import recorded_hand_over
@@ -241,6 +242,7 @@ def test_step_6_refuses_a_test_night_while_the_import_fails_and_names_who_will_s
     assert not Block.objects.filter(property=prop, source__isnull=True).exists()
 
     Connection.objects.filter(pk=paused.pk).update(paused_at=None, consecutive_failures=0, last_success_at=timezone.now())
+    state_record([paused.pk])  # written raw: decided as the product's writes are
     response = operator_client.get(url, **HTMX)
     text = html.unescape(response.content.decode())
     assert "A test night is closed on every portal that reads this property's calendars: Airbnb, Booking.com." in text

@@ -30,9 +30,9 @@ from syncs.models import (
     Connection,
     ExportToken,
     Membership,
-    NotReadingAlert,
     PauseEpisode,
     Property,
+    StateChange,
     SyncRun,
     Webhook,
     WebhookDelivery,
@@ -41,6 +41,7 @@ from syncs.notifications import pause_notifications_send
 from syncs.probing import connections_to_probe
 from syncs.property_listing import property_rows
 from syncs.removal import connection_restore_problem, connections_remove, property_remove
+from syncs.sync_state import state_record
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
 from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_deliver
@@ -165,6 +166,7 @@ def test_only_managers_and_owners_may_remove_or_restore(client, casa):
 def test_a_removed_sync_is_gone_from_the_overview_tiles_property_list_and_timeline(operator, operator_client, account, casa):
     prop, airbnb, booking, vrbo = casa
     Connection.objects.filter(pk=airbnb.pk).update(paused_at=timezone.now(), pause_reason="http_4xx", pause_params={"status": 404})
+    state_record([airbnb.pk])  # written raw: decided as the product's writes are
     before = dashboard_summary(user=operator)
     assert (before.total, before.counts["paused"], len(before.conflicts)) == (3, 1, 1)
 
@@ -207,6 +209,7 @@ def test_a_removed_sync_is_not_dispatched_probed_or_served_a_sync_now(casa):
     _prop, airbnb, booking, vrbo = casa
     Connection.objects.filter(pk=airbnb.pk).update(next_sync_at=None, sync_requested_at=timezone.now() - timedelta(minutes=5))
     Connection.objects.filter(pk=booking.pk).update(paused_at=timezone.now(), pause_reason="timeout")
+    state_record([booking.pk])  # written raw: decided as the product's writes are
     Connection.objects.filter(pk=vrbo.pk).update(next_sync_at=timezone.now() + timedelta(hours=1))
     connections_remove(user=None, connections=[airbnb, booking])
 
@@ -233,6 +236,7 @@ def test_a_sync_removed_mid_poll_records_nothing_of_that_poll(casa):
 def test_no_pause_email_reminder_or_digest_about_a_removed_sync(mailoutbox, account, casa):
     _prop, airbnb, _booking, _vrbo = casa
     Connection.objects.filter(pk=airbnb.pk).update(paused_at=timezone.now(), pause_reason="timeout")
+    state_record([airbnb.pk])  # written raw: decided as the product's writes are
     PauseEpisode.objects.create(connection=airbnb, reason="timeout")
     digest = Membership.objects.get(account=account)
     assert digest_message(membership=digest, since=timezone.now() - timedelta(days=1), now=timezone.now()) is not None
@@ -249,17 +253,19 @@ def test_the_webhook_scans_skip_a_removed_sync(account, casa):
     Webhook.objects.create(account=account, url="https://hooks.example.com/x", events=["double_booking", "not_reading"], secret_nonce="n")
     quiet = ConnectionFactory(property=prop, portal=portal("other"), direction="export_only", import_url="")
     ExportToken.objects.filter(connection=quiet).update(created_at=timezone.now() - timedelta(days=30))
+    state_record([quiet.pk])  # its portal stopped reading it: a change into not_reading
+    assert StateChange.objects.filter(connection=quiet, to_state="not_reading").exists()
     connections_remove(user=None, connections=[airbnb, quiet])
 
     assert scan_double_bookings(now=timezone.now()) == 0
     assert scan_not_reading(now=timezone.now()) == 0
-    assert not NotReadingAlert.objects.exists()
 
 
 def test_a_webhook_about_a_sync_removed_before_its_delivery_is_dropped_not_sent(account, casa):
     _prop, airbnb, _booking, _vrbo = casa
     Webhook.objects.create(account=account, url="https://hooks.example.com/x", events=["paused"], secret_nonce="n")
     Connection.objects.filter(pk=airbnb.pk).update(paused_at=timezone.now(), pause_reason="timeout")
+    state_record([airbnb.pk])  # written raw: decided as the product's writes are
     PauseEpisode.objects.create(connection=airbnb, reason="timeout")
     pause_notifications_send()
     delivery = WebhookDelivery.objects.get()

@@ -18,7 +18,7 @@ from syncs.engine.parse.ical import parse_feed
 from syncs.engine.record import connection_accept_held_answer
 from syncs.engine.task import connection_sync_leased
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, SyncRun
-from syncs.sync_state import SyncState
+from syncs.sync_state import SyncState, state_record
 from tests import feeds
 from tests.conftest import NOW
 from tests.factories import ConnectionFactory, PropertyFactory, portal
@@ -228,6 +228,7 @@ def test_an_unchanged_poll_after_failures_is_stored_as_the_run_and_state_it_retu
     Connection.objects.filter(pk=connection.pk).update(
         consecutive_failures=2, last_error_code="timeout", last_error_params={"seconds": 30}, probe_failures=1
     )
+    state_record([connection.pk])  # written raw: decided as the product's writes are
     airbnb_server.clear_all_handlers()
     airbnb_server.expect_request(FEED_PATH, headers={"If-None-Match": '"v1"'}).respond_with_data(
         b"", status=304, headers={"ETag": '"v2"'}

@@ -7,7 +7,6 @@ the account's syncs (tests/states.py)."""
 
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +22,6 @@ from syncs import notifications
 from syncs.connection_state import connection_switch
 from syncs.dashboard import dashboard_summary
 from syncs.engine.task import connection_sync_leased
-from syncs.export_tokens import new_token_fields
 from syncs.models import (
     Account,
     Activity,
@@ -35,17 +33,13 @@ from syncs.models import (
     SyncRun,
 )
 from syncs.notifications import send_pause_notifications
-from syncs.readers import expected_within
 from syncs.sync_state import (
-    NEEDS_ATTENTION,
     STALE_INTERVALS,
     SyncState,
     classify,
-    connection_statuses,
-    in_states,
+    state_record,
     states_with_attention,
     statuses_of,
-    with_states,
     worst_first,
 )
 from tests import feeds
@@ -156,106 +150,6 @@ class Readers:
 )
 def test_every_sync_is_in_exactly_one_state_the_first_rule_that_applies(fields, readers_need_attention, state):
     assert classify(Row(**fields), readers=Readers(readers_need_attention), now=NOW) == state
-
-
-def _states_both_ways(connections) -> list[tuple[Connection, SyncState, SyncState]]:
-    """(sync, classify's state, with_states' state) of each of these saved syncs, at NOW; and
-    in_states, asked for each state, finds exactly the syncs classify puts in it."""
-    loaded = Connection.objects.select_related("portal").filter(pk__in=[c.pk for c in connections])
-    by_python = connection_statuses(loaded, now=NOW)
-    these = Connection.objects.filter(pk__in=by_python)
-    by_sql = dict(with_states(these, now=NOW).values_list("pk", "sync_state"))
-    for state in SyncState:
-        in_state = {pk for pk, status in by_python.items() if status.state == state}
-        assert set(in_states(these, [state], now=NOW).values_list("pk", flat=True)) == in_state, state
-    attention = {pk for pk, status in by_python.items() if status.needs_attention}
-    assert set(in_states(these, NEEDS_ATTENTION, now=NOW).values_list("pk", flat=True)) == attention
-    return [(c, by_python[c.pk].state, SyncState(by_sql[c.pk])) for c in loaded]
-
-
-def test_the_rules_in_sql_give_every_combination_of_fields_the_state_classify_gives():
-    """with_states says classify's rules in SQL, for reads of many syncs: over every combination of
-    the fields the rules read, at the stale rule's boundary to the microsecond, and with readers
-    fine or not, both give the same state."""
-    interval = timedelta(minutes=30 * STALE_INTERVALS)
-    values = {
-        "enabled": (True, False), "direction": ("two_way", "import_only", "export_only"),
-        "paused_at": (None, NOW - timedelta(hours=2)), "checking_since": (None, NOW - timedelta(minutes=5)),
-        "consecutive_failures": (0, 2), "held_removals": (0, 3),
-        "last_success_at": (None, NOW - timedelta(minutes=5), NOW - interval, NOW - interval - timedelta(microseconds=1)),
-    }
-    prop = PropertyFactory()
-    made = Connection.objects.bulk_create([
-        Connection(property=prop, portal=portal(), import_url=f"https://www.airbnb.com/calendar/ical/{n}.ics",
-                   sync_interval_minutes=30, **dict(zip(values, combination, strict=True)))
-        for n, combination in enumerate(itertools.product(*values.values()))
-        for _readers in ("fine", "never read")
-    ])
-    # Every other sync's export URL was made long ago and never read.
-    ExportToken.objects.bulk_create([
-        ExportToken(property=prop, connection=c, created_at=NOW - timedelta(minutes=5 if n % 2 else 10**5), **new_token_fields())
-        for n, c in enumerate(made)
-    ])
-    compared = _states_both_ways(made)
-    assert [(c.pk, python) for c, python, _sql in compared] == [(c.pk, sql) for c, _python, sql in compared]
-    assert {python for _c, python, _sql in compared} == set(SyncState)  # every state was reached
-
-
-def test_the_rules_in_sql_read_the_export_readers_as_classify_does():
-    """The not-reading rule in SQL, against export_facts, for each portal's pick-up delay (none
-    published: the default), at each boundary to the microsecond, with a rotated URL still read
-    (by a known reader or not), read before the rotation, or past its grace."""
-    micro = timedelta(microseconds=1)
-    prop = PropertyFactory()
-    syncs: list[tuple[Connection, list[dict]]] = []
-    for slug in ("airbnb", "vrbo", "other"):
-        for direction in ("two_way", "export_only", "import_only"):
-            the_portal = portal(slug)
-            expected = expected_within(the_portal.pickup_delay_max_minutes)
-            situations = [
-                [],  # no export URL yet
-                [{"created_at": NOW - expected}],  # not read, still within the delay
-                [{"created_at": NOW - expected - micro}],  # never read
-                [{"created_at": NOW - 10 * expected, "last_read_at": NOW - expected, "last_reader": "airbnb"}],
-                [{"created_at": NOW - 10 * expected, "last_read_at": NOW - expected - micro, "last_reader": "airbnb"}],
-            ]
-            current = {"created_at": NOW - timedelta(hours=1), "last_read_at": NOW - timedelta(minutes=1)}
-            for old in (
-                {"last_read_at": NOW - timedelta(minutes=2), "last_reader": "vrbo"},  # still read after the rotation
-                {"last_read_at": NOW - timedelta(minutes=2), "last_reader": ""},  # by software we cannot name
-                {"last_read_at": NOW - timedelta(hours=1), "last_reader": "vrbo"},  # exactly when the new one was made
-                {"last_read_at": NOW - timedelta(hours=2), "last_reader": "vrbo"},  # only before
-            ):
-                for expires_at in (NOW + timedelta(days=1), NOW):  # in its grace, or past it
-                    situations.append([current, {"created_at": NOW - timedelta(days=9), "expires_at": expires_at, **old}])
-            for tokens in situations:
-                connection = Connection(property=prop, portal=the_portal, direction=direction, last_success_at=NOW,
-                                        import_url=f"https://www.example.com/{len(syncs)}.ics")
-                syncs.append((connection, tokens))
-    Connection.objects.bulk_create([connection for connection, _tokens in syncs])  # no export URL made for them
-    ExportToken.objects.bulk_create([
-        ExportToken(property=prop, connection=connection, **fields, **new_token_fields())
-        for connection, tokens in syncs for fields in tokens
-    ])
-    compared = _states_both_ways([connection for connection, _tokens in syncs])
-    assert [(c.pk, python) for c, python, _sql in compared] == [(c.pk, sql) for c, _python, sql in compared]
-    assert {python for _c, python, _sql in compared} == {SyncState.WORKING, SyncState.NOT_READING}
-
-
-def test_the_stale_rule_in_sql_holds_at_each_interval_to_the_microsecond():
-    """For every interval the syncs have when the states are read, and for one set while they are
-    (the database then works the moment out)."""
-    prop = PropertyFactory()
-    cases = [(minutes, shift) for minutes in (5, 30, 45, 1440, 10080) for shift in (-1, 0, 1)]
-    made = [ConnectionFactory(property=prop, direction="import_only", sync_interval_minutes=7) for _case in cases]
-    read_while_set = with_states(Connection.objects.filter(property=prop), now=NOW)  # knows of 7 only
-    for connection, (minutes, shift) in zip(made, cases, strict=True):
-        at = NOW - timedelta(minutes=minutes * STALE_INTERVALS) + timedelta(microseconds=shift)
-        Connection.objects.filter(pk=connection.pk).update(sync_interval_minutes=minutes, last_success_at=at)
-    compared = _states_both_ways(made)
-    assert [(c.pk, python) for c, python, _sql in compared] == [(c.pk, sql) for c, _python, sql in compared]
-    assert [python for _c, python, _sql in compared].count(SyncState.STALE) == 5
-    assert dict(read_while_set.values_list("pk", "sync_state")) == {c.pk: python.value for c, python, _sql in compared}
 
 
 @pytest.mark.parametrize("troubled", [1, 3, 6])  # few of the syncs (read by id), most, all
@@ -419,6 +313,7 @@ def test_held_removals_stale_switched_off_and_not_reading_are_one_state_each_eve
     places(operator_client, sync).everywhere(SyncState.HELD)
 
     Connection.objects.filter(pk=sync.pk).update(held_removals=0, held_answer="", held_since=None)
+    state_record([sync.pk])  # written raw above: decided as the product's own writes are
     clock.shift(timedelta(minutes=30 * STALE_INTERVALS + 5))
     ExportToken.objects.filter(connection=sync).update(last_read_at=timezone.now())
     shown = places(operator_client, sync)

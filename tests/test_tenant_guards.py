@@ -28,6 +28,7 @@ from syncs.models import (
     Property,
     WebhookDelivery,
 )
+from syncs.sync_state import state_record
 from syncs.webhooks import scan_double_bookings, scan_not_reading, webhook_create
 from tests.conftest import NOW
 from tests.factories import (
@@ -174,6 +175,7 @@ def not_reading_sync(membership: Membership) -> Connection:
     Connection.objects.filter(pk=connection.pk).update(last_success_at=timezone.now())
     token = export_token_ensure(property=connection.property, connection=connection)
     ExportToken.objects.filter(pk=token.pk).update(created_at=timezone.now() - timedelta(days=5))
+    state_record([connection.pk])  # written raw above: decided as the product's writes are
     return connection
 
 

@@ -27,7 +27,8 @@ from syncs.engine.diff import BlockDiff, Changes
 from syncs.engine.fetch import FetchResult
 from syncs.engine.lease import LEASE_RELEASED, Leased, LeaseLost
 from syncs.engine.parse.ical import INVALID_REASONS, ParsedEvent, ParsedFeed
-from syncs.models import Block, BlockChange, Connection, SyncRun
+from syncs.models import Block, BlockChange, Connection, SyncRun, SyncState
+from syncs.sync_state import state_record
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,11 @@ def _record(leased: Leased, trigger: str, outcome: Outcome, started: datetime) -
         if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
             # Most polls: nothing new on a running connection. Its state after the poll depends
             # on nothing but what was read with the lease, so the record is one conditional
-            # UPDATE and the run's INSERT, with no lock taken first.
+            # UPDATE and the run's INSERT, with no lock taken first. A sync stored as working
+            # stays working after it (its stored moment of change can only come early, never
+            # late: the sweep decides it again then); any other decides its state below.
             updates = {**success_updates(connection=connection, now=now), **_validators(fetched), **LEASE_RELEASED}
-            if ours.filter(paused_at__isnull=True).update(**updates):
+            if ours.filter(paused_at__isnull=True, state=SyncState.WORKING).update(**updates):
                 run.outcome = OK_UNCHANGED
                 run.save(force_insert=True)
                 return run
@@ -140,6 +143,8 @@ def _record(leased: Leased, trigger: str, outcome: Outcome, started: datetime) -
         else:
             updates = _record_feed(locked, run, outcome, now)
         Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
+        # In the same transaction: a pause is recorded as a change in the write that opens its episode.
+        state_record([connection.pk], now=now)
     return run
 
 

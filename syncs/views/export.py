@@ -14,8 +14,8 @@ from django.views.decorators.http import require_safe
 
 from syncs.engine.deadlines import database_deadline
 from syncs.export import ExportedCalendar, calendar_export
+from syncs.export_reads import export_read_record
 from syncs.export_tokens import ServingToken, export_token_ensure, export_token_find
-from syncs.readers import export_read_record
 from syncs.roles import Role, role_required
 from syncs.selectors import connection_get, property_get
 
