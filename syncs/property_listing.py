@@ -120,7 +120,5 @@ def _health_of_many(account: Account, ids: list[int], now: datetime) -> dict[int
         "property_id", "sync_state"
     ):
         states[property_id].append(SyncState(state))
-    doubles: set[int] = set()
-    for first in range(0, len(ids), PROPERTIES_PER_SEARCH):
-        doubles |= properties_with_conflicts(property_ids=ids[first:first + PROPERTIES_PER_SEARCH], now=now)
+    doubles = properties_with_conflicts(account=account, now=now)
     return {pk: health_of_states(states[pk], double_booking=pk in doubles) for pk in ids}
