@@ -115,6 +115,10 @@ def build_account(properties: int, per_property: int, double_booked_every: int =
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+    # The double bookings the worker's scan stores within a minute (bulk writes store none).
+    from syncs.conflicts import double_bookings_scan
+
+    double_bookings_scan()
     return user, props[0], connections[0]
 
 
