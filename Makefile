@@ -57,15 +57,14 @@ test: $(VENV)/.installed-dev
 # states and tenants; mutmut changes each in small ways and runs the tests that reach it, on
 # SQLite, from a copy of one migrated database. The last line is the score.
 MUTATION_SCOPE := \
-	'syncs.diff.x_*' \
-	'syncs.apply.x_apply_diff__*' \
-	'syncs.sync.x__must_hold__*' \
+	'syncs.engine.diff.x_*' \
+	'syncs.engine.record.x_apply_diff__*' \
 	'syncs.horizon.x_*' \
 	'syncs.export.x_merge_nights__*' 'syncs.export.x_exported_nights__*' 'syncs.export.x_calendar_export__*' \
 	'syncs.webhooks.x__mac__*' 'syncs.webhooks.x_signature__*' 'syncs.webhooks.x_signature_valid__*' \
 	'syncs.sync_state.x_classify__*' \
 	'syncs.conflicts.x_account_conflict_groups__*' \
-	'syncs.ical.x__is_cancelled__*'
+	'syncs.engine.parse.ical.x__is_cancelled__*'
 MUTATION_DATABASE := $(CURDIR)/var/mutation-template.sqlite3
 
 mutation: $(VENV)/.installed-dev

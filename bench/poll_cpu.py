@@ -54,8 +54,8 @@ def main() -> None:
     from django.core.management import call_command
 
     from bench.capacity import FEED, free_port
+    from syncs.engine.task import connection_sync_leased
     from syncs.models import Account, Connection, Portal, Property
-    from syncs.sync import connection_sync_leased
 
     call_command("migrate", verbosity=0)
     port = free_port()

@@ -140,7 +140,7 @@ else:
     # worker's (which also never waits long for a row lock: a sync that cannot get its row
     # fails and is retried, it does not queue behind another); a new connection; and a peer
     # that vanished (TCP keepalives, and unacknowledged data given up after tcp_user_timeout).
-    # A connection that is open but never answers is cut by syncs.db_deadline where a request
+    # A connection that is open but never answers is cut by syncs.engine.deadlines where a request
     # must answer (the export).
     _timeouts = {
         "statement_timeout": env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30_000 if PROCESS_ROLE == "worker" else 10_000, minimum=0),
@@ -417,7 +417,7 @@ SYNC_HORIZON_AHEAD_DAYS = env_int("SYNC_HORIZON_AHEAD_DAYS", 730, minimum=30)
 RETENTION_DAYS = env_int("RETENTION_DAYS", 90, minimum=1)
 # Held removals (shrink guard) apply when the same answer comes again this much later.
 SHRINK_CONFIRM_MINUTES = env_int("SHRINK_CONFIRM_MINUTES", 30, minimum=1)
-# At most this many fetches in flight to one portal host, per worker process (syncs.politeness).
+# At most this many fetches in flight to one portal host, per worker process (syncs.engine.fetch).
 FETCH_PER_HOST_LIMIT = env_int("FETCH_PER_HOST_LIMIT", 8, minimum=1)
 FETCH_USER_AGENT = env_str("FETCH_USER_AGENT", f"channelmgr-ical-sync/1.0 (+{SITE_URL}; calendar sync)")
 # --- Export feeds -----------------------------------------------------------------------------

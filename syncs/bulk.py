@@ -4,7 +4,7 @@ The same rules as for one sync, through the same services: the switch is
 ``syncs.connection_state.connection_switch`` (a paused sync switched on is checked by a fetch,
 queued, as ``syncs.operator_actions.connection_set_enabled`` does), "Sync now" is
 ``syncs.sync_requests.connections_request_sync``, and accepting held removals accepts the answer
-the operator saw (``syncs.sync.connection_accept_held_answer``) and asks for a sync to apply it,
+the operator saw (``syncs.engine.record.connection_accept_held_answer``) and asks for a sync to apply it,
 as for one sync. Every sync asked for is a durable job (syncs.jobs): written with the action,
 handed to the broker after the commit, sent again until a worker ran it, run once; 500 syncs are
 queued, never run in the request. The whole action is one transaction and ONE activity entry
@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from syncs.activity import activity_record
 from syncs.connection_state import connection_switch
+from syncs.engine.record import connection_accept_held_answer
 from syncs.models import Activity, BulkAction, Connection, Job, Undo
 from syncs.removal import connections_remove
-from syncs.sync import connection_accept_held_answer
 from syncs.sync_requests import connections_request_sync, sync_request_key
 from syncs.sync_state import SyncState, SyncStatus, connection_statuses
 from syncs.undo import undo_offer_switch_off

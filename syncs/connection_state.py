@@ -17,8 +17,8 @@ from django.db.models import Subquery
 from django.utils import timezone
 
 from syncs.activity import activity_record_automatic
+from syncs.engine.lease import jittered
 from syncs.models import Activity, Connection, PauseEpisode
-from syncs.scheduling import jittered
 from syncs.sync_settings import connection_settings_update
 
 # Transient failures in a row before the connection is paused.

@@ -7,7 +7,7 @@
 * ``database_unavailable``: whether a database error is ours to bear (the database could not be
   reached, had no connection to give, or another transaction was in the way) rather than
   something about what was being written. A sync that meets one records nothing against its
-  connection (no failed run, no step towards a pause): the task tries again (syncs.sync).
+  connection (no failed run, no step towards a pause): the task tries again (syncs.engine.task).
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record
 from syncs.conflicts import double_bookings_record
+from syncs.engine.fetch import FetchError, fetch_feed, https_variant_works, link_identity
+from syncs.engine.parse.ical import INVALID_REASONS, FeedParseError, parse_feed
 from syncs.explain import day_of
 from syncs.export_tokens import export_token_ensure
-from syncs.fetch import FetchError, fetch_feed, https_variant_works, link_identity
-from syncs.ical import INVALID_REASONS, FeedParseError, parse_feed
 from syncs.models import Account, Activity, Connection, Portal, Property
 from syncs.sync_settings import connection_settings_update, property_settings_update
 

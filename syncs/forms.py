@@ -31,9 +31,9 @@ from syncs.editing import (
     property_name_taken_error,
     words_with_links,
 )
+from syncs.engine.fetch import FetchError, validate_url
 from syncs.explain import day_of, describe
 from syncs.export_tokens import is_our_export
-from syncs.fetch import FetchError, validate_url
 from syncs.live_checks import CheckBusy, live_check_run
 from syncs.models import Connection, Portal, Property
 from syncs.portals import portal_for_host

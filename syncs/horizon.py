@@ -2,7 +2,7 @@
 
 Nights before yesterday are history, not availability; a date years beyond any booking window
 is a broken feed or a typo, and dates near the ends of the calendar (year 9999, year 1) make
-date arithmetic fail. Feeds are read within this range (``syncs.ical``) and every date typed
+date arithmetic fail. Feeds are read within this range (``syncs.engine.parse.ical``) and every date typed
 into a page is checked against it (``syncs.date_inputs``). Pure: no Django.
 """
 

@@ -30,7 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from syncs.fetch import FetchError
+from syncs.engine.fetch import FetchError
 from syncs.models import Membership
 
 T = TypeVar("T")

@@ -582,7 +582,7 @@ class Block(models.Model):
     recurrence_id = models.CharField(_("occurrence"), max_length=40, blank=True)
     # For the operator's eyes only; never exported.
     summary = models.CharField(_("summary"), max_length=255, blank=True)
-    # Names the feed text this imported block was read from (``syncs.event_texts``): when the
+    # Names the feed text this imported block was read from (``syncs.engine.parse.event_texts``): when the
     # feed sends that text again, the block's fields are its reading and it is not parsed again.
     # Written with the fields, always: a digest never outlives the reading it names.
     text_digest = models.CharField(_("text digest"), max_length=32, blank=True, editable=False)

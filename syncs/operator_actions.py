@@ -12,9 +12,9 @@ from syncs.blocks import block_create_manual, block_remove_manual
 from syncs.clean_text import clean
 from syncs.connection_state import connection_switch
 from syncs.date_inputs import nights_error
+from syncs.engine.record import connection_accept_held_answer
 from syncs.export_tokens import export_token_ensure, export_token_rotate
 from syncs.models import Activity, Block, Connection, Property, Undo
-from syncs.sync import connection_accept_held_answer
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_settings import connection_settings_update
 from syncs.undo import undo_offer_switch_off

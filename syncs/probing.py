@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from syncs.activity import activity_record_automatic
 from syncs.connection_state import connection_switch
-from syncs.fetch import FetchError, fetch_feed
-from syncs.ical import FeedParseError, parse_feed
+from syncs.engine.fetch import FetchError, fetch_feed
+from syncs.engine.parse.ical import FeedParseError, parse_feed
 from syncs.models import Activity, Connection
 
 log = logging.getLogger(__name__)

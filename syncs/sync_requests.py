@@ -6,7 +6,7 @@ never lost and never hangs the page; sent twice, it is served once.
 
 A switched-off sync imports nothing, whoever asks: the pages do not offer "Sync now" for it, a
 request for it is refused here, and one made before it was switched off is dropped by the
-worker (``syncs.sync``). Switching it on is what makes it sync (within a minute).
+worker (``syncs.engine.task``). Switching it on is what makes it sync (within a minute).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from syncs.activity import activity_record
+from syncs.engine.task import connection_sync_leased
 from syncs.jobs import JobPutOff, jobs_enqueue
 from syncs.models import Activity, Connection, SyncRun
-from syncs.sync import connection_sync_leased
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from datetime import datetime
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from syncs.engine.lease import LEASE_RELEASED
 from syncs.models import Account, Connection, Portal, Property
-from syncs.scheduling import LEASE_RELEASED
 
 # What the next sync must forget to read its feed from scratch: no 304 on the old feed's ETag,
 # no "same body" shortcut, no knowledge of whether the old link's https:// variant worked.

@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import ChannelError
 
+from syncs.engine.lease import connections_claim_due
+from syncs.engine.task import connection_sync_leased
 from syncs.jobs import (
     DurableTask,
     resend_jobs,  # noqa: F401 - registers the task with the worker
@@ -24,8 +26,6 @@ from syncs.notifications import send_pause_notifications  # noqa: F401 - registe
 from syncs.password_reset import password_reset_send  # noqa: F401 - registers the task with the worker
 from syncs.probing import probe_paused_connections
 from syncs.retention import prune
-from syncs.scheduling import connections_claim_due
-from syncs.sync import connection_sync_leased
 from syncs.sync_requests import connection_request_sync, sync_request_serve
 
 log = logging.getLogger(__name__)

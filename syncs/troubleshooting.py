@@ -29,6 +29,14 @@ from syncs.activity import activity_record
 from syncs.blocks import TEST_BLOCK_SUMMARY, block_create_manual, block_remove_manual
 from syncs.conflicts import property_conflicts
 from syncs.date_inputs import night_error, parse_day
+from syncs.engine.fetch import (
+    FetchError,
+    FetchResult,
+    fetch_feed,
+    https_variant_works,
+    validate_url,
+)
+from syncs.engine.parse.ical import FeedParseError, ParsedFeed, parse_feed
 from syncs.explain import (
     clash_words,
     day,
@@ -40,9 +48,7 @@ from syncs.explain import (
     since,
 )
 from syncs.export_tokens import export_token_ensure, export_url, is_our_export
-from syncs.fetch import FetchError, FetchResult, fetch_feed, https_variant_works, validate_url
 from syncs.horizon import latest_checkout
-from syncs.ical import FeedParseError, ParsedFeed, parse_feed
 from syncs.live_checks import CheckBusy, live_check_run
 from syncs.models import (
     Activity,

@@ -11,7 +11,7 @@ logged.
   event headers are covered as well as the time and the body (the README shows a receiver's
   check). The secret is derived from a nonce with the server's key (as export tokens are), shown
   once when the webhook is made.
-* The URL is checked like every URL we fetch (syncs.fetch: private and special addresses
+* The URL is checked like every URL we fetch (syncs.engine.fetch: private and special addresses
   refused, at save and at connect time); it is POSTed through the same client.
 * Attempts: at once, then after 30 s, 1, 2 and 4 minutes (five in all, each far below the
   broker's visibility timeout); a test is tried once. A turn the broker lost is sent again by
@@ -45,8 +45,8 @@ from django.utils.translation import gettext as _
 from syncs.activity import activity_record
 from syncs.conflicts import Conflict, double_bookings_scan
 from syncs.db_connections import database_idle
+from syncs.engine.fetch import FetchError, post_json
 from syncs.explain import clash_words, describe, describe_readers
-from syncs.fetch import FetchError, post_json
 from syncs.models import (
     Account,
     Activity,

@@ -245,11 +245,12 @@ def _fresh_cache(settings):
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-    from syncs import politeness, readers
+    from syncs import readers
+    from syncs.engine import fetch
 
     cache.clear()
     readers._pending.clear()
-    politeness.SLOTS = politeness.HostSlots()  # what portal hosts asked of us
+    fetch.SLOTS = fetch.HostSlots()  # what portal hosts asked of us
     yield
     cache.clear()
     readers._pending.clear()

@@ -10,9 +10,9 @@ from django.db import connection as db_connection
 from django.utils import timezone
 from werkzeug import Response
 
+from syncs.engine.lease import LeaseLost, connection_acquire_lease
+from syncs.engine.task import connection_sync, connection_sync_leased
 from syncs.models import Block, SyncRun
-from syncs.scheduling import connection_acquire_lease
-from syncs.sync import LeaseLost, connection_sync, connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory
 
@@ -77,8 +77,7 @@ def test_a_worker_whose_lease_was_taken_over_writes_nothing(httpserver, settings
 def test_syncs_of_two_connections_of_one_portal_do_not_wait_for_each_other(postgres, httpserver, settings):
     from django.db import transaction
 
-    from syncs.scheduling import connection_acquire_lease
-    from syncs.sync import connection_lock_leased
+    from syncs.engine.lease import connection_acquire_lease, connection_lock_leased
 
     settings.FETCH_ALLOW_LOOPBACK = True
     httpserver.expect_request("/feed.ics").respond_with_data(feeds.airbnb())

@@ -448,7 +448,7 @@ def test_the_connection_page_masks_the_import_url_until_asked(operator_client, a
 
 
 def test_the_operator_accepts_held_removals_from_the_connection_page(operator_client, account, httpserver, settings, no_broker):
-    from syncs.sync import connection_sync_leased
+    from syncs.engine.task import connection_sync_leased
 
     settings.FETCH_ALLOW_LOOPBACK = True
     today = timezone.localdate()
@@ -523,7 +523,7 @@ def test_issuing_a_new_export_url_swaps_only_the_export_panel(operator_client, a
 
 
 def test_accepting_held_removals_swaps_only_the_held_panel(operator_client, account, httpserver, settings, no_broker):
-    from syncs.sync import connection_sync_leased
+    from syncs.engine.task import connection_sync_leased
 
     settings.FETCH_ALLOW_LOOPBACK = True
     today = timezone.localdate()

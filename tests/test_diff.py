@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from syncs.diff import StoredBlock, answer_fingerprint, diff_blocks, shrink_guard_trips
-from syncs.ical import ParsedEvent
+from syncs.engine.diff import StoredBlock, answer_fingerprint, diff_blocks, shrink_guard_trips
+from syncs.engine.parse.ical import ParsedEvent
 
 TODAY = date(2027, 1, 10)
 

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from syncs.conflicts import conflicts_listed
 from syncs.dashboard import property_month
+from syncs.engine.parse.ical import parse_feed
 from syncs.export_tokens import export_token_ensure
 from syncs.horizon import latest_checkout
-from syncs.ical import parse_feed
 from syncs.models import Block, Connection, ExportToken, Membership, OnboardingUpload, Portal
 from syncs.sync_state import SyncState, connection_status, in_states
 from syncs.webhooks import signature_valid

@@ -27,9 +27,9 @@ from syncs.conflicts import (
     property_conflicts,
 )
 from syncs.digests import digests_send
-from syncs.fetch import close_kept_connections
+from syncs.engine.fetch import close_kept_connections
+from syncs.engine.task import connection_sync_leased
 from syncs.models import PauseEpisode, WebhookDelivery
-from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from syncs.webhooks import scan_double_bookings, webhook_create, webhook_deliver
 from tests.factories import (

@@ -20,8 +20,8 @@ from django.utils import timezone
 from werkzeug import Response
 
 from channelmgr.celery import app
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Account, Block, BulkAction, Connection, Job, Membership, SyncRun
-from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.conftest import require
 from tests.factories import ConnectionFactory, PropertyFactory

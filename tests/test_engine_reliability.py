@@ -27,11 +27,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from channelmgr.celery import app
-from syncs import politeness
-from syncs import sync as sync_module
+from syncs.engine import fetch, record
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Block, PauseEpisode, SyncRun
-from syncs.sync import connection_sync_leased
 from syncs.sync_state import SyncState
 from syncs.tasks import sync_connection
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory
@@ -51,15 +50,15 @@ def as_django_raises(django_error: type[Exception], driver_error: Exception) -> 
 @pytest.mark.parametrize(
     ("where", "error", "code"),
     [
-        ("apply_diff", as_django_raises(OperationalError, psycopg.errors.QueryCanceled("canceling statement due to statement timeout")), "database_error"),
-        ("apply_diff", as_django_raises(DataError, psycopg.errors.StringDataRightTruncation("value too long")), "database_error"),
-        ("parse_feed", SoftTimeLimitExceeded(), "sync_failed"),
-        ("diff_blocks", KeyError("a bug"), "sync_failed"),
+        ("syncs.engine.record.apply_diff", as_django_raises(OperationalError, psycopg.errors.QueryCanceled("canceling statement due to statement timeout")), "database_error"),
+        ("syncs.engine.record.apply_diff", as_django_raises(DataError, psycopg.errors.StringDataRightTruncation("value too long")), "database_error"),
+        ("syncs.engine.task.parse_feed", SoftTimeLimitExceeded(), "sync_failed"),
+        ("syncs.engine.record.diff_blocks", KeyError("a bug"), "sync_failed"),
     ],
 )
 def test_anything_that_fails_between_the_fetch_and_the_commit_is_a_recorded_failure(feed_url, where, error, code):
     connection = ConnectionFactory(import_url=feed_url)
-    with mock.patch.object(sync_module, where, side_effect=error):
+    with mock.patch(where, side_effect=error):
         runs = [connection_sync_leased(connection_id=connection.pk) for _ in range(3)]
     assert [(run.outcome, run.error_code) for run in runs] == [(code, code)] * 3
     # Nothing of the feed was half-applied, and never an "ok" with nothing in it.
@@ -75,8 +74,8 @@ def test_anything_that_fails_between_the_fetch_and_the_commit_is_a_recorded_fail
 def test_a_database_that_cannot_even_record_the_failure_makes_the_task_retry(feed_url):
     connection = ConnectionFactory(import_url=feed_url)
     lost = OperationalError("server closed the connection unexpectedly")
-    with mock.patch.object(sync_module, "apply_diff", side_effect=lost), mock.patch.object(
-        sync_module, "failure_updates", side_effect=lost
+    with mock.patch.object(record, "apply_diff", side_effect=lost), mock.patch.object(
+        record, "failure_updates", side_effect=lost
     ), pytest.raises(OperationalError):
         connection_sync_leased(connection_id=connection.pk)
     assert not Block.objects.exists() and not SyncRun.objects.exists()
@@ -100,7 +99,7 @@ def test_a_database_that_cannot_even_record_the_failure_makes_the_task_retry(fee
 def test_our_database_unavailable_is_retried_and_never_held_against_the_sync(feed_url, error):
     connection = ConnectionFactory(import_url=feed_url, sync_requested_at=timezone.now())
     for trigger in (SyncRun.Trigger.SCHEDULED, SyncRun.Trigger.MANUAL, SyncRun.Trigger.MANUAL):
-        with mock.patch.object(sync_module, "apply_diff", side_effect=error), pytest.raises(type(error)) as raised:
+        with mock.patch.object(record, "apply_diff", side_effect=error), pytest.raises(type(error)) as raised:
             connection_sync_leased(connection_id=connection.pk, trigger=trigger)
         # The task retries what reaches it.
         assert isinstance(raised.value, sync_connection.autoretry_for)
@@ -116,7 +115,7 @@ def test_our_database_unavailable_is_retried_and_never_held_against_the_sync(fee
     assert run.outcome == "ok_changed" and Block.objects.count() == 1
 
 
-def answered(slots: politeness.HostSlots, host: str, times: int) -> None:
+def answered(slots: fetch.HostSlots, host: str, times: int) -> None:
     for _ in range(times):
         assert slots.take(host) is None
         slots.give_back(host)
@@ -124,7 +123,7 @@ def answered(slots: politeness.HostSlots, host: str, times: int) -> None:
 
 def test_at_most_the_limit_of_fetches_is_in_flight_to_one_host(settings):
     settings.FETCH_PER_HOST_LIMIT = 3
-    slots = politeness.HostSlots()
+    slots = fetch.HostSlots()
     answered(slots, "a.example", 5)  # a host that answers is given the whole limit
     assert [slots.take("a.example") for _ in range(4)] == [None, None, None, 0.0]  # full: come back later
     assert slots.take("b.example") is None  # another host is not affected
@@ -134,7 +133,7 @@ def test_at_most_the_limit_of_fetches_is_in_flight_to_one_host(settings):
 
 def test_a_host_we_know_nothing_of_gets_two_fetches_and_one_more_for_each_answer(settings):
     settings.FETCH_PER_HOST_LIMIT = 8
-    slots = politeness.HostSlots()
+    slots = fetch.HostSlots()
     assert [slots.take("new.example") for _ in range(3)] == [None, None, 0.0]
     slots.give_back("new.example")
     assert [slots.take("new.example") for _ in range(3)] == [None, None, 0.0]
@@ -142,7 +141,7 @@ def test_a_host_we_know_nothing_of_gets_two_fetches_and_one_more_for_each_answer
 
 def test_a_host_that_hangs_gets_one_fetch_at_a_time_until_it_answers(settings):
     settings.FETCH_PER_HOST_LIMIT = 8
-    slots = politeness.HostSlots()
+    slots = fetch.HostSlots()
     answered(slots, "slow.example", 8)
     assert slots.take("slow.example") is None
     slots.give_back("slow.example", error_code="timeout")
@@ -170,7 +169,7 @@ def test_a_host_that_asks_us_to_wait_is_not_asked_by_any_sync_before_then(httpse
 def test_a_sync_now_deferred_by_a_busy_host_stays_requested(feed_url, settings):
     settings.FETCH_PER_HOST_LIMIT = 1
     connection = ConnectionFactory(import_url=feed_url, sync_requested_at=timezone.now())
-    politeness.SLOTS.take(politeness.host_of(feed_url))  # another sync of the host is in flight
+    fetch.SLOTS.take(fetch.host_of(feed_url))  # another sync of the host is in flight
     assert connection_sync_leased(connection_id=connection.pk, trigger=SyncRun.Trigger.MANUAL) is None
     connection.refresh_from_db()
     assert connection.sync_requested_at is not None  # the dispatcher hands it out again

@@ -15,8 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncs import event_texts, ical, portals
-from syncs.ical import FeedParseError, ParsedEvent, ParsedFeed, _clean_lines, parse_feed
+from syncs import portals
+from syncs.engine.parse import event_texts, ical
+from syncs.engine.parse.ical import (
+    FeedParseError,
+    ParsedEvent,
+    ParsedFeed,
+    _clean_lines,
+    parse_feed,
+)
 from tests import feeds
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from channelmgr.log_masking import MaskingGunicornLogger, MaskSecretsFilter
 from syncs.blocks import block_create_manual, block_remove_manual, property_calendar_changed
+from syncs.engine.parse.ical import parse_feed
 from syncs.explain import describe_readers
 from syncs.export import KEPT_CALENDARS, _calendar_build
 from syncs.export_tokens import (
@@ -25,7 +26,6 @@ from syncs.export_tokens import (
     export_url,
     token_from_nonce,
 )
-from syncs.ical import parse_feed
 from syncs.models import Account, Block, Connection, ExportReadDay, ExportToken, Property
 from syncs.readers import connection_export_facts
 from tests.conftest import NOW
@@ -216,7 +216,7 @@ def test_an_unchanged_calendar_answers_304_with_no_body(client, flat):
 
 
 def test_a_sync_that_changes_blocks_changes_the_export_at_once(client, flat, httpserver, settings):
-    from syncs.sync import connection_sync_leased
+    from syncs.engine.task import connection_sync_leased
     from tests import feeds
 
     prop, airbnb, booking = flat

@@ -1,4 +1,4 @@
-"""Tests for syncs/fetch.py: portals are played by servers on 127.0.0.1.
+"""Tests for syncs/engine/fetch.py: portals are played by servers on 127.0.0.1.
 
 Nothing here may reach another machine. Every test runs behind ``network``: a fake resolver that
 answers only IP literals and the names a test registers (no DNS query ever leaves), urllib3's
@@ -31,8 +31,8 @@ from packaging.version import Version
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from syncs import fetch
-from syncs.fetch import (
+from syncs.engine import fetch
+from syncs.engine.fetch import (
     ACCEPT,
     DEFAULT_USER_AGENT,
     FetchError,

@@ -11,9 +11,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
 from syncs.models import Account, Block, ChecklistStep, Connection
-from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from syncs import editing
+from syncs.engine.task import connection_sync_leased
 from syncs.explain import describe
 from syncs.export_tokens import export_token_ensure, export_url, token_from_nonce
 from syncs.models import (
@@ -27,7 +28,6 @@ from syncs.models import (
     Property,
     SyncRun,
 )
-from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, UserFactory, portal
 from tests.jobs import recorded_hand_over

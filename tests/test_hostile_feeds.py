@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from syncs.fetch import FetchError, _unpacked
-from syncs.ical import MAX_BODY_BYTES, FeedParseError, parse_feed
+from syncs.engine.fetch import FetchError, _unpacked
+from syncs.engine.parse.ical import MAX_BODY_BYTES, FeedParseError, parse_feed
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Block, Connection, SyncRun
-from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory, portal
 from tests.helpers import TODAY
@@ -112,7 +112,7 @@ def test_a_whole_sync_of_each_hostile_feed_ends_as_expected_and_keeps_what_was_t
 
 @pytest.mark.django_db
 def test_a_feed_that_takes_too_long_to_read_is_a_failed_run_not_an_empty_calendar(clock, httpserver, settings, monkeypatch):
-    from syncs import ical
+    from syncs.engine.parse import ical
 
     settings.FETCH_ALLOW_LOOPBACK = True
     connection = ConnectionFactory(

@@ -17,11 +17,11 @@ from django.utils import timezone
 from werkzeug import Response
 
 from syncs import live_checks
+from syncs.engine.fetch import FetchError, fetch_feed, link_identity
+from syncs.engine.task import connection_sync_leased
 from syncs.explain import describe
-from syncs.fetch import FetchError, fetch_feed, link_identity
 from syncs.horizon import latest_checkout
 from syncs.models import Account, Block, Connection, Membership, SyncRun
-from syncs.sync import connection_sync_leased
 from syncs.troubleshooting import run_step
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
@@ -218,7 +218,7 @@ def test_a_live_check_of_a_slow_feed_answers_at_its_deadline(operator_client, fl
 
 
 def test_a_live_check_of_a_feed_too_slow_to_read_says_so(operator_client, flat, portal_server, monkeypatch):
-    from syncs import ical
+    from syncs.engine.parse import ical
 
     monkeypatch.setattr(ical, "PARSE_SECONDS", 0.0)
     portal_server.expect_request("/feed.ics").respond_with_data(feeds.airbnb(("a", days(3), days(6))))

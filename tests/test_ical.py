@@ -1,4 +1,4 @@
-"""Behaviour of syncs.ical: feed bytes in, nights out.
+"""Behaviour of syncs.engine.parse.ical: feed bytes in, nights out.
 
 The real feeds in tests/fixtures/feeds are copies of /work/shared/feeds/real (guest names and
 phone numbers already replaced there); files named own_* were written for these tests.
@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncs import ical
-from syncs.ical import (
+from syncs.engine.fetch import body_fingerprint
+from syncs.engine.parse import ical
+from syncs.engine.parse.ical import (
     FeedParseError,
     ParsedFeed,
-    body_fingerprint,
     looks_like_ical,
     parse_feed,
 )

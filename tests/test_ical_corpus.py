@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncs.ical import FeedParseError, parse_feed
+from syncs.engine.parse.ical import FeedParseError, parse_feed
 from syncs.portals import KINDS
 from tests.conftest import require
 

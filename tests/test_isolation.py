@@ -99,7 +99,7 @@ class HangingReceiver:
 
 class Portals:
     """Portal hosts on 127.0.0.2, 127.0.0.3, ...: each its own host to the worker, which asks a
-    host it does not know yet for two feeds at a time (syncs.politeness); all serve ``feed``."""
+    host it does not know yet for two feeds at a time (syncs.engine.fetch); all serve ``feed``."""
 
     def __init__(self, hosts: int, feed: bytes) -> None:
         class Feed(http.server.BaseHTTPRequestHandler):

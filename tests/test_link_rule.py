@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 LINK = "https://www.airbnb.com/calendar/ical/1234567.ics?s=0a1b2c3d4e5f"
 # The same feed as LINK, spelt as operators paste it (the duplicate check's normalisation:
-# syncs.fetch.link_identity); the last two are other feeds (the path and query are case-sensitive).
+# syncs.engine.fetch.link_identity); the last two are other feeds (the path and query are case-sensitive).
 SAME = [
     LINK,
     "  " + LINK + "  \n",

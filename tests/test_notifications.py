@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from syncs import notifications
 from syncs.connection_state import connection_switch
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.models import Account, Connection, PauseEpisode, SyncRun
 from syncs.notifications import send_pause_notifications
 from syncs.probing import connection_probe
-from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.factories import (
     AccountFactory,
@@ -391,9 +391,9 @@ def test_an_automatic_resume_says_the_background_check_did_it(settings, httpserv
 
     from django.utils import timezone
 
+    from syncs.engine.task import connection_sync_leased
     from syncs.notifications import send_pause_notifications
     from syncs.probing import probe_paused_connections
-    from syncs.sync import connection_sync_leased
     from tests import feeds
     from tests.factories import ConnectionFactory, PropertyFactory
 

@@ -16,10 +16,10 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from syncs.blocks import TEST_BLOCK_SUMMARY
+from syncs.engine.task import connection_sync_leased
 from syncs.management.commands.portal_colours import STYLESHEET, with_portal_css
 from syncs.models import Account, Block, Connection, SyncRun
 from syncs.portals import CATALOGUE, HERE_LOOK, LOOKS, portal_css
-from syncs.sync import connection_sync_leased
 from syncs.sync_labels import label_syncs
 from tests import feeds
 from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal

@@ -12,9 +12,9 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Activity, Membership, PauseEpisode, SyncRun, WebhookDelivery
 from syncs.notifications import send_pause_notifications
-from syncs.sync import connection_sync_leased
 from syncs.webhooks import webhook_create
 from tests import feeds
 from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, portal

@@ -15,10 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from syncs.engine.lease import connections_claim_due
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import token_from_nonce
 from syncs.models import ExportToken
-from syncs.scheduling import connections_claim_due
-from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory
 

@@ -6,9 +6,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Account, Activity, Block, PauseEpisode
 from syncs.probing import probe_paused_connections
-from syncs.sync import connection_sync_leased
 from syncs.sync_state import SyncState
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory

@@ -18,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncs.dashboard import dashboard_summary
 from syncs.digests import digest_message
+from syncs.engine.lease import connections_claim_due
+from syncs.engine.parse.ical import parse_feed
 from syncs.export_tokens import export_token_ensure, token_from_nonce
 from syncs.forms import PropertyForm
-from syncs.ical import parse_feed
 from syncs.models import (
     Account,
     Activity,
@@ -39,7 +40,6 @@ from syncs.notifications import pause_notifications_send
 from syncs.probing import connections_to_probe
 from syncs.property_listing import property_rows
 from syncs.removal import connection_restore_problem, connections_remove, property_remove
-from syncs.scheduling import connections_claim_due
 from syncs.sync_requests import sync_request_serve
 from syncs.tasks import prune_history
 from syncs.timeline import Filter, timeline_read
@@ -226,7 +226,7 @@ def test_a_sync_removed_mid_poll_records_nothing_of_that_poll(casa):
     connections_remove(user=None, connections=[airbnb])
 
     row = Connection.all_objects.get(pk=airbnb.pk)
-    assert row.settings_version == version + 1  # a poll that read `version` records nothing (syncs.sync)
+    assert row.settings_version == version + 1  # a poll that read `version` records nothing (syncs.engine.record)
     assert (row.lease_holder, row.lease_until) == ("", None)
 
 

@@ -7,12 +7,12 @@ import pytest
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from syncs.models import Connection
-from syncs.scheduling import (
+from syncs.engine.lease import (
     connection_acquire_lease,
     connection_release_lease,
     connections_claim_due,
 )
+from syncs.models import Connection
 from tests.factories import ConnectionFactory
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.urls import reverse
 
-from syncs.sync import connection_sync_leased
+from syncs.engine.task import connection_sync_leased
 from tests import feeds
 from tests.factories import ConnectionFactory
 
@@ -38,9 +38,9 @@ def test_each_sync_logs_one_line_with_its_outcome_counts_and_duration_but_never_
     settings.FETCH_ALLOW_LOOPBACK = True
     httpserver.expect_request("/calendar/ical/9.ics", query_string="s=topsecret").respond_with_data(feeds.airbnb())
     connection = ConnectionFactory(import_url=httpserver.url_for("/calendar/ical/9.ics") + "?s=topsecret")
-    with caplog.at_level(logging.INFO, logger="syncs.sync"):
+    with caplog.at_level(logging.INFO, logger="syncs.engine.task"):
         connection_sync_leased(connection_id=connection.pk)
-    lines = [r.getMessage() for r in caplog.records if r.name == "syncs.sync"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "syncs.engine.task"]
     assert len(lines) == 1
     assert lines[0].startswith(f"sync connection={connection.pk} ")
     for field in ("outcome=ok_empty", "duration_ms=", "added=0", "removed=0", "held=0"):

@@ -12,12 +12,12 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from syncs import apply as apply_module
-from syncs import ical
-from syncs import sync as sync_module
-from syncs.ical import parse_feed
+from syncs.engine import record, task
+from syncs.engine.parse import ical
+from syncs.engine.parse.ical import parse_feed
+from syncs.engine.record import connection_accept_held_answer
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Block, BlockChange, Connection, PauseEpisode, Portal, SyncRun
-from syncs.sync import connection_accept_held_answer, connection_sync_leased
 from syncs.sync_state import SyncState
 from tests import feeds
 from tests.conftest import NOW
@@ -213,14 +213,14 @@ def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_ag
 
 def test_a_connection_deleted_while_its_feed_is_fetched_ends_the_sync_quietly(clock, airbnb_server, connection):
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
-    real_fetch = sync_module.fetch_feed
+    real_fetch = task.fetch_feed
 
     def fetch_then_delete(*args, **kwargs):
         fetched = real_fetch(*args, **kwargs)
         Connection.objects.filter(pk=connection.pk).delete()
         return fetched
 
-    with mock.patch.object(sync_module, "fetch_feed", fetch_then_delete):
+    with mock.patch.object(task, "fetch_feed", fetch_then_delete):
         assert connection_sync_leased(connection_id=connection.pk) is None
     assert not Block.objects.exists() and not SyncRun.objects.exists()
 
@@ -258,7 +258,7 @@ def test_an_unchanged_poll_whose_lease_was_taken_over_meanwhile_writes_nothing(c
     runs_before = SyncRun.objects.count()
     success_before = connection.last_success_at
 
-    real_fetch = sync_module.fetch_feed
+    real_fetch = task.fetch_feed
 
     def taken_over_during_the_fetch(*args, **kwargs):
         # Our lease expired while the portal answered, and another worker took the connection.
@@ -267,7 +267,7 @@ def test_an_unchanged_poll_whose_lease_was_taken_over_meanwhile_writes_nothing(c
 
     clock.shift(timedelta(minutes=15))
 
-    with mock.patch.object(sync_module, "fetch_feed", taken_over_during_the_fetch):
+    with mock.patch.object(task, "fetch_feed", taken_over_during_the_fetch):
         assert sync(connection) is None
     assert SyncRun.objects.count() == runs_before
     assert connection.last_success_at == success_before
@@ -281,7 +281,7 @@ def test_a_feed_whose_only_change_is_its_timestamp_is_not_parsed_again(clock, ai
     answer(airbnb_server, feeds.booking(("x", d(1), d(9)), stamp="20270110T120000Z"))
     sync(connection)
     answer(airbnb_server, feeds.booking(("x", d(1), d(9)), stamp="20270110T123000Z"))
-    with mock.patch("syncs.sync.parse_feed") as parse:
+    with mock.patch("syncs.engine.task.parse_feed") as parse:
         run = sync(connection)
     parse.assert_not_called()
     assert run.outcome == "ok_unchanged"
@@ -476,7 +476,7 @@ def test_a_failing_http_url_records_whether_https_works(clock, airbnb_server, co
 
 def test_a_crash_while_applying_is_a_failed_run_and_leaves_no_partial_write(clock, airbnb_server, connection):
     answer(airbnb_server, feeds.airbnb(*FOUR_STAYS))
-    with mock.patch.object(apply_module, "property_calendar_changed", side_effect=RuntimeError("worker died")):
+    with mock.patch.object(record, "property_calendar_changed", side_effect=RuntimeError("worker died")):
         run = sync(connection)
     assert (run.outcome, run.error_code) == ("sync_failed", "sync_failed")
     assert not Block.objects.exists()
@@ -512,7 +512,7 @@ def readings():
         reused.append(feed.events_reused)
         return feed
 
-    with mock.patch("syncs.sync.parse_feed", side_effect=counting):
+    with mock.patch("syncs.engine.task.parse_feed", side_effect=counting):
         yield reused
 
 

@@ -13,14 +13,14 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from syncs.apply import apply_diff
 from syncs.blocks import block_create_manual
-from syncs.diff import StoredBlock, diff_blocks
+from syncs.engine.diff import StoredBlock, diff_blocks
+from syncs.engine.parse.ical import ParsedEvent, parse_feed
+from syncs.engine.record import apply_diff
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import export_token_ensure, token_from_nonce
-from syncs.ical import ParsedEvent, parse_feed
 from syncs.models import Block, BlockChange, Connection, SyncRun
 from syncs.removal import connections_remove
-from syncs.sync import connection_sync_leased
 from tests import feeds
 from tests.conftest import NOW
 from tests.factories import (

@@ -13,13 +13,13 @@ from django.contrib.admin.sites import site
 from django.utils import timezone
 from werkzeug import Response
 
-from syncs import sync as sync_module
 from syncs import tasks
 from syncs.connection_state import connection_switch
 from syncs.editing import connection_edit, property_edit
+from syncs.engine import task
+from syncs.engine.task import connection_sync_leased
 from syncs.models import Block, Connection, Portal, Property, SyncRun
 from syncs.operator_actions import connection_use_https
-from syncs.sync import connection_sync_leased
 from syncs.sync_settings import connection_settings_update
 from tests.factories import ConnectionFactory, PropertyFactory, portal
 from tests.helpers import dispatched
@@ -102,7 +102,7 @@ def test_a_change_made_while_a_claimed_poll_waits_on_its_portal_wins_over_the_po
     message = dispatched(connection)
     runs_before = SyncRun.objects.count()
     version_before = Connection.objects.get(pk=connection.pk).settings_version
-    real_fetch = sync_module.fetch_feed
+    real_fetch = task.fetch_feed
 
     def change_then_answer(*args, **kwargs):
         CHANGES[kind](Connection.objects.select_related("property", "portal").get(pk=connection.pk), httpserver)
@@ -110,7 +110,7 @@ def test_a_change_made_while_a_claimed_poll_waits_on_its_portal_wins_over_the_po
         assert fetched.status == 304  # the poll read with the old settings and was told "unchanged"
         return fetched
 
-    with mock.patch.object(sync_module, "fetch_feed", change_then_answer):
+    with mock.patch.object(task, "fetch_feed", change_then_answer):
         assert tasks.sync_connection(*message) is None
 
     # Nothing of the poll was written over the change: no run, no validators, no schedule.

@@ -22,6 +22,7 @@ from django.utils import timezone
 from syncs import notifications
 from syncs.connection_state import connection_switch
 from syncs.dashboard import dashboard_summary
+from syncs.engine.task import connection_sync_leased
 from syncs.export_tokens import new_token_fields
 from syncs.models import (
     Account,
@@ -35,7 +36,6 @@ from syncs.models import (
 )
 from syncs.notifications import send_pause_notifications
 from syncs.readers import expected_within
-from syncs.sync import connection_sync_leased
 from syncs.sync_state import (
     NEEDS_ATTENTION,
     STALE_INTERVALS,

@@ -15,8 +15,8 @@ from channelmgr.celery import app, close_old_database_connections
 from syncs import tasks
 from syncs.connection_state import connection_switch
 from syncs.editing import connection_edit
+from syncs.engine.lease import connection_acquire_lease
 from syncs.models import Block, Connection, SyncRun
-from syncs.scheduling import connection_acquire_lease
 from tests import feeds
 from tests.factories import ConnectionFactory, PropertyFactory
 from tests.helpers import dispatched
@@ -234,7 +234,7 @@ def test_a_claim_whose_database_failed_keeps_its_lease_for_its_retry(feed_url):
     connection = ConnectionFactory(import_url=feed_url)
     message = dispatched(connection)
     with mock.patch.object(tasks, "connection_sync_leased", wraps=tasks.connection_sync_leased), \
-            mock.patch("syncs.sync._record", side_effect=OperationalError("server closed the connection")), \
+            mock.patch("syncs.engine.task.connection_record", side_effect=OperationalError("server closed the connection")), \
             pytest.raises(OperationalError):
         tasks.sync_connection.run(*message)
     assert Connection.objects.get(pk=connection.pk).lease_holder == message[2]

@@ -17,7 +17,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from syncs.fetch import close_kept_connections
+from syncs.engine.fetch import close_kept_connections
 from syncs.models import Activity, PauseEpisode, Webhook, WebhookDelivery
 from syncs.notifications import pause_notifications_send
 from syncs.webhooks import (

@@ -31,7 +31,7 @@ from django.utils.translation import gettext as _
 
 from syncs import editing, operator_actions
 from syncs.clean_text import clean
-from syncs.fetch import link_identity
+from syncs.engine.fetch import link_identity
 from syncs.forms import DEFAULT_EXPORT_SUMMARY, ConnectionForm, PropertyForm, tidy_link
 from syncs.models import Account, Connection, Portal, Property
 from syncs.onboarding.file import NO, YES, direction_of, folded, in_every_language, switch_of

@@ -28,9 +28,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from syncs.editing import LinkCheckFailed, feed_check
+from syncs.engine.fetch import FetchError
+from syncs.engine.parse.ical import FeedParseError
 from syncs.explain import describe
-from syncs.fetch import FetchError
-from syncs.ical import FeedParseError
 from syncs.models import LinkCheck, OnboardingUpload, Portal
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from django import template
 from django.utils.translation import gettext
 
 from syncs.blocks import TEST_BLOCK_SUMMARY, is_test_block_note
+from syncs.engine.fetch import mask_url
 from syncs.explain import describe, describe_activity, describe_notice
 from syncs.explain import since as time_since
-from syncs.fetch import mask_url
 from syncs.roles import viewer_note as viewer_note_words
 
 register = template.Library()

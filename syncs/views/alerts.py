@@ -21,8 +21,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from syncs.activity import activity_record
 from syncs.collation import by_name
+from syncs.engine.fetch import FetchError, validate_url
 from syncs.export_tokens import is_our_export
-from syncs.fetch import FetchError, validate_url
 from syncs.forms import link_error
 from syncs.id_inputs import parse_id, parse_ids
 from syncs.models import Account, Activity, Membership, Property, Webhook, WebhookDelivery

@@ -12,7 +12,7 @@ from django.utils.cache import get_conditional_response
 from django.utils.text import slugify
 from django.views.decorators.http import require_safe
 
-from syncs.db_deadline import database_deadline
+from syncs.engine.deadlines import database_deadline
 from syncs.export import ExportedCalendar, calendar_export
 from syncs.export_tokens import ServingToken, export_token_ensure, export_token_find
 from syncs.readers import export_read_record

@@ -16,7 +16,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
 
-from syncs.fetch import mask_url
+from syncs.engine.fetch import mask_url
 from syncs.models import Account, Connection, OnboardingUpload, Portal
 from syncs.onboarding.checking import ADD, CHANGE, SAME
 from syncs.onboarding.file import MAX_BYTES, NO, YES, column_names, export_text

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from syncs.fetch import close_kept_connections
+from syncs.engine.fetch import close_kept_connections
 from tests.conftest import require
 
 CHROMIUM = Path("/usr/bin/chromium")

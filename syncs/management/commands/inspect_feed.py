@@ -9,9 +9,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from syncs.engine.fetch import FetchError, fetch_feed
+from syncs.engine.parse.ical import FeedParseError, ParsedFeed, parse_feed
 from syncs.explain import describe
-from syncs.fetch import FetchError, fetch_feed
-from syncs.ical import FeedParseError, ParsedFeed, parse_feed
 from syncs.portals import BY_SLUG
 
 FEED_ERROR_EXIT = 2

@@ -25,7 +25,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import transaction
 from django.urls import Resolver404, resolve, reverse
 
-from syncs.fetch import close_kept_connections
+from syncs.engine.fetch import close_kept_connections
 from syncs.models import Account, Connection, Membership, Portal, Property
 from syncs.notifications import pause_notifications_send
 

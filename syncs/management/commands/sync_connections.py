@@ -7,10 +7,10 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from syncs.engine.lease import connection_release_lease, connections_claim_due
+from syncs.engine.task import connection_sync_leased
 from syncs.explain import describe
 from syncs.models import Connection, SyncRun
-from syncs.scheduling import connection_release_lease, connections_claim_due
-from syncs.sync import connection_sync_leased
 
 
 class Command(BaseCommand):

@@ -24,7 +24,8 @@ import recurring_ical_events
 import x_wr_timezone
 from billiard.exceptions import SoftTimeLimitExceeded
 
-from syncs import event_texts, feed_decoding, horizon, portals
+from syncs import horizon, portals
+from syncs.engine.parse import event_texts, feed_decoding
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 # The work of reading a feed is bounded before icalendar sees it: its cost grows with the
@@ -70,8 +71,6 @@ TIME_PARTS_SECONDS = (("BYHOUR", 3600), ("BYMINUTE", 60), ("BYSECOND", 1))
 READER_VERSION = event_texts.reader_version(__file__, portals.__file__)
 
 _TEXT_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-# A DTSTAMP line and its folded continuations, each line after an LF (see body_fingerprint).
-_DTSTAMP_LINES = re.compile(rb"\nDTSTAMP[;:][^\n]*(?:\n[ \t][^\n]*)*", re.IGNORECASE)
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S*", re.IGNORECASE)
 # Four or more digits, possibly split by the separators people put in phone numbers.
 _PHONE_DIGITS = re.compile(r"\+?\d(?:[\s().\-/]*\d){3,}")
@@ -168,20 +167,6 @@ class _Budget:
 def looks_like_ical(body: bytes) -> bool:
     """Whether the body starts like a calendar (after BOMs and blank lines, in any encoding)."""
     return feed_decoding.sniff(body) == feed_decoding.CALENDAR
-
-
-def body_fingerprint(body: bytes) -> str:
-    """A hash of the body that ignores DTSTAMP lines and line-ending style.
-
-    Booking.com stamps every event with the fetch time, so without this an unchanged feed would
-    look changed on every run. It runs on every poll that gets a 200, so it works on the whole
-    body at once (line by line in Python took 0.3 ms for 50 events); the hash is the same as the
-    line-by-line one's, so fingerprints stored before still match (tests compare the two).
-    """
-    # Line breaks become LF, and an LF goes in front so that the first line is matched like the
-    # others: DTSTAMP lines, with their folded continuations, are cut with the LF before them.
-    text = b"\n" + body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return hashlib.sha256(_DTSTAMP_LINES.sub(b"", text)[1:]).hexdigest()
 
 
 def parse_feed(

@@ -1,6 +1,6 @@
 """A feed's bytes into text: the one place that knows how portals encode their calendars.
 
-Pure: no database, no HTTP, no Django. ``syncs.fetch`` owns the bytes (and unpacks them); this
+Pure: no database, no HTTP, no Django. ``syncs.engine.fetch`` owns the bytes (and unpacks them); this
 module turns them into text for the parser, and tells both of them what a body looks like.
 
 What feeds send: UTF-8 with or without a BOM, the BOM sometimes twice (a file saved by one

@@ -1,4 +1,5 @@
-"""Compare a feed's events with the blocks we hold for that feed. Pure: no database.
+"""Compare a feed's events with the blocks we hold for that feed, and decide whether its removals
+are held (the shrink guard). Pure: no database.
 
 Events are matched to blocks by UID (and occurrence). What is left is matched by dates: first
 the exact same nights, then the same kind of block over overlapping nights, because Airbnb and
@@ -11,9 +12,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from syncs.ical import ParsedEvent
+from django.conf import settings
+
+from syncs.engine.parse.ical import ParsedEvent
+
+if TYPE_CHECKING:
+    from syncs.models import Connection
 
 # Removals are held when a feed loses at least this share of its future blocks...
 SHRINK_SHARE = 0.5
@@ -143,3 +150,18 @@ def answer_fingerprint(events: Iterable[ParsedEvent]) -> str:
         digest.update(line.encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def must_hold(
+    connection: Connection, diff: BlockDiff, stored: list, today: date, answer: str, now: datetime
+) -> bool:
+    """The shrink guard: hold the removals of a feed that suddenly lost much of its future,
+    until the same answer comes again SHRINK_CONFIRM_MINUTES later or the operator accepts it."""
+    future_before = sum(1 for block in stored if block.end > today)
+    if not shrink_guard_trips(future_blocks_before=future_before, future_removals=len(diff.removed)):
+        return False
+    if connection.held_accepted_answer == answer:
+        return False
+    confirmed_after = timedelta(minutes=settings.SHRINK_CONFIRM_MINUTES)
+    return not (connection.held_answer == answer and connection.held_since and now - connection.held_since >= confirmed_after)
+

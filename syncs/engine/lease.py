@@ -4,7 +4,7 @@ The dispatcher claims due connections: in one transaction it moves their next tu
 ahead and leases them to a claim id, so two dispatchers running at once never hand out the same
 connection twice. A task carries the connection's id and that claim id, nothing of the
 connection itself: the worker keeps the claim's lease (never a free one, nor anyone else's) and
-reads the connection as it is then (syncs.sync).
+reads the connection as it is then (syncs.engine.task).
 
 A claim is served once: its lease is given back only with the run's record, or when the sync is
 not to run after all (switched off, paused, its portal host busy). A claim whose lease expired
@@ -35,6 +35,13 @@ from django.utils import timezone
 
 from syncs.models import Connection
 
+# What a sync reads of its connection, property and portal (other fields would load on first use,
+# one query each: tests count a poll's queries).
+POLL_FIELDS = (
+    "property__timezone", "portal__labels", "direction", "enabled", "paused_at", "import_url", "etag", "last_modified",
+    "body_fingerprint", "held_answer", "https_works", "sync_interval_minutes", "consecutive_failures",
+    "settings_version",
+)
 # The fields that give a lease back, written with the run's last update.
 LEASE_RELEASED = {"lease_holder": "", "lease_until": None}
 # Spread syncs over a little time so a thousand feeds on one portal do not fire on the same second.
@@ -169,5 +176,53 @@ def connection_release_lease(*, connection_id: int, holder: str) -> None:
 
 def connection_defer(*, connection_id: int, holder: str, until: datetime) -> None:
     """Give the lease back and come back to the connection at ``until``: for a poll that may
-    not ask its portal now (syncs.politeness). Nothing is recorded: no poll was made."""
+    not ask its portal now (syncs.engine.fetch). Nothing is recorded: no poll was made."""
     Connection.objects.filter(pk=connection_id, lease_holder=holder).update(next_sync_at=until, **LEASE_RELEASED)
+
+
+class LeaseLost(Exception):
+    """Someone else holds the connection now, or its settings changed since we read them (see
+    syncs.sync_settings): our result is dropped."""
+
+
+def connection_lease_and_read(*, connection_id: int, holder: str, claimed: bool = False) -> Connection | None:
+    """Take the connection's lease for ``holder`` and read it, with its property and portal, as
+    it is now; None if it is gone or someone else holds it.
+
+    ``claimed``: ``holder`` is a dispatcher's claim, which leased the row when it claimed it. The
+    claim's task keeps that lease, and only that: a lease given back means the claim's turn was
+    served (a task delivered again, or a lost worker's late one), a lease someone else holds
+    means it was taken over (connections_claim_due). A task that finds the lease still its own with
+    at least half its length to run needs no write to keep it: it reads the row in one
+    statement; otherwise (it waited in the queue, or it is a retry) it renews the lease first.
+    Anyone else (a "Sync now") takes the lease if it is free.
+    """
+    rows = Connection.objects.select_related("property", "portal").only(*POLL_FIELDS).filter(
+        pk=connection_id, lease_holder=holder
+    ).order_by()
+    if claimed:
+        spare = timezone.now() + timedelta(seconds=settings.SYNC_LEASE_SECONDS / 2)
+        held = next(iter(rows.filter(lease_until__gte=spare)[:1]), None)
+        if held is not None:
+            return held
+        if not connection_keep_claim(connection_id=connection_id, holder=holder):
+            return None
+    elif not connection_acquire_lease(connection_id=connection_id, holder=holder):
+        return None
+    return next(iter(rows[:1]), None)
+
+
+def connection_lock_leased(*, connection_id: int, holder: str, settings_version: int) -> Connection:
+    """Lock the connection's row for the caller's transaction and return it as it is now, if
+    ``holder`` still has the lease and the settings are still ``settings_version``; else raise
+    LeaseLost. Only that row: locking its property or portal too would queue every sync of a
+    portal behind the others."""
+    locked = (
+        Connection.objects.select_for_update()
+        .filter(pk=connection_id, lease_holder=holder, settings_version=settings_version)
+        .order_by()
+        .first()
+    )
+    if locked is None:
+        raise LeaseLost
+    return locked
