@@ -485,10 +485,10 @@ def double_bookings_record(*, property_ids: list[int] | None, now: datetime | No
     those the webhooks were not told about yet (``alerted_fingerprint`` is set by the caller's
     claim).
 
-    Run in the transaction that changed a property's blocks, after the change (syncs.blocks:
-    that transaction holds the property's row, so two changes of one property store in turn,
-    each after the other's blocks), and every minute by the worker for every property, as days
-    pass. Pages read the current rows (``conflicts_listed``, ``properties_with_conflicts``)."""
+    Run in the transaction that changed a property's blocks, after the change, and every
+    minute by the worker for every property, as days pass. Each holds the properties' rows while
+    it reads and stores (as that transaction does from its change on), so two of them store in
+    turn, the later one having read the other's blocks. Pages read the current rows (``conflicts_listed``, ``properties_with_conflicts``)."""
     now = now or timezone.now()
     if property_ids is not None:
         return _record_among(property_ids, now)
@@ -503,9 +503,13 @@ def double_bookings_record(*, property_ids: list[int] | None, now: datetime | No
     return ScanResult(new=new, came_back=came_back)
 
 
+@transaction.atomic
 def _record_among(property_ids: list[int], now: datetime) -> ScanResult:
     if not property_ids:
         return ScanResult(new=[], came_back=0)
+    # The properties' rows, as a change of their blocks holds them (syncs.blocks): a change
+    # committed while these were read would otherwise be stored, then undone here.
+    list(Property.all_objects.filter(pk__in=property_ids).order_by("pk").select_for_update().values_list("pk", flat=True))
     unhandled, handled = conflicts_marked(property_conflicts(property_ids=property_ids, now=now))
     new, came_back, kept = [], 0, []
     for marked in handled:
