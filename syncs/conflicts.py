@@ -156,11 +156,11 @@ class Conflict:
 # --------------------------------------------------------------------------- finding them
 
 
-def booking_like() -> Q:
-    """Blocks that may be a guest's stay: reservations, and Booking.com's closures (its feeds do
-    not tell bookings from closures). Two of these on one night from different sources may be a
-    double booking."""
-    return Q(kind=BlockKind.RESERVED) | Q(source__portal__slug="booking")
+def may_be_a_stay(kind: str, portal_slug: str | None) -> bool:
+    """Whether a block may be a guest's stay: reservations, and Booking.com's closures (its feeds
+    do not tell bookings from closures). Two of these on one night from different sources may be
+    a double booking. ``portal_slug``: its sync's portal (None: made here)."""
+    return kind == BlockKind.RESERVED or portal_slug == "booking"
 
 
 def _earliest_today(now: datetime) -> date:
@@ -177,21 +177,28 @@ def _clashing_rows(among: Q, *, today: date | None, now: datetime) -> list[tuple
     today in the property's own time zone (the nights of a property at the other end of the
     world are counted in its own days).
 
-    One query reads the properties' current stays to come, in that order, and one pass compares
-    each with those still running on its first night: two stays share a night exactly when the
-    later one starts before the earlier one's check-out day (each lasts a night at least).
+    One query reads the properties' blocks to come, in that order, and one their syncs (those
+    not removed, with their portals: a removed sync's blocks take no night) and, for their own
+    days, one their zones; read apart, as joins they made the planner read every sync of the
+    database for a page's properties. One pass then compares each stay with those still running
+    on its first night: two stays share a night exactly when the later one starts before the
+    earlier one's check-out day (each lasts a night at least).
     """
-    booked = Block.objects.current().filter(booking_like(), among, end_date__gt=today or _earliest_today(now))
+    booked = Block.objects.filter(among, removed_at__isnull=True, end_date__gt=today or _earliest_today(now))
     rows = values_rows(
-        booked.order_by("property_id", "start_date", "pk"),
-        ("pk", "property_id", "source_id", "start_date", "end_date", "kind", "property__timezone"),
+        booked.order_by("property_id", "start_date", "pk"), ("pk", "property_id", "source_id", "start_date", "end_date", "kind")
     )
+    sources = {row[2] for row in rows if row[2] is not None}
+    portal_of: dict[int | None, str | None] = {None: None}
+    if sources:
+        live = Portal.objects.filter(connections__pk__in=sources, connections__archived_at__isnull=True)
+        portal_of |= dict(live.values_list("connections__pk", "slug"))
+    rows = [row for row in rows if row[2] in portal_of and may_be_a_stay(row[5], portal_of[row[2]])]
     if today is None:
-        todays: dict[str, date] = {}
-        for zone in {row[6] for row in rows}:
-            todays[zone] = timezone.localdate(now, timezone=zoneinfo.ZoneInfo(zone))
-        rows = [row for row in rows if row[4] > todays[row[6]]]
-    stays = [row[:6] for row in rows]
+        zones = dict(Property.all_objects.filter(pk__in={row[1] for row in rows}).values_list("pk", "timezone")) if rows else {}
+        todays = {zone: timezone.localdate(now, timezone=zoneinfo.ZoneInfo(zone)) for zone in set(zones.values())}
+        rows = [row for row in rows if row[4] > todays[zones[row[1]]]]
+    stays = rows
     clashing: set[int] = set()
     running: list[tuple] = []  # the property's stays not yet over on the current first night
     current_property = None

@@ -278,7 +278,7 @@ def connection_edit(
             # update() sends no post_save: a sync that starts exporting needs its URL here.
             export_token_ensure(property=connection.property, connection=connection)
         if "portal" in changed:
-            # Which of its stays may be a guest's depends on the portal (syncs.conflicts.booking_like).
+            # Which of its stays may be a guest's depends on the portal (syncs.conflicts.may_be_a_stay).
             double_bookings_record(property_ids=[connection.property_id])
         activity_record(
             user=user, action=Activity.Action.CONNECTION_EDITED, connection=connection,
