@@ -5,13 +5,16 @@ here) both taking a night with something that may be a guest's stay. This module
 place that finds them (``property_conflicts``, ``account_conflict_groups``) and the one place
 that decides which nights clash (``clash_of``): the overview, the property's calendar, the
 timeline, the checklist, the digest, the activity log and the webhooks all read them from here.
+What it finds is stored (``double_bookings_record``: a current DoubleBooking row each) in the
+transaction that changes a property's blocks, and for every property by the worker's minute
+scan (``double_bookings_scan``); the overview and the properties list read the stored rows.
 
 A double booking is named by its clashing stays (``key``: their block ids) and fingerprinted by
 what those stays say (dates, kinds, sources). A "handled" mark holds while the fingerprint it
 was made on is the current one: pages compare the two when they read, so the moment either stay
 moves, is shortened or is cancelled and booked again, the double booking needs attention again,
-without waiting for any background job. The periodic scan (``double_bookings_scan``) then
-records that in the activity log and tells the webhooks.
+without waiting for any background job; storing it records that in the activity log, and the
+scan tells the webhooks.
 """
 
 from __future__ import annotations
