@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/compare.py --against <git revision> [--database-url ...] [--rounds 6]
 
-Builds the account of dashboard.py (1,000 properties, 5,000 connections) once, checks the
+Builds the account of dashboard.py (--properties, 1,000 by default, 5 connections each) once, checks the
 other revision out in a temporary git worktree, and measures the same pages with each version
 in turn, each round in a fresh process that loads the application as gunicorn's workers do
 (channelmgr/wsgi.py) and alternating which goes first, so that both see the same machine. Prints
@@ -23,7 +23,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("/activity/", "/", "/overview/status/", "/timeline/", "/timeline/?state=paused")
+PAGES = (
+    "/activity/", "/", "/overview/status/", "/timeline/", "/timeline/?state=paused", "/timeline/?state=attention",
+    "/timeline/?portal=vrbo&nights=90", "/properties/", "/properties/?sort=health", "/me/", "/members/",
+)
 
 
 def child(root: str, urls: list[str], runs: int) -> None:
@@ -58,6 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", help="the git revision to compare this checkout with (required)")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--properties", type=int, default=1000)
+    parser.add_argument("--double-booked-every", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--runs", type=int, default=10, help="requests per page per round")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -73,7 +78,7 @@ def main() -> None:
     from dashboard import build_account, setup_django
 
     setup_django(args.database_url)
-    build_account(1000, 5)
+    build_account(args.properties, 5, args.double_booked_every)
     env = dict(os.environ, ALLOWED_HOSTS="testserver")
     other = tempfile.mkdtemp(prefix="bench-compare-")
     subprocess.run(["git", "worktree", "add", "--detach", other, args.against], cwd=ROOT, check=True, capture_output=True)

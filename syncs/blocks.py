@@ -13,15 +13,19 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
+from syncs.conflicts import double_bookings_record
 from syncs.models import Block, BlockKind, Property
 
 
-def property_calendar_changed(*, property_id: int, now: datetime | None = None) -> None:
+def property_calendar_changed(*, property_id: int, now: datetime | None = None, nights_changed: bool = True) -> None:
     """Call inside the transaction that changed the property's blocks (or which of them take
-    nights: a sync removed or restored), removed property or not."""
-    Property.all_objects.filter(pk=property_id).update(
-        calendar_version=F("calendar_version") + 1, calendar_changed_at=now or timezone.now()
-    )
+    nights: a sync removed or restored), removed property or not. Its double bookings are
+    stored again there too (after the row's update, which holds the property until the commit),
+    unless only what no night depends on changed (``nights_changed`` False: a summary)."""
+    now = now or timezone.now()
+    Property.all_objects.filter(pk=property_id).update(calendar_version=F("calendar_version") + 1, calendar_changed_at=now)
+    if nights_changed:
+        double_bookings_record(property_ids=[property_id], now=now)
 
 
 def block_create_manual(

@@ -5,13 +5,16 @@ here) both taking a night with something that may be a guest's stay. This module
 place that finds them (``property_conflicts``, ``account_conflict_groups``) and the one place
 that decides which nights clash (``clash_of``): the overview, the property's calendar, the
 timeline, the checklist, the digest, the activity log and the webhooks all read them from here.
+What it finds is stored (``double_bookings_record``: a current DoubleBooking row each) in the
+transaction that changes a property's blocks, and for every property by the worker's minute
+scan (``double_bookings_scan``); the overview and the properties list read the stored rows.
 
 A double booking is named by its clashing stays (``key``: their block ids) and fingerprinted by
 what those stays say (dates, kinds, sources). A "handled" mark holds while the fingerprint it
 was made on is the current one: pages compare the two when they read, so the moment either stay
 moves, is shortened or is cancelled and booked again, the double booking needs attention again,
-without waiting for any background job. The periodic scan (``double_bookings_scan``) then
-records that in the activity log and tells the webhooks.
+without waiting for any background job; storing it records that in the activity log, and the
+scan tells the webhooks.
 """
 
 from __future__ import annotations
@@ -156,12 +159,11 @@ class Conflict:
 # --------------------------------------------------------------------------- finding them
 
 
-def booking_like() -> Q:
-    """Blocks that may be a guest's stay: reservations, and Booking.com's closures (its feeds do
-    not tell bookings from closures). Two of these on one night from different sources may be a
-    double booking."""
-    booking = Portal.objects.filter(slug="booking").values_list("pk", flat=True).first()
-    return Q(kind=BlockKind.RESERVED) | Q(source__portal_id=booking)
+def may_be_a_stay(kind: str, portal_slug: str | None) -> bool:
+    """Whether a block may be a guest's stay: reservations, and Booking.com's closures (its feeds
+    do not tell bookings from closures). Two of these on one night from different sources may be
+    a double booking. ``portal_slug``: its sync's portal (None: made here)."""
+    return kind == BlockKind.RESERVED or portal_slug == "booking"
 
 
 def _earliest_today(now: datetime) -> date:
@@ -178,21 +180,28 @@ def _clashing_rows(among: Q, *, today: date | None, now: datetime) -> list[tuple
     today in the property's own time zone (the nights of a property at the other end of the
     world are counted in its own days).
 
-    One query reads the properties' current stays to come, in that order, and one pass compares
-    each with those still running on its first night: two stays share a night exactly when the
-    later one starts before the earlier one's check-out day (each lasts a night at least).
+    One query reads the properties' blocks to come, in that order, and one their syncs (those
+    not removed, with their portals: a removed sync's blocks take no night) and, for their own
+    days, one their zones; read apart, as joins they made the planner read every sync of the
+    database for a page's properties. One pass then compares each stay with those still running
+    on its first night: two stays share a night exactly when the later one starts before the
+    earlier one's check-out day (each lasts a night at least).
     """
-    booked = Block.objects.current().filter(booking_like(), among, end_date__gt=today or _earliest_today(now))
+    booked = Block.objects.filter(among, removed_at__isnull=True, end_date__gt=today or _earliest_today(now))
     rows = values_rows(
-        booked.order_by("property_id", "start_date", "pk"),
-        ("pk", "property_id", "source_id", "start_date", "end_date", "kind", "property__timezone"),
+        booked.order_by("property_id", "start_date", "pk"), ("pk", "property_id", "source_id", "start_date", "end_date", "kind")
     )
+    sources = {row[2] for row in rows if row[2] is not None}
+    portal_of: dict[int | None, str | None] = {None: None}
+    if sources:
+        live = Portal.objects.filter(connections__pk__in=sources, connections__archived_at__isnull=True)
+        portal_of |= dict(live.values_list("connections__pk", "slug"))
+    rows = [row for row in rows if row[2] in portal_of and may_be_a_stay(row[5], portal_of[row[2]])]
     if today is None:
-        todays: dict[str, date] = {}
-        for zone in {row[6] for row in rows}:
-            todays[zone] = timezone.localdate(now, timezone=zoneinfo.ZoneInfo(zone))
-        rows = [row for row in rows if row[4] > todays[row[6]]]
-    stays = [row[:6] for row in rows]
+        zones = dict(Property.all_objects.filter(pk__in={row[1] for row in rows}).values_list("pk", "timezone")) if rows else {}
+        todays = {zone: timezone.localdate(now, timezone=zoneinfo.ZoneInfo(zone)) for zone in set(zones.values())}
+        rows = [row for row in rows if row[4] > todays[zones[row[1]]]]
+    stays = rows
     clashing: set[int] = set()
     running: list[tuple] = []  # the property's stays not yet over on the current first night
     current_property = None
@@ -299,11 +308,39 @@ def property_conflicts(*, property_ids: list[int] | None, today: date | None = N
     ]
 
 
-def properties_with_conflicts(*, property_ids: list[int], now: datetime | None = None) -> set[int]:
-    """Which of these properties have a possible double booking that nobody marked handled:
-    four queries."""
-    unhandled, _handled = conflicts_marked(property_conflicts(property_ids=property_ids, now=now))
-    return {marked.conflict.property.pk for marked in unhandled}
+def properties_with_conflicts(
+    *, property_ids: list[int] | None = None, account: Account | None = None, now: datetime | None = None
+) -> set[int]:
+    """Which of these properties (or of the account's) have a possible double booking that
+    nobody marked handled, as stored (double_bookings_record): one query."""
+    among = Q(property_id__in=property_ids) if property_ids is not None else Q(property__account=account)
+    return {row.property_id for row in _stored(among, now=now or timezone.now()) if not row.handled}
+
+
+class _Stored(NamedTuple):
+    """A current double booking as stored, narrow."""
+
+    property_id: int
+    key: str
+    first_night: date
+    handled: bool  # marked handled on the stays it has now
+
+
+def _stored(among: Q, *, now: datetime) -> list[_Stored]:
+    """The current double bookings ``among`` some properties, as stored, whose last clashing
+    night is not over in their property's own day, soonest first. A double booking of stays
+    over before a property's today clashes on none of its nights to come, and days passing only
+    take stays away: the stored ones are never fewer than those the blocks have now."""
+    rows = values_rows(
+        DoubleBooking.objects.filter(among, current=True, end_date__gte=_earliest_today(now)).order_by("start_date", "property_id"),
+        ("property_id", "key", "start_date", "end_date", "handled_at", "handled_fingerprint", "fingerprint", "property__timezone"),
+    )
+    todays = {zone: timezone.localdate(now, timezone=zoneinfo.ZoneInfo(zone)) for zone in {row[7] for row in rows}}
+    return [
+        _Stored(property_id, key, start, handled_at is not None and handled_fingerprint == fingerprint)
+        for property_id, key, start, end, handled_at, handled_fingerprint, fingerprint, zone in rows
+        if end >= todays[zone]
+    ]
 
 
 # --------------------------------------------------------------------------- naming and marking them
@@ -394,26 +431,18 @@ def conflicts_listed(*, account: Account, now: datetime | None = None, property_
         found = property_conflicts(property_ids=property_ids, now=now)
         unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.clash.first_night, c.property.pk)))
         return ConflictsListed(unhandled[:shown], handled[:shown], len(unhandled), len(handled))
-    groups = account_conflict_groups(account=account, now=now)
-    marks = {
-        (property_id, key): fingerprint
-        for property_id, key, fingerprint in DoubleBooking.objects.filter(
-            property__account=account, handled_at__isnull=False
-        ).values_list("property_id", "key", "handled_fingerprint")
-    }
-    marked_properties = {property_id for property_id, _key in marks}
-    # By the rule of MarkedConflict.handled, worked out only where a property has a mark.
-    handled_groups = {
-        index for index, group in enumerate(groups)
-        if group.property_id in marked_properties
-        and marks.get((group.property_id, _stays_key(group.stays))) == _stays_fingerprint(group.stays)
-    }
-    listed = [group for index, group in enumerate(groups) if index not in handled_groups][:shown]
-    listed += [groups[index] for index in sorted(handled_groups)[:shown]]
-    listed.sort(key=_soonest_first)
-    # Read with their marks again: each one shown is put in its list by one read of its mark.
-    unhandled, handled = conflicts_marked(conflicts_of(listed))
-    return ConflictsListed(unhandled[:shown], handled[:shown], len(groups) - len(handled_groups), len(handled_groups))
+    now = now or timezone.now()
+    stored = _stored(Q(property__account=account), now=now)
+    unhandled_total = sum(1 for row in stored if not row.handled)
+    # The properties of the soonest of each kind, whose double bookings are read from their
+    # blocks: each one shown is put in its list by one read of its stays and its mark.
+    properties = list(dict.fromkeys(
+        [row.property_id for row in stored if not row.handled][:shown] + [row.property_id for row in stored if row.handled][:shown]
+    ))
+    found = property_conflicts(property_ids=properties, now=now)
+    unhandled, handled = conflicts_marked(sorted(found, key=lambda c: (c.clash.first_night, c.property.pk)))
+    return ConflictsListed(unhandled[:shown], handled[:shown], max(unhandled_total, len(unhandled)),
+                           max(len(stored) - unhandled_total, len(handled)))
 
 
 def double_booking_mark_handled(*, user, property: Property, key: str, fingerprint: str, note: str) -> DoubleBooking:
@@ -459,22 +488,60 @@ class ScanResult:
     came_back: int
 
 
-def double_bookings_scan(*, now: datetime | None = None) -> ScanResult:
-    """Run by the worker: remember every current double booking; drop the marks of those whose
-    stays changed (recorded in the activity log, with no user); return those the webhooks were
-    not told about yet, as they are now (``alerted_fingerprint`` is set by the caller's claim)."""
+def double_bookings_record(*, property_ids: list[int] | None, now: datetime | None = None) -> ScanResult:
+    """Store what these properties' (None: every property's) blocks say now: a current row for
+    each double booking (``current``), every other row of theirs no longer current; drop the
+    marks of those whose stays changed (recorded in the activity log, with no user). Returns
+    those the webhooks were not told about yet (``alerted_fingerprint`` is set by the caller's
+    claim).
+
+    Run in the transaction that changed a property's blocks, after the change, and every
+    minute by the worker for every property, as days pass. Each holds the properties' rows while
+    it reads and stores (as that transaction does from its change on), so two of them store in
+    turn, the later one having read the other's blocks. Pages read the current rows (``conflicts_listed``, ``properties_with_conflicts``)."""
     now = now or timezone.now()
-    unhandled, _handled = conflicts_marked(property_conflicts(property_ids=None, now=now))
+    if property_ids is not None:
+        return _record_among(property_ids, now)
+    every = list(Property.objects.order_by("pk").values_list("pk", flat=True))
     new, came_back = [], 0
+    for first in range(0, len(every), PROPERTIES_PER_SEARCH):
+        result = _record_among(every[first:first + PROPERTIES_PER_SEARCH], now)
+        new += result.new
+        came_back += result.came_back
+    if came_back:
+        log.info("double bookings back after a stay changed count=%d", came_back)
+    return ScanResult(new=new, came_back=came_back)
+
+
+@transaction.atomic
+def _record_among(property_ids: list[int], now: datetime) -> ScanResult:
+    if not property_ids:
+        return ScanResult(new=[], came_back=0)
+    # The properties' rows, as a change of their blocks holds them (syncs.blocks): a change
+    # committed while these were read would otherwise be stored, then undone here.
+    list(Property.all_objects.filter(pk__in=property_ids).order_by("pk").select_for_update().values_list("pk", flat=True))
+    unhandled, handled = conflicts_marked(property_conflicts(property_ids=property_ids, now=now))
+    new, came_back, kept = [], 0, []
+    for marked in handled:
+        conflict = marked.conflict
+        seen = _seen(conflict, marked.fingerprint)
+        if not marked.mark.current or any(getattr(marked.mark, name) != value for name, value in seen.items()):
+            DoubleBooking.objects.filter(pk=marked.mark.pk).update(**seen, current=True)
+        kept.append(marked.mark.pk)
     for marked in unhandled:
         conflict = marked.conflict
         if marked.mark is None:
             row, _created = DoubleBooking.objects.get_or_create(
                 property=conflict.property, key=marked.key, defaults=_seen(conflict, marked.fingerprint)
             )
+            if not _created:
+                DoubleBooking.objects.filter(pk=row.pk).update(**_seen(conflict, marked.fingerprint), current=True)
         else:
             row = marked.mark
-            DoubleBooking.objects.filter(pk=row.pk).update(**_seen(conflict, marked.fingerprint))
+            seen = _seen(conflict, marked.fingerprint)
+            if not row.current or any(getattr(row, name) != value for name, value in seen.items()):
+                DoubleBooking.objects.filter(pk=row.pk).update(**seen, current=True)
+        kept.append(row.pk)
         if marked.came_back:
             # The mark is dropped once, by one scan: the claim is the conditional UPDATE.
             dropped = DoubleBooking.objects.filter(pk=row.pk, handled_at__isnull=False).exclude(
@@ -488,6 +555,10 @@ def double_bookings_scan(*, now: datetime | None = None) -> ScanResult:
                 )
         if row.alerted_fingerprint != marked.fingerprint:
             new.append(MarkedConflict(conflict=conflict, key=marked.key, fingerprint=marked.fingerprint, mark=row))
-    if came_back:
-        log.info("double bookings back after a stay changed count=%d", came_back)
+    DoubleBooking.objects.filter(property_id__in=property_ids, current=True).exclude(pk__in=kept).update(current=False)
     return ScanResult(new=new, came_back=came_back)
+
+
+def double_bookings_scan(*, now: datetime | None = None) -> ScanResult:
+    """Run by the worker every minute: ``double_bookings_record`` for every property."""
+    return double_bookings_record(property_ids=None, now=now)

@@ -24,6 +24,7 @@ from django.utils.timezone import now
 from django.utils.translation import gettext as _
 
 from syncs.activity import activity_record
+from syncs.conflicts import double_bookings_record
 from syncs.engine.fetch import FetchError, fetch_feed, https_variant_works, link_identity
 from syncs.engine.parse.ical import INVALID_REASONS, FeedParseError, parse_feed
 from syncs.explain import day_of
@@ -276,6 +277,9 @@ def connection_edit(
         if candidate.exports:
             # update() sends no post_save: a sync that starts exporting needs its URL here.
             export_token_ensure(property=connection.property, connection=connection)
+        if "portal" in changed:
+            # Which of its stays may be a guest's depends on the portal (syncs.conflicts.may_be_a_stay).
+            double_bookings_record(property_ids=[connection.property_id])
         activity_record(
             user=user, action=Activity.Action.CONNECTION_EDITED, connection=connection,
             params={"fields": changed},

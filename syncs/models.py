@@ -14,9 +14,10 @@ import zoneinfo
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.timezone import now
@@ -97,11 +98,28 @@ class Account(models.Model):
         return self.name
 
     def main_time_zone(self) -> str:
-        """The zone most of the account's properties are in (the site's zone when it has none)."""
-        zones = (
-            self.properties.order_by().values("timezone").annotate(n=models.Count("pk")).order_by("-n", "timezone")
-        )
-        return next((row["timezone"] for row in zones[:1]), settings.TIME_ZONE)
+        """The zone most of the account's properties are in (the site's zone when it has none).
+
+        Counting them costs as many rows as the account has properties, and pages read it on
+        every request: it is kept in the cache, and dropped (``main_time_zone_changed``) where a
+        property is made, removed, restored, deleted or moves to another zone."""
+        key = _main_zone_key(self.pk)
+        zone = cache.get(key)
+        if zone is None:
+            zones = (
+                self.properties.order_by().values("timezone").annotate(n=models.Count("pk")).order_by("-n", "timezone")
+            )
+            zone = next((row["timezone"] for row in zones[:1]), settings.TIME_ZONE)
+            cache.set(key, zone, MAIN_ZONE_KEPT_SECONDS)
+        return zone
+
+    @staticmethod
+    def main_time_zone_changed(account_id: int) -> None:
+        """One of the account's properties was made, removed, restored, deleted or changed its zone.
+        Dropped again at the commit: a page read between the two would have kept the old one."""
+        key = _main_zone_key(account_id)
+        cache.delete(key)
+        transaction.on_commit(lambda: cache.delete(key))
 
     @staticmethod
     def of_user(user) -> Account | None:
@@ -109,6 +127,14 @@ class Account(models.Model):
         anonymous users and users who belong to no account)."""
         membership = Membership.current_of(user)
         return membership.account if membership else None
+
+
+# A bound on a kept main zone that a write outside the services missed (the admin's bulk edits).
+MAIN_ZONE_KEPT_SECONDS = 600
+
+
+def _main_zone_key(account_id: int) -> str:
+    return f"account-main-zone:{account_id}"
 
 
 # Cached on the user object for the rest of its life (a request's user lives for one request).
@@ -1105,6 +1131,10 @@ class DoubleBooking(models.Model):
     )
     note = models.TextField(_("note"), blank=True, max_length=2000)
     alerted_fingerprint = models.CharField(_("webhooks told about"), max_length=64, blank=True)
+    # Whether these stays clash now, as syncs.conflicts last found them: set in the transaction
+    # that changed the property's blocks (syncs.blocks.property_calendar_changed), and by the
+    # worker's scan every minute (days passing). Pages read the current rows, not the blocks.
+    current = models.BooleanField(_("current"), default=True, db_default=True)
 
     objects = DoubleBookingQuerySet.as_manager()
 
@@ -1112,6 +1142,7 @@ class DoubleBooking(models.Model):
         verbose_name = _("double booking")
         verbose_name_plural = _("double bookings")
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="one_double_booking_per_stays")]
+        indexes = [models.Index(fields=["property"], condition=models.Q(current=True), name="current_double_bookings")]
 
     def __str__(self) -> str:
         return f"{self.property}: {self.start_date} → {self.end_date}"

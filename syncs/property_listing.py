@@ -118,7 +118,5 @@ def _health_of_many(account: Account, ids: list[int], now: datetime) -> dict[int
     states: dict[int, list[SyncState]] = defaultdict(list)
     for property_id, state in Connection.objects.for_account(account).order_by().values_list("property_id", "state"):
         states[property_id].append(SyncState(state))
-    doubles: set[int] = set()
-    for first in range(0, len(ids), PROPERTIES_PER_SEARCH):
-        doubles |= properties_with_conflicts(property_ids=ids[first:first + PROPERTIES_PER_SEARCH], now=now)
+    doubles = properties_with_conflicts(account=account, now=now)
     return {pk: health_of_states(states[pk], double_booking=pk in doubles) for pk in ids}

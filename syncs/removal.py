@@ -41,7 +41,7 @@ from syncs.collation import sort_key
 from syncs.editing import account_links_lock, link_use, words_with_links
 from syncs.explain import day, day_of
 from syncs.export import merge_nights
-from syncs.models import RESTORE_DAYS, Activity, Block, Connection, Portal, Property
+from syncs.models import RESTORE_DAYS, Account, Activity, Block, Connection, Portal, Property
 from syncs.sync_labels import label_syncs
 from syncs.sync_settings import connections_removed_update
 
@@ -85,6 +85,7 @@ def property_remove(*, user, property: Property, now: datetime | None = None) ->
             values={"archived_at": now, "archived_by": _who(user)}, now=now,
         )
         property_calendar_changed(property_id=property.pk, now=now)
+        Account.main_time_zone_changed(property.account_id)
         activity_record(user=user, action=Activity.Action.PROPERTY_REMOVED, property=property, params={"syncs": count})
     property.archived_at, property.archived_by = now, _who(user)
     return count
@@ -188,6 +189,7 @@ def property_restore(*, user, property: Property, now: datetime | None = None) -
             now=now,
         )
         property_calendar_changed(property_id=property.pk, now=now)
+        Account.main_time_zone_changed(property.account_id)
         activity_record(
             user=user, action=Activity.Action.PROPERTY_RESTORED, property=property,
             params={"syncs": len(back), "kept": len(kept)},

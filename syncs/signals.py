@@ -12,7 +12,7 @@ from django.dispatch import receiver
 from syncs.blocks import property_calendar_changed
 from syncs.export_tokens import export_token_ensure
 from syncs.languages import language_adopt_at_sign_in
-from syncs.models import Connection, Property
+from syncs.models import Account, Connection, Property
 from syncs.sync_state import state_record
 
 
@@ -20,6 +20,12 @@ from syncs.sync_state import state_record
 def give_property_an_export_url(sender, instance: Property, created: bool, raw: bool = False, **kwargs) -> None:
     if created and not raw:
         export_token_ensure(property=instance)
+
+
+@receiver(post_save, sender=Property, dispatch_uid="property_saved_main_zone")
+@receiver(post_delete, sender=Property, dispatch_uid="property_deleted_main_zone")
+def property_changes_the_main_zone(sender, instance: Property, raw: bool = False, **kwargs) -> None:
+    Account.main_time_zone_changed(instance.account_id)
 
 
 @receiver(post_save, sender=Connection, dispatch_uid="connection_export_url")

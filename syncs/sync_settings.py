@@ -25,7 +25,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from syncs.engine.lease import LEASE_RELEASED
-from syncs.models import Connection, Portal, Property
+from syncs.models import Account, Connection, Portal, Property
 from syncs.sync_state import state_record
 
 # What the next sync must forget to read its feed from scratch: no 304 on the old feed's ETag,
@@ -89,6 +89,9 @@ def property_settings_update(*, property_id: int, values: dict, now: datetime | 
     scratch, at once (its text becomes other nights)."""
     now = now or timezone.now()
     Property.objects.filter(pk=property_id).update(**values)
+    if "timezone" in values:
+        for account_id in Property.all_objects.filter(pk=property_id).values_list("account_id", flat=True):
+            Account.main_time_zone_changed(account_id)
     changed = sorted(PROPERTY_SYNC_SETTINGS & set(values))
     if changed:
         _void(Connection.objects.filter(property_id=property_id), now=now)

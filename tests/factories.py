@@ -6,6 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from syncs.blocks import property_calendar_changed
 from syncs.models import Account, Block, Connection, Membership, Portal, Property, SyncRun
 
 
@@ -67,6 +68,13 @@ class BlockFactory(factory.django.DjangoModelFactory):
     property = factory.SubFactory(PropertyFactory)
     start_date = factory.LazyFunction(lambda: timezone.localdate() + timedelta(days=10))
     end_date = factory.LazyAttribute(lambda b: b.start_date + timedelta(days=3))
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # As every writer of blocks does (syncs.blocks): the calendar's version, its double bookings.
+        block = super()._create(model_class, *args, **kwargs)
+        property_calendar_changed(property_id=block.property_id)
+        return block
 
 
 class SyncRunFactory(factory.django.DjangoModelFactory):

@@ -283,8 +283,13 @@ def apply_diff(
             for b in diff.removed
         ]
     BlockChange.objects.bulk_create(changes)
-    if diff.added or diff.updated or (diff.removed and not hold_removals):
-        property_calendar_changed(property_id=connection.property_id, now=now)
+    removed = bool(diff.removed and not hold_removals)
+    if diff.added or diff.updated or removed:
+        # A stay's dates or kind, or a stay more or less: its double bookings may have changed.
+        nights = bool(diff.added or removed or any(
+            (stored.start, stored.end, stored.kind) != (event.start, event.end, event.kind) for stored, event in diff.updated
+        ))
+        property_calendar_changed(property_id=connection.property_id, now=now, nights_changed=nights)
         # Only alongside real changes: an unchanged feed still makes no write at all.
         Block.objects.bulk_update(
             [Block(pk=stored.id, text_digest=event.text_digest) for stored, event in diff.restamped],
