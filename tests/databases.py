@@ -50,6 +50,25 @@ def _template_name(connection, folder: Path, worker: str) -> str:
     return connection.settings_dict["TEST"]["NAME"].removesuffix(f"_{worker}")
 
 
+@contextmanager
+def _unbounded_statements(connection):
+    """Creating, copying and dropping a database wait for a checkpoint, which on a busy machine
+    takes longer than the statement timeout a web request gets (settings): these statements
+    have none."""
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    before = options.get("options")
+    if connection.vendor == "postgresql":
+        options["options"] = " ".join(filter(None, [before, "-c statement_timeout=0"]))
+    try:
+        yield
+    finally:
+        connection.close()
+        if before is None:
+            options.pop("options", None)
+        else:
+            options["options"] = before
+
+
 def set_up(folder: Path, worker: str, verbosity: int) -> tuple[str, str]:
     """Give this process its copy of the run's template (built first if need be); return the
     database name to restore at the end, and the template's."""
@@ -57,7 +76,7 @@ def set_up(folder: Path, worker: str, verbosity: int) -> tuple[str, str]:
     original = connection.settings_dict["NAME"]
     template = _template_name(connection, folder, worker)
     contents = folder / "database.json"
-    with _locked(folder):
+    with _locked(folder), _unbounded_statements(connection):
         if not contents.exists():
             connection.settings_dict["TEST"]["NAME"] = template
             connection.creation.create_test_db(verbosity=verbosity, autoclobber=True, serialize=False)
@@ -76,8 +95,9 @@ def set_up(folder: Path, worker: str, verbosity: int) -> tuple[str, str]:
 
 def tear_down(folder: Path, original: str, template: str, verbosity: int) -> None:
     connection = connections[ALIAS]
-    connection.creation.destroy_test_db(old_database_name=original, verbosity=verbosity)
-    with _locked(folder):
+    with _unbounded_statements(connection):
+        connection.creation.destroy_test_db(old_database_name=original, verbosity=verbosity)
+    with _locked(folder), _unbounded_statements(connection):
         if _users(folder, -1) == 0:
             # Django's own step for dropping a test database by name (no public one takes a name).
             connection.creation._destroy_test_db(template, verbosity)
