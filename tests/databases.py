@@ -95,10 +95,12 @@ def set_up(folder: Path, worker: str, verbosity: int) -> tuple[str, str]:
 
 def tear_down(folder: Path, original: str, template: str, verbosity: int) -> None:
     connection = connections[ALIAS]
-    with _unbounded_statements(connection):
-        connection.creation.destroy_test_db(old_database_name=original, verbosity=verbosity)
-    with _locked(folder), _unbounded_statements(connection):
-        if _users(folder, -1) == 0:
-            # Django's own step for dropping a test database by name (no public one takes a name).
-            connection.creation._destroy_test_db(template, verbosity)
-            (folder / "database.json").unlink()
+    try:
+        with _unbounded_statements(connection):
+            connection.creation.destroy_test_db(old_database_name=original, verbosity=verbosity)
+    finally:
+        with _locked(folder), _unbounded_statements(connection):
+            if _users(folder, -1) == 0:
+                # Django's own step for dropping a test database by name (no public one takes one).
+                connection.creation._destroy_test_db(template, verbosity)
+                (folder / "database.json").unlink()
