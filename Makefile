@@ -46,6 +46,10 @@ run: $(VENV)/.installed-run
 # this process.
 TEST_PROCESSES ?= $(shell echo $$((2 * $$(getconf _NPROCESSORS_ONLN))))
 
+# Each test process, and each server or worker a test starts, reads the compiled modules (and
+# pytest's rewritten test modules) from __pycache__: with bytecode writing off (a shell's
+# PYTHONDONTWRITEBYTECODE), every one of them would compile the project and the tests again.
+test: export PYTHONDONTWRITEBYTECODE =
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py check --fail-level WARNING

@@ -19,6 +19,8 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone, translation
 
+from tests import databases
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 # The moment the clock of most tests starts at (see ``clock``): the feeds of those tests are
 # written for the days after it.
@@ -135,6 +137,30 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
         template = os.environ.get("MUTATION_TEST_DATABASE")
         if template:
             shutil.copyfile(template, name)
+    else:
+        # A test's commits need not reach the disk before it goes on: a crash of the database
+        # server loses the test database anyway. Other sessions see a commit as soon as it is made.
+        options = database.setdefault("OPTIONS", {})
+        options["options"] = " ".join(filter(None, [options.get("options"), "-c synchronous_commit=off"]))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request, django_test_environment, django_db_blocker, django_db_keepdb, django_db_use_migrations,
+    django_db_modify_db_settings,
+):
+    """In a parallel run, the test databases are copies of one migrated once (tests/databases.py).
+    With --reuse-db or --no-migrations, and in a run of one process, pytest-django's own."""
+    folder = _run_folder(request.config)
+    if folder is None or django_db_keepdb or not django_db_use_migrations:
+        yield request.getfixturevalue("django_db_setup")
+        return
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        original, template = databases.set_up(folder, request.config.workerinput["workerid"], verbosity)
+    yield
+    with django_db_blocker.unblock():
+        databases.tear_down(folder, original, template, verbosity)
 
 
 # In a parallel run (pytest-xdist), a test that compares timings measured side by side within

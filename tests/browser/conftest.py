@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from django.apps import apps
+from django.core import serializers
 from django.core.management import call_command
+from django.db import connection, transaction
 
 from syncs.engine.fetch import close_kept_connections
 from tests.conftest import require
@@ -108,9 +112,21 @@ class Demo:
         return self.base_url + path
 
 
+@pytest.fixture(scope="module")
+def seeded_demo() -> dict:
+    """What the module's first test changed in the database by seeding the demo and importing its
+    feeds (``Seeded``), and the demo's ids: the module's later tests make the same changes again
+    instead of seeding."""
+    return {}
+
+
 @pytest.fixture
-def demo(live_server, settings, monkeypatch) -> Demo:
+def demo(live_server, settings, monkeypatch, seeded_demo) -> Demo:
     """`make run`'s demo on the live server: seeded, and its feeds imported once.
+
+    The module's first test seeds the demo and imports its feeds through the live server, as
+    `make run` does; each later test of the module gets the rows this made, as they were (every
+    test still ends with the database emptied: ``django_db(transaction=True)``).
 
     The demo's import URLs point at the live server's own /demo/portal/ feeds. The server binds
     IPv4 (127.0.0.1); "localhost" may resolve to ::1 first and the fetcher pins what it resolves,
@@ -139,19 +155,56 @@ def demo(live_server, settings, monkeypatch) -> Demo:
 
     task_postrun.connect(close_thread_connections, weak=False)
     try:
-        call_command("seed_demo", stdout=io.StringIO())
-        call_command("sync_connections", "--due", stdout=io.StringIO())
-        ids = {prop.name: prop.pk for prop in Property.objects.all()}
-        ids |= {
-            f"{c.property.name}/{c.portal.slug}": c.pk
-            for c in Connection.objects.select_related("property", "portal")
-        }
-        yield Demo(base_url=base_url, ids=ids)
+        if seeded_demo:
+            seeded_demo["seeded"].apply()
+        else:
+            before = _rows()
+            call_command("seed_demo", stdout=io.StringIO())
+            call_command("sync_connections", "--due", stdout=io.StringIO())
+            seeded_demo["seeded"] = Seeded.between(before, _rows())
+            seeded_demo["ids"] = {prop.name: prop.pk for prop in Property.objects.all()} | {
+                f"{c.property.name}/{c.portal.slug}": c.pk
+                for c in Connection.objects.select_related("property", "portal")
+            }
+        yield Demo(base_url=base_url, ids=dict(seeded_demo["ids"]))
     finally:
         task_postrun.disconnect(close_thread_connections)
         # The demo's import fetched from the live server on kept-alive connections: without
         # this, a server thread waits on each until the interpreter exits, and then raises.
         close_kept_connections()
+
+
+def _rows() -> dict[tuple[str, object], dict]:
+    """Every row of the database (Django's serialized form), by model and primary key."""
+    return {(row["model"], row["pk"]): row for row in json.loads(connection.creation.serialize_db_to_string())}
+
+
+@dataclass
+class Seeded:
+    """What seeding the demo changed in a database that held the data migrations' rows."""
+
+    added: list[dict]
+    changed: list[dict]
+    removed: list[tuple[str, object]]
+
+    @classmethod
+    def between(cls, before: dict, after: dict) -> Seeded:
+        return cls(
+            added=[row for key, row in after.items() if key not in before],
+            changed=[row for key, row in after.items() if key in before and before[key] != row],
+            removed=[key for key in before if key not in after],
+        )
+
+    def apply(self) -> None:
+        """Make the same changes again, the rows' values as they were (saved raw, as loaddata
+        does; foreign keys are checked at the commit)."""
+        with transaction.atomic():
+            for obj in serializers.deserialize("json", json.dumps(self.added)):
+                obj.save(force_insert=True)
+            for obj in serializers.deserialize("json", json.dumps(self.changed)):
+                obj.save()
+            for label, pk in self.removed:
+                apps.get_model(label)._base_manager.filter(pk=pk).delete()
 
 
 @dataclass
