@@ -125,25 +125,26 @@ def event_digests(texts: EventTexts, *, reading: tuple) -> list[str]:
         around.update(part.encode("utf-8", errors="surrogatepass"))
         around.update(b"\0")
     digests = []
+    stamps: dict[str, bool] = {}  # a feed's events mostly share one stamp: each line judged once
     for event in texts.events:
         digest = around.copy()
-        kept = [line for line in event if not (line.startswith("DTSTAMP:") and _is_plain_stamp(line))]
+        kept = [line for line in event if not (line.startswith("DTSTAMP:") and _is_plain_stamp(line, stamps))]
         digest.update("\r\n".join(kept).encode("utf-8", errors="surrogatepass"))
         digests.append(digest.hexdigest()[:_DIGEST_CHARS])
     return digests
 
 
-def _is_plain_stamp(line: str) -> bool:
+def _is_plain_stamp(line: str, judged: dict[str, bool]) -> bool:
     """Whether ``line`` is a DTSTAMP in the plain UTC form whose date and time exist: what
-    icalendar reads without an error (it builds the same ``datetime``)."""
-    match = _PLAIN_STAMP.fullmatch(line)
-    if match is None:
-        return False
-    try:
-        datetime(*(int(part) for part in match.groups()))
-    except ValueError:
-        return False
-    return True
+    icalendar reads without an error (it builds the same ``datetime``). ``judged``: the lines
+    judged before, with their answers."""
+    if line not in judged:
+        match = _PLAIN_STAMP.fullmatch(line)
+        try:
+            judged[line] = match is not None and bool(datetime(*(int(part) for part in match.groups())))
+        except ValueError:
+            judged[line] = False
+    return judged[line]
 
 
 def reader_version(*sources: str) -> str:
