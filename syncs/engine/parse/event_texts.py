@@ -25,7 +25,7 @@ import importlib.metadata
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Properties that tie events together (a series and its exceptions): there, an event's reading
@@ -141,7 +141,7 @@ def _is_plain_stamp(line: str, judged: dict[str, bool]) -> bool:
     if line not in judged:
         match = _PLAIN_STAMP.fullmatch(line)
         try:
-            judged[line] = match is not None and bool(datetime(*(int(part) for part in match.groups())))
+            judged[line] = match is not None and bool(datetime(*(int(part) for part in match.groups()), tzinfo=UTC))
         except ValueError:
             judged[line] = False
     return judged[line]
