@@ -97,6 +97,32 @@ def test_a_portal_feed_with_one_stay_moved_parses_only_that_stay():
     assert next(e for e in again.events if e.uid == "stay0@airbnb.com").end == date(2026, 12, 5)
 
 
+def test_a_feed_stamped_anew_at_each_fetch_parses_no_event_again():
+    """Booking.com and Airbnb set every DTSTAMP to the moment of the fetch."""
+    stays = [(f"c{n}", date(2026, 12, 1) + timedelta(days=3 * n), date(2026, 12, 3) + timedelta(days=3 * n)) for n in range(20)]
+    first = read(feeds.booking(*stays, stamp="20261124T101010Z"))
+    later = feeds.booking(*stays, stamp="20261124T111213Z")
+
+    again = read(later, memo(first))
+
+    assert again.events_reused == 20
+    assert as_compared(again) == as_compared(read(later))
+
+
+@pytest.mark.parametrize("stamp", ["20261131T101010Z", "20261124T101060Z", "20261124T101010", "20261124"])
+def test_a_stamp_icalendar_cannot_read_or_not_in_plain_utc_form_is_read_again(stamp):
+    """Only a plain, real UTC moment is left out of an event's digest: any other DTSTAMP may
+    make a reading differ (an unreadable line is counted in the warnings)."""
+    stay = ("c1", date(2026, 12, 1), date(2026, 12, 3))
+    first = read(feeds.booking(stay, stamp="20261124T101010Z"))
+    later = feeds.booking(stay, stamp=stamp)
+
+    again = read(later, memo(first))
+
+    assert again.events_reused == 0
+    assert as_compared(again) == as_compared(read(later))
+
+
 def test_a_known_reading_is_taken_as_the_reading_of_its_text():
     """The memo is trusted, not checked: the digest alone decides, so it must name everything
     that can change a reading (the next tests)."""
@@ -225,18 +251,22 @@ def _edit(event: bytes, edit: int) -> bytes:
         return event.replace(b"END:VEVENT", b"DTSTAMP:not a date\r\nEND:VEVENT")
     if edit == 5:  # another label
         return re.sub(rb"SUMMARY:[^\r\n]*", b"SUMMARY:Blocked", event)
+    if edit == 6:  # stamped with the moment of the fetch
+        return re.sub(rb"DTSTAMP:[^\r\n]*", b"DTSTAMP:20261125T235959Z", event)
+    if edit == 7:  # stamped with a moment that does not exist
+        return re.sub(rb"DTSTAMP:[^\r\n]*", b"DTSTAMP:20260230T120000Z", event)
     return event
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     st.sampled_from(range(len(REUSABLE_FEEDS))),
-    st.lists(st.tuples(st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=5)), max_size=12),
+    st.lists(st.tuples(st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=7)), max_size=12),
     st.booleans(),
 )
 def test_any_later_version_of_a_feed_reads_the_same_with_the_earlier_readings(feed_index, picks, new_head):
-    """Events reordered, dropped, repeated, moved, cancelled, stripped of their UID or broken;
-    the calendar renamed: the memo of the first version never changes the second's reading."""
+    """Events reordered, dropped, repeated, moved, cancelled, stripped of their UID, broken or
+    stamped anew; the calendar renamed: the memo of the first version never changes the second's reading."""
     body = REUSABLE_FEEDS[feed_index]
     head, events, tail = cut(body)
     if not events:

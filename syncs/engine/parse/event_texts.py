@@ -6,7 +6,10 @@ forty-odd again was most of a changed sync's time. The reading of an event whose
 days (not times) is a function of its own text, of the calendar around it (PRODID and so the
 portal's labels), of the reading's settings (the labels, our export's UID domain), and of the
 code that reads it. The digest covers all of these, so the same digest always means the same
-reading. (Events with times are always parsed: their reading also depends on the time zone
+reading. It leaves out one kind of line: a DTSTAMP in its plain UTC form with a real date and
+time (``DTSTAMP:20261124T101010Z``), the moment the portal wrote the text, which Airbnb and
+Booking.com set to the time of every fetch. No reading looks at it, and icalendar reads such a
+line without error; a DTSTAMP written any other way stays in the digest. (Events with times are always parsed: their reading also depends on the time zone
 database, which changes under us.)
 
 Pure: no database, no HTTP, no Django. Works on the text ``ical._clean_lines`` gives back (CRLF
@@ -22,12 +25,15 @@ import importlib.metadata
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Properties that tie events together (a series and its exceptions): there, an event's reading
 # depends on other events, so nothing is reused. Checked on unfolded lines.
 _SERIES_LINE = re.compile(r"^(?:RRULE|RDATE|EXRULE|EXDATE|RECURRENCE-ID)[;:]", re.IGNORECASE | re.MULTILINE)
 _DIGEST_CHARS = 32  # 128 bits
+# Year, month, day, hour, minute, second of a DTSTAMP in its plain UTC form.
+_PLAIN_STAMP = re.compile(r"DTSTAMP:(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z")
 _REFUSED = ("", "")
 
 
@@ -119,11 +125,26 @@ def event_digests(texts: EventTexts, *, reading: tuple) -> list[str]:
         around.update(part.encode("utf-8", errors="surrogatepass"))
         around.update(b"\0")
     digests = []
+    stamps: dict[str, bool] = {}  # a feed's events mostly share one stamp: each line judged once
     for event in texts.events:
         digest = around.copy()
-        digest.update("\r\n".join(event).encode("utf-8", errors="surrogatepass"))
+        kept = [line for line in event if not (line.startswith("DTSTAMP:") and _is_plain_stamp(line, stamps))]
+        digest.update("\r\n".join(kept).encode("utf-8", errors="surrogatepass"))
         digests.append(digest.hexdigest()[:_DIGEST_CHARS])
     return digests
+
+
+def _is_plain_stamp(line: str, judged: dict[str, bool]) -> bool:
+    """Whether ``line`` is a DTSTAMP in the plain UTC form whose date and time exist: what
+    icalendar reads without an error (it builds the same ``datetime``). ``judged``: the lines
+    judged before, with their answers."""
+    if line not in judged:
+        match = _PLAIN_STAMP.fullmatch(line)
+        try:
+            judged[line] = match is not None and bool(datetime(*(int(part) for part in match.groups()), tzinfo=UTC))
+        except ValueError:
+            judged[line] = False
+    return judged[line]
 
 
 def reader_version(*sources: str) -> str:
