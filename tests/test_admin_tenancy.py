@@ -24,6 +24,7 @@ from syncs.models import (
     PauseEpisode,
     Portal,
     Property,
+    StateChange,
     SyncRun,
     Webhook,
     WebhookDelivery,
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.django_db
 
 SUPERUSER_ONLY = (Account, Membership, Portal)
 # The records of the operators' own pages: superusers read them (support), nobody edits them here.
-READ_ONLY = (BulkAction, DoubleBooking, Webhook, WebhookDelivery, OnboardingUpload)
+READ_ONLY = (BulkAction, DoubleBooking, Webhook, WebhookDelivery, OnboardingUpload, StateChange)
 SCOPED = (Property, Connection, Block, SyncRun, PauseEpisode, BlockChange, Activity)
 
 

@@ -198,7 +198,9 @@ def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_ag
 
     reads = _reads_of_the_connection(lambda: connection_sync_leased(connection_id=connection.pk))
 
-    assert len(reads) == 2
+    # The third read is the state's decision after the record (syncs.sync_state.state_record),
+    # by id, under the same lock.
+    assert len(reads) == 3
     where = reads[1].split(" WHERE ")[1]
     assert '"lease_holder"' in where and '"settings_version"' in where
     if db_connection.features.has_select_for_update:

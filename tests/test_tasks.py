@@ -183,8 +183,10 @@ def test_a_claimed_poll_whose_lease_is_still_held_takes_no_lease_again(feed_url)
         assert tasks.sync_connection(*message) == "ok_changed"
 
     updates = [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and '"syncs_connection"' in q["sql"]]
-    # No write before the fetch: the only update of the row is the record, which gives it back.
-    assert len(updates) == 1 and "last_success_at" in updates[0]
+    # No write before the fetch: the first update of the row is the record, which gives it back;
+    # after it, only its state is decided (syncs.sync_state.state_record).
+    assert "last_success_at" in updates[0] and '"lease_holder"' in updates[0]
+    assert all('SET "state"' in later and '"lease_holder"' not in later for later in updates[1:])
     connection.refresh_from_db()
     assert (connection.lease_holder, connection.lease_until) == ("", None)
 

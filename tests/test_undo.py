@@ -40,7 +40,8 @@ def manager(client):
 
 
 # What "as it was" means: every field of the row but the bookkeeping the switch itself moves on.
-BOOKKEEPING = {"settings_version", "updated_at", "lease_holder", "lease_until"}
+# The state itself is compared; when it was entered again is the undo's moment, not the old one.
+BOOKKEEPING = {"settings_version", "updated_at", "lease_holder", "lease_until", "state_since", "state_changes_at"}
 
 
 def as_it_is(connection: Connection) -> dict:
