@@ -13,7 +13,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from syncs.conflicts import double_bookings_record
 from syncs.models import Block, Connection, Membership
+from syncs.sync_state import state_record
 from tests.browser.screens import axe_serious, page_width
 from tests.browser.signing_in import log_in
 from tests.factories import AccountFactory, BlockFactory, ConnectionFactory, PropertyFactory, portal
@@ -79,6 +81,7 @@ def big_account(demo):
             type(syncs[1]).objects.filter(pk=syncs[1].pk).update(
                 paused_at=now - timedelta(hours=n + 1), pause_reason="http_4xx", pause_params={"status": 404},
             )
+            state_record([syncs[1].pk])  # as the record that paused it decides its state
         if 5 <= n < 9:
             first = today + timedelta(days=3 + n)
             for sync in syncs:
@@ -128,7 +131,9 @@ def test_when_nothing_needs_the_operator_the_first_screen_says_so_and_only_then(
     now = timezone.now()
     paused.update(paused_at=None, pause_reason="", pause_params={}, last_error_code="", last_error_params={},
                   consecutive_failures=0, last_success_at=now, last_attempt_at=now, next_sync_at=now + timedelta(minutes=30))
+    state_record([paused.get().pk])  # as the record of that read decides its state
     Block.objects.filter(property_id=demo.ids["Beach Loft Algarve"], source__portal__slug="vrbo").delete()
+    double_bookings_record(property_ids=[demo.ids["Beach Loft Algarve"]])  # as every writer of blocks does
     page = open_overview(new_page, username="demo", password="demo", language="en", viewport=viewport)
     good = page.locator("#all-good")
     expect(good).to_contain_text("All syncs are working; no double bookings.")
