@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -38,15 +39,22 @@ def expected_within(pickup_max_minutes: int | None) -> timedelta:
     return timedelta(minutes=(pickup_max_minutes or DEFAULT_PICKUP_MINUTES) * STALE_FACTOR)
 
 
+def _current(tokens: list) -> Any:
+    """The URL in use now among a connection's tokens: the newest that does not expire (ties keep
+    the first, as max() would); None when there is none."""
+    current = None
+    for token in tokens:
+        if token.expires_at is None and (current is None or token.created_at > current.created_at):
+            current = token
+    return current
+
+
 def export_facts(*, tokens: list, pickup_max_minutes: int | None, now: datetime) -> ExportReaderFacts | None:
     """Facts from a connection's serving tokens (objects with created_at, expires_at,
     last_read_at, last_reader). Pure, so pages listing thousands of connections need no query each."""
     # Plain loops: this runs for every sync of an account on the overview. Ties keep the first,
     # as max() would.
-    current = None
-    for token in tokens:
-        if token.expires_at is None and (current is None or token.created_at > current.created_at):
-            current = token
+    current = _current(tokens)
     if current is None:
         return None
     expected = expected_within(pickup_max_minutes)
@@ -78,10 +86,7 @@ def export_facts_change_at(*, tokens: list, pickup_max_minutes: int | None, now:
     """The earliest moment after ``now`` at which ``export_facts`` could say otherwise of these
     tokens with no new read and no new token: the current URL's wait running out, or a rotated
     URL read since the current one was made ending its grace. None when no moment is ahead."""
-    current = None
-    for token in tokens:
-        if token.expires_at is None and (current is None or token.created_at > current.created_at):
-            current = token
+    current = _current(tokens)
     if current is None:
         return None
     moments = [(current.last_read_at or current.created_at) + expected_within(pickup_max_minutes) + TICK]
