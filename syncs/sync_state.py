@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -59,6 +59,12 @@ TILES: tuple[SyncState, ...] = (
     SyncState.SWITCHED_OFF,
 )
 _RANK = {state: index for index, state in enumerate(SEVERITY)}
+
+
+def severity_rank(field: str) -> Case:
+    """A database expression of ``_RANK`` of the state stored in ``field`` (a path to a
+    Connection's state): for ordering rows by their syncs' states in SQL."""
+    return Case(*(When(**{field: state.value}, then=Value(rank)) for state, rank in _RANK.items()), output_field=IntegerField())
 # How loud a state is shown: "bad" (red), "warn" (amber), "ok" (green), "" (neutral).
 TONE = {
     SyncState.WORKING: "ok",
