@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Case, Count, F, Max, Min, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from syncs.collation import order_field
@@ -101,6 +103,28 @@ def properties_ordered(*, account: Account, chosen: Filter, order: Order, langua
     keys = [F("group"), F("rank"), F("single")]
     # Properties alike stay in the order of their names, in either direction.
     return properties.order_by(*(key.desc() if order.descending else key.asc() for key in keys), name, "pk")
+
+
+class _CountedApart(Paginator):
+    """Pages of an ordered list whose rows are counted on another queryset of the same rows: the
+    sorts by health and last sync group every sync of the account, the filter alone does not."""
+
+    def __init__(self, object_list, per_page: int, *, counted: QuerySet):
+        super().__init__(object_list, per_page)
+        self._counted = counted
+
+    @cached_property
+    def count(self) -> int:
+        return self._counted.count()
+
+
+def properties_page(
+    *, account: Account, chosen: Filter, order: Order, language: str, page: int | str | None, per_page: int
+) -> Page:
+    """A page of ``properties_ordered``: the ids of its properties, in order."""
+    ordered = properties_ordered(account=account, chosen=chosen, order=order, language=language)
+    counted = properties_matching(account=account, chosen=chosen)
+    return _CountedApart(ordered.values_list("pk", flat=True), per_page, counted=counted).get_page(page)
 
 
 def property_rows(ids: list[int], *, now: datetime | None = None) -> list[PropertyRow]:

@@ -9,8 +9,6 @@ from zoneinfo import ZoneInfo
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -31,10 +29,9 @@ from syncs.models import (
     BulkAction,
     Membership,
     Portal,
-    Property,
 )
 from syncs.operator_actions import property_block_add, property_block_remove
-from syncs.property_listing import SORTS, Order, properties_ordered, property_rows
+from syncs.property_listing import SORTS, Order, properties_ordered, properties_page, property_rows
 from syncs.removal import removed_facts, removed_of, removed_with
 from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
@@ -52,21 +49,16 @@ from syncs.views.htmx import back
 PROPERTIES_PER_PAGE = 25
 
 
-def _listing(request: HttpRequest) -> tuple[Account, Filter, Order, QuerySet[Property]]:
-    """What the list shows: the account, the filter and order from the URL, and every property
-    they keep, in that order (a queryset: a page reads only its rows)."""
-    account = Account.of_user(request.user)
-    chosen, order = Filter.from_query(request.GET), Order.from_query(request.GET)
-    ordered = properties_ordered(account=account, chosen=chosen, order=order, language=translation.get_language())
-    return account, chosen, order, ordered
-
-
 @require_safe
 @login_required
 @role_required(Role.VIEWER)
 def property_list(request: HttpRequest) -> HttpResponse:
-    account, chosen, order, ordered = _listing(request)
-    page = Paginator(ordered.values_list("pk", flat=True), PROPERTIES_PER_PAGE).get_page(request.GET.get("page"))
+    account = Account.of_user(request.user)
+    chosen, order = Filter.from_query(request.GET), Order.from_query(request.GET)
+    page = properties_page(
+        account=account, chosen=chosen, order=order, language=translation.get_language(),
+        page=request.GET.get("page"), per_page=PROPERTIES_PER_PAGE,
+    )
     page.object_list = property_rows(list(page.object_list))
     # This very list without its page: the pages and the spreadsheet add to it.
     query = urlencode(chosen.as_query() | ({"sort": order.value} if order != Order() else {}))
@@ -95,7 +87,10 @@ def property_list(request: HttpRequest) -> HttpResponse:
 def property_list_csv(request: HttpRequest) -> HttpResponse:
     """The list as a spreadsheet: every property the filter keeps (not only a page), in the same
     order, with what the page shows of each. No secret link: viewers may take it too."""
-    _account, _chosen, _order, ordered = _listing(request)
+    ordered = properties_ordered(
+        account=Account.of_user(request.user), chosen=Filter.from_query(request.GET), order=Order.from_query(request.GET),
+        language=translation.get_language(),
+    )
     zone = Membership.current_of(request.user).reading_time_zone()
     header = [
         _("Property"), _("Time zone"), _("Syncs"), _("Health"),
