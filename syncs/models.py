@@ -567,6 +567,11 @@ class Connection(Removable):
             models.Index(
                 fields=["property", "state"], condition=Q(archived_at__isnull=True), name="connection_live_property_state"
             ),
+            # The live syncs in some states (those that need attention: a few among many working
+            # ones), with their property to find the account's among them.
+            models.Index(
+                fields=["state", "property"], condition=Q(archived_at__isnull=True), name="connection_live_state_property"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,4 +1,4 @@
-from django.db import migrations
+from django.db import migrations, models
 
 import syncs.collation
 
@@ -35,4 +35,8 @@ class Migration(migrations.Migration):
             field=syncs.collation.OrderKeyField(default=b'', language='es', source='name', verbose_name='name, as ordered in Spanish'),
         ),
         migrations.RunPython(order_names, migrations.RunPython.noop),
+        migrations.AddIndex(
+            model_name='connection',
+            index=models.Index(condition=models.Q(('archived_at__isnull', True)), fields=['state', 'property'], name='connection_live_state_property'),
+        ),
     ]
