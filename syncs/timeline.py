@@ -177,9 +177,10 @@ def timeline_read(
     paged = Paginator(matching.order_by(order, "pk"), per_page).get_page(page)
     properties = list(paged.object_list)
     ids = [p.pk for p in properties]
-    connections = list(
-        Connection.objects.filter(property_id__in=ids).select_related("portal", "property").order_by("portal__position", "pk")
-    )
+    by_id = {p.pk: p for p in properties}
+    connections = list(Connection.objects.filter(property_id__in=ids).select_related("portal").order_by("portal__position", "pk"))
+    for c in connections:  # the page's properties, loaded above: not joined again
+        c.property = by_id[c.property_id]
     statuses = connection_statuses(connections, now=now)
     labels = label_syncs(connections)  # every sync of the page's properties: the numbers count them all
     chips: dict[int, list[SyncChip]] = defaultdict(list)
