@@ -76,6 +76,8 @@ def severity_rank(field: str) -> Case:
     """A database expression of ``_RANK`` of the state stored in ``field`` (a path to a
     Connection's state): for ordering rows by their syncs' states in SQL."""
     return Case(*(When(**{field: state.value}, then=Value(rank)) for state, rank in _RANK.items()), output_field=IntegerField())
+
+
 # How loud a state is shown: "bad" (red), "warn" (amber), "ok" (green), "" (neutral).
 TONE = {
     SyncState.WORKING: "ok",
@@ -353,10 +355,10 @@ def states_with_attention(
     )
     ids = list(ordered.values_list("pk", flat=True)[:limit])
     position = {pk: index for index, pk in enumerate(ids)}
-    statuses = statuses_of(
-        Connection.objects.filter(pk__in=ids), tokens=ExportToken.objects.filter(connection__in=ids), now=now
-    )
-    return counts, sorted(statuses, key=lambda status: position[status.connection.id])
+    # All of them (no limit) are read as a subquery: a list of ids has a bound on its length.
+    chosen = troubled if limit is None else Connection.objects.filter(pk__in=ids)
+    statuses = statuses_of(chosen, tokens=ExportToken.objects.filter(connection__in=chosen.order_by().values("pk")), now=now)
+    return counts, sorted(statuses, key=lambda status: position.get(status.connection.id, len(position)))
 
 
 def connection_statuses(connections: Iterable[Connection], *, now: datetime | None = None) -> dict[int, SyncStatus]:
