@@ -122,11 +122,6 @@ def by_name(rows: Iterable[tuple[int, str]], language: str) -> list[tuple[int, s
     return sorted(rows, key=lambda row: (sort_key(row[1], language), row[0]))
 
 
-def in_name_order(rows: Iterable[tuple[int, str]], language: str) -> list[int]:
-    """The ids of (id, name) rows, their names in the reader's order."""
-    return [pk for pk, _name in by_name(rows, language)]
-
-
 def name_matches(search: str, *, path: str = "") -> Q:
     """A filter on the properties (``path``: the way from the rows to their property, as
     "property__") whose name contains ``search``, ignoring case and accents."""
