@@ -113,17 +113,39 @@ def build_account(properties: int, per_property: int, double_booked_every: int =
     from syncs.sync_state import state_sweep
 
     state_sweep()
-    # Fresh planner statistics, as autovacuum (PostgreSQL) keeps them in production: without them
-    # a bulk-loaded table looks empty and the planner picks nested scans of the whole table.
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+    fresh_statistics()
     # The double bookings the worker's scan stores within a minute (bulk writes store none).
     from syncs.conflicts import double_bookings_scan
 
     double_bookings_scan()
     return user, props[0], connections[0]
+
+
+def fresh_statistics() -> None:
+    """Planner statistics and visibility maps as autovacuum (PostgreSQL) keeps them in production:
+    without statistics a bulk-loaded table looks empty and the planner picks nested scans of the
+    whole table; without the visibility map no count is answered from an index alone."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
+
+
+def built_account(username: str):
+    """The owner, first property and first sync of an account a previous run built (``--reuse``),
+    its states and double bookings brought up to now as beat and the worker would."""
+    from django.contrib.auth import get_user_model
+
+    from syncs.conflicts import double_bookings_scan
+    from syncs.models import Connection, Property
+    from syncs.sync_state import state_sweep
+
+    state_sweep()
+    double_bookings_scan()
+    fresh_statistics()
+    user = get_user_model().objects.get(username=username)
+    prop = Property.objects.filter(account__memberships__user=user).order_by("pk").first()
+    return user, prop, Connection.objects.filter(property=prop).order_by("pk").first()
 
 
 def start_as_the_web_process() -> None:
@@ -208,6 +230,8 @@ def account_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--double-booked-every", type=int, default=1,
                         help="stays overlap on every N-th property only (default 1: on all, the stress case)")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the accounts a previous run left in --database-url (seeded once, then each run takes seconds)")
     return parser.parse_args()
 
 
@@ -252,13 +276,18 @@ def main() -> None:
     from django.test import Client
     from django.urls import reverse
 
-    # The demo first: its import syncs every due sync of the database, and would otherwise try
-    # (and fail) those of the big accounts too, which would then be measured in another state.
-    call_command("seed_demo", sync=True, stdout=io.StringIO())
     started = time.perf_counter()
-    small_user, small_prop, small_conn = build_account(10, args.connections_per_property, args.double_booked_every, "small")
-    middle_user, _p, _c = build_account(1000, args.connections_per_property, args.double_booked_every, "middle")
-    user, prop, conn = build_account(args.properties, args.connections_per_property, args.double_booked_every)
+    if args.reuse and get_user_model().objects.filter(username="bench").exists():
+        small_user, small_prop, small_conn = built_account("small")
+        middle_user, _p, _c = built_account("middle")
+        user, prop, conn = built_account("bench")
+    else:
+        # The demo first: its import syncs every due sync of the database, and would otherwise try
+        # (and fail) those of the big accounts too, which would then be measured in another state.
+        call_command("seed_demo", sync=True, stdout=io.StringIO())
+        small_user, small_prop, small_conn = build_account(10, args.connections_per_property, args.double_booked_every, "small")
+        middle_user, _p, _c = build_account(1000, args.connections_per_property, args.double_booked_every, "middle")
+        user, prop, conn = build_account(args.properties, args.connections_per_property, args.double_booked_every)
     syncs = args.properties * args.connections_per_property
     start_as_the_web_process()
     print(f"built accounts of 10, 1,000 and {args.properties} properties ({syncs} connections in the last) "

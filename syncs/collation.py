@@ -11,7 +11,10 @@ Algorithm's three levels for the Latin script: letters first, whatever their cas
 case before upper case. Spanish orders "ñ" as a letter of its own after "n" ("Nube" before
 "Ñandú"); English and Portuguese order it as an "n" with an accent. No maintained ICU binding
 installs from PyPI on Python 3.11 without compiling ICU (PyICU and icupy ship no wheels; icu4py
-has no collator), so the rule is written here, in one place, and sorting is done in Python.
+has no collator), so the rule is written here, in one place. Lists of a few rows sort in Python
+(``by_name``); the account's properties are ordered by the database, on ``order_key``: the same
+key as bytes kept next to the name (``OrderKeyField``, one column per rule), which every database
+compares byte by byte, as Python compares the key.
 """
 
 from __future__ import annotations
@@ -75,14 +78,48 @@ class FoldedField(models.CharField):
         return value
 
 
+# Between the levels of an order key: below every byte of an encoded level (see ``order_key``).
+_LEVEL_END = b"\x00\x00"
+
+
+def order_key(text: str, language: str) -> bytes:
+    """``sort_key`` as bytes that compare, byte by byte, as the key's tuple compares: each level in
+    UTF-8 (whose byte order is the order of code points, Python's), a NUL in it written as
+    NUL 01, each level ended by two NULs, so that a level that is the start of another sorts first."""
+    return b"".join(
+        level.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\x01") + _LEVEL_END
+        for level in sort_key(text, language)
+    )
+
+
+class OrderKeyField(models.BinaryField):
+    """A column that holds ``order_key`` of another field of the row in one language's order, set
+    whenever the row is written by the ORM (save, create, bulk_create): the database sorts on it."""
+
+    def __init__(self, *args, source: str = "", language: str = "en", **kwargs):
+        self.source, self.language = source, language
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["source"], kwargs["language"] = self.source, self.language
+        return name, path, args, kwargs
+
+    def pre_save(self, model_instance, add: bool) -> bytes:
+        value = order_key(getattr(model_instance, self.source) or "", self.language)
+        setattr(model_instance, self.attname, value)
+        return value
+
+
+def order_field(language: str) -> str:
+    """The column of Property keys that orders names as a reader of ``language`` expects: Spanish
+    has its own ("ñ" is a letter), the other languages share the English one (``sort_key``)."""
+    return "name_order_es" if language.split("-")[0] == "es" else "name_order"
+
+
 def by_name(rows: Iterable[tuple[int, str]], language: str) -> list[tuple[int, str]]:
     """(id, name) rows, their names in the reader's order (ties by id: a stable order for paging)."""
     return sorted(rows, key=lambda row: (sort_key(row[1], language), row[0]))
-
-
-def in_name_order(rows: Iterable[tuple[int, str]], language: str) -> list[int]:
-    """The ids of (id, name) rows, their names in the reader's order."""
-    return [pk for pk, _name in by_name(rows, language)]
 
 
 def name_matches(search: str, *, path: str = "") -> Q:

@@ -27,6 +27,7 @@ from syncs.models import Account, Block, BlockKind, Connection, ExportToken, Pro
 from syncs.portals import HERE_LOOK
 from syncs.sync_labels import SyncLabel, label_syncs, labels_for
 from syncs.sync_state import (
+    NEEDS_ATTENTION,
     TILES,
     TONE,
     PropertyHealth,
@@ -116,14 +117,14 @@ def dashboard_summary(*, user, now: datetime | None = None, limit: int = 50) -> 
     account = Account.of_user(user)
     if account is None:
         return DashboardSummary(total=0, counts=state_counts([]), attention=[], attention_more=0, conflicts=[])
-    counts, troubled = states_with_attention(Connection.objects.for_account(account), now=now)
-    attention = _attention(troubled[:limit], now)
+    counts, troubled = states_with_attention(Connection.objects.for_account(account), now=now, limit=limit)
+    attention = _attention(troubled, now)
     listed = conflicts_listed(account=account, now=now)
     return DashboardSummary(
         total=sum(counts.values()),
         counts=counts,
         attention=attention,
-        attention_more=len(troubled) - len(attention),
+        attention_more=max(sum(counts[state.value] for state in NEEDS_ATTENTION) - len(attention), 0),
         conflicts=[marked.conflict for marked in listed.unhandled],
         handled_conflicts=listed.handled,
         conflicts_more=listed.unhandled_more,

@@ -24,7 +24,7 @@ from django.utils.timezone import now
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from syncs.collation import FoldedField
+from syncs.collation import FoldedField, OrderKeyField
 
 
 @functools.cache
@@ -404,6 +404,9 @@ class Property(Removable):
     name = models.CharField(_("name"), max_length=200)
     # The name without case or accents (syncs.collation), what searches compare: kept by the ORM.
     name_key = FoldedField(_("name, as searched"), max_length=400, source="name", default="")
+    # The name's place in a list, in each language's order (syncs.collation): kept by the ORM.
+    name_order = OrderKeyField(_("name, as ordered"), source="name", language="en", default=b"")
+    name_order_es = OrderKeyField(_("name, as ordered in Spanish"), source="name", language="es", default=b"")
     timezone = models.CharField(
         _("time zone"), max_length=64, default="UTC", validators=[validate_timezone_name],
         help_text=_("The property's IANA time zone; feed times are turned into nights in this zone."),
@@ -563,6 +566,11 @@ class Connection(Removable):
             # properties, then each property's syncs in one state, read from the index alone.
             models.Index(
                 fields=["property", "state"], condition=Q(archived_at__isnull=True), name="connection_live_property_state"
+            ),
+            # The live syncs in some states (those that need attention: a few among many working
+            # ones), with their property to find the account's among them.
+            models.Index(
+                fields=["state", "property"], condition=Q(archived_at__isnull=True), name="connection_live_state_property"
             ),
         ]
 

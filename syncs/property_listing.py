@@ -10,19 +10,21 @@ property again, nor skips one, while nothing changes.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max, Q
+from django.core.paginator import Page, Paginator
+from django.db.models import Case, Count, F, Max, Min, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
-from syncs.collation import in_name_order
+from syncs.collation import order_field
 from syncs.conflicts import PROPERTIES_PER_SEARCH, properties_with_conflicts
 from syncs.dashboard import properties_health
-from syncs.models import Account, Connection, Property
-from syncs.sync_state import PropertyHealth, SyncState, health_of_states
+from syncs.models import Account, Property
+from syncs.sync_state import SEVERITY, PropertyHealth, severity_rank
 from syncs.timeline import Filter, properties_matching
 
 # What the list sorts by, with the words of each direction: (ascending, descending).
@@ -71,24 +73,58 @@ class PropertyRow:
     last_sync: datetime | None  # the latest successful sync of any of its syncs
 
 
-def property_ids(*, account: Account, chosen: Filter, order: Order, language: str, now: datetime | None = None) -> list[int]:
-    """The ids of every property the filter keeps, in the chosen order: a few queries whatever
-    their number (health: the states of the account's syncs in one, and its double bookings)."""
+def properties_ordered(*, account: Account, chosen: Filter, order: Order, language: str, now: datetime | None = None) -> QuerySet[Property]:
+    """Every property the filter keeps, in the chosen order, ordered by the database: a page of
+    them reads only its own rows. Every order ends with the name in the reader's language (its
+    stored order key), then the id; health reads the account's double bookings (one query)."""
     now = now or timezone.now()
-    ids = in_name_order(properties_matching(account=account, chosen=chosen, now=now).values_list("pk", "name"), language)
+    name = order_field(language)
+    properties = properties_matching(account=account, chosen=chosen)
     if order.by == "name":
-        return ids[::-1] if order.descending else ids
-    if order.by == "health":
-        health = _health_of_many(account, ids, now)
-        key = {pk: health[pk].rank for pk in ids}
-        # Stable sorts: properties alike stay in the order of their names, in either direction.
-        return sorted(ids, key=key.__getitem__, reverse=order.descending)
-    last = dict(
-        Connection.objects.for_account(account).order_by().values("property_id")
-        .annotate(last=Max("last_success_at")).values_list("property_id", "last")
+        return properties.order_by(F(name).desc(), F("pk").desc()) if order.descending else properties.order_by(name, "pk")
+    # A join, not the live-rows manager: removed syncs are left out here.
+    live = Q(connections__archived_at__isnull=True)
+    if order.by == "last_sync":
+        # Never synced is the oldest of all; properties alike stay in the order of their names.
+        last = Max("connections__last_success_at", filter=live)
+        by_last = F("last").desc(nulls_last=True) if order.descending else F("last").asc(nulls_first=True)
+        return properties.annotate(last=last).order_by(by_last, name, "pk")
+    properties = properties.annotate(
+        worst=Min(severity_rank("connections__state"), filter=live),
+        # 0 for a double booking nobody marked handled: it comes first among properties alike.
+        single=Case(When(pk__in=properties_with_conflicts(account=account, now=now), then=Value(0)), default=Value(1)),
+    ).annotate(
+        group=Case(  # as PropertyHealth.rank
+            When(worst__lt=len(SEVERITY) - 2, then=Value(0)), When(single=0, then=Value(1)),
+            When(worst__isnull=True, then=Value(2)), default=Value(3),
+        ),
+        rank=Coalesce("worst", Value(len(SEVERITY))),
     )
-    # Never synced is the oldest of all.
-    return sorted(ids, key=lambda pk: (last.get(pk) is not None, last.get(pk) or now), reverse=order.descending)
+    keys = [F("group"), F("rank"), F("single")]
+    # Properties alike stay in the order of their names, in either direction.
+    return properties.order_by(*(key.desc() if order.descending else key.asc() for key in keys), name, "pk")
+
+
+class _CountedApart(Paginator):
+    """Pages of an ordered list whose rows are counted on another queryset of the same rows: the
+    sorts by health and last sync group every sync of the account, the filter alone does not."""
+
+    def __init__(self, object_list, per_page: int, *, counted: QuerySet):
+        super().__init__(object_list, per_page)
+        self._counted = counted
+
+    @cached_property
+    def count(self) -> int:
+        return self._counted.count()
+
+
+def properties_page(
+    *, account: Account, chosen: Filter, order: Order, language: str, page: int | str | None, per_page: int
+) -> Page:
+    """A page of ``properties_ordered``: the ids of its properties, in order."""
+    ordered = properties_ordered(account=account, chosen=chosen, order=order, language=language)
+    counted = properties_matching(account=account, chosen=chosen)
+    return _CountedApart(ordered.values_list("pk", flat=True), per_page, counted=counted).get_page(page)
 
 
 def property_rows(ids: list[int], *, now: datetime | None = None) -> list[PropertyRow]:
@@ -110,13 +146,3 @@ def property_rows(ids: list[int], *, now: datetime | None = None) -> list[Proper
             for prop in properties
         )
     return rows
-
-
-def _health_of_many(account: Account, ids: list[int], now: datetime) -> dict[int, PropertyHealth]:
-    """The health of each of these properties of the account: the states of all its syncs in one
-    query (their stored states), its double bookings as the list shows them."""
-    states: dict[int, list[SyncState]] = defaultdict(list)
-    for property_id, state in Connection.objects.for_account(account).order_by().values_list("property_id", "state"):
-        states[property_id].append(SyncState(state))
-    doubles = properties_with_conflicts(account=account, now=now)
-    return {pk: health_of_states(states[pk], double_booking=pk in doubles) for pk in ids}

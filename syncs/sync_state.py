@@ -20,7 +20,18 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    F,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -59,6 +70,14 @@ TILES: tuple[SyncState, ...] = (
     SyncState.SWITCHED_OFF,
 )
 _RANK = {state: index for index, state in enumerate(SEVERITY)}
+
+
+def severity_rank(field: str) -> Case:
+    """A database expression of ``_RANK`` of the state stored in ``field`` (a path to a
+    Connection's state): for ordering rows by their syncs' states in SQL."""
+    return Case(*(When(**{field: state.value}, then=Value(rank)) for state, rank in _RANK.items()), output_field=IntegerField())
+
+
 # How loud a state is shown: "bad" (red), "warn" (amber), "ok" (green), "" (neutral).
 TONE = {
     SyncState.WORKING: "ok",
@@ -295,22 +314,51 @@ def statuses_of(
 
 def states_counted(connections: QuerySet[Connection]) -> dict[str, int]:
     """Syncs per state among ``connections`` (every state present, 0 when none: they add up to the
-    number of syncs): one query, read from the stored states."""
+    number of syncs): one query, read from the stored states (COUNT(*): the live syncs' index of
+    property and state holds all it reads)."""
     counts = dict.fromkeys((state.value for state in TILES), 0)
-    for state, count in connections.order_by().values_list("state").annotate(count=Count("pk")):
+    for state, count in connections.order_by().values_list("state").annotate(count=Count("*")):
         counts[state] += count
     return counts
 
 
-def states_with_attention(connections: QuerySet[Connection], *, now: datetime) -> tuple[dict[str, int], list[SyncStatus]]:
-    """Syncs per state among ``connections``, and those that need attention, worst first, with
-    what their readers say: four queries, whatever the number of syncs."""
+def _since_in_sql() -> Case:
+    """``SyncStatus.since`` of a narrow row, as a database expression: the field that says when
+    the state began, the current export URL's last read for a portal not reading it (the newest
+    URL that does not expire, as ``syncs.readers`` finds it), nothing for waiting syncs (a narrow
+    row has no created_at) and switched-off ones."""
+    current_read = (
+        ExportToken.objects.filter(connection=OuterRef("pk"), expires_at__isnull=True)
+        .order_by("-created_at", "pk").values("last_read_at")[:1]
+    )
+    whens = [When(state=state.value, then=F(field)) for state, field in _SINCE.items() if state != SyncState.WAITING]
+    whens.append(When(state=SyncState.NOT_READING.value, direction__in=_EXPORTING, then=Subquery(current_read)))
+    return Case(*whens, output_field=DateTimeField())
+
+
+_EXPORTING = [direction for direction in Connection.Direction.values if direction != Connection.Direction.IMPORT_ONLY]
+
+
+def states_with_attention(
+    connections: QuerySet[Connection], *, now: datetime, limit: int | None = None
+) -> tuple[dict[str, int], list[SyncStatus]]:
+    """Syncs per state among ``connections``, and those that need attention, worst first (the
+    first ``limit`` of them: ordered and cut by the database), with what their readers say: five
+    queries, whatever the number of syncs."""
     counts = states_counted(connections)
     if not any(counts[state.value] for state in NEEDS_ATTENTION):
         return counts, []
     troubled = connections.filter(state__in=[state.value for state in NEEDS_ATTENTION])
-    statuses = statuses_of(troubled, tokens=ExportToken.objects.filter(connection__in=troubled.order_by().values("pk")), now=now)
-    return counts, worst_first(statuses)
+    # worst_first's order: the state's rank, then since (none last), then the id.
+    ordered = troubled.annotate(rank=severity_rank("state"), since=_since_in_sql()).order_by(
+        "rank", F("since").asc(nulls_last=True), "pk"
+    )
+    ids = list(ordered.values_list("pk", flat=True)[:limit])
+    position = {pk: index for index, pk in enumerate(ids)}
+    # All of them (no limit) are read as a subquery: a list of ids has a bound on its length.
+    chosen = troubled if limit is None else Connection.objects.filter(pk__in=ids)
+    statuses = statuses_of(chosen, tokens=ExportToken.objects.filter(connection__in=chosen.order_by().values("pk")), now=now)
+    return counts, sorted(statuses, key=lambda status: position.get(status.connection.id, len(position)))
 
 
 def connection_statuses(connections: Iterable[Connection], *, now: datetime | None = None) -> dict[int, SyncStatus]:

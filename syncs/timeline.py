@@ -3,9 +3,9 @@
 One row per property, one column per night. Every state shown, counted or filtered on is
 ``syncs.sync_state``'s, every double booking and its clashing nights ``syncs.conflicts``'s (with
 their marks). A page costs a constant number of queries whatever the number of
-properties, syncs and blocks: the filter reads the ids of the account's syncs in the chosen
-state in one query (their stored state), the page's properties are paged in the
-database, and their syncs, blocks and double bookings are read for the page only.
+properties, syncs and blocks: the filter compares each sync's stored state; the properties are
+ordered by name (the reader's language's stored order key) and paged in the database; their
+syncs, blocks and double bookings are read for the page only.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from syncs.collation import in_name_order, name_matches
+from syncs.collation import name_matches, order_field
 from syncs.conflicts import conflicts_marked, property_conflicts
 from syncs.explain import describe_state
 from syncs.models import Account, Block, Connection, Portal, Property
@@ -77,22 +77,16 @@ class Filter:
         return state.value == self.state
 
 
-def _matching_ids(account: Account, chosen: Filter, now: datetime) -> list[int]:
-    """The ids of the account's syncs in the chosen state: one query (their stored state)."""
+def _chosen_states(chosen: Filter) -> list[str]:
+    """The stored states the state filter keeps."""
     states = NEEDS_ATTENTION if chosen.state == ATTENTION else {SyncState(chosen.state)}
-    return list(
-        Connection.objects.for_account(account).filter(state__in=[state.value for state in states]).order_by()
-        .values_list("pk", flat=True)
-    )
+    return [state.value for state in states]
 
 
-def properties_matching(
-    *, account: Account, chosen: Filter, now: datetime | None = None, matching_ids: list[int] | None = None
-) -> QuerySet[Property]:
+def properties_matching(*, account: Account, chosen: Filter) -> QuerySet[Property]:
     """The account's properties the filter keeps: by name (ignoring case and accents), having a
     sync of the portal, having a sync in the state (that sync being of the portal, when both are
-    chosen). In no particular order: the reader's language orders names (syncs.collation)."""
-    now = now or timezone.now()
+    chosen). In no particular order: the reader's language orders names (syncs.collation.order_field)."""
     properties = Property.objects.for_account(account)
     if chosen.q:
         properties = properties.filter(name_matches(chosen.q))
@@ -100,29 +94,22 @@ def properties_matching(
     if chosen.portal:
         syncs = syncs.filter(portal__slug=chosen.portal)
     if chosen.state:
-        if matching_ids is None:
-            matching_ids = _matching_ids(account, chosen, now)
-        syncs = syncs.filter(pk__in=matching_ids)
+        syncs = syncs.filter(state__in=_chosen_states(chosen))
     if chosen.portal or chosen.state:
         properties = properties.filter(Exists(syncs))
     return properties.order_by()
 
 
-def connections_matching(
-    *, account: Account, chosen: Filter, now: datetime | None = None, matching_ids: list[int] | None = None
-) -> QuerySet[Connection]:
+def connections_matching(*, account: Account, chosen: Filter) -> QuerySet[Connection]:
     """The syncs "all matching this filter" means: of the matching properties, those of the
     portal and in the state chosen (all of their syncs when neither is)."""
-    now = now or timezone.now()
     connections = Connection.objects.for_account(account)
     if chosen.q:
         connections = connections.filter(name_matches(chosen.q, path="property__"))
     if chosen.portal:
         connections = connections.filter(portal__slug=chosen.portal)
     if chosen.state:
-        if matching_ids is None:
-            matching_ids = _matching_ids(account, chosen, now)
-        connections = connections.filter(pk__in=matching_ids)
+        connections = connections.filter(state__in=_chosen_states(chosen))
     return connections
 
 
@@ -185,18 +172,15 @@ def timeline_read(
     now = now or timezone.now()
     end = start + timedelta(days=nights)
     days = [start + timedelta(days=n) for n in range(nights)]
-    # The syncs in the chosen state, read once for the page and for "all matching".
-    matching_ids = _matching_ids(account, chosen, now) if chosen.state else None
-    matching = properties_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids)
-    paged = Paginator(
-        in_name_order(matching.values_list("pk", "name"), language or translation.get_language()), per_page
-    ).get_page(page)
-    loaded = Property.objects.in_bulk(paged.object_list)
-    properties = [loaded[pk] for pk in paged.object_list if pk in loaded]  # one deleted meanwhile is left out
+    matching = properties_matching(account=account, chosen=chosen)
+    order = order_field(language or translation.get_language())
+    paged = Paginator(matching.order_by(order, "pk"), per_page).get_page(page)
+    properties = list(paged.object_list)
     ids = [p.pk for p in properties]
-    connections = list(
-        Connection.objects.filter(property_id__in=ids).select_related("portal", "property").order_by("portal__position", "pk")
-    )
+    by_id = {p.pk: p for p in properties}
+    connections = list(Connection.objects.filter(property_id__in=ids).select_related("portal").order_by("portal__position", "pk"))
+    for c in connections:  # the page's properties, loaded above: not joined again
+        c.property = by_id[c.property_id]
     statuses = connection_statuses(connections, now=now)
     labels = label_syncs(connections)  # every sync of the page's properties: the numbers count them all
     chips: dict[int, list[SyncChip]] = defaultdict(list)
@@ -239,11 +223,6 @@ def timeline_read(
                       handled=in_conflict and conflicts_of[day])
             )
         rows.append(TimelineRow(property=prop, syncs=chips.get(prop.pk, []), nights=row_nights))
-    matching = (
-        connections_matching(account=account, chosen=chosen, now=now, matching_ids=matching_ids).count()
-        if chosen.active else None
-    )
-    if matching is None:
-        matching = Connection.objects.for_account(account).count()
+    matching = connections_matching(account=account, chosen=chosen).count()
     return Timeline(start=start, days=days, page=paged, rows=rows, matching_syncs=matching)
 

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -22,9 +21,17 @@ from syncs.dashboard import property_month
 from syncs.date_inputs import month_bounds, month_from_query
 from syncs.export_tokens import export_token_ensure, export_url
 from syncs.horizon import latest_checkout
-from syncs.models import Account, Activity, Block, BlockKind, BulkAction, Membership, Portal
+from syncs.models import (
+    Account,
+    Activity,
+    Block,
+    BlockKind,
+    BulkAction,
+    Membership,
+    Portal,
+)
 from syncs.operator_actions import property_block_add, property_block_remove
-from syncs.property_listing import SORTS, Order, property_ids, property_rows
+from syncs.property_listing import SORTS, Order, properties_ordered, properties_page, property_rows
 from syncs.removal import removed_facts, removed_of, removed_with
 from syncs.roles import Role, can_see_secrets, role_required
 from syncs.selectors import (
@@ -42,21 +49,16 @@ from syncs.views.htmx import back
 PROPERTIES_PER_PAGE = 25
 
 
-def _listing(request: HttpRequest) -> tuple[Account, Filter, Order, list[int]]:
-    """What the list shows: the account, the filter and order from the URL, and the ids of every
-    property they keep, in that order."""
-    account = Account.of_user(request.user)
-    chosen, order = Filter.from_query(request.GET), Order.from_query(request.GET)
-    ids = property_ids(account=account, chosen=chosen, order=order, language=translation.get_language())
-    return account, chosen, order, ids
-
-
 @require_safe
 @login_required
 @role_required(Role.VIEWER)
 def property_list(request: HttpRequest) -> HttpResponse:
-    account, chosen, order, ids = _listing(request)
-    page = Paginator(ids, PROPERTIES_PER_PAGE).get_page(request.GET.get("page"))
+    account = Account.of_user(request.user)
+    chosen, order = Filter.from_query(request.GET), Order.from_query(request.GET)
+    page = properties_page(
+        account=account, chosen=chosen, order=order, language=translation.get_language(),
+        page=request.GET.get("page"), per_page=PROPERTIES_PER_PAGE,
+    )
     page.object_list = property_rows(list(page.object_list))
     # This very list without its page: the pages and the spreadsheet add to it.
     query = urlencode(chosen.as_query() | ({"sort": order.value} if order != Order() else {}))
@@ -85,7 +87,10 @@ def property_list(request: HttpRequest) -> HttpResponse:
 def property_list_csv(request: HttpRequest) -> HttpResponse:
     """The list as a spreadsheet: every property the filter keeps (not only a page), in the same
     order, with what the page shows of each. No secret link: viewers may take it too."""
-    _account, _chosen, _order, ids = _listing(request)
+    ordered = properties_ordered(
+        account=Account.of_user(request.user), chosen=Filter.from_query(request.GET), order=Order.from_query(request.GET),
+        language=translation.get_language(),
+    )
     zone = Membership.current_of(request.user).reading_time_zone()
     header = [
         _("Property"), _("Time zone"), _("Syncs"), _("Health"),
@@ -96,7 +101,7 @@ def property_list_csv(request: HttpRequest) -> HttpResponse:
             row.property.name, row.property.timezone, row.syncs, "; ".join(words for _kind, _state, words in row.health.badges),
             timezone.localtime(row.last_sync, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") if row.last_sync else "",
         ]
-        for row in property_rows(ids)
+        for row in property_rows(list(ordered.values_list("pk", flat=True)))
     ]
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="properties-{timezone.localdate():%Y-%m-%d}.csv"'
