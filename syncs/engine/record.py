@@ -121,9 +121,6 @@ def _record(leased: Leased, trigger: str, outcome: Outcome, started: datetime) -
     connection, holder = leased.connection, leased.holder
     now = timezone.now()
     fetched = outcome.fetched
-    ours = Connection.objects.filter(
-        pk=connection.pk, lease_holder=holder, settings_version=connection.settings_version
-    )
     run = SyncRun(
         connection_id=connection.pk, trigger=trigger, started_at=started, finished_at=now,
         http_status=fetched.status if fetched else outcome.failure.params.get("status") if outcome.failure else None,
@@ -131,34 +128,45 @@ def _record(leased: Leased, trigger: str, outcome: Outcome, started: datetime) -
     )
     told: list[dict] = []  # what the system did by itself, for the activity log
     with transaction.atomic():
-        if outcome.failure is None and outcome.feed is None and connection.paused_at is None:
-            # Most polls: nothing new on a running connection. Its state after the poll depends
-            # on nothing but what was read with the lease, so the record is one conditional
-            # UPDATE and the run's INSERT, with no lock taken first. A sync stored as working
-            # stays working after it (its stored moment of change can only come early, never
-            # late: the sweep decides it again then); any other decides its state below.
-            updates = {**_fetch_succeeded(connection, fetched, now, told), **LEASE_RELEASED}
-            if ours.filter(paused_at__isnull=True, state=SyncState.WORKING).update(**updates):
-                run.outcome = OK_UNCHANGED
-                run.save(force_insert=True)
-                return run
-        # Paused meanwhile, or anything else: read what the record depends on under the lock.
-        locked = connection_lock_leased(
-            connection_id=connection.pk, holder=holder, settings_version=connection.settings_version,
-            held_accepted_answer=connection.held_accepted_answer if outcome.changes else None,
+        # Most polls: a feed read (unchanged or not) on a running connection, no removals held.
+        # Its fields after the poll depend on nothing but what was read with the lease, so the
+        # record takes no lock first: one conditional UPDATE, which locks the row, if it is still
+        # as read. A sync stored as working stays working after it (its stored moment of change
+        # can only come early, never late: the sweep decides it again then); any other sync,
+        # or one changed since, is locked, read again and decided.
+        running = (
+            outcome.failure is None and connection.paused_at is None and connection.state == SyncState.WORKING
+            and not (outcome.changes and outcome.changes.hold)
         )
-        if outcome.failure:
-            updates = _record_failure(locked, run, outcome, now, told)
-        elif outcome.feed is None:
-            updates = _record_unchanged(locked, run, fetched, now, told)
-        else:
-            updates = _record_feed(locked, run, outcome, now, told)
-        Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
-        for entry in told:
-            activity_record_automatic(connection_id=connection.pk, property_id=connection.property_id, when=now, **entry)
-        # In the same transaction: a pause is recorded as a change in the write that opens its episode.
-        state_record([connection.pk], now=now)
+        if running:
+            rows = Connection.objects.filter(
+                pk=connection.pk, lease_holder=holder, settings_version=connection.settings_version,
+                paused_at__isnull=True, state=SyncState.WORKING,
+            )
+            if outcome.changes:  # the removals were judged by the held answer accepted as read with the lease
+                rows = rows.filter(held_accepted_answer=connection.held_accepted_answer)
+            running = bool(rows.update(**_succeeded(connection, outcome, now, told), **LEASE_RELEASED))
+        if not running:
+            locked = connection_lock_leased(
+                connection_id=connection.pk, holder=holder, settings_version=connection.settings_version,
+                held_accepted_answer=connection.held_accepted_answer if outcome.changes else None,
+            )
+            updates = _failed(locked, outcome, now, told) if outcome.failure else _succeeded(locked, outcome, now, told)
+        _run_outcome(run, outcome)
+        run.save(force_insert=True)
+        if outcome.feed is not None:
+            apply_diff(connection=connection, run=run, diff=outcome.changes.diff, hold_removals=outcome.changes.hold, now=now)
+        if not running:
+            Connection.objects.filter(pk=connection.pk).update(**updates, **LEASE_RELEASED)
+            for entry in told:
+                activity_record_automatic(connection_id=connection.pk, property_id=connection.property_id, when=now, **entry)
+            # In the same transaction: a pause is recorded as a change in the write that opens its episode.
+            state_record([connection.pk], now=now)
     return run
+
+
+# What the record reads of the locked row (its health, what removals are held, its property).
+RECORD_FIELDS = ("property_id", "consecutive_failures", "paused_at", "sync_interval_minutes", "held_answer", "held_since")
 
 
 def connection_lock_leased(
@@ -169,7 +177,7 @@ def connection_lock_leased(
     ``held_accepted_answer``, the operator accepted no other held answer meanwhile: the sync
     judged its removals by that one); else raise LeaseLost. Only that row: locking its property or portal too would queue every sync of a
     portal behind the others."""
-    rows = Connection.objects.select_for_update().filter(
+    rows = Connection.objects.select_for_update().only(*RECORD_FIELDS).filter(
         pk=connection_id, lease_holder=holder, settings_version=settings_version
     )
     if held_accepted_answer is not None:
@@ -180,36 +188,25 @@ def connection_lock_leased(
     return locked
 
 
-def _record_failure(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime, told: list[dict]) -> dict:
-    failure = outcome.failure
-    run.outcome = run.error_code = failure.code
-    run.error_params = failure.params
-    run.save(force_insert=True)
-    updates = failure_updates(connection=connection, failure=failure, now=now, told=told)
+def _failed(connection: Connection, outcome: Outcome, now: datetime, told: list[dict]) -> dict:
+    """The connection's fields after a failed sync."""
+    updates = failure_updates(connection=connection, failure=outcome.failure, now=now, told=told)
     if outcome.https_works is not None:
         updates["https_works"] = outcome.https_works
     return updates
 
 
-def _fetch_succeeded(connection: Connection, fetched: FetchResult, now: datetime, told: list[dict]) -> dict:
-    """The connection fields after any successful fetch: healthy again, and the validators to
-    send back next time, kept exactly as the portal sent them."""
-    return {
+def _succeeded(connection: Connection, outcome: Outcome, now: datetime, told: list[dict]) -> dict:
+    """The connection's fields after a fetch that worked: healthy again, the validators to send
+    back next time (exactly as the portal sent them) and, for a feed read, what it read."""
+    fetched = outcome.fetched
+    updates = {
         **success_updates(connection=connection, now=now, told=told),
         "etag": fetched.etag or "", "last_modified": fetched.last_modified or "",
     }
-
-
-def _record_unchanged(connection: Connection, run: SyncRun, fetched: FetchResult, now: datetime, told: list[dict]) -> dict:
-    """304, or the same body as last time: a successful run that touches no block."""
-    run.outcome = OK_UNCHANGED
-    run.save(force_insert=True)
-    return _fetch_succeeded(connection, fetched, now, told)
-
-
-def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: datetime, told: list[dict]) -> dict:
-    feed, diff, hold, answer = outcome.feed, outcome.changes.diff, outcome.changes.hold, outcome.changes.answer
-    updates = _fetch_succeeded(connection, outcome.fetched, now, told)
+    if outcome.feed is None:
+        return updates
+    diff, hold, answer = outcome.changes.diff, outcome.changes.hold, outcome.changes.answer
     updates["body_fingerprint"] = outcome.fingerprint
     updates["held_accepted_answer"] = ""
     if hold:
@@ -219,6 +216,20 @@ def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: da
         )
     else:
         updates.update(held_answer="", held_since=None, held_removals=0)
+    return updates
+
+
+def _run_outcome(run: SyncRun, outcome: Outcome) -> None:
+    """What the run says: the failure, an unchanged answer (304, or the same body as last time:
+    no block touched), or what the feed read holds and changed."""
+    if outcome.failure:
+        run.outcome = run.error_code = outcome.failure.code
+        run.error_params = outcome.failure.params
+        return
+    if outcome.feed is None:
+        run.outcome = OK_UNCHANGED
+        return
+    feed, diff, hold = outcome.feed, outcome.changes.diff, outcome.changes.hold
     run.events_seen = len(feed.events)
     run.events_invalid = sum(1 for s in feed.skipped if s.reason in INVALID_REASONS)
     run.events_added, run.events_updated = len(diff.added), len(diff.updated)
@@ -231,9 +242,6 @@ def _record_feed(connection: Connection, run: SyncRun, outcome: Outcome, now: da
         run.outcome = OK_EMPTY
     else:
         run.outcome = OK_CHANGED if diff.changed else OK_UNCHANGED
-    run.save(force_insert=True)
-    apply_diff(connection=connection, run=run, diff=diff, hold_removals=hold, now=now)
-    return updates
 
 
 # --------------------------------------------------------------------------- the connection's health
