@@ -12,7 +12,6 @@ nothing recorded (syncs.db_connections): the task tries again.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -257,20 +256,6 @@ PAUSE_AFTER_FAILURES = 3
 FIRST_RETRY = timedelta(minutes=5)
 # A portal's Retry-After is honoured up to this long.
 MAX_RETRY_AFTER = timedelta(hours=24)
-# What a sync that works leaves on the connection, whatever it found: no failures, no pause,
-# no probe.
-HEALTHY = {
-    "consecutive_failures": 0,
-    "last_error_code": "",
-    "last_error_params": {},
-    "paused_at": None,
-    "pause_reason": "",
-    "pause_params": {},
-    "checking_since": None,
-    **PROBE_CLEARED,
-}
-
-
 def retry_delay(*, failures: int, interval: timedelta, retry_after: int | None = None) -> timedelta:
     """5, 10, 20... minutes after the 1st, 2nd, 3rd... failure, capped at the sync interval,
     and never sooner than the portal asked for."""
@@ -337,10 +322,12 @@ def success_updates(*, connection: Connection, now: datetime, told: list[dict]) 
     """The connection fields to write after a sync that worked; it ends any pause."""
     if connection.paused_at is not None:
         _episode_end(connection=connection, now=now, told=told)
-    # A copy: HEALTHY's empty dicts must not be shared with whoever changes what it gets.
+    # Healthy, whatever it found: no failures, no pause, no probe (new dicts each time: never
+    # shared with whoever changes what it gets).
     return {
         "last_attempt_at": now, "last_success_at": now, "next_sync_at": now + jittered(connection.sync_interval),
-        **copy.deepcopy(HEALTHY),
+        "consecutive_failures": 0, "last_error_code": "", "last_error_params": {}, "paused_at": None,
+        "pause_reason": "", "pause_params": {}, "checking_since": None, **PROBE_CLEARED,
     }
 
 
