@@ -63,6 +63,8 @@ class Outcome:
     https_works: bool | None = None
     # The portal host may not be asked now: nothing was asked, come back after this long.
     put_off_seconds: float | None = None
+    # What went wrong between the lease and the record (recorded as a failed run, syncs.engine.record.failure_of).
+    error: BaseException | None = None
 
 
 def _put_off(leased: Leased, seconds: float, started: datetime) -> None:
@@ -81,29 +83,36 @@ def _put_off(leased: Leased, seconds: float, started: datetime) -> None:
 def connection_record(*, leased: Leased, trigger: str, outcome: Outcome, started: datetime) -> SyncRun | None:
     """Write the run and the connection's new state in one transaction, and give the lease back,
     if the lease is still ours and the settings are still those the sync read; else raise
-    LeaseLost, with the lease given back if it was still ours. A record the database refuses is
-    replaced by a failed run, which counts towards the pause like any other failure; if the
-    database cannot take even that, or is unavailable, the error is raised. A sync put off
-    writes its next turn and no run (None)."""
+    LeaseLost, with the lease given back if it was still ours. An error met on the way
+    (``outcome.error``), or a record the database refuses, is recorded as a failed run, which
+    counts towards the pause like any other failure; if the database cannot take even that, or
+    is unavailable, the error is raised. A sync put off writes its next turn and no run (None)."""
     if outcome.put_off_seconds is not None:
         _put_off(leased, outcome.put_off_seconds, started)
         return None
-    try:
-        return _record(leased, trigger, outcome, started)
-    except LeaseLost:
-        Connection.objects.filter(pk=leased.connection.pk, lease_holder=leased.holder).update(**LEASE_RELEASED)
-        raise
-    except (Exception, SoftTimeLimitExceeded) as exc:
-        # Rolled back already (the record's transaction ended with the exception).
-        return _record(leased, trigger, Outcome(failure=failure_of(exc, connection_id=leased.connection.pk)), started)
+    refused = False  # the record itself was refused once: its failure is being recorded
+    while True:
+        if outcome.error is not None:
+            outcome = Outcome(failure=failure_of(outcome.error, connection_id=leased.connection.pk))
+        try:
+            return _record(leased, trigger, outcome, started)
+        except LeaseLost:
+            Connection.objects.filter(pk=leased.connection.pk, lease_holder=leased.holder).update(**LEASE_RELEASED)
+            raise
+        except (Exception, SoftTimeLimitExceeded) as exc:
+            if refused:
+                raise
+            # Rolled back already (the record's transaction ended with the exception): the
+            # failure is recorded instead.
+            refused, outcome = True, Outcome(error=exc)
 
 
 def failure_of(exc: BaseException, *, connection_id: int) -> Failure:
     """The failed run to record for an error met between the lease and the commit (a statement
     our database refused, a parser that gave up, a time limit): it counts towards the pause like
-    any other failure. Call it where the error is caught. Our database being unavailable is not
-    the connection's failure (syncs.db_connections): that error is raised again, with nothing
-    recorded, and the task tries again."""
+    any other failure. Our database being unavailable is not the connection's failure
+    (syncs.db_connections): that error is raised again, with nothing recorded, and the task
+    tries again."""
     unavailable = database_unavailable(exc)
     database_replace_if_unusable()
     if unavailable:
@@ -112,7 +121,7 @@ def failure_of(exc: BaseException, *, connection_id: int) -> Failure:
             connection_id, type(exc.__cause__ or exc).__name__,
         )
         raise exc
-    log.exception("sync failed connection=%s", connection_id)
+    log.error("sync failed connection=%s", connection_id, exc_info=exc)
     return Failure(DATABASE_ERROR if isinstance(exc, DatabaseError) else SYNC_FAILED, {})
 
 

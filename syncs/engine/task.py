@@ -21,7 +21,7 @@ from syncs.engine.diff import HeldAnswer, StoredBlock, feed_changes
 from syncs.engine.fetch import feed_fetch_politely, mask_url
 from syncs.engine.lease import LEASE_RELEASED, LeaseLost, connection_lease_for_sync
 from syncs.engine.parse.ical import FeedParseError, known_readings, parse_feed
-from syncs.engine.record import Failure, Outcome, connection_record, failure_of
+from syncs.engine.record import Failure, Outcome, connection_record
 from syncs.jobs import JobPutOff
 from syncs.models import Block, Connection, SyncRun
 
@@ -121,7 +121,7 @@ def connection_sync_leased(
                     changes = feed_changes(events=feed.events, stored=stored, today=today, held=held, now=timezone.now())
                     outcome.feed, outcome.changes = feed, changes
         except (Exception, SoftTimeLimitExceeded) as exc:
-            outcome = Outcome(failure=failure_of(exc, connection_id=connection.pk))
+            outcome = Outcome(error=exc)  # recorded as a failed run, unless our database is unavailable
         run = connection_record(leased=leased, trigger=trigger, outcome=outcome, started=started)
         if run is None:  # put off
             return None
