@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from syncs import portals
 from syncs.engine.parse import event_texts, ical
+from syncs.engine.parse.feed_decoding import _clean_lines
 from syncs.engine.parse.ical import (
     FeedParseError,
     ParsedEvent,
     ParsedFeed,
-    _clean_lines,
     parse_feed,
 )
 from tests import feeds

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncs.engine.fetch import body_fingerprint
-from syncs.engine.parse import ical
+from syncs.engine.parse import feed_decoding, ical
 from syncs.engine.parse.ical import (
     FeedParseError,
     ParsedFeed,
@@ -1162,7 +1162,7 @@ def test_a_soft_time_limit_or_memory_error_is_never_taken_for_a_broken_feed(monk
 
 
 def test_the_event_cap_counts_the_events_icalendar_built(monkeypatch):
-    monkeypatch.setattr(ical, "_check_size", lambda text, max_events: None)  # as if the text count missed them
+    monkeypatch.setattr(feed_decoding, "_check_size", lambda text, max_events: None)  # as if the text count missed them
     body = calendar(*[f"UID:{n}\nDTSTART;VALUE=DATE:20270301" for n in range(4)])
 
     with pytest.raises(FeedParseError) as caught:

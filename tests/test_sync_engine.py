@@ -178,15 +178,37 @@ def _reads_of_the_connection(run_sync) -> list[str]:
     return [q["sql"] for q in queries if q["sql"].startswith("SELECT") and 'FROM "syncs_connection"' in q["sql"]]
 
 
+def test_a_changed_feed_of_a_working_sync_is_recorded_without_reading_its_connection_again(
+    clock, airbnb_server, connection
+):
+    # Its fields after the record depend only on what was read with the lease: one conditional
+    # update holds the lease, the settings, the running state and the accepted held answer the
+    # sync read, and the sync stays working.
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6)), ("b", d(10), d(12))))
+    sync(connection)
+    answer(airbnb_server, feeds.airbnb(("a", d(3), d(6)), ("b", d(20), d(24))))
+
+    with CaptureQueriesContext(db_connection) as queries:
+        connection_sync_leased(connection_id=connection.pk)
+
+    statements = [q["sql"] for q in queries]
+    assert len([sql for sql in statements if sql.startswith("SELECT") and 'FROM "syncs_connection"' in sql]) == 1
+    (update,) = [sql for sql in statements if sql.startswith('UPDATE "syncs_connection"') and '"body_fingerprint"' in sql]
+    where = update.split(" WHERE ")[1]
+    assert all(f'"{name}"' in where for name in ("lease_holder", "settings_version", "paused_at", "state", "held_accepted_answer"))
+    assert SyncRun.objects.latest("pk").outcome == "ok_changed"
+    assert current_nights(connection) == [(d(3), d(6), "reserved"), (d(20), d(24), "reserved")]
+    assert sync_state_of(connection) == SyncState.WORKING
+
+
 @pytest.mark.parametrize(
     "second_answer",
     [
-        pytest.param({"body": feeds.airbnb(("a", d(3), d(6)), ("b", d(20), d(24)))}, id="changed"),
         pytest.param({"body": b"", "status": 500}, id="failed"),
         pytest.param({"body": b"", "status": 404}, id="paused"),
     ],
 )
-def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_again_under_its_lock(
+def test_a_sync_that_records_more_than_a_working_poll_reads_its_connection_again_under_its_lock(
     clock, airbnb_server, connection, second_answer
 ):
     # Lease, then lock: the record re-reads the connection under the row's lock (the operator
@@ -206,7 +228,7 @@ def test_a_sync_that_records_more_than_an_unchanged_poll_reads_its_connection_ag
     if db_connection.features.has_select_for_update:
         assert "FOR UPDATE" in reads[1]
     run = SyncRun.objects.latest("pk")
-    assert run.outcome == {200: "ok_changed", 500: "http_5xx", 404: "http_4xx"}[second_answer.get("status", 200)]
+    assert run.outcome == {500: "http_5xx", 404: "http_4xx"}[second_answer["status"]]
     if second_answer.get("status") == 404:
         assert PauseEpisode.objects.get(connection=connection).reason == "http_4xx"
 

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 POLL_FIELDS = (
     "property__timezone", "portal__labels", "direction", "enabled", "paused_at", "import_url", "etag", "last_modified",
     "body_fingerprint", "held_answer", "held_since", "held_accepted_answer", "https_works", "sync_interval_minutes",
-    "consecutive_failures", "settings_version",
+    "consecutive_failures", "settings_version", "state",
 )
 # The fields that give a lease back, written with the run's last update.
 LEASE_RELEASED = {"lease_holder": "", "lease_until": None}

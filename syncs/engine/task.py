@@ -16,18 +16,12 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
-from syncs.db_connections import database_idle, database_replace_if_unusable, database_unavailable
+from syncs.db_connections import database_idle
 from syncs.engine.diff import HeldAnswer, StoredBlock, feed_changes
 from syncs.engine.fetch import feed_fetch_politely, mask_url
 from syncs.engine.lease import LEASE_RELEASED, LeaseLost, connection_lease_for_sync
 from syncs.engine.parse.ical import FeedParseError, known_readings, parse_feed
-from syncs.engine.record import (
-    DATABASE_ERROR,
-    SYNC_FAILED,
-    Failure,
-    Outcome,
-    connection_record,
-)
+from syncs.engine.record import Failure, Outcome, connection_record
 from syncs.jobs import JobPutOff
 from syncs.models import Block, Connection, SyncRun
 
@@ -127,17 +121,7 @@ def connection_sync_leased(
                     changes = feed_changes(events=feed.events, stored=stored, today=today, held=held, now=timezone.now())
                     outcome.feed, outcome.changes = feed, changes
         except (Exception, SoftTimeLimitExceeded) as exc:
-            unavailable = database_unavailable(exc)
-            database_replace_if_unusable()
-            if unavailable:
-                log.warning(
-                    "sync not recorded connection=%s reason=database_unavailable error=%s, will retry",
-                    connection.pk, type(exc.__cause__ or exc).__name__,
-                )
-                raise
-            # Recorded on its own, so that it counts towards the pause like any other failure.
-            log.exception("sync failed connection=%s", connection.pk)
-            outcome = Outcome(failure=Failure(DATABASE_ERROR if isinstance(exc, DatabaseError) else SYNC_FAILED, {}))
+            outcome = Outcome(error=exc)  # recorded as a failed run, unless our database is unavailable
         run = connection_record(leased=leased, trigger=trigger, outcome=outcome, started=started)
         if run is None:  # put off
             return None

@@ -26,15 +26,9 @@ from billiard.exceptions import SoftTimeLimitExceeded
 
 from syncs import horizon, portals
 from syncs.engine.parse import event_texts, feed_decoding
+from syncs.engine.parse.feed_decoding import FeedParseError, Notice
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
-# The work of reading a feed is bounded before icalendar sees it: its cost grows with the
-# content lines, with the values and parameters in them (each comma or semicolon may start one:
-# a line of two million CATEGORIES took 15 s) and with the components. Real feeds stay far
-# below: 5,000 Airbnb events are about 50,000 lines and 20,000 separators.
-MAX_LINES = 200_000
-MAX_SEPARATORS = 300_000
-MAX_COMPONENTS_PER_EVENT = 4  # a VEVENT with its alarms, and the zones around them
 MAX_DEPTH = 8  # VCALENDAR > VEVENT > VALARM is three: deeper nesting is not a calendar
 # What a whole reading may take (the parse, zones, rules); checked between events and series,
 # whose own work is bounded by the limits here. Well inside the worker's soft time limit.
@@ -70,7 +64,6 @@ TIME_PARTS_SECONDS = (("BYHOUR", 3600), ("BYMINUTE", 60), ("BYSECOND", 1))
 # Which code reads events, as loaded now: part of every event text's digest (event_texts).
 READER_VERSION = event_texts.reader_version(__file__, portals.__file__)
 
-_TEXT_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S*", re.IGNORECASE)
 # Four or more digits, possibly split by the separators people put in phone numbers.
 _PHONE_DIGITS = re.compile(r"\+?\d(?:[\s().\-/]*\d){3,}")
@@ -103,18 +96,6 @@ class SkippedEvent:
 INVALID_REASONS = frozenset({"end_before_start", "invalid_component", "missing_start", "invalid_rule"})
 
 
-@dataclass(frozen=True)
-class Notice:
-    """Something the operator should know about a feed that was read all the same, as a code
-    and parameters (``syncs.explain.describe_notice`` words it): kept on the sync run."""
-
-    code: str  # "duplicate_uids" | "decoded_as_windows_1252" | "control_characters" | "far_end_cut"
-    params: dict = field(default_factory=dict)
-
-    def as_json(self) -> dict:
-        return {"code": self.code, "params": self.params}
-
-
 @dataclass
 class ParsedFeed:
     prodid: str | None
@@ -125,23 +106,6 @@ class ParsedFeed:
     # Events taken from ``known`` rather than parsed again.
     events_reused: int = 0
     notices: list[Notice] = field(default_factory=list)
-
-
-class FeedParseError(Exception):
-    """The only exception that leaves the parser for a problem of the feed.
-
-    A Celery soft time limit and MemoryError are not the feed's problem to classify: they pass
-    through every handler here untouched.
-    """
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        # "not_ical" | "parse_error" | "too_large" | "too_complex" | "too_slow"
-        self.code = code
-        self.message = message
-
-    def __reduce__(self):
-        return FeedParseError, (self.code, self.message)
 
 
 # Never turned into a skipped event or a parse error: our own verdict on the feed, and the
@@ -211,19 +175,18 @@ def parse_feed(
             f"The calendar is too large ({len(body) / 1024 / 1024:.1f} MiB; the limit is "
             f"{MAX_BODY_BYTES // 1024 // 1024} MiB).",
         )
-    kind = feed_decoding.sniff(body)
-    if kind == feed_decoding.EMPTY:
-        # Booking.com answers an empty calendar with a 0-byte body: that is news, not an error.
-        return ParsedFeed(prodid=None, portal=None)
-    if kind != feed_decoding.CALENDAR:
-        raise _not_ical(kind)
     warnings: list[str] = []
-    decoded = feed_decoding.decode_feed(body)
-    notices = _decoding_notices(decoded, warnings)
-    text = _clean_lines(decoded.text, warnings)
-    _check_size(text, max_events)
-    budget.check()
+    read = feed_decoding.feed_text(body, max_events=max_events, warnings=warnings)
+    if read is None:
+        return ParsedFeed(prodid=None, portal=None)
+    text, notices = read
     try:
+        # Which events' texts were read before (the same digest is the same reading): those
+        # are taken from ``known`` rather than parsed again.
+        reading = (READER_VERSION, timezone, labels, own_uid_domain)
+        texts = event_texts.split_events(text)
+        digests = event_texts.event_digests(texts, reading=reading) if texts is not None else None
+        budget.check()
         zone = _property_zone(timezone, warnings)
         today = today or datetime.now(zone).date()
         reader = _FeedReader(
@@ -241,8 +204,7 @@ def parse_feed(
             notices=notices,
             budget=budget,
         )
-        reading = (READER_VERSION, timezone, labels, own_uid_domain)
-        return reader.read_text(text, reading=reading, known=known or {})
+        return reader.read_text(text, texts=texts, digests=digests, known=known or {})
     except _PASS_THROUGH:
         raise
     except Exception as exc:
@@ -250,83 +212,6 @@ def parse_feed(
         # hostile input (ValueError, TypeError, OverflowError, KeyError, RecursionError...): the
         # contract is that callers only ever see FeedParseError.
         raise FeedParseError("parse_error", "The calendar could not be read.") from exc
-
-
-def _not_ical(kind: str) -> FeedParseError:
-    if kind == feed_decoding.HTML:
-        message = (
-            "The address returned a web page (HTML), not a calendar — often a login page: "
-            "the link was copied wrong."
-        )
-    elif kind == feed_decoding.JSON:
-        message = (
-            "The address returned JSON data, not a calendar: it is probably not the "
-            "portal's calendar link."
-        )
-    else:
-        message = "The address did not return a calendar (it does not start with BEGIN:VCALENDAR)."
-    return FeedParseError("not_ical", message)
-
-
-def _decoding_notices(decoded: feed_decoding.DecodedFeed, warnings: list[str]) -> list[Notice]:
-    notices = []
-    if decoded.fallback:
-        notices.append(Notice("decoded_as_windows_1252"))
-        warnings.append("The calendar is not valid UTF-8: it was read as Windows-1252.")
-    if decoded.control_characters:
-        notices.append(Notice("control_characters", {"count": decoded.control_characters}))
-        warnings.append(f"Removed {decoded.control_characters} control character(s) from the calendar.")
-    return notices
-
-
-def _clean_lines(text: str, warnings: list[str]) -> str:
-    """Drop blank lines, repair doubled parameter semicolons, and refuse a cut-off feed."""
-    lines = [line for line in _TEXT_LINE_BREAK.split(text) if line.strip()]
-    if ";;" in text or ";:" in text:  # else no line has an empty parameter (most feeds)
-        lines = [_repair_parameters(line) for line in lines]
-    # The last END:VCALENDAR, searched from the end: it is the last line of most feeds.
-    end = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].strip().upper() == "END:VCALENDAR"), None)
-    trailing = lines[end + 1 :] if end is not None else []
-    if end is None or any(line.lstrip().upper().startswith("BEGIN:") for line in trailing):
-        # A feed cut off mid-way would read as a wave of cancellations: never accept it.
-        raise FeedParseError(
-            "parse_error",
-            "The calendar is incomplete (it does not end with END:VCALENDAR): "
-            "the download was probably cut off.",
-        )
-    if trailing:
-        # Caches and proxies sometimes append a comment after the calendar: the calendar is whole.
-        warnings.append(f"Ignored {len(trailing)} line(s) after the end of the calendar.")
-    return "\r\n".join(lines[: end + 1]) + "\r\n"
-
-
-def _repair_parameters(line: str) -> str:
-    """Drop empty parameters: icalendar silently drops a line like ``DTSTART;;VALUE=DATE:...``."""
-    if line[:1] in (" ", "\t"):
-        return line  # a folded continuation: value text, not parameters
-    name_and_parameters, colon, value = line.partition(":")
-    if ";;" not in name_and_parameters and not name_and_parameters.endswith(";"):
-        return line
-    return ";".join(part for part in name_and_parameters.split(";") if part) + colon + value
-
-
-def _check_size(text: str, max_events: int) -> None:
-    """Refuse, before icalendar parses it, a calendar whose reading would cost more than any
-    real feed's. Lines are unfolded by now, so a folded BEGIN line counts like any other; the
-    count of events made from what icalendar parsed (_check_components) is the final word."""
-    upper = text.upper()
-    count = upper.count("\nBEGIN:VEVENT")
-    if count > max_events:
-        raise FeedParseError("too_large", f"The calendar has {count} events; the limit is {max_events}.")
-    lines = text.count("\n")
-    separators = text.count(",") + text.count(";")
-    components = upper.count("\nBEGIN:")
-    if lines > MAX_LINES or separators > MAX_SEPARATORS or components > (max_events + 1) * MAX_COMPONENTS_PER_EVENT:
-        raise FeedParseError(
-            "too_complex",
-            f"The calendar holds more than a feed can ({lines} lines, {separators} values, "
-            f"{components} components).",
-        )
 
 
 def _check_components(calendar: icalendar.Calendar, max_events: int) -> None:
@@ -442,12 +327,14 @@ class _FeedReader:
             for offset in range((self.window_end - self.window_start).days + 3)
         ]
 
-    def read_text(self, text: str, *, reading: tuple, known: Mapping[str, ParsedEvent]) -> ParsedFeed:
-        """Read the calendar, parsing only the events whose texts have not been read before."""
-        texts = event_texts.split_events(text)
+    def read_text(
+        self, text: str, *, texts: event_texts.EventTexts | None, digests: list[str] | None,
+        known: Mapping[str, ParsedEvent],
+    ) -> ParsedFeed:
+        """Read the calendar, parsing only the events whose texts (``texts``, named by
+        ``digests``) have not been read before; all of it when it could not be cut."""
         if texts is None:
             return self.read(_parse_calendar(text))
-        digests = event_texts.event_digests(texts, reading=reading)
         reused = {
             index: dataclasses.replace(known[digest], text_digest=digest)
             for index, digest in enumerate(digests)
