@@ -11,7 +11,7 @@ condition reads the connection too (a pause email only while the sync is paused 
 checked, a "Restored" only while it runs), the claim re-checks it in the same UPDATE, and the
 message is built from the episode and connection read after the claim. A "Restored" waits until
 the sync has run for RESTORE_SETTLE: a pause within that time reopens the episode
-(syncs/connection_state.py), so the operator gets neither a "Restored" nor a second "Paused",
+(syncs/engine/record.py), so the operator gets neither a "Restored" nor a second "Paused",
 and the last email about a sync always says what the dashboard says.
 
 Emails carry no secret: never the import URL or an export URL, and no guest data. What went

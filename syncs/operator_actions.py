@@ -22,7 +22,7 @@ from syncs.undo import undo_offer_switch_off
 
 def connection_set_enabled(*, connection: Connection, enabled: bool, user) -> bool:
     """The operator's switch. Returns whether it started the check of a paused sync: its feed is
-    read at once, and the pause ends only if that read works (syncs/connection_state.py)."""
+    read at once, and the pause ends only if that read works (syncs/engine/record.py)."""
     with transaction.atomic():
         checking = connection_switch(connection=connection, enabled=enabled)
         action = Activity.Action.SWITCHED_ON if enabled else Activity.Action.SWITCHED_OFF

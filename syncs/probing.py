@@ -2,7 +2,7 @@
 feed now and then (backing off), write nothing but the check's own fields, and say when it works
 again ("ready to resume"). Resuming stays the operator's call unless the account asks otherwise;
 then the sync is switched back on as the operator would do it: "checking" until a real sync has
-read the feed (syncs/connection_state.py), and only that sync ends the pause.
+read the feed (syncs/engine/record.py), and only that sync ends the pause.
 """
 
 from __future__ import annotations
