@@ -194,6 +194,23 @@ def _emptied_by_delete():
 # while the exclusive one waits, so that it is not starved by tests that keep starting.
 
 
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """A parallel run hands each test out on its own, in the order below, except a browser
+    module's tests: those go to one process, one after the other, as in a run of one process,
+    where the module's Chromium (``browser``) serves them all; a process that ran them among
+    other tests would start Chromium again at each change of module. (pytest-xdist's own groups,
+    ``--dist loadgroup``, do nothing under pytest 9.2: pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.startswith("tests/browser/") else nodeid
+
+    return BrowserModulesTogether(config, log)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The order a parallel run hands tests out in (pytest-xdist, in this order): pytest-django's

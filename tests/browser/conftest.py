@@ -55,19 +55,6 @@ def _chromium_problem() -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """In a parallel run (pytest-xdist, --dist loadgroup), a module's browser tests go to one
-    process, one after the other, as in a run of one process: ``browser`` (per module) starts
-    Chromium once for them. With --dist worksteal and no groups, one SQLite process lost the
-    data migration's portals for a quarter of the suite (cause not found: a browser test
-    between two others, in one process, kept them)."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.parent == here:
-            item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
-
-
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the module's tests; each test gets its own context.
