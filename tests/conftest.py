@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import socket
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -221,8 +222,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (``run_alone``) last of all, when the others have ended anyway, instead of stopping every
     process while the tests running there end."""
 
-    def turn(item: pytest.Item) -> tuple[bool, int, bool]:
-        return "run_alone" in getattr(item, "fixturenames", ()), _database_use(item), item.get_closest_marker("slow") is None
+    # A browser module is handed out whole (``pytest_xdist_make_scheduler``): the modules of
+    # most tests, the longest, first.
+    module_sizes = Counter(item.path for item in items)
+
+    def turn(item: pytest.Item) -> tuple[bool, int, bool, int]:
+        return (
+            "run_alone" in getattr(item, "fixturenames", ()),
+            _database_use(item),
+            item.get_closest_marker("slow") is None,
+            -module_sizes[item.path] if item.path.parent.name == "browser" else 0,
+        )
 
     items.sort(key=turn)
 
