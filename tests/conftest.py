@@ -187,14 +187,6 @@ def _emptied_by_delete():
         yield
 
 
-# In a parallel run (pytest-xdist), a test that compares timings measured side by side within
-# itself (a p95 alone, then beside another account's load) measures while no other test runs:
-# a neighbour's burst of load between its measures would decide it. Every other test holds the
-# run's lock shared for its whole run (fixtures too); the measuring part of such a test holds it
-# exclusively, through the ``run_alone`` fixture. A second lock, the turnstile, lets no test start
-# while the exclusive one waits, so that it is not starved by tests that keep starting.
-
-
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """A parallel run hands each test out on its own, in the order below, except a browser
@@ -246,6 +238,14 @@ def _database_use(item: pytest.Item) -> int:
     ):
         return 1
     return 0 if marker or "db" in fixtures else 2
+
+
+# In a parallel run (pytest-xdist), a test that compares timings measured side by side within
+# itself (a p95 alone, then beside another account's load) measures while no other test runs:
+# a neighbour's burst of load between its measures would decide it. Every other test holds the
+# run's lock shared for its whole run (fixtures too); the measuring part of such a test holds it
+# exclusively, through the ``run_alone`` fixture. A second lock, the turnstile, lets no test start
+# while the exclusive one waits, so that it is not starved by tests that keep starting.
 
 
 def _run_folder(config: pytest.Config) -> Path | None:
