@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import socket
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -161,6 +162,82 @@ def django_db_setup(
     yield
     with django_db_blocker.unblock():
         databases.tear_down(folder, original, template, verbosity)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _emptied_by_delete():
+    """A test that commits (``django_db(transaction=True)``) ends with every table emptied
+    (Django's flush). On PostgreSQL the flush is one TRUNCATE of every table, which makes each
+    table and index anew on disk, however few rows the test left; here each table is emptied
+    with DELETE instead, in one transaction: the same empty tables, at a small part of the
+    cost. The foreign keys Django makes on PostgreSQL are checked at the commit (DEFERRABLE
+    INITIALLY DEFERRED), so the order of the tables does not matter. A flush that restarts the
+    sequences (``reset_sequences``) is left to TRUNCATE ... RESTART IDENTITY."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return [f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(table))};" for table in tables]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+        yield
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """A parallel run hands each test out on its own, in the order below, except a browser
+    module's tests: those go to one process, one after the other, as in a run of one process,
+    where the module's Chromium (``browser``) serves them all; a process that ran them among
+    other tests would start Chromium again at each change of module. (pytest-xdist's own groups,
+    ``--dist loadgroup``, do nothing under pytest 9.2: pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.startswith("tests/browser/") else nodeid
+
+    return BrowserModulesTogether(config, log)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order a parallel run hands tests out in (pytest-xdist, in this order): pytest-django's
+    order kept (the tests in a rolled-back transaction, then the tests that commit, whose end
+    empties the tables those before them read, then the tests without a database); within each,
+    the tests that start real processes or a browser first, so that the longest are not left for
+    the end while the other processes have nothing left to do; and the tests that measure alone
+    (``run_alone``) last of all, when the others have ended anyway, instead of stopping every
+    process while the tests running there end."""
+
+    # A browser module is handed out whole (``pytest_xdist_make_scheduler``): the modules of
+    # most tests, the longest, first.
+    module_sizes = Counter(item.path for item in items)
+
+    def turn(item: pytest.Item) -> tuple[bool, int, bool, int]:
+        return (
+            "run_alone" in getattr(item, "fixturenames", ()),
+            _database_use(item),
+            item.get_closest_marker("slow") is None,
+            -module_sizes[item.path] if item.path.parent.name == "browser" else 0,
+        )
+
+    items.sort(key=turn)
+
+
+def _database_use(item: pytest.Item) -> int:
+    """0: in a transaction rolled back; 1: commits (its end empties every table); 2: none."""
+    fixtures = getattr(item, "fixturenames", ())
+    marker = item.get_closest_marker("django_db")
+    if {"transactional_db", "live_server"} & set(fixtures) or (
+        marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences") or marker.args[:1] == (True,))
+    ):
+        return 1
+    return 0 if marker or "db" in fixtures else 2
 
 
 # In a parallel run (pytest-xdist), a test that compares timings measured side by side within

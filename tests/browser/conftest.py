@@ -55,19 +55,6 @@ def _chromium_problem() -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """In a parallel run (pytest-xdist, --dist loadgroup), a module's browser tests go to one
-    process, one after the other, as in a run of one process: ``browser`` (per module) starts
-    Chromium once for them. With --dist worksteal and no groups, one SQLite process lost the
-    data migration's portals for a quarter of the suite (cause not found: a browser test
-    between two others, in one process, kept them)."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.parent == here:
-            item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
-
-
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the module's tests; each test gets its own context.
@@ -112,11 +99,13 @@ class Demo:
         return self.base_url + path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def seeded_demo() -> dict:
-    """What the module's first test changed in the database by seeding the demo and importing its
-    feeds (``Seeded``), and the demo's ids: the module's later tests make the same changes again
-    instead of seeding."""
+    """What the process's first browser test changed in the database by seeding the demo and
+    importing its feeds (``Seeded``), and the demo's ids: its later browser tests, of any module,
+    make the same changes again instead of seeding. Each starts from the same database (the
+    data migrations' rows, ``serialized_rollback``) and the same live server (one per process),
+    so the same changes make the same demo."""
     return {}
 
 
@@ -124,9 +113,9 @@ def seeded_demo() -> dict:
 def demo(live_server, settings, monkeypatch, seeded_demo) -> Demo:
     """`make run`'s demo on the live server: seeded, and its feeds imported once.
 
-    The module's first test seeds the demo and imports its feeds through the live server, as
-    `make run` does; each later test of the module gets the rows this made, as they were (every
-    test still ends with the database emptied: ``django_db(transaction=True)``).
+    The process's first browser test seeds the demo and imports its feeds through the live
+    server, as `make run` does; each later one gets the rows this made, as they were (every test
+    still ends with the database emptied: ``django_db(transaction=True)``).
 
     The demo's import URLs point at the live server's own /demo/portal/ feeds. The server binds
     IPv4 (127.0.0.1); "localhost" may resolve to ::1 first and the fetcher pins what it resolves,
