@@ -1,0 +1,123 @@
+"""What the API answers (output serializers) and what it documents as input.
+
+Inputs are checked by the pages' own forms (syncs.forms), so that a value the dashboard refuses
+is refused here with the same words: the input serializers only describe the fields for the
+schema."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from syncs.forms import DEFAULT_EXPORT_SUMMARY
+from syncs.models import Connection, Property, SyncState
+
+
+class PropertySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Property
+        fields = ["id", "name", "timezone", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class PropertyInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    timezone = serializers.CharField(max_length=64, help_text="An IANA time zone name, such as Europe/Lisbon.")
+
+
+class PropertyPatch(PropertyInput):
+    name = serializers.CharField(max_length=200, required=False)
+    timezone = serializers.CharField(max_length=64, required=False)
+
+
+class RunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    trigger = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.CharField(help_text="ok_changed, ok_unchanged, ok_empty, or an error code.")
+    http_status = serializers.IntegerField(allow_null=True)
+    events_seen = serializers.IntegerField()
+    events_added = serializers.IntegerField()
+    events_updated = serializers.IntegerField()
+    events_removed = serializers.IntegerField()
+    error_code = serializers.CharField(help_text="Empty when the run worked.")
+    error = serializers.CharField(help_text="The error in words, in the requested language; empty when none.")
+
+
+class SyncSerializer(serializers.Serializer):
+    """A sync as its page shows it: its state and why, its last run, when it runs next."""
+
+    id = serializers.IntegerField()
+    property = serializers.IntegerField(source="property_id")
+    portal = serializers.CharField(source="portal.slug")
+    portal_name = serializers.CharField(source="portal.display_name")
+    direction = serializers.ChoiceField(choices=Connection.Direction.choices)
+    enabled = serializers.BooleanField(help_text="The operator's switch.")
+    state = serializers.ChoiceField(choices=SyncState.choices)
+    state_label = serializers.CharField()
+    state_words = serializers.CharField(help_text="Why the sync is in its state, in words; empty when it works.")
+    state_since = serializers.DateTimeField(allow_null=True)
+    error_code = serializers.CharField(help_text="The last error's code (empty after a sync that worked).")
+    error = serializers.CharField(help_text="The last error in words, in the requested language.")
+    last_run = RunSerializer(allow_null=True)
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    next_sync_at = serializers.DateTimeField(allow_null=True, help_text="When it is due next (null: not scheduled).")
+    sync_requested_at = serializers.DateTimeField(allow_null=True, help_text="Set while a “sync now” waits for a worker.")
+    sync_interval_minutes = serializers.IntegerField()
+    export_summary = serializers.CharField()
+    import_url = serializers.CharField(
+        allow_null=True, help_text="The portal's calendar link: a secret, null for viewers."
+    )
+    created_at = serializers.DateTimeField()
+
+
+class SyncInput(serializers.Serializer):
+    property = serializers.IntegerField(min_value=1, help_text="The property's id.")
+    import_url = serializers.CharField(required=False, allow_blank=True, help_text="Empty only for an export-only sync.")
+    portal = serializers.CharField(
+        required=False, allow_null=True, help_text="A portal's slug (airbnb, booking, vrbo...); recognised from the link when left out."
+    )
+    direction = serializers.ChoiceField(choices=Connection.Direction.choices, required=False, default=Connection.Direction.TWO_WAY)
+    sync_interval_minutes = serializers.IntegerField(
+        required=False, min_value=5, max_value=24 * 60, default=settings.SYNC_DEFAULT_INTERVAL_MINUTES
+    )
+    export_summary = serializers.CharField(required=False, max_length=100, default=DEFAULT_EXPORT_SUMMARY)
+    check_now = serializers.BooleanField(required=False, default=False, help_text="Read the link once before saving; nothing is saved if it fails.")
+
+
+class SyncPatch(serializers.Serializer):
+    import_url = serializers.CharField(required=False, allow_blank=True)
+    portal = serializers.CharField(required=False, allow_null=True)
+    direction = serializers.ChoiceField(choices=Connection.Direction.choices, required=False)
+    sync_interval_minutes = serializers.IntegerField(required=False, min_value=5, max_value=24 * 60)
+    export_summary = serializers.CharField(required=False, max_length=100)
+    check_now = serializers.BooleanField(required=False, default=False)
+
+
+class SwitchInput(serializers.Serializer):
+    enabled = serializers.BooleanField()
+
+
+class OverviewSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Every live sync of the account.")
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="Syncs per state; they add up to total.")
+    needing_attention = serializers.IntegerField()
+    double_bookings = serializers.IntegerField(help_text="Possible double bookings nobody marked handled.")
+    double_bookings_handled = serializers.IntegerField()
+    nothing_needs_attention = serializers.BooleanField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An RFC 9457 problem."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="Our error code: invalid, not_authenticated, permission_denied, not_found, throttled...")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.DictField()), required=False,
+        help_text="For an invalid request: each field's messages and codes.",
+    )
