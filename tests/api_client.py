@@ -8,8 +8,15 @@ from types import SimpleNamespace
 from django.test import Client
 
 from syncs.api.tokens import api_token_create
+from syncs.conflicts import conflict_fingerprint, conflict_key, property_conflicts
 from syncs.export_tokens import export_token_ensure
-from tests.factories import ConnectionFactory, MembershipFactory, PropertyFactory, SyncRunFactory
+from tests.factories import (
+    BlockFactory,
+    ConnectionFactory,
+    MembershipFactory,
+    PropertyFactory,
+    SyncRunFactory,
+)
 
 
 class ApiClient:
@@ -45,7 +52,8 @@ def token_of(membership, name: str = "script") -> str:
 
 def account_with_members(property_name: str = "Casa Azul") -> SimpleNamespace:
     """An account with an owner, a manager and a viewer (a token each), a property with a sync
-    that has run once."""
+    that has run once, and a stay made here that the sync's portal also has booked: a double
+    booking."""
     owner = MembershipFactory(role="owner")
     account = owner.account
     manager = MembershipFactory(account=account, role="manager")
@@ -53,8 +61,12 @@ def account_with_members(property_name: str = "Casa Azul") -> SimpleNamespace:
     connection = ConnectionFactory(property=PropertyFactory(account=account, name=property_name))
     export_token_ensure(property=connection.property, connection=connection)
     run = SyncRunFactory(connection=connection)
+    block = BlockFactory(property=connection.property, source=None, kind="reserved", summary="Direct booking")
+    BlockFactory(property=connection.property, source=connection, kind="reserved", start_date=block.start_date,
+                 end_date=block.end_date)
+    (conflict,) = property_conflicts(property_ids=[connection.property_id])
     return SimpleNamespace(
         account=account, owner=owner, manager=manager, viewer=viewer, property=connection.property,
-        connection=connection, run=run,
+        connection=connection, run=run, block=block, key=conflict_key(conflict), fingerprint=conflict_fingerprint(conflict),
         tokens={role: token_of(m, f"{role} script") for role, m in (("owner", owner), ("manager", manager), ("viewer", viewer))},
     )

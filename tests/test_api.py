@@ -330,3 +330,111 @@ def test_a_token_is_touched_with_the_address_it_was_used_from(team):
     ApiClient(team.tokens["owner"], REMOTE_ADDR="198.51.100.7").get("/api/v1/overview/")
     token = ApiToken.objects.get(name="owner script")
     assert token.last_used_ip == "198.51.100.7" and token.last_used_at is not None
+
+
+# --------------------------------------------------------------------------- runs, exports, blocks, double bookings, activity
+
+
+def test_a_syncs_runs_are_paged_newest_first(team, manager_api):
+    from tests.factories import SyncRunFactory
+
+    later = [SyncRunFactory(connection=team.connection, outcome="ok_unchanged") for _ in range(2)]
+    page = manager_api.get(f"/api/v1/syncs/{team.connection.pk}/runs/?page_size=2").json()
+    assert [run["id"] for run in page["results"]] == [later[1].pk, later[0].pk]
+    rest = manager_api.get(page["next"].replace("http://testserver", "")).json()
+    assert [run["id"] for run in rest["results"]] == [team.run.pk]
+
+
+def test_the_export_url_is_the_pages_and_rotating_it_keeps_the_old_one_for_the_grace(team, manager_api):
+    from syncs.export_tokens import export_token_ensure, export_url
+
+    path = f"/api/v1/syncs/{team.connection.pk}/export/"
+    shown = manager_api.get(path).json()
+    assert shown["url"] == export_url(export_token_ensure(property=team.property, connection=team.connection))
+    assert shown["old_url_works_until"] is None
+    rotated = manager_api.post(f"{path}rotate/").json()
+    assert rotated["url"] != shown["url"] and rotated["old_url_works_until"]
+    entry = Activity.objects.get(action=Activity.Action.EXPORT_ROTATED)
+    assert entry.params["api_token"] == "manager script"
+    import_only = ConnectionFactory(property=team.property, portal=portal("vrbo"), direction="import_only")
+    refused = manager_api.get(f"/api/v1/syncs/{import_only.pk}/export/")
+    assert refused.status_code == 409 and refused.json()["code"] == "not_exporting"
+
+
+def test_nights_closed_here_are_made_listed_and_opened_again(team, manager_api):
+    from datetime import timedelta
+
+    from syncs.models import Block
+
+    start = timezone.localdate() + timedelta(days=40)
+    made = manager_api.post("/api/v1/blocks/", {
+        "property": team.property.pk, "start": start.isoformat(), "end": (start + timedelta(days=2)).isoformat(),
+        "kind": "reserved", "summary": "Direct: Ana",
+    })
+    assert made.status_code == 201, made.content
+    block = Block.objects.get(pk=made.json()["id"])
+    assert (block.source_id, block.kind, block.nights) == (None, "reserved", 2)
+    listed = manager_api.get(f"/api/v1/blocks/?property={team.property.pk}").json()["results"]
+    assert {row["id"] for row in listed} == {team.block.pk, block.pk}
+    assert manager_api.delete(f"/api/v1/blocks/{block.pk}/").status_code == 204
+    assert Block.objects.get(pk=block.pk).removed_at is not None
+    actions = Activity.objects.filter(action__in=["block_added", "block_removed"]).values_list("action", "params__api_token")
+    assert sorted(actions) == [("block_added", "manager script"), ("block_removed", "manager script")]
+    # An imported block is the portal's: not among these, not removable here.
+    imported = Block.objects.exclude(source=None).get()
+    assert manager_api.delete(f"/api/v1/blocks/{imported.pk}/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "words"),
+    [(45, 43, "The check-out day must be after the first night."), (-400, -398, "The first night must be"),
+     (40, 40 + 3000, "The check-out day must be")],
+)
+def test_nights_outside_what_the_service_keeps_are_refused_with_the_pages_words(team, manager_api, start, end, words):
+    from datetime import timedelta
+
+    today = timezone.localdate()
+    response = manager_api.post("/api/v1/blocks/", {
+        "property": team.property.pk, "start": (today + timedelta(days=start)).isoformat(),
+        "end": (today + timedelta(days=end)).isoformat(),
+    })
+    assert response.status_code == 400
+    assert words in response.json()["detail"]
+
+
+def test_double_bookings_are_listed_with_their_clashing_nights_and_marked_handled(team, manager_api):
+    (listed,) = manager_api.get("/api/v1/double-bookings/").json()
+    assert (listed["first_night"], listed["nights"], listed["handled"]) == (team.block.start_date.isoformat(), 3, False)
+    assert listed["runs"] == [[team.block.start_date.isoformat(), team.block.end_date.isoformat()]]
+    assert {stay["source"] for stay in listed["stays"]} == {"Airbnb", "made here"}
+    stale = manager_api.post("/api/v1/double-bookings/handle/", {
+        "property": team.property.pk, "key": listed["key"], "fingerprint": "0" * 64,
+    })
+    assert stale.status_code == 400 and "changed" in stale.json()["detail"]
+    handled = manager_api.post("/api/v1/double-bookings/handle/", {
+        "property": team.property.pk, "key": listed["key"], "fingerprint": listed["fingerprint"], "note": "Moved the guest",
+    })
+    assert handled.status_code == 201
+    (again,) = manager_api.get("/api/v1/double-bookings/").json()
+    assert (again["handled"], again["note"]) == (True, "Moved the guest")
+    assert manager_api.get("/api/v1/overview/").json()["double_bookings"] == 0
+
+
+def test_the_activity_log_is_paged_newest_first_and_filtered_by_time(team, manager_api):
+    from datetime import timedelta
+
+    Activity.objects.all().delete()
+    now = timezone.now()
+    old = Activity.objects.create(account=team.account, action="switched_off", created_at=now - timedelta(days=2))
+    manager_api.post(f"/api/v1/syncs/{team.connection.pk}/sync-now/")
+    rows = manager_api.get("/api/v1/activity/").json()["results"]
+    assert [row["action"] for row in rows] == ["sync_requested", "switched_off"]
+    assert rows[0]["api_token"] == "manager script" and rows[0]["user"] == team.manager.user.username
+    since = (now - timedelta(days=1)).isoformat()
+    recent = manager_api.client.get("/api/v1/activity/", {"since": since}, **manager_api.headers).json()["results"]
+    assert [row["action"] for row in recent] == ["sync_requested"]
+    before = manager_api.client.get("/api/v1/activity/", {"until": since}, **manager_api.headers).json()["results"]
+    assert [row["id"] for row in before] == [old.pk]
+    for value in ("yesterday", "2027-01-01T10:00:00", "2027-13-01T00:00:00Z"):
+        response = manager_api.client.get("/api/v1/activity/", {"since": value}, **manager_api.headers)
+        assert response.status_code == 400, value

@@ -5,7 +5,10 @@ ids)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from syncs.models import Activity, Block, Connection, ExportToken, Property, SyncRun
@@ -32,7 +35,20 @@ MATRIX = [
     ("DELETE", "/api/v1/syncs/{connection}/", MANAGER, None),
     ("POST", "/api/v1/syncs/{connection}/switch/", MANAGER, {"enabled": False}),
     ("POST", "/api/v1/syncs/{connection}/sync-now/", MANAGER, None),
+    ("GET", "/api/v1/syncs/{connection}/runs/", VIEWER, None),
+    # Export URLs are secrets: viewers never see them.
+    ("GET", "/api/v1/syncs/{connection}/export/", MANAGER, None),
+    ("POST", "/api/v1/syncs/{connection}/export/rotate/", MANAGER, None),
+    ("GET", "/api/v1/blocks/", VIEWER, None),
+    ("POST", "/api/v1/blocks/", MANAGER, {"property": "{property}", "start": "{in 30 days}", "end": "{in 33 days}"}),
+    ("GET", "/api/v1/blocks/{block}/", VIEWER, None),
+    ("DELETE", "/api/v1/blocks/{block}/", MANAGER, None),
+    ("GET", "/api/v1/double-bookings/", VIEWER, None),
+    ("POST", "/api/v1/double-bookings/handle/", MANAGER, {"property": "{property}", "key": "{key}", "fingerprint": "{fingerprint}"}),
+    ("GET", "/api/v1/activity/", VIEWER, None),
 ]
+# What the {id} of each collection's paths names.
+ID_NAMES = {"properties": "property", "syncs": "connection", "blocks": "block"}
 # The operations that aim at a row: by its id in the path, or in the body.
 AIMED = [row for row in MATRIX if "{" in row[1] or "{property}" in str(row[3])]
 
@@ -43,8 +59,12 @@ def _fill(value, team):
         return {key: _fill(item, team) for key, item in value.items()}
     if value == "{property}":
         return team.property.pk
+    if value in ("{in 30 days}", "{in 33 days}"):
+        return (timezone.localdate() + timedelta(days=int(value.split()[1]))).isoformat()
     if isinstance(value, str):
-        return value.replace("{property}", str(team.property.pk)).replace("{connection}", str(team.connection.pk))
+        for name in ("property", "connection", "block"):
+            value = value.replace(f"{{{name}}}", str(getattr(team, name).pk))
+        return value.replace("{key}", team.key).replace("{fingerprint}", team.fingerprint)
     return value
 
 
@@ -63,7 +83,7 @@ def their_rows(team) -> tuple:
 def test_the_matrix_covers_every_operation_of_the_schema():
     schema = SchemaGenerator().get_schema(request=None, public=True)
     operations = {
-        (method.upper(), path.replace("{id}", "{property}" if "properties" in path else "{connection}"))
+        (method.upper(), path.replace("{id}", f"{{{ID_NAMES.get(path.split('/')[3])}}}"))
         for path, methods in schema["paths"].items() for method in methods
     }
     assert operations == {(method, route) for method, route, _role, _body in MATRIX}

@@ -14,6 +14,7 @@ from rest_framework.viewsets import ViewSet
 from syncs.api.problems import validation_detail
 from syncs.clean_text import clean
 from syncs.id_inputs import parse_id
+from syncs.roles import Role
 
 
 class Cursor(CursorPagination):
@@ -53,12 +54,18 @@ class Conditional:
 class ApiView(Conditional, APIView):
     """One route that is not a collection (the overview)."""
 
+    # The least role that reads, and that writes (syncs.api.permissions); an action may say otherwise.
+    read_role = Role.VIEWER
+    write_role = Role.MANAGER
+
 
 class ApiViewSet(Conditional, ViewSet):
     """A collection's routes: pages by cursor, rows by id."""
 
     pagination_class = Cursor
     lookup_value_converter = "int"
+    read_role = Role.VIEWER
+    write_role = Role.MANAGER
 
     def paginated(self, queryset, serialize, ordering: str = "pk"):
         paginator = self.pagination_class()

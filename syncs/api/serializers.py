@@ -10,7 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from syncs.forms import DEFAULT_EXPORT_SUMMARY
-from syncs.models import Connection, Property, SyncState
+from syncs.models import Activity, Connection, Property, SyncState
 
 
 class PropertySerializer(serializers.ModelSerializer):
@@ -121,3 +121,72 @@ class ProblemSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.DictField()), required=False,
         help_text="For an invalid request: each field's messages and codes.",
     )
+
+
+class ExportSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="The export URL to paste into the portal: a secret.")
+    created_at = serializers.DateTimeField()
+    last_read_at = serializers.DateTimeField(allow_null=True)
+    readers = serializers.CharField(help_text="Whether the portal reads it, in words.")
+    old_url_works_until = serializers.DateTimeField(allow_null=True, help_text="After a rotation: until when the old URL keeps answering.")
+
+
+class BlockSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    property = serializers.IntegerField(source="property_id")
+    kind = serializers.ChoiceField(choices=["reserved", "blocked", "tentative"])
+    start = serializers.DateField(source="start_date", help_text="The first night.")
+    end = serializers.DateField(source="end_date", help_text="The check-out day (not a night of the block).")
+    summary = serializers.CharField()
+
+
+class BlockInput(serializers.Serializer):
+    property = serializers.IntegerField(min_value=1)
+    start = serializers.DateField(help_text="The first night.")
+    end = serializers.DateField(help_text="The check-out day.")
+    kind = serializers.ChoiceField(choices=["reserved", "blocked", "tentative"], required=False, default="blocked")
+    summary = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+
+
+class StaySerializer(serializers.Serializer):
+    block = serializers.IntegerField()
+    sync = serializers.IntegerField(allow_null=True, help_text="The sync it came from; null: made here.")
+    source = serializers.CharField(help_text="The portal's name, or “made here”.")
+    first_night = serializers.DateField()
+    check_out = serializers.DateField()
+    kind = serializers.CharField()
+
+
+class DoubleBookingSerializer(serializers.Serializer):
+    property = serializers.IntegerField()
+    property_name = serializers.CharField()
+    key = serializers.CharField(help_text="Which stays clash; send it back to mark the double booking handled.")
+    fingerprint = serializers.CharField(help_text="What the stays say now; send it back to mark it handled.")
+    handled = serializers.BooleanField()
+    note = serializers.CharField()
+    first_night = serializers.DateField(help_text="The first clashing night.")
+    last_night = serializers.DateField(help_text="The last clashing night.")
+    nights = serializers.IntegerField(help_text="How many nights clash.")
+    nights_words = serializers.CharField(help_text="The clashing nights in words, in the requested language.")
+    runs = serializers.ListField(child=serializers.ListField(child=serializers.DateField()), help_text="[first night, check-out day] of each stretch of clashing nights.")
+    stays = StaySerializer(many=True)
+
+
+class HandleInput(serializers.Serializer):
+    property = serializers.IntegerField(min_value=1)
+    key = serializers.CharField(max_length=64)
+    fingerprint = serializers.CharField(max_length=64)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class ActivitySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    action = serializers.ChoiceField(choices=Activity.Action.choices)
+    action_words = serializers.CharField(help_text="What was done, in words.")
+    details = serializers.CharField(help_text="Its details in words; empty when the action says it all.")
+    user = serializers.CharField(allow_null=True, help_text="The member's username; null when the system did it.")
+    automatic = serializers.BooleanField()
+    api_token = serializers.CharField(allow_null=True, help_text="The name of the API token that did it, if one did.")
+    property = serializers.IntegerField(allow_null=True, source="property_id")
+    sync = serializers.IntegerField(allow_null=True, source="connection_id")

@@ -17,17 +17,21 @@ from syncs import editing, operator_actions, removal
 from syncs.api.base import ApiViewSet, body, form_refused, object_id
 from syncs.api.problems import problem_response
 from syncs.api.serializers import (
+    ExportSerializer,
     ProblemSerializer,
+    RunSerializer,
     SwitchInput,
     SyncInput,
     SyncPatch,
     SyncSerializer,
 )
-from syncs.explain import describe, describe_state
+from syncs.explain import describe, describe_readers, describe_state
+from syncs.export_tokens import export_token_ensure, export_url
 from syncs.forms import DEFAULT_EXPORT_SUMMARY, ConnectionForm
 from syncs.id_inputs import parse_id
-from syncs.models import Connection, Portal, SyncRun, SyncState
-from syncs.roles import membership_of
+from syncs.models import Connection, ExportToken, Portal, SyncRun, SyncState
+from syncs.readers import connection_export_facts
+from syncs.roles import Role, membership_of
 from syncs.selectors import connection_get, property_get
 from syncs.sync_requests import connection_request_sync
 from syncs.sync_state import connection_statuses
@@ -201,3 +205,46 @@ class SyncViewSet(ApiViewSet):
             ) % {"portal": connection.portal.display_name})
         return self._answer(connection, status.HTTP_202_ACCEPTED)
 
+
+    @extend_schema(responses=RunSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def runs(self, request, pk=None):
+        """The sync's runs, newest first."""
+        connection = connection_get(user=request.user, connection_id=object_id(pk), removed=True)
+        portal = connection.portal.name_in_sentence
+        return self.paginated(
+            connection.runs.all(), lambda page: RunSerializer([run_data(run, portal=portal) for run in page], many=True).data,
+            ordering="-pk",
+        )
+
+    @extend_schema(responses={200: ExportSerializer, 409: ProblemSerializer})
+    @action(detail=True, methods=["get"], read_role=Role.MANAGER)
+    def export(self, request, pk=None):
+        """The sync's export URL, and whether its portal reads it. A secret: managers and owners only."""
+        connection = connection_get(user=request.user, connection_id=object_id(pk))
+        return self._export(connection)
+
+    @extend_schema(request=None, responses={200: ExportSerializer, 409: ProblemSerializer})
+    @action(detail=True, methods=["post"], url_path="export/rotate")
+    def export_rotate(self, request, pk=None):
+        """Issue a new export URL; the old one keeps answering for EXPORT_ROTATION_GRACE_HOURS."""
+        connection = connection_get(user=request.user, connection_id=object_id(pk))
+        if connection.exports:
+            operator_actions.connection_rotate_export(connection=connection, user=request.user)
+        return self._export(connection)
+
+    def _export(self, connection: Connection) -> Response:
+        if not connection.exports:
+            return problem_response(status_code=status.HTTP_409_CONFLICT, code="not_exporting", detail=_(
+                "This sync only imports: it has no export URL. Make it two-way to have one."))
+        token = export_token_ensure(property=connection.property, connection=connection)
+        now = timezone.now()
+        old = (
+            ExportToken.objects.serving(now).filter(connection=connection, expires_at__isnull=False)
+            .order_by("-expires_at").values_list("expires_at", flat=True).first()
+        )
+        return Response(ExportSerializer({
+            "url": export_url(token), "created_at": token.created_at, "last_read_at": token.last_read_at,
+            "readers": describe_readers(connection_export_facts(connection=connection), portal=connection.portal.name_in_sentence),
+            "old_url_works_until": old,
+        }).data)
