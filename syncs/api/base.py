@@ -11,7 +11,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 from rest_framework.viewsets import ViewSet
 
-from syncs.api.problems import validation_detail
 from syncs.clean_text import clean
 from syncs.id_inputs import parse_id
 from syncs.roles import Role
@@ -91,10 +90,15 @@ def body(request) -> dict:
     return {clean(str(key)): clean(value) if isinstance(value, str) else value for key, value in data.items()}
 
 
+def checked(serializer_class, data: dict) -> dict:
+    """The fields of ``data`` the input serializer knows, once their JSON types and bounds are
+    right (400 otherwise); the form that follows checks what they mean."""
+    serializer = serializer_class(data=data, partial=False)
+    serializer.is_valid(raise_exception=True)
+    return {name: data[name] for name in serializer.fields if name in data}
+
+
 def form_refused(form) -> ValidationError:
     """A form's errors as one ValidationError, each message with its code."""
     return ValidationError(form.errors.as_data())
 
-
-def raise_invalid(error: ValidationError):
-    raise exceptions.ValidationError(validation_detail(error))

@@ -7,7 +7,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from syncs import editing, removal
-from syncs.api.base import ApiViewSet, body, form_refused, object_id
+from syncs.api.base import ApiViewSet, body, checked, form_refused, object_id
 from syncs.api.serializers import PropertyInput, PropertyPatch, PropertySerializer
 from syncs.forms import PropertyForm
 from syncs.models import Property
@@ -29,7 +29,8 @@ class PropertyViewSet(ApiViewSet):
 
     @extend_schema(request=PropertyInput, responses={201: PropertySerializer})
     def create(self, request):
-        form = PropertyForm(body(request), user=request.user)
+        data = checked(PropertyInput, body(request))
+        form = PropertyForm(data, user=request.user)
         if not form.is_valid():
             raise form_refused(form)
         prop = editing.property_create(user=request.user, **form.property_values())
@@ -38,7 +39,7 @@ class PropertyViewSet(ApiViewSet):
     @extend_schema(request=PropertyPatch, responses=PropertySerializer)
     def partial_update(self, request, pk=None):
         prop = property_get(user=request.user, property_id=object_id(pk))
-        data = {"name": prop.name, "timezone": prop.timezone, **body(request)}
+        data = {"name": prop.name, "timezone": prop.timezone, **checked(PropertyPatch, body(request))}
         form = PropertyForm(data, user=request.user, instance=prop)
         if not form.is_valid():
             raise form_refused(form)

@@ -13,6 +13,47 @@ from syncs.forms import DEFAULT_EXPORT_SUMMARY
 from syncs.models import Activity, Connection, Property, SyncState
 
 
+class Text(serializers.CharField):
+    """A JSON string, nothing else: a number where text goes is refused, not read as text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class Whole(serializers.IntegerField):
+    """A JSON integer, nothing else (not "5", not 5.0, not true)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class YesNo(serializers.BooleanField):
+    """JSON true or false, nothing else."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class Choice(serializers.ChoiceField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
+        return super().to_internal_value(data)
+
+
+class Day(serializers.DateField):
+    def to_internal_value(self, value):
+        if not isinstance(value, str):
+            self.fail("invalid", format="YYYY-MM-DD")
+        return super().to_internal_value(value)
+
+
 class PropertySerializer(serializers.ModelSerializer):
     class Meta:
         model = Property
@@ -21,13 +62,13 @@ class PropertySerializer(serializers.ModelSerializer):
 
 
 class PropertyInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    timezone = serializers.CharField(max_length=64, help_text="An IANA time zone name, such as Europe/Lisbon.")
+    name = Text(max_length=200)
+    timezone = Text(max_length=64, help_text="An IANA time zone name, such as Europe/Lisbon.")
 
 
 class PropertyPatch(PropertyInput):
-    name = serializers.CharField(max_length=200, required=False)
-    timezone = serializers.CharField(max_length=64, required=False)
+    name = Text(max_length=200, required=False)
+    timezone = Text(max_length=64, required=False)
 
 
 class RunSerializer(serializers.Serializer):
@@ -74,30 +115,30 @@ class SyncSerializer(serializers.Serializer):
 
 
 class SyncInput(serializers.Serializer):
-    property = serializers.IntegerField(min_value=1, help_text="The property's id.")
-    import_url = serializers.CharField(required=False, allow_blank=True, help_text="Empty only for an export-only sync.")
-    portal = serializers.CharField(
+    property = Whole(min_value=1, help_text="The property's id.")
+    import_url = Text(required=False, allow_blank=True, help_text="Empty only for an export-only sync.")
+    portal = Text(
         required=False, allow_null=True, help_text="A portal's slug (airbnb, booking, vrbo...); recognised from the link when left out."
     )
-    direction = serializers.ChoiceField(choices=Connection.Direction.choices, required=False, default=Connection.Direction.TWO_WAY)
-    sync_interval_minutes = serializers.IntegerField(
+    direction = Choice(choices=Connection.Direction.choices, required=False, default=Connection.Direction.TWO_WAY)
+    sync_interval_minutes = Whole(
         required=False, min_value=5, max_value=24 * 60, default=settings.SYNC_DEFAULT_INTERVAL_MINUTES
     )
-    export_summary = serializers.CharField(required=False, max_length=100, default=DEFAULT_EXPORT_SUMMARY)
-    check_now = serializers.BooleanField(required=False, default=False, help_text="Read the link once before saving; nothing is saved if it fails.")
+    export_summary = Text(required=False, max_length=100, default=DEFAULT_EXPORT_SUMMARY)
+    check_now = YesNo(required=False, default=False, help_text="Read the link once before saving; nothing is saved if it fails.")
 
 
 class SyncPatch(serializers.Serializer):
-    import_url = serializers.CharField(required=False, allow_blank=True)
-    portal = serializers.CharField(required=False, allow_null=True)
-    direction = serializers.ChoiceField(choices=Connection.Direction.choices, required=False)
-    sync_interval_minutes = serializers.IntegerField(required=False, min_value=5, max_value=24 * 60)
-    export_summary = serializers.CharField(required=False, max_length=100)
-    check_now = serializers.BooleanField(required=False, default=False)
+    import_url = Text(required=False, allow_blank=True)
+    portal = Text(required=False, allow_null=True)
+    direction = Choice(choices=Connection.Direction.choices, required=False)
+    sync_interval_minutes = Whole(required=False, min_value=5, max_value=24 * 60)
+    export_summary = Text(required=False, max_length=100)
+    check_now = YesNo(required=False, default=False)
 
 
 class SwitchInput(serializers.Serializer):
-    enabled = serializers.BooleanField()
+    enabled = YesNo()
 
 
 class OverviewSerializer(serializers.Serializer):
@@ -141,11 +182,11 @@ class BlockSerializer(serializers.Serializer):
 
 
 class BlockInput(serializers.Serializer):
-    property = serializers.IntegerField(min_value=1)
-    start = serializers.DateField(help_text="The first night.")
-    end = serializers.DateField(help_text="The check-out day.")
-    kind = serializers.ChoiceField(choices=["reserved", "blocked", "tentative"], required=False, default="blocked")
-    summary = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+    property = Whole(min_value=1)
+    start = Day(help_text="The first night.")
+    end = Day(help_text="The check-out day.")
+    kind = Choice(choices=["reserved", "blocked", "tentative"], required=False, default="blocked")
+    summary = Text(required=False, allow_blank=True, max_length=255, default="")
 
 
 class StaySerializer(serializers.Serializer):
@@ -173,10 +214,10 @@ class DoubleBookingSerializer(serializers.Serializer):
 
 
 class HandleInput(serializers.Serializer):
-    property = serializers.IntegerField(min_value=1)
-    key = serializers.CharField(max_length=64)
-    fingerprint = serializers.CharField(max_length=64)
-    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    property = Whole(min_value=1)
+    key = Text(max_length=64)
+    fingerprint = Text(max_length=64)
+    note = Text(required=False, allow_blank=True, default="", max_length=500)
 
 
 class ActivitySerializer(serializers.Serializer):

@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from syncs import editing, operator_actions, removal
-from syncs.api.base import ApiViewSet, body, form_refused, object_id
+from syncs.api.base import ApiViewSet, body, checked, form_refused, object_id
 from syncs.api.problems import problem_response
 from syncs.api.serializers import (
     ExportSerializer,
@@ -128,11 +128,8 @@ class SyncViewSet(ApiViewSet):
 
     @extend_schema(request=SyncInput, responses={201: SyncSerializer})
     def create(self, request):
-        data = body(request)
-        property_id = parse_id(data.get("property")) if isinstance(data.get("property"), int | str) else None
-        if property_id is None:
-            raise exceptions.ValidationError({"property": [exceptions.ErrorDetail(_("Give a property's id."), code="required")]})
-        prop = property_get(user=request.user, property_id=property_id)
+        data = checked(SyncInput, body(request))
+        prop = property_get(user=request.user, property_id=object_id(data["property"]))
         form = ConnectionForm(self._form_data(data, defaults={
             "direction": Connection.Direction.TWO_WAY, "sync_interval_minutes": settings.SYNC_DEFAULT_INTERVAL_MINUTES,
             "export_summary": DEFAULT_EXPORT_SUMMARY,
@@ -149,7 +146,7 @@ class SyncViewSet(ApiViewSet):
             "import_url": connection.import_url, "portal": connection.portal.slug, "direction": connection.direction,
             "sync_interval_minutes": connection.sync_interval_minutes, "export_summary": connection.export_summary,
         }
-        form = ConnectionForm(self._form_data(body(request), defaults=defaults), user=request.user,
+        form = ConnectionForm(self._form_data(checked(SyncPatch, body(request)), defaults=defaults), user=request.user,
                               property=connection.property, instance=connection)
         if not form.is_valid():
             raise form_refused(form)
@@ -189,9 +186,8 @@ class SyncViewSet(ApiViewSet):
         """Switch the sync on or off. Switching on a sync paused by errors reads its feed at once;
         it works again only if that read works."""
         connection = connection_get(user=request.user, connection_id=object_id(pk))
-        given = SwitchInput(data=body(request))
-        given.is_valid(raise_exception=True)
-        operator_actions.connection_set_enabled(connection=connection, enabled=given.validated_data["enabled"], user=request.user)
+        enabled = checked(SwitchInput, body(request))["enabled"]
+        operator_actions.connection_set_enabled(connection=connection, enabled=enabled, user=request.user)
         return self._answer(connection)
 
     @extend_schema(request=None, responses={202: SyncSerializer, 409: ProblemSerializer})
