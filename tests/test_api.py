@@ -438,3 +438,12 @@ def test_the_activity_log_is_paged_newest_first_and_filtered_by_time(team, manag
     for value in ("yesterday", "2027-01-01T10:00:00", "2027-13-01T00:00:00Z"):
         response = manager_api.client.get("/api/v1/activity/", {"since": value}, **manager_api.headers)
         assert response.status_code == 400, value
+
+
+def test_the_activity_page_names_the_token_that_made_a_change(team, manager_api, client):
+    manager_api.post(f"/api/v1/syncs/{team.connection.pk}/switch/", {"enabled": False})
+    client.force_login(team.owner.user)
+    page = client.get("/activity/").content.decode()
+    row = page[page.index('data-action="switched_off"'):]
+    row = row[:row.index("</tr>")]
+    assert team.manager.user.username in row and "with the API token “manager script”" in row
