@@ -435,7 +435,10 @@ def test_the_activity_log_is_paged_newest_first_and_filtered_by_time(team, manag
     assert [row["action"] for row in recent] == ["sync_requested"]
     before = manager_api.client.get("/api/v1/activity/", {"until": since}, **manager_api.headers).json()["results"]
     assert [row["id"] for row in before] == [old.pk]
-    for value in ("yesterday", "2027-01-01T10:00:00", "2027-13-01T00:00:00Z"):
+    # A moment without its zone, or one the database cannot hold, is refused; an odd offset is read.
+    odd = manager_api.client.get("/api/v1/activity/", {"since": "1383-05-21T16:16:14.273998-16:33"}, **manager_api.headers)
+    assert odd.status_code == 200
+    for value in ("yesterday", "2027-01-01T10:00:00", "2027-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00"):
         response = manager_api.client.get("/api/v1/activity/", {"since": value}, **manager_api.headers)
         assert response.status_code == 400, value
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -22,10 +24,14 @@ def _moment(request, name: str):
         moment = parse_datetime(value.strip())
     except ValueError:
         moment = None
-    if moment is None or moment.tzinfo is None:
-        raise exceptions.ValidationError({name: [exceptions.ErrorDetail(
-            _("Give a date and time with its zone, such as 2027-03-01T09:00:00Z."), code="invalid")]})
-    return moment
+    if moment is not None and moment.tzinfo is not None:
+        try:
+            # In UTC: the database refuses offsets of 16 hours or more, which Python reads.
+            return moment.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 moved past the calendar's ends
+            pass
+    raise exceptions.ValidationError({name: [exceptions.ErrorDetail(
+        _("Give a date and time with its zone, such as 2027-03-01T09:00:00Z."), code="invalid")]})
 
 
 def _data(entries) -> list:

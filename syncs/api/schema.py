@@ -51,6 +51,8 @@ def problem_responses(result, generator, request, public):
             responses = operation.setdefault("responses", {})
             for code in codes:
                 responses.setdefault(code, {"description": _WORDS[code], "content": copy.deepcopy(reference)})
+            # Answered by gunicorn before the application: no problem document.
+            responses.setdefault("414", {"description": "The request line (path and query) is longer than the server reads."})
             if "409" in responses:
                 responses["409"] = {"description": _WORDS["409"], "content": copy.deepcopy(reference)}
     return result
