@@ -141,12 +141,12 @@ def main() -> int:
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         headers = {"X-Forwarded-Proto": "https", "Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
-                if requests.get(f"{base}/api/schema/", headers=headers, timeout=5).status_code == 200:
+                if requests.get(f"{base}/api/schema/", headers=headers, timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy starting
                 pass
             if time.monotonic() > deadline:
                 sys.exit("gunicorn did not serve /api/schema/:\n" + (work / "web.log").read_text(errors="replace")[-3000:])
