@@ -16,6 +16,7 @@ from tests.processes import ROOT, VENV_BIN, child_env, database_url
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
+@pytest.mark.timeout(600)  # migrate, seed, start gunicorn, then about 700 requests
 def test_schemathesis_finds_nothing_wrong_with_a_few_examples_per_operation(db):
     require(None if settings.DATABASES["default"]["ENGINE"].endswith("postgresql") else "DATABASE_URL does not point at PostgreSQL")
     done = subprocess.run(
