@@ -132,3 +132,15 @@ def test_create_api_token_refuses_a_person_who_is_not_a_member():
     with pytest.raises(Exception, match="not a member"):
         call_command("create_api_token", "--user", "ana", "--account", "Other", stdout=io.StringIO())
     assert not ApiToken.objects.exists()
+
+
+def test_a_removed_members_tokens_stay_revoked_when_they_join_again():
+    from syncs.members import membership_remove
+
+    team = account_with_members()
+    api = ApiClient(team.tokens["manager"])
+    membership_remove(membership=team.manager, by=team.owner.user)
+    assert api.get("/api/v1/syncs/").status_code == 401
+    MembershipFactory(user=team.manager.user, account=team.account, role="manager")
+    assert api.get("/api/v1/syncs/").status_code == 401
+    assert ApiToken.objects.get(name="manager script").revoked_at is not None
