@@ -62,6 +62,8 @@ PUBLIC_ROUTES = {
 # The API's routes (syncs/api/urls.py): a token or a session, 401 without; their role x method
 # matrix is tested in tests/test_api_access.py.
 API_ROUTE_PREFIX = "api-"
+# Which object an API route's <int:pk> names, by its collection.
+API_PK_OBJECTS = {"properties": "property", "syncs": "connection", "blocks": "block"}
 # Routes for any signed-in person, whatever their role: their own sign-in, not an account's data.
 PERSONAL_ROUTES = {
     "profile", "password_change", "two-factor-setup", "recovery-codes", "two-factor-disable", "two-factor-verify",
@@ -319,6 +321,8 @@ def account_state(objects) -> tuple:
 def route_kwargs(route: str, objects: dict, name: str = "") -> dict:
     aimed = OBJECT_KWARGS | ROUTE_OBJECTS.get(name, {})
     kwargs = {k: objects[obj].pk for k, obj in aimed.items() if f"<int:{k}>" in route}
+    if "<int:pk>" in route:  # an API row (syncs/api/urls.py), named by its collection: api/v1/<collection>/<pk>/
+        kwargs["pk"] = objects[API_PK_OBJECTS[route.split("/")[2]]].pk
     return kwargs | {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
 
 
