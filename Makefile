@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint check clean mutation
+.PHONY: run test lint check clean mutation fuzz-api
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py compile_translations
 	$(BIN)/pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
+
+# schemathesis against the API's live schema (tools/fuzz_api.py): a real gunicorn on a fresh
+# PostgreSQL database next to DATABASE_URL's, FUZZ_EXAMPLES examples per operation. CI runs it
+# after `make test`.
+FUZZ_EXAMPLES ?= 300
+fuzz-api: $(VENV)/.installed-dev
+	$(BIN)/python tools/fuzz_api.py --examples $(FUZZ_EXAMPLES)
 
 # Mutation testing (docs/mutation.md): not part of `make test`. The functions below decide nights,
 # states and tenants; mutmut changes each in small ways and runs the tests that reach it, on

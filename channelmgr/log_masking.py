@@ -3,7 +3,7 @@
 Capability URLs are links whose token is the key: export feeds (``/ical/<token>.ics``),
 invitations (``/invitations/<token>/``), the first owner's password link
 (``/accounts/welcome/<uid>/<token>/``) and password resets (``/accounts/reset/<uid>/<token>/``),
-and, for API tokens to come, ``?token=`` style query parameters and ``Bearer`` credentials. The
+``?token=`` style query parameters, ``Bearer`` credentials, and our API tokens (``cm_…``) anywhere. The
 patterns match them wherever they appear: a request line, a ``Referer``, a ``next=`` parameter
 (with its slashes percent-encoded or not), a message of our own.
 
@@ -37,6 +37,8 @@ SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"([?&;](?:token|access_token|api_key|apikey|key|secret|signature|sig)=)[^&;#\s\"']+", re.IGNORECASE),
     # Credentials in headers a log format may show.
     re.compile(r"(\b(?:Bearer|Token)\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    # Our API tokens (syncs.api.tokens) wherever they appear, their recognisable prefix kept.
+    re.compile(r"(\bcm_)[A-Za-z0-9_-]{20,}"),
 )
 
 

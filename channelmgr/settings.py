@@ -68,6 +68,10 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    # The REST API (syncs.api), its OpenAPI schema, and Swagger UI's files served as our static files.
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "syncs",
 ]
 
@@ -471,6 +475,42 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": ["'self'"],
         "object-src": ["'none'"],
     }
+}
+
+# --- REST API (syncs.api) ------------------------------------------------------------------------
+# https://www.django-rest-framework.org/api-guide/settings/
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "600/min")  # per token (or signed-in person)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "syncs.api.authentication.BearerTokenAuthentication",
+        # The signed-in session, CSRF enforced, in the account the person works in now.
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["syncs.api.permissions.RolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["syncs.api.throttles.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "syncs.api.problems.problem_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "channelmgr API",
+    "DESCRIPTION": "Properties, calendar syncs and their states, as the dashboard has them. "
+    "Authenticate with `Authorization: Bearer <token>`; tokens are made on your profile page.",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "syncs.api.schema.problem_responses",
+    ],
 }
 
 # --- Logging ----------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ from datetime import datetime
 
 from syncs.models import Account, Activity, Connection, Property
 
+# Set on the user object of a request made with an API token (syncs.api.authentication): the
+# token's name, recorded with every entry the request writes.
+API_TOKEN_NAME = "api_token_name"
+
 
 def activity_record(
     *, user, action: str, connection: Connection | None = None, property: Property | None = None, params: dict | None = None
@@ -15,6 +19,9 @@ def activity_record(
     if connection is not None:
         property = connection.property
     account = property.account if property is not None else Account.of_user(user)
+    token_name = getattr(user, API_TOKEN_NAME, "")
+    if token_name:
+        params = {**(params or {}), "api_token": token_name}
     return Activity.objects.create(
         account=account, user=user if user and user.is_authenticated else None,
         property=property, connection=connection, action=action, params=params or {},

@@ -28,7 +28,7 @@ from django.utils.http import base36_to_int, urlsafe_base64_encode
 from django.utils.translation import gettext as _
 
 from syncs.languages import reader_language
-from syncs.models import Account, Activity, Invitation, Membership
+from syncs.models import Account, Activity, ApiToken, Invitation, Membership
 from syncs.site_links import site_link
 
 Role = Membership.Role
@@ -207,6 +207,10 @@ def membership_remove(*, membership: Membership, by) -> None:
                 % {"member": membership.user.get_username(), "account": membership.account.name}
             )
         membership.delete()
+        # Their API tokens in the account stop for good: joining again later does not revive them.
+        ApiToken.objects.live().filter(user_id=membership.user_id, account_id=membership.account_id).update(
+            revoked_at=timezone.now()
+        )
         _record(
             account=membership.account, user=by, action=Activity.Action.MEMBER_REMOVED,
             member=membership.user.get_username(), role=membership.role,

@@ -245,6 +245,13 @@ class Membership(models.Model):
             delattr(user, _CURRENT_MEMBERSHIP)
 
     @staticmethod
+    def work_in(user, membership: Membership) -> None:
+        """Make ``membership`` the one ``current_of(user)`` answers for this user object: a
+        request made with an API token works in the token's account, whichever account the
+        person works in on the pages."""
+        setattr(user, _CURRENT_MEMBERSHIP, membership)
+
+    @staticmethod
     def defaults_for(role: str) -> dict:
         """What a new membership of this role starts with: owners and managers are emailed about
         paused syncs, viewers only if they opt in."""
@@ -1350,3 +1357,39 @@ class LinkCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key[:8]} {'ok' if self.ok else self.code}"
+
+
+class ApiTokenQuerySet(AccountScopedQuerySet):
+    account_path = "account"
+
+    def live(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """A personal API token (syncs.api.tokens): acts as its user, in its account, with the role the
+    user has there at the moment of each request. Only the SHA-256 of the secret is stored; the
+    secret is shown once, when the token is made."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("account"))
+    name = models.CharField(_("name"), max_length=100)
+    # The first characters of the secret ("cm_AbCd"), enough to tell tokens apart in a list.
+    prefix = models.CharField(_("begins with"), max_length=16, editable=False)
+    secret_hash = models.CharField(_("secret hash"), max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(_("last used from"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

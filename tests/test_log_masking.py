@@ -196,6 +196,8 @@ def test_celerys_logging_keeps_the_filter_and_masks_a_worker_line(tmp_path):
         ("GET /accounts/login/?next=%2Finvitations%2FZx9_kq-7T2mPpQrS%2F HTTP/1.1", "Zx9_kq-7T2mPpQrS"),
         ("GET /api/v1/syncs?access_token=tok_live_1234567890 HTTP/1.1", "tok_live_1234567890"),
         ("Authorization: Bearer eyJhbGciOi.JIUzI1NiJ9.abc", "eyJhbGciOi.JIUzI1NiJ9.abc"),
+        ("Authorization: Bearer cm_Q2xhdWRlIHdhcyBoZXJlIDop-AbCdEfGhIjKlMn_op", "Q2xhdWRlIHdhcyBoZXJlIDop-AbCdEfGhIjKlMn_op"),
+        ("token cm_Q2xhdWRlIHdhcyBoZXJlIDop-AbCdEfGhIjKlMn_op pasted in a note", "Q2xhdWRlIHdhcyBoZXJlIDop-AbCdEfGhIjKlMn_op"),
     ],
 )
 def test_every_kind_of_token_is_masked(line, secret):

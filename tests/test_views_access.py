@@ -56,7 +56,14 @@ PUBLIC_ROUTES = {
     "first-password": "the link create_account prints: its token is the key",
     "invitation-accept": "an invitation's link: its token is the key",
     "metrics": "Prometheus metrics: 404 unless METRICS_TOKEN is set, 401 without it (syncs/views/metrics.py)",
+    "api-schema": "the API's OpenAPI schema: what the routes are, no account's data",
+    "api-docs": "the API's reference page, made from the schema",
 }
+# The API's routes (syncs/api/urls.py): a token or a session, 401 without; their role x method
+# matrix is tested in tests/test_api_access.py.
+API_ROUTE_PREFIX = "api-"
+# Which object an API route's <int:pk> names, by its collection.
+API_PK_OBJECTS = {"properties": "property", "syncs": "connection", "blocks": "block"}
 # Routes for any signed-in person, whatever their role: their own sign-in, not an account's data.
 PERSONAL_ROUTES = {
     "profile", "password_change", "two-factor-setup", "recovery-codes", "two-factor-disable", "two-factor-verify",
@@ -259,15 +266,20 @@ def test_pages_make_the_same_number_of_queries_for_few_or_many_rows(
 def test_every_route_is_classified_as_public_personal_or_needing_a_role():
     """A new route must be classified here, with the least role it needs; the tests below check it."""
     names = [name for name, _route in project_routes()]
-    unclassified = [n for n in names if n not in PUBLIC_ROUTES and n not in PERSONAL_ROUTES and n not in ROUTE_ROLES]
+    api = {n for n in names if n.startswith(API_ROUTE_PREFIX) and n not in PUBLIC_ROUTES}
+    unclassified = [n for n in names if n not in PUBLIC_ROUTES and n not in PERSONAL_ROUTES and n not in ROUTE_ROLES and n not in api]
     assert unclassified == []
-    assert set(ROUTE_ROLES) | PERSONAL_ROUTES | set(PUBLIC_ROUTES) == set(names)
+    assert set(ROUTE_ROLES) | PERSONAL_ROUTES | set(PUBLIC_ROUTES) | api == set(names)
 
 
 def test_every_route_is_either_public_or_behind_the_login(client, two_accounts):
     """Its objects, and the roles, are tested by the next tests."""
     for name, route in project_routes():
         if name in PUBLIC_ROUTES:
+            continue
+        if name.startswith(API_ROUTE_PREFIX):
+            response = client.get(reverse(name, kwargs={"pk": 1} if "<int:pk>" in route else {}))
+            assert response.status_code == 401, f"{name} is reachable without a token or a session"
             continue
         kwargs = {k: 1 for k in OBJECT_KWARGS if f"<int:{k}>" in route}
         kwargs |= {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
@@ -309,6 +321,8 @@ def account_state(objects) -> tuple:
 def route_kwargs(route: str, objects: dict, name: str = "") -> dict:
     aimed = OBJECT_KWARGS | ROUTE_OBJECTS.get(name, {})
     kwargs = {k: objects[obj].pk for k, obj in aimed.items() if f"<int:{k}>" in route}
+    if "<int:pk>" in route:  # an API row (syncs/api/urls.py), named by its collection: api/v1/<collection>/<pk>/
+        kwargs["pk"] = objects[API_PK_OBJECTS[route.split("/")[2]]].pk
     return kwargs | {k: v for k, v in PLAIN_KWARGS.items() if f":{k}>" in route}
 
 

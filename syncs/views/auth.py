@@ -27,6 +27,7 @@ from django_otp import login as otp_login
 
 from channelmgr.client_ip import client_ip
 from syncs import two_factor
+from syncs.api.tokens import api_token_create, api_token_revoke, api_tokens_of
 from syncs.auth_middleware import user_has_two_factor
 from syncs.forms import timezone_names
 from syncs.id_inputs import parse_id
@@ -152,6 +153,24 @@ class TimeZoneForm(forms.Form):
         return self.cleaned_data["time_zone"].strip()
 
 
+class ApiTokenForm(forms.Form):
+    """A new API token: its name, and the account it acts in (with the role the person has there)."""
+
+    name = forms.CharField(
+        label=gettext_lazy("Name"), max_length=100,
+        help_text=gettext_lazy("What uses it, such as “PMS sync” or “monitoring”."),
+    )
+    account = forms.ModelChoiceField(label=gettext_lazy("Account"), queryset=Membership.objects.none(), empty_label=None)
+
+    def __init__(self, *args, memberships: list[Membership], current: Membership | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["account"]
+        field.queryset = Membership.objects.filter(pk__in=[m.pk for m in memberships]).select_related("account")
+        field.label_from_instance = lambda m: f"{m.account.name} ({m.get_role_display()})"
+        if current is not None:
+            field.initial = current.pk
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
@@ -169,9 +188,20 @@ def profile(request: HttpRequest) -> HttpResponse:
             Membership.objects.filter(user_id=request.user.pk).update(time_zone=zone_form.cleaned_data["time_zone"])
             messages.success(request, _("Time zone saved."))
             return redirect("profile")
-    elif request.method == "POST":
+    elif request.method == "POST" and request.POST.get("form") == "api_token_revoke":
+        token = api_token_revoke(user=request.user, token_id=parse_id(request.POST.get("token")))
+        if token is not None:
+            messages.success(request, _("Revoked the API token “%(name)s”: it works no more.") % {"name": token.name})
+        return redirect(reverse("profile") + "#api-tokens")
+    elif request.method == "POST" and request.POST.get("form") != "api_token_create":
         # Emails are chosen per account on "Your alerts" (syncs.views.alerts).
         return redirect("my-alerts")
+    creating = request.method == "POST" and request.POST.get("form") == "api_token_create"
+    token_form = ApiTokenForm(request.POST if creating else None, memberships=memberships, current=current)
+    made = None
+    if creating and token_form.is_valid():
+        # Shown once, on this answer only: only its hash is kept.
+        made = api_token_create(membership=token_form.cleaned_data["account"], name=token_form.cleaned_data["name"])
     app = two_factor.app_of(request.user)
     return render(
         request,
@@ -184,6 +214,9 @@ def profile(request: HttpRequest) -> HttpResponse:
             "zone_form": zone_form,
             "main_zone": current.account.main_time_zone() if current else "",
             "timezone_names": timezone_names(),
+            "token_form": token_form,
+            "made_token": made,
+            "api_tokens": api_tokens_of(user=request.user),
         },
     )
 
