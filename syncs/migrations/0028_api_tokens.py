@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('syncs', '0026_double_booking_current'),
+        ('syncs', '0027_pages_name_order_live_state'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
