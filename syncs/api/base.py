@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils.cache import get_conditional_response, set_response_etag
+from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
@@ -30,7 +31,7 @@ class Cursor(CursorPagination):
             return self.page_size
         size = parse_id(value)
         if size is None:
-            raise exceptions.ValidationError({"page_size": [exceptions.ErrorDetail("Give a whole number from 1 to 200.", code="invalid")]})
+            raise exceptions.ValidationError({"page_size": [exceptions.ErrorDetail(_("Give a whole number from 1 to 200."), code="invalid")]})
         return min(size, self.max_page_size)
 
 
@@ -86,7 +87,7 @@ def body(request) -> dict:
     forms have them removed by syncs.middleware); anything but an object is refused."""
     data = request.data
     if not isinstance(data, dict):
-        raise exceptions.ParseError("Send a JSON object.")
+        raise exceptions.ParseError(_("Send a JSON object."))
     return {clean(str(key)): clean(value) if isinstance(value, str) else value for key, value in data.items()}
 
 
