@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone, translation
 
+from syncs import editing, removal
 from syncs.dashboard import dashboard_summary
 from syncs.explain import describe
 from syncs.models import Activity, ApiToken, Connection, Property, SyncState
@@ -123,6 +124,22 @@ def test_editing_a_sync_changes_only_what_is_sent(team, manager_api):
     entry = Activity.objects.get(action=Activity.Action.CONNECTION_EDITED)
     assert sorted(entry.params["fields"]) == ["export_summary", "sync_interval_minutes"]
     assert entry.params["api_token"] == "manager script"
+
+
+def test_a_sync_removed_by_another_request_while_it_is_edited_answers_404_not_a_500(team, manager_api, monkeypatch):
+    """Two scripts at once: one edits a sync while the other removes it. The edit's answer reads
+    the sync again, and finds it gone."""
+    edit = editing.connection_edit
+
+    def edit_then_removed_beside(**kwargs):
+        changed = edit(**kwargs)
+        removal.connections_remove(user=team.owner.user, connections=[kwargs["connection"]])
+        return changed
+
+    monkeypatch.setattr(editing, "connection_edit", edit_then_removed_beside)
+    answer = manager_api.patch(f"/api/v1/syncs/{team.connection.pk}/", {"sync_interval_minutes": 90})
+    assert answer.status_code == 404
+    assert answer["Content-Type"] == "application/problem+json" and answer.json()["code"] == "not_found"
 
 
 def test_switching_off_and_on_and_sync_now_are_recorded_and_a_switched_off_sync_is_not_synced(team, manager_api):

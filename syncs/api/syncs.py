@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -95,11 +96,18 @@ class SyncViewSet(ApiViewSet):
 
     def _one(self, pk) -> Connection:
         connection = connection_get(user=self.request.user, connection_id=object_id(pk))
-        return _with_last_run(Connection.objects.filter(pk=connection.pk)).get()
+        return self._as_now(connection)
+
+    def _as_now(self, connection: Connection) -> Connection:
+        """The sync read again with its last run; 404 if a request made beside this one removed
+        it meanwhile."""
+        connection = _with_last_run(Connection.objects.filter(pk=connection.pk)).first()
+        if connection is None:
+            raise Http404
+        return connection
 
     def _answer(self, connection: Connection, code: int = status.HTTP_200_OK) -> Response:
-        connection = _with_last_run(Connection.objects.filter(pk=connection.pk)).get()
-        return Response(syncs_data([connection], secrets=self._secrets())[0], status=code)
+        return Response(syncs_data([self._as_now(connection)], secrets=self._secrets())[0], status=code)
 
     @extend_schema(parameters=FILTERS, responses=SyncSerializer(many=True))
     def list(self, request):
