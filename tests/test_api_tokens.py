@@ -43,6 +43,8 @@ def test_the_profile_lists_each_token_with_account_role_and_last_use(client):
     assert "viewer script" in page and team.account.name in page and "Viewer" in page
     assert "203.0.113.9" in page
     assert "manager script" not in page  # another person's token
+    # How to send it, as text: "<token>" is not swallowed as an HTML tag.
+    assert "Authorization: Bearer &lt;token&gt;" in page
 
 
 def test_a_viewer_makes_a_token_that_reads_and_never_writes():
