@@ -402,6 +402,31 @@ def conflicts_marked(conflicts: Iterable[Conflict]) -> tuple[list[MarkedConflict
     return unhandled, handled
 
 
+# Where a page of double bookings ends, in their listed order: those nobody marked handled
+# first, then the handled ones; each kind soonest first (first clashing night, property, key).
+DoubleBookingPlace = tuple[bool, date, int, str]
+
+
+def double_bookings_page(
+    *, account: Account, after: DoubleBookingPlace | None, size: int, now: datetime | None = None
+) -> tuple[list[MarkedConflict], DoubleBookingPlace | None]:
+    """One page of the account's double bookings, in their listed order from just after
+    ``after`` (None: from the start), and where the next page starts (None: this is the last).
+    The stored rows say which and in what order (one query); only the page's properties have
+    their stays read."""
+    now = now or timezone.now()
+    places = sorted((row.handled, row.first_night, row.property_id, row.key) for row in _stored(Q(property__account=account), now=now))
+    if after is not None:
+        places = [place for place in places if place > after]
+    page, more = places[:size], len(places) > size
+    found = property_conflicts(property_ids=list({place[2] for place in page}), now=now)
+    unhandled, handled = conflicts_marked(found)
+    marked = {(m.conflict.property.pk, m.key): m for m in unhandled + handled}
+    # A stored double booking whose stays are over by now is not listed (days only take stays away).
+    listed = [marked[place[2], place[3]] for place in page if (place[2], place[3]) in marked]
+    return listed, (page[-1] if more else None)
+
+
 @dataclass(frozen=True)
 class ConflictsListed:
     """The double bookings a page or an email lists, soonest first, at most CONFLICTS_SHOWN of

@@ -6,6 +6,7 @@ the requested language; the overview's counts; cursors, ETags, throttling; odd i
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.test import Client
@@ -17,7 +18,7 @@ from syncs.explain import describe
 from syncs.models import Activity, ApiToken, Connection, Property, SyncState
 from syncs.sync_state import state_record
 from tests.api_client import ApiClient, account_with_members
-from tests.factories import ConnectionFactory, PropertyFactory, portal
+from tests.factories import BlockFactory, ConnectionFactory, PropertyFactory, portal
 
 pytestmark = pytest.mark.django_db
 
@@ -420,7 +421,7 @@ def test_nights_outside_what_the_service_keeps_are_refused_with_the_pages_words(
 
 
 def test_double_bookings_are_listed_with_their_clashing_nights_and_marked_handled(team, manager_api):
-    (listed,) = manager_api.get("/api/v1/double-bookings/").json()
+    (listed,) = manager_api.get("/api/v1/double-bookings/").json()["results"]
     assert (listed["first_night"], listed["nights"], listed["handled"]) == (team.block.start_date.isoformat(), 3, False)
     assert listed["runs"] == [[team.block.start_date.isoformat(), team.block.end_date.isoformat()]]
     assert {stay["source"] for stay in listed["stays"]} == {"Airbnb", "made here"}
@@ -432,9 +433,36 @@ def test_double_bookings_are_listed_with_their_clashing_nights_and_marked_handle
         "property": team.property.pk, "key": listed["key"], "fingerprint": listed["fingerprint"], "note": "Moved the guest",
     })
     assert handled.status_code == 201
-    (again,) = manager_api.get("/api/v1/double-bookings/").json()
+    (again,) = manager_api.get("/api/v1/double-bookings/").json()["results"]
     assert (again["handled"], again["note"]) == (True, "Moved the guest")
     assert manager_api.get("/api/v1/overview/").json()["double_bookings"] == 0
+
+
+def test_double_bookings_are_paged_each_once_the_unhandled_first_and_a_forged_cursor_is_refused(team, manager_api):
+    others = [PropertyFactory(account=team.account, name=f"Flat {n}") for n in range(3)]
+    for n, prop in enumerate(others):
+        airbnb = ConnectionFactory(property=prop, portal=portal("airbnb"))
+        start = team.block.start_date + timedelta(days=10 * (n + 1))
+        BlockFactory(property=prop, source=None, kind="reserved", start_date=start, end_date=start + timedelta(days=2))
+        BlockFactory(property=prop, source=airbnb, kind="reserved", start_date=start, end_date=start + timedelta(days=2))
+    first = manager_api.get("/api/v1/double-bookings/").json()["results"]
+    assert len(first) == 4
+    handled = manager_api.post("/api/v1/double-bookings/handle/", {
+        "property": first[0]["property"], "key": first[0]["key"], "fingerprint": first[0]["fingerprint"],
+    })
+    assert handled.status_code == 201
+
+    seen, url = [], "/api/v1/double-bookings/?page_size=1"
+    while url:
+        page = manager_api.get(url.removeprefix("http://testserver")).json()
+        assert len(page["results"]) == 1
+        seen += page["results"]
+        url = page["next"]
+    assert [(row["property"], row["handled"]) for row in seen] == [
+        *[(row["property"], False) for row in first[1:]], (first[0]["property"], True)
+    ]
+    forged = manager_api.get("/api/v1/double-bookings/?cursor=bm90LWEtY3Vyc29y")
+    assert forged.status_code == 400 and forged.json()["code"] == "invalid"
 
 
 def test_the_activity_log_is_paged_newest_first_and_filtered_by_time(team, manager_api):
