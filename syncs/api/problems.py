@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.core.exceptions import BadRequest
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -16,30 +16,29 @@ from rest_framework.views import exception_handler
 PROBLEM_TYPE = "application/problem+json"
 
 _TITLES = {
-    400: lambda: _("The request is not valid"),
-    401: lambda: _("Not signed in"),
-    403: lambda: _("Not allowed"),
-    404: lambda: _("Not found"),
-    405: lambda: _("Method not allowed"),
-    406: lambda: _("Cannot answer in that format"),
-    409: lambda: _("Conflict"),
-    415: lambda: _("Send JSON"),
-    429: lambda: _("Too many requests"),
+    400: gettext_lazy("The request is not valid"),
+    401: gettext_lazy("Not signed in"),
+    403: gettext_lazy("Not allowed"),
+    404: gettext_lazy("Not found"),
+    405: gettext_lazy("Method not allowed"),
+    406: gettext_lazy("Cannot answer in that format"),
+    409: gettext_lazy("Conflict"),
+    415: gettext_lazy("Send JSON"),
+    429: gettext_lazy("Too many requests"),
 }
 
 
 def problem_response(*, status_code: int, code: str, detail: str, errors: dict | None = None, headers=None) -> Response:
     body = {
         "type": f"urn:channelmgr:problem:{code}",
-        "title": str(_TITLES.get(status_code, lambda: _("Error"))()),
+        "title": str(_TITLES.get(status_code, gettext_lazy("Error"))),
         "status": status_code,
         "detail": detail,
         "code": code,
     }
     if errors:
         body["errors"] = errors
-    response = Response(body, status=status_code, headers=headers, content_type=PROBLEM_TYPE)
-    return response
+    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_TYPE)
 
 
 def _field_errors(detail) -> dict:
